@@ -1,0 +1,37 @@
+"""Carrier API audit → topic ``helix.calls``: every Helix call, secrets redacted before emit."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from events.envelope import Event, Payload
+
+
+class HelixApiCalledData(Payload):
+    call_id: str
+    operation: str = Field(description="token, activate, subscriber_details, mdn_change, …")
+    iccid: str | None = None
+    mobility_subscription_id: str | None = None
+    method: str
+    url: str
+    status_code: int | None = None
+    ok: bool
+    duration_ms: float
+    request_body: Any = Field(default=None, description="redacted")
+    response_body: Any = Field(default=None, description="redacted")
+    error: str | None = None
+    called_at: AwareDatetime
+
+
+class HelixApiCalled(Event):
+    type: Literal["helix.api_called"] = "helix.api_called"
+    data: HelixApiCalledData
+    identity: ClassVar[tuple[str, ...]] = ("call_id",)
+
+    @classmethod
+    def subject_of(cls, data: Payload) -> str:
+        if not isinstance(data, HelixApiCalledData):
+            raise TypeError(type(data).__name__)
+        return data.iccid or data.mobility_subscription_id or data.operation

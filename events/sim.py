@@ -1,0 +1,231 @@
+"""SIM lifecycle facts → topic ``sim.lifecycle`` (key: ICCID).
+
+Requests (``*.requested``) carry a ``ref`` that names the request (a CSV row, a daily tick, an
+operator click); outcomes carry ``request_id``, the id of the event that caused them. Both are
+part of the identity, so a redelivered request produces the same outcome id.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from events.envelope import Event, Payload
+from events.types import E164, Iccid, Imei, ResellerId
+
+NumberSource = Literal["activation", "rotation", "sync"]
+StatusAction = Literal["cancel", "suspend", "restore"]
+
+
+class SimRequest(Payload):
+    iccid: Iccid
+    ref: str = Field(description="identity of the request: tick, CSV row, operator action")
+    requested_by: str = Field(default="system", description="actor: user, token name or system")
+    reason: str | None = None
+
+
+class SimOutcome(Payload):
+    iccid: Iccid
+    request_id: str = Field(description="id of the event this outcome answers")
+
+
+class SimActivationRequestedData(SimRequest):
+    imei: Imei
+    reseller_id: ResellerId | None = None
+    gateway_id: str | None = None
+    port: str | None = None
+
+
+class SimActivationRequested(Event):
+    type: Literal["sim.activation_requested"] = "sim.activation_requested"
+    data: SimActivationRequestedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "imei", "ref")
+
+
+class SimActivatedData(SimOutcome):
+    mobility_subscription_id: str
+    imei: Imei | None = None
+
+
+class SimActivated(Event):
+    type: Literal["sim.activated"] = "sim.activated"
+    data: SimActivatedData
+
+
+class FailureData(SimOutcome):
+    reason: str
+    retryable: bool = False
+    status_code: int | None = None
+
+
+class SimActivationFailed(Event):
+    type: Literal["sim.activation_failed"] = "sim.activation_failed"
+    data: FailureData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class NumberAssignedData(SimOutcome):
+    number: E164
+    source: NumberSource
+    mobility_subscription_id: str | None = None
+    previous_number: E164 | None = None
+
+
+class NumberAssigned(Event):
+    type: Literal["number.assigned"] = "number.assigned"
+    data: NumberAssignedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "number", "source", "request_id")
+
+
+class MdnChangeRequested(Event):
+    type: Literal["mdn.change_requested"] = "mdn.change_requested"
+    data: SimRequest
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "ref")
+
+
+class MdnChangedData(SimOutcome):
+    old_number: E164 | None = None
+    new_number: E164
+    mobility_subscription_id: str
+
+
+class MdnChanged(Event):
+    type: Literal["mdn.changed"] = "mdn.changed"
+    data: MdnChangedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class MdnChangeFailed(Event):
+    type: Literal["mdn.change_failed"] = "mdn.change_failed"
+    data: FailureData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class VerificationSentData(SimOutcome):
+    number: E164
+    code: str = Field(pattern=r"^[A-Z0-9]{6}$")
+    sender_iccid: Iccid
+    sender_port: str | None = None
+    sender_gateway: str | None = None
+    sent_at: AwareDatetime
+    expires_at: AwareDatetime
+
+
+class VerificationSent(Event):
+    type: Literal["verification.sent"] = "verification.sent"
+    data: VerificationSentData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "number", "request_id")
+
+
+class VerificationSkippedData(SimOutcome):
+    number: E164
+    reason: str
+
+
+class VerificationSkipped(Event):
+    type: Literal["verification.skipped"] = "verification.skipped"
+    data: VerificationSkippedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "number", "request_id")
+
+
+class NumberStatusData(SimOutcome):
+    number: E164
+    mobility_subscription_id: str | None = None
+    online_until: AwareDatetime | None = None
+    reason: str | None = None
+
+
+class NumberOnline(Event):
+    type: Literal["number.online"] = "number.online"
+    data: NumberStatusData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "number", "request_id")
+
+
+class NumberVerificationFailed(Event):
+    type: Literal["number.verification_failed"] = "number.verification_failed"
+    data: NumberStatusData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "number", "request_id")
+
+
+class SimCancelRequested(Event):
+    type: Literal["sim.cancel_requested"] = "sim.cancel_requested"
+    data: SimRequest
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "ref")
+
+
+class SimSuspendRequested(Event):
+    type: Literal["sim.suspend_requested"] = "sim.suspend_requested"
+    data: SimRequest
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "ref")
+
+
+class SimRestoreRequested(Event):
+    type: Literal["sim.restore_requested"] = "sim.restore_requested"
+    data: SimRequest
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "ref")
+
+
+class StatusChangedData(SimOutcome):
+    mobility_subscription_id: str | None = None
+    number: E164 | None = None
+
+
+class SimCancelled(Event):
+    type: Literal["sim.cancelled"] = "sim.cancelled"
+    data: StatusChangedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class SimSuspended(Event):
+    type: Literal["sim.suspended"] = "sim.suspended"
+    data: StatusChangedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class SimRestored(Event):
+    type: Literal["sim.restored"] = "sim.restored"
+    data: StatusChangedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class SimCancelFailed(Event):
+    type: Literal["sim.cancel_failed"] = "sim.cancel_failed"
+    data: FailureData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class StatusChangeFailedData(FailureData):
+    action: StatusAction
+
+
+class SimStatusChangeFailed(Event):
+    type: Literal["sim.status_change_failed"] = "sim.status_change_failed"
+    data: StatusChangeFailedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "action", "request_id")
+
+
+class SimResellerAssignedData(SimRequest):
+    reseller_id: ResellerId
+
+
+class SimResellerAssigned(Event):
+    type: Literal["sim.reseller_assigned"] = "sim.reseller_assigned"
+    data: SimResellerAssignedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "reseller_id", "ref")
+
+
+class SyncRequested(Event):
+    type: Literal["sync.requested"] = "sync.requested"
+    data: SimRequest
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "ref")
+
+
+class VerificationRequestedData(SimRequest):
+    number: E164 | None = None
+
+
+class VerificationRequested(Event):
+    type: Literal["verification.requested"] = "verification.requested"
+    data: VerificationRequestedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "ref")

@@ -1,0 +1,58 @@
+"""Inbound SMS facts → topic ``sms.inbound`` (key: the receiving number)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from events.envelope import Event, Payload
+from events.types import E164, Iccid
+
+
+class SmsReceivedData(Payload):
+    gateway_id: str = Field(description="gateway MAC or configured id")
+    port: str | None = Field(default=None, description="receiving port, e.g. 1.01 or 61A")
+    sender: str = Field(description="originating number (E.164 when numeric) or alphanumeric id")
+    to: E164 | None = Field(default=None, description="receiving number; gateways often omit it")
+    iccid: Iccid | None = Field(default=None, description="receiving SIM, when the gateway says")
+    imsi: str | None = None
+    body: str
+    received_at: AwareDatetime
+
+
+class SmsReceived(Event):
+    """id over gateway, port, sender, to, time and body: the same push twice gives the same id."""
+
+    type: Literal["sms.received"] = "sms.received"
+    data: SmsReceivedData
+    identity: ClassVar[tuple[str, ...]] = (
+        "gateway_id",
+        "port",
+        "sender",
+        "to",
+        "received_at",
+        "body",
+    )
+
+    @classmethod
+    def subject_of(cls, data: Payload) -> str:
+        if not isinstance(data, SmsReceivedData):
+            raise TypeError(type(data).__name__)
+        return data.to or data.iccid or f"{data.gateway_id}:{data.port or ''}"
+
+
+class SmsDeliveryReportedData(Payload):
+    gateway_id: str
+    port: str | None = None
+    smsc: str
+    recipient: str
+    status_code: int = Field(description="0 = delivered")
+    raw: str
+    reported_at: AwareDatetime
+
+
+class SmsDeliveryReported(Event):
+    type: Literal["sms.delivery_reported"] = "sms.delivery_reported"
+    data: SmsDeliveryReportedData
+    subject_field: ClassVar[str] = "recipient"

@@ -1,0 +1,116 @@
+"""The topic map: name, partition key, default partitions and the event types each may carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEADER_ID = "ce_id"
+HEADER_TYPE = "ce_type"
+HEADER_TIME = "ce_time"
+HEADER_SOURCE = "ce_source"
+HEADER_SUBJECT = "ce_subject"
+HEADER_SPECVERSION = "ce_specversion"
+HEADER_CORRELATION = "ce_correlationid"
+CLOUDEVENTS_JSON = "application/cloudevents+json"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    partitions: int
+    types: frozenset[str]
+
+    def full_name(self, prefix: str = "") -> str:
+        return f"{prefix}{self.name}"
+
+    @property
+    def dlq(self) -> Topic:
+        return Topic(f"{self.name}.dlq", self.key, self.partitions, frozenset())
+
+
+SMS_INBOUND = Topic(
+    "sms.inbound",
+    "receiving number (E.164)",
+    6,
+    frozenset({"sms.received", "sms.delivery_reported"}),
+)
+GATEWAY_STATUS = Topic("gateway.status", "gateway id", 3, frozenset({"gateway.status_reported"}))
+SIM_LIFECYCLE = Topic(
+    "sim.lifecycle",
+    "ICCID",
+    6,
+    frozenset(
+        {
+            "sim.activation_requested",
+            "sim.activated",
+            "sim.activation_failed",
+            "number.assigned",
+            "mdn.change_requested",
+            "mdn.changed",
+            "mdn.change_failed",
+            "verification.sent",
+            "verification.skipped",
+            "number.online",
+            "number.verification_failed",
+            "sim.cancel_requested",
+            "sim.cancelled",
+            "sim.cancel_failed",
+            "sim.suspend_requested",
+            "sim.suspended",
+            "sim.restore_requested",
+            "sim.restored",
+            "sim.status_change_failed",
+            "sim.reseller_assigned",
+            "sync.requested",
+            "verification.requested",
+        }
+    ),
+)
+RESELLER_REGISTRY = Topic(
+    "reseller.registry",
+    "reseller id",
+    3,
+    frozenset(
+        {
+            "reseller.created",
+            "webhook.endpoint_added",
+            "webhook.endpoint_removed",
+            "webhook.resend_requested",
+        }
+    ),
+)
+WEBHOOK_DELIVERIES = Topic(
+    "webhook.deliveries",
+    "endpoint id",
+    6,
+    frozenset({"webhook.delivery_succeeded", "webhook.delivery_failed"}),
+)
+WEBHOOK_RETRY = Topic("webhook.retry", "endpoint id", 6, frozenset({"webhook.retry_scheduled"}))
+HELIX_CALLS = Topic("helix.calls", "ICCID or subscription id", 3, frozenset({"helix.api_called"}))
+GATEWAY_REJECTED = Topic(
+    "gateway.rejected", "gateway id", 1, frozenset({"gateway.payload_rejected"})
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    SMS_INBOUND,
+    GATEWAY_STATUS,
+    SIM_LIFECYCLE,
+    RESELLER_REGISTRY,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_RETRY,
+    HELIX_CALLS,
+    GATEWAY_REJECTED,
+)
+TOPICS_BY_NAME = {t.name: t for t in ALL_TOPICS}
+
+
+def topic_for_type(event_type: str) -> Topic:
+    for topic in ALL_TOPICS:
+        if event_type in topic.types:
+            return topic
+    raise KeyError(f"no topic carries event type {event_type!r}")
+
+
+def all_topics_with_dlqs() -> tuple[Topic, ...]:
+    return ALL_TOPICS + tuple(t.dlq for t in ALL_TOPICS)

@@ -1,0 +1,147 @@
+"""Composition root: resolves infrastructure, builds the broker, pool and clients, runs components.
+
+Only this module and ``infra.cli`` know every package. A component contributes FastStream routers
+(consumers, projections) and/or long-running services (HTTP servers, schedulers); ``run`` starts
+the ones asked for in one process, so ``simfleet run`` and ``simfleet workers`` share one path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from faststream.kafka import KafkaBroker, KafkaRouter
+
+from infra import embedded
+from infra.clock import Clock, SystemClock
+from infra.kafka import Bus, build_broker, ensure_topics
+from infra.postgres import create_pool, migrate
+from infra.settings import Settings
+
+log = structlog.get_logger("simfleet")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    kafka_bootstrap: str
+    database_url: str
+    embedded: tuple[str, ...] = ()
+
+
+@dataclass
+class Runtime:
+    """What a running component may use; built once per process."""
+
+    settings: Settings
+    endpoints: Endpoints
+    broker: KafkaBroker
+    bus: Bus
+    pool: asyncpg.Pool
+    clock: Clock = field(default_factory=SystemClock)
+
+
+ServiceFactory = Callable[[Runtime], contextlib.AbstractAsyncContextManager[str | None]]
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    role: str
+    routers: Callable[[Settings], Sequence[KafkaRouter]] = lambda _settings: ()
+    services: Sequence[ServiceFactory] = ()
+
+
+def registered_components() -> list[Component]:
+    """Every component simfleet has; later flows add themselves here."""
+    return []
+
+
+@contextlib.contextmanager
+def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[Endpoints]:
+    """Configured infrastructure where set, otherwise embedded processes stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        started = []
+        bootstrap = settings.kafka.kafka_bootstrap_servers
+        if not bootstrap:
+            broker = stack.enter_context(embedded.embedded_broker(settings.state_dir, reuse=reuse))
+            bootstrap = broker.url
+            started.append(f"kafka {broker.url}")
+        dsn_secret = settings.postgres.database_url
+        dsn = dsn_secret.get_secret_value() if dsn_secret else None
+        if not dsn:
+            postgres = stack.enter_context(
+                embedded.embedded_postgres(settings.state_dir, reuse=reuse)
+            )
+            dsn = postgres.url
+            started.append(f"postgres {postgres.url}")
+        yield Endpoints(bootstrap, dsn, tuple(started))
+
+
+async def prepare(settings: Settings, endpoints: Endpoints) -> None:
+    """Migrations and topics: idempotent, run by every process at start-up."""
+    applied = await migrate(endpoints.database_url)
+    created = await ensure_topics(endpoints.kafka_bootstrap, settings.kafka)
+    log.info("infrastructure_ready", migrations_applied=applied, topics_created=len(created))
+
+
+@contextlib.asynccontextmanager
+async def runtime(
+    settings: Settings,
+    endpoints: Endpoints,
+    routers: Sequence[KafkaRouter] = (),
+    *,
+    clock: Clock | None = None,
+) -> AsyncIterator[Runtime]:
+    broker = build_broker(settings.kafka, endpoints.kafka_bootstrap, logger=log)
+    for router in routers:
+        broker.include_router(router)
+    pool = await create_pool(
+        endpoints.database_url,
+        min_size=settings.postgres.database_pool_min,
+        max_size=settings.postgres.database_pool_max,
+    )
+    bus = Bus(broker, settings.kafka.topic_prefix)
+    rt = Runtime(settings, endpoints, broker, bus, pool, clock or SystemClock())
+    for name, value in (("settings", settings), ("bus", bus), ("pool", pool), ("clock", rt.clock)):
+        broker.context.set_global(name, value)
+    try:
+        await broker.start()
+        yield rt
+    finally:
+        await broker.stop()
+        await pool.close()
+
+
+async def serve(
+    settings: Settings,
+    endpoints: Endpoints,
+    components: Sequence[Component],
+    *,
+    announce: Callable[[str], Any] = print,
+) -> None:
+    """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
+    await prepare(settings, endpoints)
+    routers = [r for c in components for r in c.routers(settings)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with runtime(settings, endpoints, routers) as rt, contextlib.AsyncExitStack() as stack:
+        for line in endpoints.embedded:
+            announce(f"embedded {line}")
+        for component in components:
+            for factory in component.services:
+                where = await stack.enter_async_context(factory(rt))
+                if where:
+                    announce(f"{component.name}: {where}")
+            if not component.services:
+                announce(f"{component.name}: consuming")
+        announce("simfleet is running; Ctrl-C stops it")
+        await stop.wait()
+    announce("simfleet stopped")

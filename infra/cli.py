@@ -1,0 +1,106 @@
+"""The ``simfleet`` command line: each command builds settings, calls ``infra.app``, runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+from infra import app as composition
+from infra.logging import configure
+from infra.settings import Settings
+
+app = typer.Typer(help="simfleet: SIM fleet provisioning, verification and reseller webhooks.")
+topics_app = typer.Typer(help="Kafka topics.")
+schemas_app = typer.Typer(help="JSON Schemas of the events.")
+config_app = typer.Typer(help="Configuration.")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(config_app, name="config")
+
+Reuse = Annotated[
+    bool, typer.Option("--reuse", help="reuse an embedded broker/Postgres already running")
+]
+
+
+def load_settings() -> Settings:
+    settings = Settings()
+    configure(settings.log_format, settings.log_level, settings.secret_values().values())
+    return settings
+
+
+@app.command()
+def run(reuse: Reuse = False) -> None:
+    """Run every component in one process (embedded broker/Postgres where none is configured)."""
+    settings = load_settings()
+    with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
+        asyncio.run(composition.serve(settings, endpoints, composition.registered_components()))
+
+
+@app.command()
+def migrate(reuse: Reuse = False) -> None:
+    """Apply pending Postgres migrations (safe to run concurrently)."""
+    settings = load_settings()
+    with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
+        from infra.postgres import migrate as apply
+
+        applied = asyncio.run(apply(endpoints.database_url))
+        typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+@topics_app.command("ensure")
+def topics_ensure(reuse: Reuse = False) -> None:
+    """Create missing topics (and their DLQs) with their partition counts; idempotent."""
+    settings = load_settings()
+    with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
+        from infra.kafka import ensure_topics
+
+        created = asyncio.run(ensure_topics(endpoints.kafka_bootstrap, settings.kafka))
+        typer.echo(f"created {len(created)} topic(s): {', '.join(created) or 'all present'}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the topic map: name, key, partitions, event types."""
+    from events.topics import ALL_TOPICS
+
+    settings = load_settings()
+    for topic in ALL_TOPICS:
+        partitions = settings.kafka.partitions_for(topic.name, topic.partitions)
+        name = topic.full_name(settings.kafka.topic_prefix)
+        typer.echo(f"{name}  key={topic.key}  partitions={partitions}")
+        for event_type in sorted(topic.types):
+            typer.echo(f"    {event_type}")
+
+
+@schemas_app.command("export")
+def schemas_export() -> None:
+    """Regenerate events/schemas/*.json from the event models."""
+    from events.schema_export import write_schemas
+
+    typer.echo(f"wrote {len(write_schemas())} schema(s)")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Exit 1 when the checked-in schemas differ from the models."""
+    from events.schema_export import stale_schemas
+
+    stale = stale_schemas()
+    if stale:
+        typer.echo("stale schemas (run `make schemas`): " + ", ".join(stale), err=True)
+        raise typer.Exit(1)
+    typer.echo("schemas up to date")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective configuration with secrets masked."""
+    settings = load_settings()
+    typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,137 @@
+"""Kafka plumbing: the FastStream broker built from settings, the typed event bus, topic set-up.
+
+Producer: ``acks="all"`` and no idempotence/transactions (the embedded Tansu broker refuses
+InitProducerId; duplicates are recognised by event id instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
+
+from events import codec
+from events.envelope import Event
+from events.topics import HEADER_TYPE, Topic, all_topics_with_dlqs, topic_for_type
+from infra.settings import KafkaSettings
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not acknowledge a publish in time."""
+
+
+def build_broker(
+    settings: KafkaSettings,
+    bootstrap: str,
+    *,
+    logger: Any = None,
+    middlewares: Sequence[Any] = (),
+    client_id: str = "simfleet",
+) -> KafkaBroker:
+    return KafkaBroker(
+        bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=settings.kafka_linger_ms,
+        max_batch_size=settings.kafka_max_batch_bytes,
+        request_timeout_ms=15_000,
+        client_id=client_id,
+        logger=logger,
+        middlewares=middlewares,
+        decoder=decode_message,
+        allow_auto_create_topics=False,
+        graceful_timeout=15.0,
+    )
+
+
+async def decode_message(msg: StreamMessage[Any]) -> Event:
+    """FastStream decoder: every subscriber receives a typed, validated ``Event``."""
+    return codec.decode(msg.body)
+
+
+def is_type(*classes: type[Event]) -> Callable[[StreamMessage[Any]], bool]:
+    """Subscriber filter on the ``ce_type`` header: unrelated events are skipped unparsed."""
+    wanted = frozenset(cls.event_type() for cls in classes)
+
+    def matches(msg: StreamMessage[Any]) -> bool:
+        return msg.headers.get(HEADER_TYPE) in wanted
+
+    return matches
+
+
+class Bus:
+    """Publishes events to their topic, keyed by subject, with CloudEvents headers."""
+
+    def __init__(self, broker: KafkaBroker, prefix: str = "", timeout_s: float = 15.0) -> None:
+        self._broker = broker
+        self._prefix = prefix
+        self._timeout_s = timeout_s
+
+    def topic_name(self, event: Event) -> str:
+        return topic_for_type(event.type).full_name(self._prefix)
+
+    async def emit(self, event: Event) -> None:
+        await self.emit_many((event,))
+
+    async def emit_many(self, events: Iterable[Event]) -> None:
+        """Returns once the broker acknowledged every event (acks=all); raises BrokerUnavailable."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                pending = [
+                    await self._broker.publish(
+                        codec.encode(event),
+                        self.topic_name(event),
+                        key=event.subject.encode(),
+                        headers=codec.headers_for(event),
+                        correlation_id=event.correlationid,
+                        no_confirm=True,
+                    )
+                    for event in events
+                ]
+                await asyncio.gather(*pending)
+        except (TimeoutError, OSError) as err:
+            raise BrokerUnavailable(str(err) or type(err).__name__) from err
+        except Exception as err:
+            if type(err).__module__.startswith(("aiokafka", "kafka")):
+                raise BrokerUnavailable(f"{type(err).__name__}: {err}") from err
+            raise
+
+    async def publish_raw(
+        self, topic: str, value: bytes, *, key: bytes | None, headers: dict[str, str]
+    ) -> None:
+        """For records that are not events (dead letters): published as they are."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._broker.publish(value, topic, key=key, headers=headers)
+        except TimeoutError as err:
+            raise BrokerUnavailable("timed out publishing to " + topic) from err
+
+
+async def ensure_topics(
+    bootstrap: str,
+    settings: KafkaSettings,
+    topics: Iterable[Topic] | None = None,
+) -> list[str]:
+    """Creates the missing topics with their partition counts; returns the names it created."""
+    wanted = {
+        t.full_name(settings.topic_prefix): settings.partitions_for(t.name, t.partitions)
+        for t in (topics if topics is not None else all_topics_with_dlqs())
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, partitions, settings.kafka_replication_factor)
+            for name, partitions in sorted(wanted.items())
+            if name not in existing
+        ]
+        if missing:
+            await admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,162 @@
+"""Typed configuration: every variable simfleet reads, grouped by the system it configures.
+
+Built once in the composition root (``Settings()``) and passed down; tests construct it directly.
+Unset infrastructure (Kafka, Postgres, Helix, Skyline) means "start the embedded/sandbox one".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "admin:admin"})
+
+
+def _config(prefix: str = "") -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+
+class KafkaSettings(BaseSettings):
+    model_config = _config()
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; unset starts the embedded broker"
+    )
+    topic_prefix: str = Field(default="", description="environment prefix for every topic")
+    kafka_default_partitions: int = Field(default=6, ge=1, le=1024)
+    kafka_partitions: dict[str, int] = Field(
+        default_factory=dict, description='per-topic override, JSON: {"sms.inbound": 12}'
+    )
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=2_000, ge=100)
+    kafka_linger_ms: int = Field(default=5, ge=0)
+    kafka_max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
+
+    def partitions_for(self, topic: str, default: int | None = None) -> int:
+        return self.kafka_partitions.get(topic, default or self.kafka_default_partitions)
+
+
+class PostgresSettings(BaseSettings):
+    model_config = _config()
+
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql://…; unset starts the embedded Postgres"
+    )
+    database_pool_min: int = Field(default=1, ge=0)
+    database_pool_max: int = Field(default=10, ge=1)
+
+
+class HelixSettings(BaseSettings):
+    """HX-AX wholesale API (T-Mobile); unset HX_API_BASE means the Helix sandbox."""
+
+    model_config = _config("HX_")
+
+    api_base: str | None = None
+    token_url: str | None = None
+    client_id: str = ""
+    audience: str = ""
+    grant_username: str = ""
+    grant_password: SecretStr = SecretStr("")
+    activation_client_id: int = 0
+    plan_id: int = 0
+    ban: str = ""
+    fan: str = ""
+    address1: str = ""
+    city: str = ""
+    state: str = ""
+    zip: str = ""
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    rate_limit_per_s: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=8, ge=1)
+
+
+class SkylineSettings(BaseSettings):
+    """Skyline SMS gateways; unset SK_HOST means the sandbox gateways."""
+
+    model_config = _config("SK_")
+
+    host: str | None = None
+    port: int = 80
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+
+
+class WebhookSettings(BaseSettings):
+    model_config = _config("WEBHOOK_")
+
+    allow_private: bool = Field(default=False, description="allow loopback/private targets")
+    allow_http: bool = Field(default=False, description="allow plain-http endpoint URLs")
+    timeout_s: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=256, ge=1)
+    per_endpoint_concurrency: int = Field(default=16, ge=1)
+    retention_days: int = Field(default=30, ge=1)
+
+
+class SecretsSettings(BaseSettings):
+    """Shared secrets of the original system's HTTP entry points."""
+
+    model_config = _config()
+
+    gateway_secret: SecretStr = SecretStr("")
+    finalizer_run_secret: SecretStr = SecretStr("")
+    admin_run_secret: SecretStr = SecretStr("")
+    bulk_run_secret: SecretStr = SecretStr("")
+    sync_secret: SecretStr = SecretStr("")
+    cancel_secret: SecretStr = SecretStr("")
+    dashboard_auth: SecretStr = Field(
+        default=SecretStr(""), description="user:password for the dashboard's HTTP Basic auth"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = _config("SIMFLEET_")
+
+    env: Literal["development", "test", "production"] = "development"
+    state_dir: Path = Field(default=Path(".simfleet"), description="embedded data and pid files")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    bridge_host: str = "127.0.0.1"
+    bridge_port: int = 8080
+    bridge_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8000
+    sheet_csv_url: str | None = Field(default=None, validation_alias="SHEET_CSV_URL")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    helix: HelixSettings = Field(default_factory=HelixSettings)
+    skyline: SkylineSettings = Field(default_factory=SkylineSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env != "production":
+            return self
+        weak = [
+            name for name, value in self.secret_values().items() if value in PLACEHOLDER_SECRETS
+        ]
+        if weak:
+            raise ValueError(
+                f"placeholder or empty secrets in production: {', '.join(sorted(weak))}"
+            )
+        return self
+
+    def secret_values(self) -> dict[str, str]:
+        """Every configured secret by variable name (for redaction and checks; never print)."""
+        found = {
+            name.upper(): getattr(self.secrets, name).get_secret_value()
+            for name in SecretsSettings.model_fields
+        }
+        found["HX_GRANT_PASSWORD"] = self.helix.grant_password.get_secret_value()
+        found["SK_PASSWORD"] = self.skyline.password.get_secret_value()
+        return found

@@ -1,0 +1,1 @@
+"""simfleet projections."""

@@ -1,0 +1,106 @@
+"""Shared fixtures: real infrastructure chosen once per session, isolation per test.
+
+Infrastructure: env vars → testcontainers (Docker) → embedded processes (tests/support).
+Isolation: every test gets its own topic prefix and its own database cloned from a migrated
+template, so tests never see each other's events or rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from infra.kafka import ensure_topics
+from infra.postgres import migrate
+from infra.settings import KafkaSettings, PostgresSettings, Settings
+from tests.support.infrastructure import database_url as resolve_database_url
+from tests.support.infrastructure import kafka_bootstrap as resolve_kafka_bootstrap
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE_DIR = ROOT / ".simfleet" / "test"
+TEMPLATE_DB = "simfleet_test_template"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def infra_stack() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra_stack: contextlib.ExitStack) -> str:
+    return resolve_kafka_bootstrap(infra_stack, STATE_DIR)
+
+
+@pytest.fixture(scope="session")
+def server_url(infra_stack: contextlib.ExitStack) -> str:
+    return resolve_database_url(infra_stack, STATE_DIR)
+
+
+@pytest.fixture(scope="session")
+async def template_url(server_url: str) -> str:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    url = with_database(server_url, TEMPLATE_DB)
+    await migrate(url)
+    return url
+
+
+@pytest.fixture
+async def database_url(server_url: str, template_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    yield with_database(server_url, name)
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
+    return Settings(
+        env="test",
+        state_dir=STATE_DIR,
+        kafka=KafkaSettings(
+            kafka_bootstrap_servers=kafka_bootstrap,
+            topic_prefix=topic_prefix,
+            kafka_default_partitions=3,
+            kafka_session_timeout_ms=2000,
+            kafka_heartbeat_interval_ms=400,
+        ),
+        postgres=PostgresSettings(database_url=SecretStr(database_url)),
+    )
+
+
+@pytest.fixture
+async def topics(settings: Settings, kafka_bootstrap: str) -> list[str]:
+    """This test's topics, created explicitly (the embedded broker must not auto-create)."""
+    return await ensure_topics(kafka_bootstrap, settings.kafka)

@@ -1,0 +1,101 @@
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from faststream import AckPolicy
+from faststream.kafka import KafkaMessage
+
+from events import Event
+from events.sim import SimActivationRequested
+from events.sms import SmsReceived
+from events.topics import SIM_LIFECYCLE, SMS_INBOUND
+from infra.kafka import Bus, build_broker, ensure_topics
+from infra.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_published_event_is_consumed_with_envelope_key_and_headers(
+    settings: Settings, topics: list[str], kafka_bootstrap: str
+) -> None:
+    prefix = settings.kafka.topic_prefix
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    received: asyncio.Queue[tuple[Event, Any, dict[str, str], str]] = asyncio.Queue()
+
+    @broker.subscriber(
+        SMS_INBOUND.full_name(prefix),
+        group_id=f"{prefix}bus-test",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=400,
+    )
+    async def on_sms(event: Event, msg: KafkaMessage) -> None:
+        record: Any = msg.raw_message
+        await received.put((event, record.key, msg.headers, record.topic))
+
+    sms = SmsReceived.create(
+        producer="simfleet/test",
+        time=datetime.now(UTC),
+        gateway_id="gw-1",
+        port="1.01",
+        sender="+15551230000",
+        to="5559870000",
+        body="hello",
+        received_at=datetime(2026, 2, 4, 12, tzinfo=UTC),
+    )
+    async with broker:
+        await broker.start()
+        await Bus(broker, prefix).emit(sms)
+        event, key, headers, topic = await asyncio.wait_for(received.get(), 30)
+
+    assert event == sms
+    assert isinstance(event, SmsReceived)
+    assert key == b"+15559870000"
+    assert topic == f"{prefix}sms.inbound"
+    assert headers["ce_id"] == sms.id
+    assert headers["ce_type"] == "sms.received"
+    assert headers["ce_correlationid"] == sms.correlationid
+    assert headers["content-type"] == "application/cloudevents+json"
+
+
+async def test_events_route_to_their_topic_keyed_by_subject(
+    settings: Settings, topics: list[str], kafka_bootstrap: str
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    prefix = settings.kafka.topic_prefix
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    request = SimActivationRequested.create(
+        producer="simfleet/test",
+        time=datetime.now(UTC),
+        iccid="89012608822000000011",
+        imei="356938035643809",
+        ref="sheet:2",
+    )
+    async with broker:
+        await broker.start()
+        await Bus(broker, prefix).emit_many([request])
+    consumer = AIOKafkaConsumer(
+        SIM_LIFECYCLE.full_name(prefix),
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    records = [r for rs in batch.values() for r in rs]
+    assert [r.key for r in records] == [b"89012608822000000011"]
+
+
+async def test_topics_ensure_is_idempotent(
+    settings: Settings, topics: list[str], kafka_bootstrap: str
+) -> None:
+    prefix = settings.kafka.topic_prefix
+    assert f"{prefix}sms.inbound" in topics
+    assert f"{prefix}sms.inbound.dlq" in topics
+    assert await ensure_topics(kafka_bootstrap, settings.kafka) == []

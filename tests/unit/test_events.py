@@ -1,0 +1,135 @@
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from events import EVENT_TYPES, MalformedEvent, UnknownEventType, decode, encode
+from events.codec import headers_for
+from events.sim import NumberAssigned, SimActivated, SimActivationRequested
+from events.sms import SmsReceived
+from events.topics import ALL_TOPICS, SMS_INBOUND, topic_for_type
+
+T0 = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)
+ICCID = "89012608822000000011"
+
+
+def sms(**overrides: object) -> SmsReceived:
+    fields: dict[str, Any] = {
+        "gateway_id": "00-30-f1-01-02-03",
+        "port": "1.01",
+        "sender": "+15551230000",
+        "to": "5559870000",
+        "body": "VERIFY ABC123",
+        "received_at": T0,
+    }
+    fields.update(overrides)
+    return SmsReceived.create(producer="test", time=datetime.now(UTC), **fields)
+
+
+def test_same_fact_gives_same_id_whenever_it_is_seen() -> None:
+    first = sms()
+    later = SmsReceived.create(
+        producer="elsewhere",
+        time=datetime.now(UTC) + timedelta(hours=1),
+        gateway_id="00-30-f1-01-02-03",
+        port="1.01",
+        sender="+15551230000",
+        to="+15559870000",
+        body="VERIFY ABC123",
+        received_at=T0,
+    )
+    assert first.id == later.id
+    assert first.id.startswith("sms.received_")
+    assert len(first.id.removeprefix("sms.received_")) == 64
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"body": "other"}, {"port": "2.01"}, {"received_at": T0 + timedelta(seconds=1)}, {"to": None}],
+)
+def test_a_different_fact_gets_a_different_id(change: dict[str, object]) -> None:
+    assert sms(**change).id != sms().id
+
+
+def test_subject_is_the_partition_key_of_the_topic() -> None:
+    assert sms().subject == "+15559870000"
+    assert sms(to=None, iccid=ICCID).subject == ICCID
+    assert sms(to=None).subject == "00-30-f1-01-02-03:1.01"
+
+
+def test_caused_events_carry_the_correlation_id_forward() -> None:
+    request = SimActivationRequested.create(
+        producer="test", time=T0, iccid=ICCID, imei="356938035643809", ref="sheet:2"
+    )
+    activated = SimActivated.of(
+        request,
+        producer="activation",
+        time=T0,
+        iccid=ICCID,
+        request_id=request.id,
+        mobility_subscription_id="38106",
+    )
+    assert activated.correlationid == request.correlationid == request.id
+    assert activated.subject == ICCID
+
+
+def test_wire_round_trip_and_headers() -> None:
+    event = sms()
+    assert decode(encode(event)) == event
+    headers = headers_for(event)
+    assert headers["ce_id"] == event.id
+    assert headers["ce_type"] == "sms.received"
+    assert headers["content-type"] == "application/cloudevents+json"
+    assert datetime.fromisoformat(headers["ce_time"]) == event.time
+
+
+def test_unknown_type_raises_a_specific_error_naming_the_event() -> None:
+    raw = encode(sms()).replace(b'"type":"sms.received"', b'"type":"sms.teleported"')
+    with pytest.raises(UnknownEventType) as err:
+        decode(raw)
+    assert err.value.event_id is not None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[1,2]", b'{"type": "sms.received", "id": "x"}', b"\xff\xfe"],
+)
+def test_malformed_values_raise_malformed_event(raw: bytes) -> None:
+    with pytest.raises(MalformedEvent):
+        decode(raw)
+
+
+def test_wrong_field_type_is_malformed() -> None:
+    raw = encode(sms()).replace(b'"port":"1.01"', b'"port":{"x":1}')
+    with pytest.raises(MalformedEvent):
+        decode(raw)
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        sms(received_at=datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_invalid_numbers_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        NumberAssigned.create(
+            producer="t", time=T0, iccid=ICCID, number="12", source="rotation", request_id="r"
+        )
+    assigned = NumberAssigned.create(
+        producer="t", time=T0, iccid=ICCID, number="5559870000", source="rotation", request_id="r"
+    )
+    assert assigned.data.number == "+15559870000"
+    assert assigned.source == "t"
+
+
+def test_every_declared_type_has_a_model_and_every_model_a_topic() -> None:
+    declared = {t for topic in ALL_TOPICS for t in topic.types}
+    assert declared == set(EVENT_TYPES)
+    assert topic_for_type("sms.received") is SMS_INBOUND
+
+
+def test_events_are_frozen() -> None:
+    event = sms()
+    with pytest.raises(ValidationError):
+        event.subject = "x"  # type: ignore[misc]
