@@ -1,0 +1,54 @@
+"""Running an ASGI app inside a simfleet process (bridge, dashboard, sandbox servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import uvicorn
+
+
+class _OwnedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # the owning process handles SIGINT/SIGTERM and stops every server it runs
+        yield
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve_http(
+    app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any
+) -> AsyncIterator[str]:
+    """Serves ``app`` until the block exits; yields its base URL (``port=0`` picks a free one)."""
+    port = port or free_port(host)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **options,
+    )
+    server = _OwnedServer(config)
+    task = asyncio.create_task(server.serve(), name=f"http:{port}")
+    try:
+        while not server.started:
+            if task.done():
+                await task
+                raise RuntimeError(f"HTTP server on {host}:{port} did not start")
+            await asyncio.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
