@@ -1,3 +1,5 @@
+-- Facts only (what the gateway reported), so a rebuild from events gives identical rows;
+-- the SIM an SMS belongs to is resolved by the inbound_sms_resolved view.
 CREATE TABLE inbound_sms (
     id             bigserial PRIMARY KEY,
     message_id     text        NOT NULL UNIQUE,
@@ -8,8 +10,6 @@ CREATE TABLE inbound_sms (
     to_number      text,
     iccid          text,
     body           text        NOT NULL,
-    unknown_number boolean     NOT NULL DEFAULT false,
-    is_verification boolean    NOT NULL DEFAULT false,
     recorded_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX inbound_sms_received ON inbound_sms (received_at DESC);

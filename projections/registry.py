@@ -1,0 +1,12 @@
+"""Every projection simfleet keeps, by name (used by the projector process and replay)."""
+
+from __future__ import annotations
+
+from projections.archive import ArchiveProjection
+from projections.runner import Projection
+from projections.sms import InboundSmsProjection
+
+
+def all_projections() -> dict[str, Projection]:
+    found: list[Projection] = [ArchiveProjection(), InboundSmsProjection()]
+    return {p.name: p for p in found}

@@ -1,0 +1,248 @@
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from consumers.dlq import DeadLetters
+from events.sms import SmsReceived
+from events.topics import SMS_INBOUND, Topic
+from infra.kafka import Bus, build_broker
+from infra.postgres import create_pool
+from infra.settings import Settings
+from projections.archive import ArchiveProjection
+from projections.runner import ProjectionRunner, Record
+from projections.sms import InboundSmsProjection
+from tests.support.eventually import eventually
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 2, 4, 12, tzinfo=UTC)
+
+
+def sms(i: int, body: str | None = None) -> SmsReceived:
+    return SmsReceived.create(
+        producer="simfleet/test",
+        time=T0,
+        gateway_id="gw-1",
+        port=f"{i % 8 + 1}.01",
+        sender="+15551230000",
+        to=f"+1555987{i % 50:04d}",
+        body=body or f"message {i}",
+        received_at=T0 + timedelta(seconds=i),
+    )
+
+
+class CountingProjection:
+    """Counts applications per event id: any event applied twice shows n = 2."""
+
+    name = "counting"
+    topics: tuple[Topic, ...] = (SMS_INBOUND,)
+    tables: tuple[str, ...] = ("applied_events",)
+
+    async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        for r in records:
+            if r.event.type == "sms.received" and "poison" in r.event.data.body:  # type: ignore[attr-defined]
+                raise ValueError("cannot apply a poison body")
+        await conn.executemany(
+            "INSERT INTO applied_events (event_id, n) VALUES ($1, 1) "
+            "ON CONFLICT (event_id) DO UPDATE SET n = applied_events.n + 1",
+            [(r.event.id,) for r in records],
+        )
+
+
+class CrashAfterPostgresCommit(ProjectionRunner):
+    """Dies between the Postgres commit and the Kafka commit of its first batch."""
+
+    async def commit_kafka(self, offsets: dict[TopicPartition, int]) -> None:
+        raise RuntimeError("simulated crash before the Kafka commit")
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    await pool.execute("CREATE TABLE applied_events (event_id text PRIMARY KEY, n int NOT NULL)")
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def bus(settings: Settings, kafka_bootstrap: str, topics: list[str]) -> AsyncIterator[Bus]:
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    await broker.start()
+    yield Bus(broker, settings.kafka.topic_prefix)
+    await broker.stop()
+
+
+def runner_for(
+    projection: Any,
+    settings: Settings,
+    kafka_bootstrap: str,
+    pool: asyncpg.Pool,
+    bus: Bus,
+    *,
+    cls: type[ProjectionRunner] = ProjectionRunner,
+    group_id: str | None = None,
+) -> ProjectionRunner:
+    return cls(
+        projection,
+        bootstrap=kafka_bootstrap,
+        kafka=settings.kafka,
+        pool=pool,
+        dead_letters=DeadLetters(bus, projection.name),
+        group_id=group_id,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(runner.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+            await task
+
+
+async def count(pool: asyncpg.Pool, sql: str) -> int:
+    return int(await pool.fetchval(sql))
+
+
+async def test_events_become_rows_once_even_when_published_twice(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    events = [sms(i) for i in range(300)]
+    await bus.emit_many(events)
+    await bus.emit_many(events[:100])  # a gateway retry: same ids again
+    sms_runner = runner_for(InboundSmsProjection(), settings, kafka_bootstrap, pool, bus)
+    archive = runner_for(ArchiveProjection(), settings, kafka_bootstrap, pool, bus)
+    async with running(sms_runner), running(archive):
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM inbound_sms"), until=lambda n: n >= 300
+        )
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM event_log"), until=lambda n: n >= 300
+        )
+        await asyncio.sleep(0.5)
+    assert await count(pool, "SELECT count(*) FROM inbound_sms") == 300
+    assert await count(pool, "SELECT count(*) FROM event_log") == 300
+    row = await pool.fetchrow("SELECT * FROM inbound_sms WHERE message_id = $1", events[7].id)
+    assert row["to_number"] == events[7].data.to
+    assert row["body"] == "message 7"
+    logged = await pool.fetchrow("SELECT * FROM event_log WHERE id = $1", events[7].id)
+    assert logged["type"] == "sms.received"
+    assert logged["topic"] == f"{settings.kafka.topic_prefix}sms.inbound"
+    assert logged["payload"]["data"]["body"] == "message 7"
+
+
+async def test_poison_events_go_to_the_dlq_and_the_partition_keeps_flowing(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    topic = SMS_INBOUND.full_name(settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:  # all on partition 0, in this order: good, garbage, unknown type, unappliable, good
+        await producer.send_and_wait(topic, sms(1).model_dump_json().encode(), partition=0)
+        await producer.send_and_wait(topic, b"{not json", partition=0, headers=[("x", b"1")])
+        unknown = sms(2).model_dump_json().replace('"sms.received"', '"sms.vanished"')
+        await producer.send_and_wait(topic, unknown.encode(), partition=0)
+        poison = sms(3, body="poison pill")
+        await producer.send_and_wait(topic, poison.model_dump_json().encode(), partition=0)
+        await producer.send_and_wait(topic, sms(4).model_dump_json().encode(), partition=0)
+    finally:
+        await producer.stop()
+
+    runner = runner_for(CountingProjection(), settings, kafka_bootstrap, pool, bus)
+    async with running(runner):
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM applied_events"), until=lambda n: n == 2
+        )
+    assert await pool.fetchval("SELECT max(n) FROM applied_events") == 1
+
+    dlq = AIOKafkaConsumer(
+        f"{topic}.dlq", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await dlq.start()
+    try:
+        batch = await dlq.getmany(timeout_ms=5000)
+    finally:
+        await dlq.stop()
+    letters = sorted(
+        (r for rs in batch.values() for r in rs), key=lambda r: dict(r.headers)["dlq_offset"]
+    )
+    headers = [dict(r.headers) for r in letters]
+    assert [h["dlq_offset"] for h in headers] == [b"1", b"2", b"3"]
+    assert all(h["dlq_topic"] == topic.encode() for h in headers)
+    assert b"not JSON" in headers[0]["dlq_error"]
+    assert headers[0]["x"] == b"1"
+    assert b"unknown event type" in headers[1]["dlq_error"]
+    assert b"poison" in headers[2]["dlq_error"]
+    assert letters[0].value == b"{not json"
+
+
+async def test_a_crash_between_postgres_and_kafka_commits_applies_nothing_twice(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    await bus.emit_many([sms(i) for i in range(200)])
+    crashing = runner_for(
+        CountingProjection(), settings, kafka_bootstrap, pool, bus, cls=CrashAfterPostgresCommit
+    )
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        await asyncio.wait_for(crashing.run(), 30)
+    applied_before_restart = await count(pool, "SELECT count(*) FROM applied_events")
+    assert applied_before_restart > 0
+
+    await bus.emit_many([sms(i) for i in range(200, 300)])
+    restarted = runner_for(CountingProjection(), settings, kafka_bootstrap, pool, bus)
+    async with running(restarted):
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM applied_events"), until=lambda n: n == 300
+        )
+    assert await pool.fetchval("SELECT max(n) FROM applied_events") == 1
+
+
+async def test_resumes_from_postgres_checkpoints_not_kafka_offsets(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    await bus.emit_many([sms(i) for i in range(50)])
+    first = runner_for(InboundSmsProjection(), settings, kafka_bootstrap, pool, bus)
+    async with running(first):
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM inbound_sms"), until=lambda n: n == 50
+        )
+    checkpoints = await pool.fetch(
+        "SELECT * FROM projection_checkpoints WHERE projection = 'inbound_sms'"
+    )
+    assert sum(r["offset"] + 1 for r in checkpoints) == 50
+
+    # a row removed behind the projection's back must stay removed: a resume from Kafka's
+    # committed offsets or from the beginning would not prove anything, so use a new group
+    await pool.execute("DELETE FROM inbound_sms WHERE message_id = $1", sms(0).id)
+    await bus.emit_many([sms(i) for i in range(50, 60)])
+    second = runner_for(
+        InboundSmsProjection(), settings, kafka_bootstrap, pool, bus, group_id="no-offsets-yet"
+    )
+    async with running(second):
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM inbound_sms"), until=lambda n: n == 59
+        )
+        await asyncio.sleep(0.5)
+    assert await count(pool, "SELECT count(*) FROM inbound_sms") == 59
+
+
+async def test_a_lone_event_is_applied_quickly_when_idle(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    runner = runner_for(InboundSmsProjection(), settings, kafka_bootstrap, pool, bus)
+    async with running(runner):
+        await bus.emit(sms(0))
+        await eventually(lambda: count(pool, "SELECT count(*) FROM inbound_sms"), until=bool)
+        await bus.emit(sms(1))
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM inbound_sms"), until=lambda n: n == 2
+        )
