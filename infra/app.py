@@ -12,17 +12,22 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker, KafkaRouter
 
+from consumers.dlq import DeadLetters
 from infra import embedded
 from infra.clock import Clock, SystemClock
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool, migrate
 from infra.settings import Settings
+from projections import replay
+from projections.registry import all_projections
+from projections.runner import ProjectionRunner
 
 log = structlog.get_logger("simfleet")
 
@@ -44,6 +49,7 @@ class Runtime:
     bus: Bus
     pool: asyncpg.Pool
     clock: Clock = field(default_factory=SystemClock)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 ServiceFactory = Callable[[Runtime], contextlib.AbstractAsyncContextManager[str | None]]
@@ -57,9 +63,52 @@ class Component:
     services: Sequence[ServiceFactory] = ()
 
 
+@contextlib.asynccontextmanager
+async def supervised(rt: Runtime, name: str, *coros: Any) -> AsyncIterator[None]:
+    """Runs background loops for the block; one ending unexpectedly stops the process."""
+
+    def on_done(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled():
+            log.error(
+                "component_stopped_unexpectedly", component=name, error=repr(task.exception())
+            )
+            rt.stop.set()
+
+    tasks = [asyncio.create_task(c, name=f"{name}:{i}") for i, c in enumerate(coros)]
+    for task in tasks:
+        task.add_done_callback(on_done)
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.remove_done_callback(on_done)
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def projector_service(rt: Runtime) -> AsyncIterator[str]:
+    runners = [
+        ProjectionRunner(
+            projection,
+            bootstrap=rt.endpoints.kafka_bootstrap,
+            kafka=rt.settings.kafka,
+            pool=rt.pool,
+            dead_letters=DeadLetters(rt.bus, f"projection.{name}"),
+        )
+        for name, projection in all_projections().items()
+    ]
+    async with supervised(rt, "projector", *(r.run() for r in runners)):
+        yield f"projecting {', '.join(all_projections())}"
+
+
 def registered_components() -> list[Component]:
-    """Every component simfleet has; later flows add themselves here."""
-    return []
+    """Every component simfleet has, in start order."""
+    return [Component("projector", "projector", services=(projector_service,))]
+
+
+def components_by_role(role: str) -> list[Component]:
+    return [c for c in registered_components() if c.role == role]
 
 
 @contextlib.contextmanager
@@ -128,7 +177,7 @@ async def serve(
     """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
     await prepare(settings, endpoints)
     routers = [r for c in components for r in c.routers(settings)]
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # Ctrl-C / SIGTERM
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -143,5 +192,50 @@ async def serve(
             if not component.services:
                 announce(f"{component.name}: consuming")
         announce("simfleet is running; Ctrl-C stops it")
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(rt.stop.wait())
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
     announce("simfleet stopped")
+
+
+async def replay_projection(
+    settings: Settings,
+    endpoints: Endpoints,
+    name: str,
+    *,
+    from_archive: bool,
+    swap: bool,
+    progress: replay.Progress,
+) -> list[str]:
+    projections = all_projections()
+    if name not in projections:
+        raise replay.ReplayError(f"unknown projection {name!r}; known: {', '.join(projections)}")
+    async with runtime(settings, endpoints) as rt:
+        return await replay.rebuild(
+            projections[name],
+            dsn=endpoints.database_url,
+            live_pool=rt.pool,
+            bus=rt.bus,
+            bootstrap=endpoints.kafka_bootstrap,
+            kafka=settings.kafka,
+            from_archive=from_archive,
+            swap=swap,
+            progress=progress,
+        )
+
+
+async def replay_publish(
+    settings: Settings,
+    endpoints: Endpoints,
+    *,
+    types: list[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    progress: replay.Progress,
+) -> int:
+    async with runtime(settings, endpoints) as rt:
+        return await replay.republish(
+            rt.pool, rt.bus, types=types, since=since, until=until, progress=progress
+        )

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from infra import app as composition
 from infra.logging import configure
+from infra.progress import progress_bar
 from infra.settings import Settings
 
 app = typer.Typer(help="simfleet: SIM fleet provisioning, verification and reseller webhooks.")
 topics_app = typer.Typer(help="Kafka topics.")
 schemas_app = typer.Typer(help="JSON Schemas of the events.")
 config_app = typer.Typer(help="Configuration.")
+replay_app = typer.Typer(help="Rebuild projections from events; re-publish archived events.")
+app.add_typer(replay_app, name="replay")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(config_app, name="config")
@@ -34,9 +38,107 @@ def load_settings() -> Settings:
 @app.command()
 def run(reuse: Reuse = False) -> None:
     """Run every component in one process (embedded broker/Postgres where none is configured)."""
+    run_components(None, reuse)
+
+
+def run_components(role: str | None, reuse: bool) -> None:
     settings = load_settings()
+    chosen = (
+        composition.registered_components()
+        if role is None
+        else composition.components_by_role(role)
+    )
     with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
-        asyncio.run(composition.serve(settings, endpoints, composition.registered_components()))
+        asyncio.run(composition.serve(settings, endpoints, chosen))
+
+
+@app.command()
+def projector(reuse: Reuse = False) -> None:
+    """Run the projections (Postgres read tables and the event archive) alone."""
+    run_components("projector", reuse)
+
+
+ReuseRunning = Annotated[
+    bool,
+    typer.Option(
+        "--reuse/--no-reuse",
+        help="attach to the embedded broker/Postgres of a running simfleet (default)",
+    ),
+]
+FromArchive = Annotated[
+    bool, typer.Option("--from-archive", help="read events from event_log instead of Kafka")
+]
+
+
+@replay_app.command("projection")
+def replay_projection(
+    name: str, from_archive: FromArchive = False, reuse: ReuseRunning = True
+) -> None:
+    """Rebuild one projection's tables into fresh ones, then swap them in atomically."""
+    settings = load_settings()
+    with (
+        composition.resolve_endpoints(settings, reuse=reuse) as endpoints,
+        progress_bar(f"rebuilding {name}") as update,
+    ):
+        asyncio.run(
+            composition.replay_projection(
+                settings, endpoints, name, from_archive=from_archive, swap=True, progress=update
+            )
+        )
+    typer.echo(f"{name} rebuilt and swapped in")
+
+
+@replay_app.command("verify")
+def replay_verify(name: str, from_archive: FromArchive = False, reuse: ReuseRunning = True) -> None:
+    """Rebuild into scratch tables and compare row by row; exit 0 only when identical."""
+    settings = load_settings()
+    with (
+        composition.resolve_endpoints(settings, reuse=reuse) as endpoints,
+        progress_bar(f"verifying {name}") as update,
+    ):
+        differences = asyncio.run(
+            composition.replay_projection(
+                settings, endpoints, name, from_archive=from_archive, swap=False, progress=update
+            )
+        )
+    for line in differences:
+        typer.echo(line)
+    if differences:
+        typer.echo(f"{name}: differences found (first {len(differences)} shown)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{name}: identical")
+
+
+@replay_app.command("publish")
+def replay_publish(
+    types: Annotated[str | None, typer.Option(help="comma-separated event types")] = None,
+    since: Annotated[datetime | None, typer.Option(help="event time from (ISO 8601, UTC)")] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="event time before (ISO 8601, UTC)")
+    ] = None,
+    reuse: ReuseRunning = True,
+) -> None:
+    """Re-publish archived events to Kafka with their original ids (consumers de-duplicate)."""
+    settings = load_settings()
+    with (
+        composition.resolve_endpoints(settings, reuse=reuse) as endpoints,
+        progress_bar("re-publishing") as update,
+    ):
+        sent = asyncio.run(
+            composition.replay_publish(
+                settings,
+                endpoints,
+                types=types.split(",") if types else None,
+                since=_aware(since),
+                until=_aware(until),
+                progress=update,
+            )
+        )
+    typer.echo(f"re-published {sent} event(s)")
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @app.command()
