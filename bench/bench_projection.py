@@ -1,0 +1,113 @@
+"""Projection catch-up: how fast a backlog of sms.received becomes inbound_sms rows.
+
+Target (projections issue): at least 20,000 events/s on this machine when catching up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+
+from bench.support import bench_settings, dsn_of
+from consumers.dlq import DeadLetters
+from events import codec
+from events.sms import SmsReceived
+from events.topics import SMS_INBOUND
+from infra.kafka import Bus, build_broker
+from infra.postgres import create_pool
+from projections.runner import ProjectionRunner
+from projections.sms import InboundSmsProjection
+
+EVENTS = 200_000
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def backlog(n: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    out = []
+    for i in range(n):
+        event = SmsReceived.create(
+            producer="bench",
+            time=T0,
+            gateway_id=f"gw-{i % 4}",
+            port=f"{i % 32 + 1}.01",
+            sender="+15551230000",
+            to=f"+1555{i % 10_000_000:07d}",
+            body=f"Your code is {i:06d}",
+            received_at=T0 + timedelta(milliseconds=i),
+        )
+        headers = [(k, v.encode()) for k, v in codec.headers_for(event).items()]
+        out.append((event.subject.encode(), codec.encode(event), headers))
+    return out
+
+
+async def run() -> list[dict[str, object]]:
+    async with bench_settings() as settings:
+        bootstrap = settings.kafka.kafka_bootstrap_servers or ""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=10, max_batch_size=512 * 1024
+        )
+        await producer.start()
+        topic = SMS_INBOUND.full_name(settings.kafka.topic_prefix)
+        try:
+            sends = [
+                await producer.send(topic, value, key=key, headers=headers)
+                for key, value, headers in backlog(EVENTS)
+            ]
+            await asyncio.gather(*sends)
+        finally:
+            await producer.stop()
+
+        pool = await create_pool(dsn_of(settings), max_size=4)
+        broker = build_broker(settings.kafka, bootstrap)
+        await broker.start()
+        batches: list[tuple[float, int]] = []
+        caught_up = asyncio.Event()
+
+        def on_batch(applied: int) -> None:
+            batches.append((time.perf_counter(), applied))
+            if sum(n for _, n in batches) >= EVENTS:
+                caught_up.set()
+
+        runner = ProjectionRunner(
+            InboundSmsProjection(),
+            bootstrap=bootstrap,
+            kafka=settings.kafka,
+            pool=pool,
+            dead_letters=DeadLetters(Bus(broker, settings.kafka.topic_prefix), "bench"),
+            on_batch=on_batch,
+        )
+        task = asyncio.create_task(runner.run())
+        try:
+            await caught_up.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await broker.stop()
+            rows = await pool.fetchval(
+                "SELECT count(*) FROM inbound_sms WHERE gateway_id LIKE 'gw-%'"
+            )
+            await pool.execute("TRUNCATE inbound_sms")
+            await pool.close()
+        first_at, first_n = batches[0]
+        elapsed = batches[-1][0] - first_at
+        rate = (EVENTS - first_n) / elapsed if elapsed > 0 else float("nan")
+        return [
+            {
+                "benchmark": "projection catch-up into inbound_sms",
+                "value": round(rate),
+                "unit": "events/s",
+                "target": ">= 20,000 events/s",
+                "detail": f"{EVENTS:,} events, {len(batches)} batches, {rows:,} rows",
+            }
+        ]
+
+
+if __name__ == "__main__":
+    from bench.__main__ import print_table
+
+    print_table(asyncio.run(run()))

@@ -1,0 +1,54 @@
+"""Infrastructure for benchmarks: configured services if set, else the embedded ones."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from infra import embedded
+from infra.kafka import ensure_topics
+from infra.postgres import migrate
+from infra.settings import KafkaSettings, PostgresSettings, Settings
+
+STATE_DIR = Path(".simfleet/bench")
+
+
+@contextlib.asynccontextmanager
+async def bench_settings() -> AsyncIterator[Settings]:
+    """Settings on real infrastructure with a fresh topic prefix, migrated and topics created."""
+    with contextlib.ExitStack() as stack:
+        bootstrap = (
+            os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            or stack.enter_context(embedded.embedded_broker(STATE_DIR, reuse=True)).url
+        )
+        dsn = (
+            os.environ.get("DATABASE_URL")
+            or stack.enter_context(
+                embedded.embedded_postgres(STATE_DIR, reuse=True, fast_unsafe=True)
+            ).url
+        )
+        settings = Settings(
+            env="test",
+            state_dir=STATE_DIR,
+            kafka=KafkaSettings(
+                kafka_bootstrap_servers=bootstrap,
+                topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+                kafka_session_timeout_ms=2000,
+                kafka_heartbeat_interval_ms=400,
+            ),
+            postgres=PostgresSettings(database_url=SecretStr(dsn)),
+        )
+        await migrate(dsn)
+        await ensure_topics(bootstrap, settings.kafka)
+        yield settings
+
+
+def dsn_of(settings: Settings) -> str:
+    if settings.postgres.database_url is None:
+        raise RuntimeError("bench settings always carry a database URL")
+    return settings.postgres.database_url.get_secret_value()
