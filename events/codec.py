@@ -62,6 +62,10 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
+def _has_upcasters(event_type: str | None) -> bool:
+    return any(t == event_type for t, _ in UPCASTERS)
+
+
 def upcast(raw: dict[str, Any]) -> dict[str, Any]:
     event_type = raw.get("type")
     version = raw.get("dataversion", 1)
@@ -75,7 +79,14 @@ def upcast(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def decode(value: bytes | str | dict[str, Any]) -> Event:
+def decode(value: bytes | str | dict[str, Any], type_hint: str | None = None) -> Event:
+    """``type_hint`` (the ``ce_type`` header) lets pydantic parse the JSON in one pass."""
+    fast = EVENT_TYPES.get(type_hint) if type_hint else None
+    if fast is not None and not isinstance(value, dict) and not _has_upcasters(type_hint):
+        try:
+            return fast.model_validate_json(value)
+        except ValidationError:
+            pass  # the header may lie or the value may be broken: take the careful path
     try:
         raw = value if isinstance(value, dict) else json.loads(value)
     except (ValueError, UnicodeDecodeError) as err:

@@ -15,6 +15,7 @@ retried until Postgres answers, and nothing is committed meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,7 +29,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from consumers.dlq import DeadLetters
 from events import EventDecodeError, decode
 from events.envelope import Event
-from events.topics import Topic
+from events.topics import HEADER_TYPE, Topic
 from infra.settings import KafkaSettings
 
 log = structlog.get_logger("simfleet.projections")
@@ -67,6 +68,34 @@ class Record:
     key: bytes | None
     value: bytes
     headers: dict[str, str]
+
+
+Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A batch as read, decoded off the critical path while the previous batch is applied."""
+
+    raw: Batch
+    records: list[Record]
+    undecodable: list[tuple[ConsumerRecord[Any, Any], EventDecodeError]]
+
+    @staticmethod
+    def decode(raw: Batch) -> Fetched:
+        records, undecodable = [], []
+        for batch in raw.values():
+            for r in batch:
+                headers = headers_of(r)
+                try:
+                    event = decode(r.value, headers.get(HEADER_TYPE))
+                except EventDecodeError as err:
+                    undecodable.append((r, err))
+                    continue
+                records.append(
+                    Record(event, r.topic, r.partition, r.offset, r.key, r.value, headers)
+                )
+        return Fetched(raw, records, undecodable)
 
 
 class Projection(Protocol):
@@ -138,18 +167,32 @@ class ProjectionRunner:
         log.info("projection_assigned", projection=self.projection.name, partitions=len(assigned))
 
     async def run(self) -> None:
-        """Consumes until cancelled."""
+        """Consumes until cancelled. Fetching the next batch overlaps applying this one."""
         self._consumer.subscribe(self.topic_names, listener=_ResumeFromCheckpoints(self))
         await self._consumer.start()
+        fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=2)
+        fetcher = asyncio.create_task(self._fetch_into(fetched))
         try:
             while True:
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
-                if batch:
-                    await self.process(batch)
+                next_batch = asyncio.ensure_future(fetched.get())
+                await asyncio.wait({next_batch, fetcher}, return_when=asyncio.FIRST_COMPLETED)
+                if not next_batch.done():
+                    next_batch.cancel()
+                    await fetcher  # the fetcher failed: surface its error
+                await self.process(next_batch.result())
         finally:
+            fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetcher
             await self._consumer.stop()
 
-    async def process(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+    async def _fetch_into(self, fetched: asyncio.Queue[Fetched]) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            if batch:
+                await fetched.put(Fetched.decode(batch))
+
+    async def process(self, batch: Fetched) -> None:
         while True:
             try:
                 applied = await self._apply_durably(batch)
@@ -161,7 +204,7 @@ class ProjectionRunner:
                     error=f"{type(err).__name__}: {err}",
                 )
                 await asyncio.sleep(self._retry_delay_s)
-        await self.commit_kafka({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        await self.commit_kafka({tp: rs[-1].offset + 1 for tp, rs in batch.raw.items()})
         if self._on_batch is not None:
             self._on_batch(applied)
 
@@ -174,23 +217,33 @@ class ProjectionRunner:
                 "projection_commit_skipped", projection=self.projection.name, error=str(err)
             )
 
-    async def _apply_durably(
-        self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
-    ) -> int:
+    async def _apply_durably(self, batch: Fetched) -> int:
         name = self.projection.name
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(LOCK_CHECKPOINTS, name, [tp.topic for tp in batch])
-            done = {(r["topic"], r["partition"]): r["offset"] for r in rows}
-            fresh = [
-                r
-                for tp, records in batch.items()
-                for r in records
-                if r.offset > done.get((tp.topic, tp.partition), -1)
-            ]
-            records = await self._decode(fresh)
+            rows = await conn.fetch(LOCK_CHECKPOINTS, name, [tp.topic for tp in batch.raw])
+            done: dict[tuple[str, int], int] = {
+                (r["topic"], r["partition"]): r["offset"] for r in rows
+            }
+
+            def fresh(topic: str, partition: int, offset: int) -> bool:
+                return offset > done.get((topic, partition), -1)
+
+            for r, err in batch.undecodable:
+                if fresh(r.topic, r.partition, r.offset):
+                    await self._dead.send(
+                        topic=r.topic,
+                        partition=r.partition,
+                        offset=r.offset,
+                        key=r.key,
+                        value=r.value,
+                        headers=headers_of(r),
+                        error=err,
+                        event_id=err.event_id,
+                    )
+            records = [r for r in batch.records if fresh(r.topic, r.partition, r.offset)]
             if records:
                 await self._apply_isolating_poison(conn, records)
-            last = {(tp.topic, tp.partition): rs[-1].offset for tp, rs in batch.items()}
+            last = {(tp.topic, tp.partition): rs[-1].offset for tp, rs in batch.raw.items()}
             await conn.execute(
                 UPSERT_CHECKPOINTS,
                 name,
@@ -199,28 +252,6 @@ class ProjectionRunner:
                 list(last.values()),
             )
             return len(records)
-
-    async def _decode(self, raw: list[ConsumerRecord[Any, Any]]) -> list[Record]:
-        decoded = []
-        for r in raw:
-            try:
-                event = decode(r.value)
-            except EventDecodeError as err:
-                await self._dead.send(
-                    topic=r.topic,
-                    partition=r.partition,
-                    offset=r.offset,
-                    key=r.key,
-                    value=r.value,
-                    headers=headers_of(r),
-                    error=err,
-                    event_id=err.event_id,
-                )
-                continue
-            decoded.append(
-                Record(event, r.topic, r.partition, r.offset, r.key, r.value, headers_of(r))
-            )
-        return decoded
 
     async def _apply_isolating_poison(
         self, conn: asyncpg.Connection, records: list[Record]
