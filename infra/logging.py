@@ -13,38 +13,22 @@ from typing import Any
 
 import structlog
 
-REDACTED = "***"
-SECRET_KEYS = frozenset(
-    {"password", "secret", "token", "access_token", "authorization", "api_key", "signing_secret"}
-)
+from infra.redaction import REDACTED, Redactor, is_secret_key
 
 
 class SecretMasker:
-    """Replaces configured secret values anywhere in a log line, and values of secret-named keys."""
+    """structlog processor: values of secret-named keys and every configured secret, masked."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._redact = Redactor(secrets)
 
     def mask(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in self._secrets:
-                value = value.replace(secret, REDACTED)
-            return value
-        if isinstance(value, dict):
-            return {
-                k: REDACTED if str(k).lower() in SECRET_KEYS else self.mask(v)
-                for k, v in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [self.mask(v) for v in value]
-        return value
+        return self._redact(value)
 
     def __call__(
         self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        return {
-            k: REDACTED if k.lower() in SECRET_KEYS else self.mask(v) for k, v in event_dict.items()
-        }
+        return {k: REDACTED if is_secret_key(k) else self._redact(v) for k, v in event_dict.items()}
 
 
 def configure(fmt: str = "auto", level: str = "INFO", secrets: Iterable[str] = ()) -> None:

@@ -99,6 +99,11 @@ class WebhookSettings(BaseSettings):
     concurrency: int = Field(default=256, ge=1)
     per_endpoint_concurrency: int = Field(default=16, ge=1)
     retention_days: int = Field(default=30, ge=1)
+    sealing_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) sealing endpoint secrets, comma-separated, newest first; "
+        "unset = a key file in the state dir (development only)",
+    )
 
 
 class SecretsSettings(BaseSettings):
@@ -159,4 +164,7 @@ class Settings(BaseSettings):
         }
         found["HX_GRANT_PASSWORD"] = self.helix.grant_password.get_secret_value()
         found["SK_PASSWORD"] = self.skyline.password.get_secret_value()
+        found["HX_CLIENT_ID"] = self.helix.client_id
+        sealing = self.webhooks.sealing_key
+        found["WEBHOOK_SEALING_KEY"] = sealing.get_secret_value() if sealing else ""
         return found

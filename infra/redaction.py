@@ -1,0 +1,93 @@
+"""Secret redaction for anything that leaves a process: audit events, log lines, stored bodies.
+
+Two nets, because either alone leaks: values under secret-looking keys are masked wherever
+they sit, and every configured secret value (grant password, client id, live access tokens) is
+masked wherever it appears, even inside free text such as an error message or a form body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "***"
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "authorization",
+        "proxy_authorization",
+        "api_key",
+        "apikey",
+        "x_api_key",
+        "signing_secret",
+        "cookie",
+        "set_cookie",
+    }
+)
+# keys such as ``grant_password`` or ``webhook_secret`` are secret too; ``token_type`` is not
+SECRET_SUFFIXES = ("password", "secret", "_token", "authorization")
+# secrets shorter than this are not replaced inside text: masking "ab" would shred every body
+MIN_SECRET_LENGTH = 4
+
+_BEARER = re.compile(r"\b(Bearer|bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
+_KEY_VALUE = re.compile(
+    r"(?i)(\"?\b(?:password|client_secret|access_token|refresh_token|id_token|token|secret)\b\"?"
+    r"\s*[:=]\s*\"?)([^\"&,\s}]+)"
+)
+
+
+def is_secret_key(key: object) -> bool:
+    name = str(key).lower().replace("-", "_")
+    return name in SECRET_KEYS or name.endswith(SECRET_SUFFIXES)
+
+
+class Redactor:
+    """``redact`` bound to a set of secret values that may grow (tokens fetched at run time)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: set[str] = set()
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        self._secrets.update(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
+
+    def __call__(self, value: Any) -> Any:
+        return redact(value, self._secrets)
+
+
+def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """A copy of ``value`` (JSON-like: dicts, lists, strings, scalars) with secrets masked."""
+    ordered = sorted(
+        {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True
+    )  # longest first, so a secret containing another is masked whole
+    return _redact(value, ordered)
+
+
+def _redact(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return _redact_text(value, secrets)
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if is_secret_key(k) and v not in (None, "") else _redact(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v, secrets) for v in value]
+    if isinstance(value, bytes):
+        return _redact_text(value.decode("utf-8", "replace"), secrets)
+    return value
+
+
+def _redact_text(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
