@@ -7,8 +7,11 @@ from and why, so an operator can inspect, fix and re-publish it; the source part
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import structlog
+from faststream import BaseMiddleware
+from faststream.message import StreamMessage
 
 from infra.kafka import Bus
 
@@ -54,3 +57,43 @@ class DeadLetters:
             offset=offset,
             error=reason[:MAX_ERROR_CHARS],
         )
+
+
+class DeadLetterMiddleware(BaseMiddleware):
+    """The one place a FastStream consumer's failure is caught: the record goes to the DLQ.
+
+    Subscribers run with ``AckPolicy.ACK``, which commits the offset even when the handler
+    raised; publishing the record to ``<topic>.dlq`` first is what makes that safe. Business
+    outcomes are events emitted by handlers, transient errors are retried inside the clients,
+    so whatever reaches this point cannot be processed as it is. Every line the handler logs
+    carries the event's id, type, correlation id and position.
+    """
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        record = msg.raw_message
+        headers = dict(msg.headers)
+        with structlog.contextvars.bound_contextvars(
+            event_id=headers.get("ce_id"),
+            event_type=headers.get("ce_type"),
+            correlationid=headers.get("ce_correlationid"),
+            topic=getattr(record, "topic", None),
+            partition=getattr(record, "partition", None),
+            offset=getattr(record, "offset", None),
+        ):
+            try:
+                return await call_next(msg)
+            except Exception as err:
+                if not hasattr(record, "topic"):
+                    raise  # not a single Kafka record (batch or test harness): nothing to park
+                bus: Bus = self.context.get("bus")
+                await DeadLetters(bus, self.context.get("consumer_name", "consumers")).send(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers,
+                    error=err,
+                    event_id=getattr(err, "event_id", None) or headers.get("ce_id"),
+                )
+                return None

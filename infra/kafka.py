@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from faststream.kafka import KafkaBroker
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.message import StreamMessage
 
 from events import codec
@@ -61,6 +62,28 @@ def is_type(*classes: type[Event]) -> Callable[[StreamMessage[Any]], bool]:
         return msg.headers.get(HEADER_TYPE) in wanted
 
     return matches
+
+
+def consume(
+    router: KafkaRouter,
+    kafka: KafkaSettings,
+    topic: Topic,
+    group: str,
+    *,
+    max_workers: int = 1,
+) -> Any:
+    """A subscriber the simfleet way: explicit ACK (after the handler; failures go to the DLQ
+    middleware), earliest offset for a new group, prefixed names; ``max_workers`` > 1 runs
+    partitions concurrently while each partition stays in order."""
+    return router.subscriber(
+        topic.full_name(kafka.topic_prefix),
+        group_id=f"{kafka.topic_prefix}{group}",
+        ack_policy=AckPolicy.ACK,
+        auto_offset_reset="earliest",
+        session_timeout_ms=kafka.kafka_session_timeout_ms,
+        heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
+        max_workers=max_workers,
+    )
 
 
 class Bus:
