@@ -13,6 +13,10 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.subscriber.usecase import (
+    ConcurrentBetweenPartitionsSubscriber,
+    DefaultSubscriber,
+)
 from faststream.message import StreamMessage
 
 from events import codec
@@ -71,7 +75,7 @@ def consume(
     group: str,
     *,
     max_workers: int = 1,
-) -> Any:
+) -> DefaultSubscriber | ConcurrentBetweenPartitionsSubscriber:
     """A subscriber the simfleet way: explicit ACK (after the handler; failures go to the DLQ
     middleware), earliest offset for a new group, prefixed names; ``max_workers`` > 1 runs
     partitions concurrently while each partition stays in order."""
