@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from projections.archive import ArchiveProjection
+from projections.gateways import GatewaysProjection
 from projections.runner import Projection
 from projections.sms import InboundSmsProjection
 
 
 def all_projections() -> dict[str, Projection]:
-    found: list[Projection] = [ArchiveProjection(), InboundSmsProjection()]
+    found: list[Projection] = [ArchiveProjection(), InboundSmsProjection(), GatewaysProjection()]
     return {p.name: p for p in found}

@@ -1,0 +1,117 @@
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from consumers.dlq import DeadLetters
+from events.gateway import GatewayStatusReported
+from events.sms import SmsReceived
+from infra.kafka import Bus, build_broker
+from infra.postgres import create_pool
+from infra.settings import Settings
+from projections.gateways import GatewaysProjection
+from projections.runner import Projection, ProjectionRunner
+from projections.sms import InboundSmsProjection
+from tests.support.eventually import eventually
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 2, 4, 12, tzinfo=UTC)
+MAC = "00-30-f1-01-02-03"
+ICCID = "89012608822000000011"
+
+
+def report(at: datetime, iccid: str, status: int) -> GatewayStatusReported:
+    return GatewayStatusReported.create(
+        producer="t",
+        time=at,
+        gateway_id=MAC,
+        seq=1,
+        max_ports=32,
+        reported_at=at,
+        ports=[{"port": "1.01", "status_code": status, "iccid": iccid, "number": None}],
+    )
+
+
+@contextlib.asynccontextmanager
+async def projecting(
+    projections: list[Projection], settings: Settings, bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> AsyncIterator[None]:
+    runners = [
+        ProjectionRunner(
+            p,
+            bootstrap=bootstrap,
+            kafka=settings.kafka,
+            pool=pool,
+            dead_letters=DeadLetters(bus, p.name),
+        )
+        for p in projections
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_ports_keep_the_newest_report_and_map_sms_without_number(
+    settings: Settings, kafka_bootstrap: str, database_url: str, topics: list[str]
+) -> None:
+    pool = await create_pool(database_url)
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    await broker.start()
+    bus = Bus(broker, settings.kafka.topic_prefix)
+    try:
+        await bus.emit(report(T0 + timedelta(minutes=5), ICCID, 3))
+        await bus.emit(report(T0, "89012608822000000029", 6))  # older, arrives late
+        sms = SmsReceived.create(
+            producer="t",
+            time=T0,
+            gateway_id=MAC,
+            port="1.01",
+            sender="Google",
+            to=None,
+            body="G-123456 is your code",
+            received_at=T0 + timedelta(minutes=6),
+        )
+        stray = SmsReceived.create(
+            producer="t",
+            time=T0,
+            gateway_id="elsewhere",
+            port="9.01",
+            sender="+15551230000",
+            to="+15550009999",
+            body="who am I",
+            received_at=T0,
+        )
+        await bus.emit_many([sms, stray])
+        async with projecting(
+            [GatewaysProjection(), InboundSmsProjection()], settings, kafka_bootstrap, pool, bus
+        ):
+            await eventually(
+                lambda: pool.fetchval("SELECT count(*) FROM inbound_sms"), until=lambda n: n == 2
+            )
+            await eventually(
+                lambda: pool.fetchval("SELECT count(*) FROM gateway_ports"), until=bool
+            )
+            await asyncio.sleep(0.5)
+        port = await pool.fetchrow("SELECT * FROM gateway_ports WHERE gateway_id = $1", MAC)
+        assert (port["iccid"], port["status_code"]) == (ICCID, 3)
+        gateway = await pool.fetchrow("SELECT * FROM gateways")
+        assert (gateway["mac_address"], gateway["total_ports"]) == (MAC, 32)
+        resolved = {
+            r["message_id"]: r
+            for r in await pool.fetch(
+                "SELECT message_id, sim_iccid, unknown_sim FROM inbound_sms_resolved"
+            )
+        }
+        assert resolved[sms.id]["sim_iccid"] == ICCID
+        assert resolved[stray.id]["unknown_sim"] is True
+    finally:
+        await broker.stop()
+        await pool.close()
