@@ -20,11 +20,11 @@ import structlog
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from consumers.dlq import DeadLetters
-from infra import embedded
+from infra import asyncapi, embedded
 from infra.clock import Clock, SystemClock
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool, migrate
-from infra.settings import Settings
+from infra.settings import KafkaSettings, Settings
 from projections import replay
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
@@ -105,6 +105,12 @@ async def projector_service(rt: Runtime) -> AsyncIterator[str]:
 def registered_components() -> list[Component]:
     """Every component simfleet has, in start order."""
     return [Component("projector", "projector", services=(projector_service,))]
+
+
+def asyncapi_document() -> str:
+    """The AsyncAPI YAML for the default (unprefixed) topic names."""
+    settings = Settings(kafka=KafkaSettings(topic_prefix=""))
+    return asyncapi.render([r for c in registered_components() for r in c.routers(settings)])
 
 
 def components_by_role(role: str) -> list[Component]:

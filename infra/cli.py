@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Annotated
@@ -139,6 +140,38 @@ def replay_publish(
 
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@app.command()
+def docs(
+    write: Annotated[bool, typer.Option("--write", help="regenerate docs/asyncapi.yaml")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="exit 1 if docs/asyncapi.yaml is stale")
+    ] = False,
+    port: Annotated[int, typer.Option(help="port to serve the document on")] = 8090,
+) -> None:
+    """Serve (or write/check) the AsyncAPI document of every topic and message schema."""
+    from infra.asyncapi import DOC_PATH, docs_app
+    from infra.http import serve_http
+
+    document = composition.asyncapi_document()
+    if write:
+        DOC_PATH.write_text(document)
+        typer.echo(f"wrote {DOC_PATH}")
+    elif check:
+        if not DOC_PATH.exists() or DOC_PATH.read_text() != document:
+            typer.echo("docs/asyncapi.yaml is stale: run `make asyncapi`", err=True)
+            raise typer.Exit(1)
+        typer.echo("docs/asyncapi.yaml is up to date")
+    else:
+
+        async def serve_docs() -> None:
+            async with serve_http(docs_app(document), port=port) as url:
+                typer.echo(f"AsyncAPI document at {url}/ ({url}/asyncapi.yaml); Ctrl-C stops")
+                await asyncio.Event().wait()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_docs())
 
 
 @app.command()
