@@ -14,6 +14,7 @@ from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 
 from infra.kafka import Bus
+from infra.metrics import EVENTS_CONSUMED, EVENTS_FAILED
 
 log = structlog.get_logger("simfleet.dlq")
 
@@ -47,6 +48,7 @@ class DeadLetters:
             "dlq_consumer": self._consumer,
         }
         await self._bus.publish_raw(f"{topic}.dlq", value, key=key, headers=dead_headers)
+        EVENTS_FAILED.labels(self._consumer).inc()
         log.error(
             "event_dead_lettered",
             consumer=self._consumer,
@@ -81,12 +83,12 @@ class DeadLetterMiddleware(BaseMiddleware):
             offset=getattr(record, "offset", None),
         ):
             try:
-                return await call_next(msg)
+                result = await call_next(msg)
             except Exception as err:
                 if not hasattr(record, "topic"):
                     raise  # not a single Kafka record (batch or test harness): nothing to park
                 bus: Bus = self.context.get("bus")
-                await DeadLetters(bus, self.context.get("consumer_name", "consumers")).send(
+                await DeadLetters(bus, self.consumer_name()).send(
                     topic=record.topic,
                     partition=record.partition,
                     offset=record.offset,
@@ -97,3 +99,8 @@ class DeadLetterMiddleware(BaseMiddleware):
                     event_id=getattr(err, "event_id", None) or headers.get("ce_id"),
                 )
                 return None
+            EVENTS_CONSUMED.labels(self.consumer_name()).inc()
+            return result
+
+    def consumer_name(self) -> str:
+        return str(self.context.get("consumer_name", "consumers"))

@@ -22,7 +22,9 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from consumers.dlq import DeadLetters
 from infra import asyncapi, embedded
 from infra.clock import Clock, SystemClock
+from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
+from infra.ops import broker_check, ops_app, postgres_check
 from infra.postgres import create_pool, migrate
 from infra.settings import KafkaSettings, Settings
 from projections import replay
@@ -190,6 +192,11 @@ async def serve(
     async with runtime(settings, endpoints, routers) as rt, contextlib.AsyncExitStack() as stack:
         for line in endpoints.embedded:
             announce(f"embedded {line}")
+        checks = {"broker": broker_check(rt.broker), "postgres": postgres_check(rt.pool)}
+        ops_url = await stack.enter_async_context(
+            serve_http(ops_app(checks), settings.ops_host, settings.ops_port)
+        )
+        announce(f"health and metrics: {ops_url}/healthz {ops_url}/readyz {ops_url}/metrics")
         for component in components:
             for factory in component.services:
                 where = await stack.enter_async_context(factory(rt))

@@ -28,6 +28,7 @@ from events.helix import HelixApiCalled
 from events.sim import StatusAction
 from events.types import normalize_e164
 from infra.clock import Clock, SystemClock
+from infra.metrics import HELIX_CALLS, HELIX_LATENCY
 from infra.redaction import Redactor
 from infra.retry import RateLimiter, RetryPolicy, retry
 from infra.settings import HelixSettings
@@ -487,6 +488,8 @@ class HelixClient:
             error=self._redact(str(error)) if error is not None else None,
             called_at=now,
         )
+        HELIX_CALLS.labels(call.operation, str(event.data.ok).lower()).inc()
+        HELIX_LATENCY.labels(call.operation).observe(event.data.duration_ms / 1000)
         try:
             await self._emit(event)
         except Exception as err:  # the audit trail must never change a carrier call's outcome

@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     bridge_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
+    ops_host: str = "127.0.0.1"
+    ops_port: int = Field(default=0, description="/healthz /readyz /metrics; 0 = any free port")
     sheet_csv_url: str | None = Field(default=None, validation_alias="SHEET_CSV_URL")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

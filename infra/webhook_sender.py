@@ -57,6 +57,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from infra.clock import Clock, SystemClock
+from infra.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from infra.settings import WebhookSettings
 from infra.url_guard import UnsafeEndpoint, resolve_public, validate_endpoint_url
 from infra.webhook_signing import headers_for
@@ -196,6 +197,14 @@ class WebhookSender:
         timestamp: int | None = None,
     ) -> AttemptResult:
         """One attempt: sign, check the target, POST, classify. Never raises for network trouble."""
+        result = await self._attempt(endpoint, message_id, body, timestamp)
+        WEBHOOK_ATTEMPTS.labels(result.outcome.value).inc()
+        WEBHOOK_LATENCY.observe(result.latency_ms / 1000)
+        return result
+
+    async def _attempt(
+        self, endpoint: EndpointTarget, message_id: str, body: bytes, timestamp: int | None
+    ) -> AttemptResult:
         if timestamp is None:
             timestamp = int(self._clock.now().timestamp())
         headers = headers_for(endpoint.secrets, message_id, timestamp, body)

@@ -30,6 +30,7 @@ from consumers.dlq import DeadLetters
 from events import EventDecodeError, decode
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic
+from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from infra.settings import KafkaSettings
 
 log = structlog.get_logger("simfleet.projections")
@@ -205,6 +206,14 @@ class ProjectionRunner:
                 )
                 await asyncio.sleep(self._retry_delay_s)
         await self.commit_kafka({tp: rs[-1].offset + 1 for tp, rs in batch.raw.items()})
+        consumer = f"projection.{self.projection.name}"
+        EVENTS_CONSUMED.labels(consumer).inc(applied)
+        for tp, records in batch.raw.items():
+            end = self._consumer.highwater(tp)
+            if end is not None:
+                CONSUMER_LAG.labels(consumer, tp.topic, tp.partition).set(
+                    end - records[-1].offset - 1
+                )
         if self._on_batch is not None:
             self._on_batch(applied)
 
