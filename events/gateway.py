@@ -21,6 +21,7 @@ class GatewayStatusReportedData(Payload):
     gateway_id: str
     seq: int | None = None
     max_ports: int | None = None
+    max_slots: int | None = None
     ports: tuple[PortStatus, ...]
     reported_at: AwareDatetime
 

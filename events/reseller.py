@@ -74,3 +74,40 @@ class WebhookResendRequested(Event):
     data: WebhookResendRequestedData
     identity: ClassVar[tuple[str, ...]] = ("reseller_id", "ref")
     subject_field: ClassVar[str] = "reseller_id"
+
+
+class WebhookSecretRotatedData(Payload):
+    reseller_id: ResellerId
+    endpoint_id: EndpointId
+    sealed_secret: str = Field(description="the new signing secret, sealed with the deployment key")
+    previous_valid_until: AwareDatetime = Field(
+        description="until then the previous secret signs too (both signatures are sent)"
+    )
+    ref: str
+    requested_by: str = "system"
+
+
+class WebhookSecretRotated(Event):
+    type: Literal["webhook.secret_rotated"] = "webhook.secret_rotated"
+    data: WebhookSecretRotatedData
+    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "endpoint_id", "ref")
+    subject_field: ClassVar[str] = "reseller_id"
+
+
+class WebhookEndpointDisabledData(Payload):
+    reseller_id: ResellerId
+    endpoint_id: EndpointId
+    reason: str
+    message_id: str | None = Field(
+        default=None, description="the delivery whose answer disabled the endpoint"
+    )
+    status_code: int | None = None
+
+
+class WebhookEndpointDisabled(Event):
+    """The endpoint stays registered (history, re-adding) but receives nothing more."""
+
+    type: Literal["webhook.endpoint_disabled"] = "webhook.endpoint_disabled"
+    data: WebhookEndpointDisabledData
+    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "endpoint_id", "message_id")
+    subject_field: ClassVar[str] = "reseller_id"

@@ -77,6 +77,8 @@ RESELLER_REGISTRY = Topic(
             "webhook.endpoint_added",
             "webhook.endpoint_removed",
             "webhook.resend_requested",
+            "webhook.secret_rotated",
+            "webhook.endpoint_disabled",
         }
     ),
 )

@@ -24,9 +24,10 @@ from infra import asyncapi, embedded
 from infra.clock import Clock, SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
-from infra.ops import broker_check, ops_app, postgres_check
+from infra.ops import Check, broker_check, ops_app, ops_router, postgres_check
 from infra.postgres import create_pool, migrate
 from infra.settings import KafkaSettings, Settings
+from producers.gateway_bridge import create_bridge_app
 from projections import replay
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
@@ -104,9 +105,24 @@ async def projector_service(rt: Runtime) -> AsyncIterator[str]:
         yield f"projecting {', '.join(all_projections())}"
 
 
+def readiness_checks(rt: Runtime) -> dict[str, Check]:
+    return {"broker": broker_check(rt.broker), "postgres": postgres_check(rt.pool)}
+
+
+@contextlib.asynccontextmanager
+async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
+    app = create_bridge_app(rt.settings, rt.bus, rt.clock)
+    app.include_router(ops_router(readiness_checks(rt)))
+    async with serve_http(app, rt.settings.bridge_host, rt.settings.bridge_port) as url:
+        yield f"gateway pushes to {url}/sms and {url}/status (OpenAPI at {url}/docs)"
+
+
 def registered_components() -> list[Component]:
     """Every component simfleet has, in start order."""
-    return [Component("projector", "projector", services=(projector_service,))]
+    return [
+        Component("projector", "projector", services=(projector_service,)),
+        Component("bridge", "bridge", services=(bridge_service,)),
+    ]
 
 
 def asyncapi_document() -> str:
@@ -192,9 +208,8 @@ async def serve(
     async with runtime(settings, endpoints, routers) as rt, contextlib.AsyncExitStack() as stack:
         for line in endpoints.embedded:
             announce(f"embedded {line}")
-        checks = {"broker": broker_check(rt.broker), "postgres": postgres_check(rt.pool)}
         ops_url = await stack.enter_async_context(
-            serve_http(ops_app(checks), settings.ops_host, settings.ops_port)
+            serve_http(ops_app(readiness_checks(rt)), settings.ops_host, settings.ops_port)
         )
         announce(f"health and metrics: {ops_url}/healthz {ops_url}/readyz {ops_url}/metrics")
         for component in components:

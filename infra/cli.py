@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from infra import app as composition
+from infra.dev_secrets import with_development_secrets
 from infra.logging import configure
 from infra.progress import progress_bar
 from infra.settings import Settings
@@ -20,6 +21,8 @@ topics_app = typer.Typer(help="Kafka topics.")
 schemas_app = typer.Typer(help="JSON Schemas of the events.")
 config_app = typer.Typer(help="Configuration.")
 replay_app = typer.Typer(help="Rebuild projections from events; re-publish archived events.")
+sandbox_app = typer.Typer(help="The simulated carrier, gateways and reseller receiver.")
+app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(replay_app, name="replay")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
@@ -31,7 +34,7 @@ Reuse = Annotated[
 
 
 def load_settings() -> Settings:
-    settings = Settings()
+    settings = with_development_secrets(Settings())
     configure(settings.log_format, settings.log_level, settings.secret_values().values())
     return settings
 
@@ -51,6 +54,30 @@ def run_components(role: str | None, reuse: bool) -> None:
     )
     with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
         asyncio.run(composition.serve(settings, endpoints, chosen))
+
+
+@app.command()
+def bridge(reuse: Reuse = False) -> None:
+    """Run the gateway bridge (HTTP pushes → Kafka) alone."""
+    run_components("bridge", reuse)
+
+
+@sandbox_app.command("sms")
+def sandbox_sms(
+    to: Annotated[str, typer.Option(help="receiving number")],
+    body: Annotated[str, typer.Option(help="message text")],
+    sender: Annotated[str, typer.Option(help="originating number")] = "+15550001111",
+    port: Annotated[str, typer.Option(help="gateway port that receives it")] = "1.01",
+    bridge_url: Annotated[str | None, typer.Option(help="default: the local bridge")] = None,
+) -> None:
+    """Push one SMS to the bridge exactly as a Skyline gateway would."""
+    from sandbox.skyline import inject_sms
+
+    settings = load_settings()
+    url = bridge_url or f"http://{settings.bridge_host}:{settings.bridge_port}"
+    secret = settings.secrets.gateway_secret.get_secret_value()
+    answer = asyncio.run(inject_sms(url, secret, to, body, sender=sender, port=port))
+    typer.echo(json.dumps(answer))
 
 
 @app.command()
@@ -148,7 +175,7 @@ def docs(
     check: Annotated[
         bool, typer.Option("--check", help="exit 1 if docs/asyncapi.yaml is stale")
     ] = False,
-    port: Annotated[int, typer.Option(help="port to serve the document on")] = 8090,
+    port: Annotated[int, typer.Option(help="port to serve the document on")] = 8095,
 ) -> None:
     """Serve (or write/check) the AsyncAPI document of every topic and message schema."""
     from infra.asyncapi import DOC_PATH, docs_app

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
+from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.subscriber.usecase import (
     ConcurrentBetweenPartitionsSubscriber,
@@ -120,7 +121,7 @@ class Bus:
                     for event in events
                 ]
                 await asyncio.gather(*pending)
-        except (TimeoutError, OSError) as err:
+        except (TimeoutError, OSError, IncorrectState) as err:
             raise BrokerUnavailable(str(err) or type(err).__name__) from err
         except Exception as err:
             if type(err).__module__.startswith(("aiokafka", "kafka")):
@@ -134,8 +135,8 @@ class Bus:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._broker.publish(value, topic, key=key, headers=headers)
-        except TimeoutError as err:
-            raise BrokerUnavailable("timed out publishing to " + topic) from err
+        except (TimeoutError, OSError, IncorrectState) as err:
+            raise BrokerUnavailable(f"publishing to {topic}: {type(err).__name__}") from err
 
 
 async def ensure_topics(

@@ -99,6 +99,31 @@ class WebhookSettings(BaseSettings):
     concurrency: int = Field(default=256, ge=1)
     per_endpoint_concurrency: int = Field(default=16, ge=1)
     retention_days: int = Field(default=30, ge=1)
+    fast_delays_s: tuple[float, ...] = Field(
+        default=(1.0, 2.0, 4.0, 8.0), description="waits between the first attempts (in process)"
+    )
+    retry_delays_s: tuple[float, ...] = Field(
+        default=(60.0, 300.0, 1800.0, 7200.0, 21600.0),
+        description="then waits via webhook.retry; the last one repeats until max_age_s",
+    )
+    max_age_s: float = Field(default=86400.0, gt=0, description="no attempt after this age")
+    jitter: float = Field(default=0.2, ge=0, le=1, description="± fraction on retry_delays_s")
+    lease_margin_s: float = Field(
+        default=20.0, gt=0, description="a silent worker's delivery is taken over after this"
+    )
+    takeover_grace_s: float = Field(
+        default=60.0, gt=0, description="a scheduled retry nobody made is swept after this"
+    )
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    max_in_flight: int = Field(default=10_000, ge=1, description="deliveries held in memory")
+    per_endpoint_queue: int = Field(default=1_000, ge=1, description="of which one endpoint")
+    endpoint_cache_s: float = Field(default=5.0, ge=0)
+    rotation_overlap_s: float = Field(
+        default=86400.0, ge=0, description="the previous secret keeps signing this long"
+    )
+    sandbox_receiver_port: int = Field(
+        default=8090, ge=0, description="`simfleet run` without resellers: the sandbox receiver"
+    )
     sealing_key: SecretStr | None = Field(
         default=None,
         description="Fernet key(s) sealing endpoint secrets, comma-separated, newest first; "

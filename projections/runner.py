@@ -173,16 +173,18 @@ class ProjectionRunner:
         await self._consumer.start()
         fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=2)
         fetcher = asyncio.create_task(self._fetch_into(fetched))
+        next_batch: asyncio.Future[Fetched] | None = None
         try:
             while True:
                 next_batch = asyncio.ensure_future(fetched.get())
                 await asyncio.wait({next_batch, fetcher}, return_when=asyncio.FIRST_COMPLETED)
                 if not next_batch.done():
-                    next_batch.cancel()
                     await fetcher  # the fetcher failed: surface its error
                 await self.process(next_batch.result())
         finally:
-            fetcher.cancel()
+            for task in (next_batch, fetcher):
+                if task is not None and not task.done():
+                    task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await fetcher
             await self._consumer.stop()

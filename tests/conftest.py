@@ -8,6 +8,8 @@ template, so tests never see each other's events or rows.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +26,8 @@ from tests.support.infrastructure import database_url as resolve_database_url
 from tests.support.infrastructure import kafka_bootstrap as resolve_kafka_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
-STATE_DIR = ROOT / ".simfleet" / "test"
+# one directory per test session, so concurrent sessions never share an embedded server
+STATE_DIR = ROOT / ".simfleet" / "test" / f"session-{os.getpid()}"
 TEMPLATE_DB = "simfleet_test_template"
 
 
@@ -36,6 +39,7 @@ def with_database(url: str, name: str) -> str:
 @pytest.fixture(scope="session")
 def infra_stack() -> Iterator[contextlib.ExitStack]:
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, STATE_DIR, ignore_errors=True)
         yield stack
 
 

@@ -1,7 +1,8 @@
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from infra.logging import REDACTED, SecretMasker
+from infra.logging import SecretMasker
+from infra.redaction import REDACTED
 from infra.settings import SecretsSettings, Settings
 
 

@@ -1,0 +1,50 @@
+"""Development convenience: secrets the operator did not set are generated once per state dir.
+
+Only in ``SIMFLEET_ENV=development``: ``make run`` must work on a fresh machine without
+configuration, yet never run the bridge or dashboard open. The generated values live in
+``<state_dir>/dev-secrets.json`` (mode 0600) so they stay the same between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from infra.settings import Settings
+
+FILE_NAME = "dev-secrets.json"
+
+
+def _generated(path: Path) -> dict[str, str]:
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if isinstance(stored, dict):
+            return {str(k): str(v) for k, v in stored.items()}
+    values = {
+        "gateway_secret": secrets.token_urlsafe(24),
+        "dashboard_auth": f"operator:{secrets.token_urlsafe(12)}",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(values, out)
+    return values
+
+
+def with_development_secrets(settings: Settings) -> Settings:
+    if settings.env != "development":
+        return settings
+    missing = {
+        name
+        for name in ("gateway_secret", "dashboard_auth")
+        if not getattr(settings.secrets, name).get_secret_value()
+    }
+    if not missing:
+        return settings
+    generated = _generated(settings.state_dir / FILE_NAME)
+    update = {name: SecretStr(generated[name]) for name in missing}
+    return settings.model_copy(update={"secrets": settings.secrets.model_copy(update=update)})
