@@ -6,9 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-SMS_INGESTED = Counter(
-    "simfleet_sms_ingested_total", "SMS accepted by the gateway bridge", ["push_format"]
-)
+SMS_INGESTED = Counter("simfleet_sms_ingested_total", "SMS accepted by the gateway bridge")
 PUSHES_REJECTED = Counter(
     "simfleet_pushes_rejected_total", "Gateway pushes refused by the bridge", ["status"]
 )

@@ -35,6 +35,7 @@ from events.envelope import new_ref
 from events.gateway import GatewayPayloadRejected
 from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
+from infra.metrics import PUSHES_REJECTED, SMS_INGESTED
 from infra.settings import Settings
 from producers.skyline_push import (
     PRODUCER,
@@ -116,6 +117,7 @@ class Bridge:
 
     async def publish(self, push: ParsedPush) -> PushAccepted:
         await self.bus.emit_many(push.events)  # raises BrokerUnavailable; answered as 503
+        SMS_INGESTED.inc(len(push.sms))
         # debug: the events themselves are the record of what arrived (and are archived)
         log.debug(
             "gateway_push_accepted",
@@ -156,6 +158,7 @@ class Bridge:
             await self.bus.emit(event)
         except BrokerUnavailable as unavailable:
             return _unavailable(unavailable)
+        PUSHES_REJECTED.labels(str(err.status_code)).inc()
         log.warning(
             "gateway_push_rejected",
             gateway_id=gateway_id,
