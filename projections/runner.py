@@ -131,7 +131,7 @@ class ProjectionRunner:
         kafka: KafkaSettings,
         pool: asyncpg.Pool,
         dead_letters: DeadLetters,
-        max_records: int = 5000,
+        max_records: int = 10_000,
         retry_delay_s: float = 1.0,
         on_batch: Callable[[int], None] | None = None,
         group_id: str | None = None,
