@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from events.envelope import Event, Payload
+from events.envelope import Event, Payload, canonical_id
 from events.types import E164, Iccid
 
 
@@ -17,12 +17,17 @@ class SmsReceivedData(Payload):
     to: E164 | None = Field(default=None, description="receiving number; gateways often omit it")
     iccid: Iccid | None = Field(default=None, description="receiving SIM, when the gateway says")
     imsi: str | None = None
+    gateway_sms_id: str | None = Field(
+        default=None, description="the gateway's own message identity (inbox id), when given"
+    )
     body: str
     received_at: AwareDatetime
 
 
 class SmsReceived(Event):
-    """id over gateway, port, sender, to, time and body: the same push twice gives the same id."""
+    """The same push twice gives the same id. With the gateway's own message identity the id is
+    over gateway, port, SIM and that identity; otherwise over gateway, port, sender, receiver,
+    body and the time to the second — two identical codes a minute apart are two SMS."""
 
     type: Literal["sms.received"] = "sms.received"
     data: SmsReceivedData
@@ -34,6 +39,24 @@ class SmsReceived(Event):
         "received_at",
         "body",
     )
+
+    @classmethod
+    def id_for(cls, data: Payload) -> str:
+        if not isinstance(data, SmsReceivedData):
+            raise TypeError(type(data).__name__)
+        if data.gateway_sms_id:
+            identity = {
+                "gateway_id": data.gateway_id,
+                "port": data.port,
+                "iccid": data.iccid,
+                "imsi": data.imsi,
+                "gateway_sms_id": data.gateway_sms_id,
+            }
+        else:
+            dumped = data.model_dump(mode="json", include=set(cls.identity))
+            dumped["received_at"] = data.received_at.replace(microsecond=0).isoformat()
+            identity = dumped
+        return canonical_id(cls.event_type(), identity)
 
     @classmethod
     def subject_of(cls, data: Payload) -> str:

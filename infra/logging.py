@@ -48,7 +48,8 @@ def configure(fmt: str = "auto", level: str = "INFO", secrets: Iterable[str] = (
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # look stderr up per logger, not once: it may be replaced (test capture, daemonising)
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
 

@@ -408,7 +408,7 @@ def _sms_row(
     row: list[int | str | None], where: str, gateway_id: str, now: datetime
 ) -> SmsReceived:
     _, port, stamp, sender, to, content = row[:6]
-    iccid, imsi = [*row[6:8], None, None][:2]
+    iccid, imsi, inbox_id = [*row[6:9], None, None, None][:3]
     text = decode_content(_string(content, f"{where}: content"))
     return _sms(
         gateway_id=gateway_id,
@@ -417,6 +417,7 @@ def _sms_row(
         to=receiver_of(to, f"{where}: to"),
         iccid=_iccid(iccid, f"{where}: iccid"),
         imsi=_optional_string(imsi, f"{where}: imsi"),
+        gateway_sms_id=None if inbox_id in (None, "") else str(inbox_id),
         body=text.text,
         received_at=_unix_time(stamp, where) or scts_time(text.headers.get("scts")) or now,
         now=now,
