@@ -1,8 +1,10 @@
-"""Composition root: resolves infrastructure, builds the broker, pool and clients, runs components.
+"""Composition root, machinery: resolves infrastructure, builds the broker, pool and shared
+clients, and runs components until a signal. What the components are is ``infra.components``.
 
-Only this module and ``infra.cli`` know every package. A component contributes FastStream routers
-(consumers, projections) and/or long-running services (HTTP servers, schedulers); ``run`` starts
-the ones asked for in one process, so ``simfleet run`` and ``simfleet workers`` share one path.
+A component contributes FastStream routers (consumers), context providers (clients its handlers
+need, entered before the broker starts and left after it stopped) and services (HTTP servers,
+projection runners, schedules); ``serve`` runs the ones asked for in one process, so
+``simfleet run`` and ``simfleet workers`` share one path.
 """
 
 from __future__ import annotations
@@ -19,18 +21,15 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from consumers.dlq import DeadLetters
-from infra import asyncapi, embedded
+from infra import embedded
 from infra.clock import Clock, SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
-from infra.ops import Check, broker_check, ops_app, ops_router, postgres_check
+from infra.ops import Check, broker_check, ops_app, postgres_check
 from infra.postgres import create_pool, migrate
-from infra.settings import KafkaSettings, Settings
-from producers.gateway_bridge import create_bridge_app
+from infra.settings import Settings
 from projections import replay
 from projections.registry import all_projections
-from projections.runner import ProjectionRunner
 
 log = structlog.get_logger("simfleet")
 
@@ -53,9 +52,12 @@ class Runtime:
     pool: asyncpg.Pool
     clock: Clock = field(default_factory=SystemClock)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    objects: dict[str, object] = field(default_factory=dict)
 
 
 ServiceFactory = Callable[[Runtime], contextlib.AbstractAsyncContextManager[str | None]]
+# objects handlers receive from FastStream's context, by name
+Provider = Callable[[Runtime], contextlib.AbstractAsyncContextManager[dict[str, object]]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Component:
     role: str
     routers: Callable[[Settings], Sequence[KafkaRouter]] = lambda _settings: ()
     services: Sequence[ServiceFactory] = ()
+    providers: Sequence[Provider] = ()
 
 
 @contextlib.asynccontextmanager
@@ -89,52 +92,6 @@ async def supervised(rt: Runtime, name: str, *coros: Any) -> AsyncIterator[None]
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@contextlib.asynccontextmanager
-async def projector_service(rt: Runtime) -> AsyncIterator[str]:
-    runners = [
-        ProjectionRunner(
-            projection,
-            bootstrap=rt.endpoints.kafka_bootstrap,
-            kafka=rt.settings.kafka,
-            pool=rt.pool,
-            dead_letters=DeadLetters(rt.bus, f"projection.{name}"),
-        )
-        for name, projection in all_projections().items()
-    ]
-    async with supervised(rt, "projector", *(r.run() for r in runners)):
-        yield f"projecting {', '.join(all_projections())}"
-
-
-def readiness_checks(rt: Runtime) -> dict[str, Check]:
-    return {"broker": broker_check(rt.broker), "postgres": postgres_check(rt.pool)}
-
-
-@contextlib.asynccontextmanager
-async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
-    app = create_bridge_app(rt.settings, rt.bus, rt.clock)
-    app.include_router(ops_router(readiness_checks(rt)))
-    async with serve_http(app, rt.settings.bridge_host, rt.settings.bridge_port) as url:
-        yield f"gateway pushes to {url}/sms and {url}/status (OpenAPI at {url}/docs)"
-
-
-def registered_components() -> list[Component]:
-    """Every component simfleet has, in start order."""
-    return [
-        Component("projector", "projector", services=(projector_service,)),
-        Component("bridge", "bridge", services=(bridge_service,)),
-    ]
-
-
-def asyncapi_document() -> str:
-    """The AsyncAPI YAML for the default (unprefixed) topic names."""
-    settings = Settings(kafka=KafkaSettings(topic_prefix=""))
-    return asyncapi.render([r for c in registered_components() for r in c.routers(settings)])
-
-
-def components_by_role(role: str) -> list[Component]:
-    return [c for c in registered_components() if c.role == role]
-
-
 @contextlib.contextmanager
 def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[Endpoints]:
     """Configured infrastructure where set, otherwise embedded processes stopped on exit."""
@@ -156,6 +113,10 @@ def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[En
         yield Endpoints(bootstrap, dsn, tuple(started))
 
 
+def readiness_checks(rt: Runtime) -> dict[str, Check]:
+    return {"broker": broker_check(rt.broker), "postgres": postgres_check(rt.pool)}
+
+
 async def prepare(settings: Settings, endpoints: Endpoints) -> None:
     """Migrations and topics: idempotent, run by every process at start-up."""
     applied = await migrate(endpoints.database_url)
@@ -170,6 +131,7 @@ async def runtime(
     routers: Sequence[KafkaRouter] = (),
     *,
     clock: Clock | None = None,
+    providers: Sequence[Provider] = (),
 ) -> AsyncIterator[Runtime]:
     broker = build_broker(settings.kafka, endpoints.kafka_bootstrap, logger=log)
     for router in routers:
@@ -183,12 +145,17 @@ async def runtime(
     rt = Runtime(settings, endpoints, broker, bus, pool, clock or SystemClock())
     for name, value in (("settings", settings), ("bus", bus), ("pool", pool), ("clock", rt.clock)):
         broker.context.set_global(name, value)
-    try:
-        await broker.start()
-        yield rt
-    finally:
-        await broker.stop()
-        await pool.close()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(pool.close)
+        for provide in dict.fromkeys(providers):  # each provider once, in order
+            for name, value in (await stack.enter_async_context(provide(rt))).items():
+                broker.context.set_global(name, value)
+                rt.objects[name] = value
+        try:
+            await broker.start()
+            yield rt
+        finally:
+            await broker.stop()
 
 
 async def serve(
@@ -201,11 +168,15 @@ async def serve(
     """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
     await prepare(settings, endpoints)
     routers = [r for c in components for r in c.routers(settings)]
+    providers = [p for c in components for p in c.providers]
     stop = asyncio.Event()  # Ctrl-C / SIGTERM
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with runtime(settings, endpoints, routers) as rt, contextlib.AsyncExitStack() as stack:
+    async with (
+        runtime(settings, endpoints, routers, providers=providers) as rt,
+        contextlib.AsyncExitStack() as stack,
+    ):
         for line in endpoints.embedded:
             announce(f"embedded {line}")
         ops_url = await stack.enter_async_context(

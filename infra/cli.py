@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from infra import app as composition
+from infra import components
+from infra.cli_resellers import app as resellers_app
 from infra.dev_secrets import with_development_secrets
 from infra.logging import configure
 from infra.progress import progress_bar
@@ -23,6 +25,7 @@ config_app = typer.Typer(help="Configuration.")
 replay_app = typer.Typer(help="Rebuild projections from events; re-publish archived events.")
 sandbox_app = typer.Typer(help="The simulated carrier, gateways and reseller receiver.")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(resellers_app, name="resellers")
 app.add_typer(replay_app, name="replay")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
@@ -48,12 +51,30 @@ def run(reuse: Reuse = False) -> None:
 def run_components(role: str | None, reuse: bool) -> None:
     settings = load_settings()
     chosen = (
-        composition.registered_components()
-        if role is None
-        else composition.components_by_role(role)
+        components.registered_components() if role is None else components.components_by_role(role)
     )
     with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
         asyncio.run(composition.serve(settings, endpoints, chosen))
+
+
+@app.command()
+def workers(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="worker components to run (default: all)")
+    ] = None,
+    reuse: Reuse = False,
+) -> None:
+    """Run side-effect consumers; several processes share partitions by consumer group."""
+    chosen = components.components_by_role("workers")
+    known = {c.name for c in chosen}
+    unknown = set(names or ()) - known
+    if unknown:
+        typer.echo(f"unknown workers {sorted(unknown)}; known: {sorted(known)}", err=True)
+        raise typer.Exit(2)
+    settings = load_settings()
+    selected = [c for c in chosen if not names or c.name in names]
+    with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
+        asyncio.run(composition.serve(settings, endpoints, selected))
 
 
 @app.command()
@@ -181,7 +202,7 @@ def docs(
     from infra.asyncapi import DOC_PATH, docs_app
     from infra.http import serve_http
 
-    document = composition.asyncapi_document()
+    document = components.asyncapi_document()
     if write:
         DOC_PATH.write_text(document)
         typer.echo(f"wrote {DOC_PATH}")

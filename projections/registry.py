@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from projections.archive import ArchiveProjection
+from projections.deliveries import DeliveriesProjection
 from projections.gateways import GatewaysProjection
+from projections.resellers import ResellersProjection
 from projections.runner import Projection
 from projections.sms import InboundSmsProjection
 
 
 def all_projections() -> dict[str, Projection]:
-    found: list[Projection] = [ArchiveProjection(), InboundSmsProjection(), GatewaysProjection()]
+    found: list[Projection] = [
+        ArchiveProjection(),
+        InboundSmsProjection(),
+        GatewaysProjection(),
+        ResellersProjection(),
+        DeliveriesProjection(),
+    ]
     return {p.name: p for p in found}

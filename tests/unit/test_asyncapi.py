@@ -2,8 +2,8 @@ import yaml
 
 from events.envelope import EVENT_TYPES
 from events.topics import ALL_TOPICS
-from infra.app import asyncapi_document
 from infra.asyncapi import DOC_PATH
+from infra.components import asyncapi_document
 
 
 def test_checked_in_asyncapi_document_is_current() -> None:

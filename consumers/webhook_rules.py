@@ -1,0 +1,186 @@
+"""Pure decisions of the webhook flow: who gets which event, the exact bodies, the schedule.
+
+Bodies follow EXTERNAL_APIS §3 to the letter, including the ingest worker's duplicate fields
+(``sim_id/iccid/number/message/port`` beside ``to/from/body/received_at``) and the camelCase
+``mobilitySubscriptionId`` of ``number.*``: existing reseller integrations parse them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeGuard
+
+from events.envelope import Event
+from events.sim import NumberOnline, NumberVerificationFailed, SimCancelled
+from events.sms import SmsReceived
+from infra.settings import WebhookSettings
+from infra.webhook_sender import Outcome
+
+WEBHOOK_EVENT_TYPES: tuple[str, ...] = (
+    SmsReceived.event_type(),
+    NumberOnline.event_type(),
+    NumberVerificationFailed.event_type(),
+    SimCancelled.event_type(),
+)
+SourceEvent = SmsReceived | NumberOnline | NumberVerificationFailed | SimCancelled
+
+
+def is_webhook_source(event: Event) -> TypeGuard[SourceEvent]:
+    return isinstance(event, SmsReceived | NumberOnline | NumberVerificationFailed | SimCancelled)
+
+
+def subscribed(event_type: str, endpoint_types: Sequence[str]) -> bool:
+    """An endpoint with no types listed receives every webhook type."""
+    return not endpoint_types or event_type in endpoint_types
+
+
+@dataclass(frozen=True)
+class SimFacts:
+    """What the read tables know about the SIM an event concerns (all optional: best effort)."""
+
+    iccid: str | None = None
+    sim_id: int | None = None
+    number: str | None = None
+    mobility_subscription_id: str | None = None
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _subscription_id(value: str | None) -> int | str | None:
+    # the original sent Helix's numeric id as a JSON number
+    return int(value) if value and value.isdigit() else value
+
+
+def webhook_data(event: SourceEvent, sim: SimFacts) -> dict[str, Any]:
+    match event:
+        case SmsReceived(data=d):
+            number = d.to or sim.number
+            return {
+                "to": number,
+                "from": d.sender,
+                "body": d.body,
+                "received_at": iso(d.received_at),
+                "sim_id": sim.sim_id,
+                "iccid": d.iccid or sim.iccid,
+                "number": number,
+                "message": d.body,
+                "port": d.port,
+            }
+        case NumberOnline(data=d) | NumberVerificationFailed(data=d):
+            online = isinstance(event, NumberOnline)
+            data: dict[str, Any] = {
+                "sim_id": sim.sim_id,
+                "iccid": d.iccid,
+                "number": d.number,
+                "verified": online,
+                "online": online,
+                "online_until": iso(d.online_until),
+                "mobilitySubscriptionId": _subscription_id(
+                    d.mobility_subscription_id or sim.mobility_subscription_id
+                ),
+            }
+            if not online:
+                data["reason"] = d.reason
+            return data
+        case SimCancelled(data=d):
+            return {
+                "sim_id": sim.sim_id,
+                "iccid": d.iccid,
+                "mobility_subscription_id": d.mobility_subscription_id
+                or sim.mobility_subscription_id,
+            }
+
+
+def webhook_body(event: SourceEvent, sim: SimFacts) -> str:
+    """The exact JSON sent (and stored for retries): ``message_id`` is the event id."""
+    envelope = {
+        "event_type": event.type,
+        "message_id": event.id,
+        "created_at": iso(event.time),
+        "data": webhook_data(event, sim),
+    }
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- the schedule ---------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    DONE = "done"  # delivered
+    RETRY_SOON = "retry_soon"  # wait in process (the original's 1, 2, 4, 8 s)
+    RETRY_LATER = "retry_later"  # hand over to webhook.retry
+    GIVE_UP = "give_up"  # final failure
+    DISABLE = "disable"  # 410: final, and the endpoint stops receiving
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    at: datetime | None = None  # when the next attempt is due
+
+    @property
+    def final(self) -> bool:
+        return self.action in (Action.DONE, Action.GIVE_UP, Action.DISABLE)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    fast_delays_s: tuple[float, ...]
+    retry_delays_s: tuple[float, ...]
+    max_age_s: float
+    jitter: float
+
+    @classmethod
+    def from_settings(cls, settings: WebhookSettings) -> Schedule:
+        return cls(
+            settings.fast_delays_s, settings.retry_delays_s, settings.max_age_s, settings.jitter
+        )
+
+
+def jittered(delay_s: float, fraction: float, rand: Callable[[], float] = random.random) -> float:
+    """± ``fraction`` spread, so endpoints recovering together are not hit all at once."""
+    return max(0.0, delay_s * (1 + fraction * (2 * rand() - 1)))
+
+
+def after_attempt(
+    outcome: Outcome,
+    tries: int,
+    *,
+    started_at: datetime,
+    now: datetime,
+    schedule: Schedule,
+    retry_after_s: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> Step:
+    """What follows attempt number ``tries`` (1-based, within this sequence) of a delivery."""
+    if outcome is Outcome.DELIVERED:
+        return Step(Action.DONE)
+    if outcome is Outcome.GONE:
+        return Step(Action.DISABLE)
+    if outcome is Outcome.BLOCKED:
+        return Step(Action.GIVE_UP)
+    fast = schedule.fast_delays_s
+    if tries <= len(fast):
+        delay, action = fast[tries - 1], Action.RETRY_SOON
+        if retry_after_s is not None and retry_after_s > delay:
+            # a receiver asking for a longer pause gets it from the retry topic, not a sleeper
+            delay, action = retry_after_s, Action.RETRY_LATER
+    elif not schedule.retry_delays_s:
+        return Step(Action.GIVE_UP)
+    else:
+        index = min(tries - len(fast) - 1, len(schedule.retry_delays_s) - 1)
+        delay = jittered(schedule.retry_delays_s[index], schedule.jitter, rand)
+        delay, action = max(delay, retry_after_s or 0.0), Action.RETRY_LATER
+    due = now + timedelta(seconds=delay)
+    if (due - started_at).total_seconds() > schedule.max_age_s:
+        return Step(Action.GIVE_UP)
+    return Step(action, due)

@@ -1,0 +1,197 @@
+"""JSON API for resellers, endpoints, SIM assignment and webhook deliveries.
+
+Thin: read through ``projections.reseller_queries``, write through
+``producers.reseller_commands``. Authentication is the dashboard app's job (it mounts this
+router behind its auth); ``actor`` names who asked, for the events' ``requested_by``. A signing
+secret appears in exactly two answers — endpoint creation and rotation — marked ``no-store``.
+
+No ``from __future__ import annotations`` here: FastAPI must see the factory's local ``Actor``.
+"""
+
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, Field
+
+from producers.reseller_commands import (
+    WEBHOOK_TYPES,
+    CommandRejected,
+    IssuedSecret,
+    NotFound,
+    ResellerCommands,
+)
+from projections import reseller_queries as queries
+from projections.reseller_queries import DeliveryView, EndpointView, ResellerView
+
+
+class NewReseller(BaseModel):
+    reseller_id: str = Field(pattern=r"^[a-z0-9_\-]{1,64}$", examples=["acme"])
+    name: str = Field(min_length=1, max_length=200)
+
+
+class NewEndpoint(BaseModel):
+    url: str = Field(description="https URL receiving the webhooks", examples=["https://x.io/h"])
+    event_types: list[str] = Field(
+        default_factory=list, description=f"subset of {list(WEBHOOK_TYPES)}; empty = all"
+    )
+    endpoint_id: str | None = Field(default=None, max_length=64, description="default: generated")
+
+
+class SecretIssued(BaseModel):
+    reseller_id: str
+    endpoint_id: str
+    secret: str = Field(description="whsec_… — shown this once; store it now")
+    previous_valid_until: datetime | None = Field(
+        default=None, description="after a rotation: the previous secret signs until then"
+    )
+    event_id: str
+
+
+class SimsToAssign(BaseModel):
+    iccids: list[str] = Field(min_length=1, max_length=100_000)
+
+
+class AssignmentResult(BaseModel):
+    assigned: int
+    errors: list[str]
+
+
+class ResendRequest(BaseModel):
+    message_ids: list[str] = Field(default_factory=list)
+    endpoint_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    only_failed: bool = False
+
+
+class Accepted(BaseModel):
+    event_id: str = Field(description="the event recording the request")
+
+
+def default_actor(request: Request) -> str:
+    return str(getattr(request.state, "user", None) or "dashboard")
+
+
+def resellers_api(
+    commands: ResellerCommands, *, actor: Callable[[Request], str] = default_actor
+) -> APIRouter:
+    router = APIRouter(prefix="/api/resellers", tags=["resellers"])
+    Actor = Annotated[str, Depends(actor)]  # noqa: N806 - a type alias, local to the factory
+    pool = commands.pool
+
+    @router.get("", summary="List resellers")
+    async def list_resellers() -> list[ResellerView]:
+        return await queries.list_resellers(pool)
+
+    @router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Create a reseller")
+    async def create_reseller(body: NewReseller, who: Actor) -> Accepted:
+        with _refusals():
+            return Accepted(
+                event_id=await commands.create_reseller(body.reseller_id, body.name, who)
+            )
+
+    @router.get("/{reseller_id}/endpoints", summary="List a reseller's webhook endpoints")
+    async def list_endpoints(reseller_id: str) -> list[EndpointView]:
+        return await queries.list_endpoints(pool, reseller_id)
+
+    @router.post(
+        "/{reseller_id}/endpoints",
+        status_code=status.HTTP_201_CREATED,
+        summary="Add an endpoint; answers its signing secret, once",
+    )
+    async def add_endpoint(
+        reseller_id: str, body: NewEndpoint, who: Actor, response: Response
+    ) -> SecretIssued:
+        with _refusals():
+            issued = await commands.add_endpoint(
+                reseller_id,
+                body.url,
+                who,
+                event_types=body.event_types,
+                endpoint_id=body.endpoint_id,
+            )
+        return _secret_once(issued, response)
+
+    @router.delete(
+        "/{reseller_id}/endpoints/{endpoint_id}",
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Remove an endpoint",
+    )
+    async def remove_endpoint(reseller_id: str, endpoint_id: str, who: Actor) -> Accepted:
+        with _refusals():
+            return Accepted(event_id=await commands.remove_endpoint(reseller_id, endpoint_id, who))
+
+    @router.post(
+        "/{reseller_id}/endpoints/{endpoint_id}/rotate-secret",
+        summary="Rotate the signing secret; the previous one keeps signing during the overlap",
+    )
+    async def rotate_secret(
+        reseller_id: str, endpoint_id: str, who: Actor, response: Response
+    ) -> SecretIssued:
+        with _refusals():
+            issued = await commands.rotate_secret(reseller_id, endpoint_id, who)
+        return _secret_once(issued, response)
+
+    @router.post("/{reseller_id}/sims", status_code=status.HTTP_202_ACCEPTED, summary="Assign SIMs")
+    async def assign_sims(reseller_id: str, body: SimsToAssign, who: Actor) -> AssignmentResult:
+        with _refusals():
+            done = await commands.assign_sims(reseller_id, body.iccids, who)
+        return AssignmentResult(assigned=len(done.assigned), errors=done.errors)
+
+    @router.get("/{reseller_id}/deliveries", summary="Recent webhook deliveries")
+    async def list_deliveries(
+        reseller_id: str,
+        state: Annotated[
+            Literal["pending", "retrying", "delivered", "failed"] | None, Query(alias="status")
+        ] = None,
+        endpoint_id: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[DeliveryView]:
+        return await queries.list_deliveries(
+            pool, reseller_id, status=state, endpoint_id=endpoint_id, limit=limit
+        )
+
+    @router.post(
+        "/{reseller_id}/deliveries/resend",
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Deliver again: by message ids, by endpoint and time range, or every failed one",
+    )
+    async def resend(reseller_id: str, body: ResendRequest, who: Actor) -> Accepted:
+        with _refusals():
+            event_id = await commands.resend(
+                reseller_id,
+                who,
+                message_ids=body.message_ids,
+                endpoint_id=body.endpoint_id,
+                since=body.since,
+                until=body.until,
+                only_failed=body.only_failed,
+            )
+        return Accepted(event_id=event_id)
+
+    return router
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """Command refusals → 404 (unknown reseller/endpoint) or 422 (the request as asked)."""
+    try:
+        yield
+    except NotFound as err:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(err)) from None
+    except CommandRejected as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
+
+
+def _secret_once(issued: IssuedSecret, response: Response) -> SecretIssued:
+    response.headers["cache-control"] = "no-store"
+    return SecretIssued(
+        reseller_id=issued.reseller_id,
+        endpoint_id=issued.endpoint_id,
+        secret=issued.secret,
+        previous_valid_until=issued.previous_valid_until,
+        event_id=issued.event_id,
+    )

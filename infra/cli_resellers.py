@@ -1,0 +1,182 @@
+"""``simfleet resellers …``: the operator's reseller commands (mounted by ``infra.cli``).
+
+Each command: settings → the running system's Kafka and Postgres → one call of
+``producers.reseller_commands`` → print. Signing secrets are printed once, to this terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from consumers.webhooks import open_secret_box
+from infra import app as composition
+from infra.logging import configure
+from infra.settings import Settings
+from producers.reseller_commands import (
+    CommandRejected,
+    IssuedSecret,
+    ResellerCommands,
+    parse_iccid_lines,
+)
+from projections import reseller_queries
+
+app = typer.Typer(help="Resellers, their webhook endpoints and SIMs.")
+T = TypeVar("T")
+ACTOR = "cli"
+
+Reuse = Annotated[
+    bool,
+    typer.Option(
+        "--reuse/--no-reuse",
+        help="attach to the embedded broker/Postgres of a running simfleet (default)",
+    ),
+]
+
+
+@contextlib.asynccontextmanager
+async def _commands(
+    settings: Settings, endpoints: composition.Endpoints
+) -> AsyncIterator[ResellerCommands]:
+    await composition.prepare(settings, endpoints)
+    async with composition.runtime(settings, endpoints) as rt:
+        box = open_secret_box(settings)
+        yield ResellerCommands(
+            bus=rt.bus, pool=rt.pool, box=box, settings=settings.webhooks, clock=rt.clock
+        )
+
+
+def _run(action: Callable[[ResellerCommands], Awaitable[T]], reuse: bool) -> T:
+    settings = Settings()
+    configure(settings.log_format, "WARNING", settings.secret_values().values())
+
+    async def call(endpoints: composition.Endpoints) -> T:
+        async with _commands(settings, endpoints) as commands:
+            return await action(commands)
+
+    with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
+        try:
+            return asyncio.run(call(endpoints))
+        except CommandRejected as err:
+            typer.echo(f"refused: {err}", err=True)
+            raise typer.Exit(2) from None
+
+
+def _show_secret(issued: IssuedSecret) -> None:
+    typer.echo(f"endpoint {issued.endpoint_id} of {issued.reseller_id}")
+    typer.echo(f"signing secret (shown once, store it now): {issued.secret}")
+    if issued.previous_valid_until:
+        typer.echo(f"the previous secret signs too until {issued.previous_valid_until.isoformat()}")
+
+
+@app.command()
+def create(reseller_id: str, name: Annotated[str, typer.Option()], reuse: Reuse = True) -> None:
+    """Register a reseller (id: lower-case letters, digits, - and _)."""
+    event_id = _run(lambda c: c.create_reseller(reseller_id, name, ACTOR), reuse)
+    typer.echo(f"reseller {reseller_id} created ({event_id})")
+
+
+@app.command("list")
+def list_(reuse: Reuse = True) -> None:
+    """Resellers with their endpoints (never their secrets)."""
+
+    async def listing(c: ResellerCommands) -> list[str]:
+        lines = []
+        for r in await reseller_queries.list_resellers(c.pool):
+            lines.append(f"{r.id}  {r.name}  endpoints={r.endpoints}  sims={r.sims}")
+            lines += [
+                f"    {e.endpoint_id}  {e.url}  {'enabled' if e.enabled else 'DISABLED'}  "
+                f"types={','.join(e.event_types) or 'all'}"
+                for e in await reseller_queries.list_endpoints(c.pool, r.id)
+            ]
+        return lines
+
+    for line in _run(listing, reuse) or ["no resellers"]:
+        typer.echo(line)
+
+
+@app.command("add-endpoint")
+def add_endpoint(
+    reseller_id: str,
+    url: str,
+    event_type: Annotated[list[str] | None, typer.Option(help="repeat; default: all")] = None,
+    endpoint_id: Annotated[str | None, typer.Option(help="default: generated")] = None,
+    reuse: Reuse = True,
+) -> None:
+    """Add a webhook endpoint; prints its signing secret once."""
+    types = event_type or []
+    _show_secret(
+        _run(
+            lambda c: c.add_endpoint(
+                reseller_id, url, ACTOR, event_types=types, endpoint_id=endpoint_id
+            ),
+            reuse,
+        )
+    )
+
+
+@app.command("remove-endpoint")
+def remove_endpoint(reseller_id: str, endpoint_id: str, reuse: Reuse = True) -> None:
+    """Stop sending to an endpoint and forget it."""
+    _run(lambda c: c.remove_endpoint(reseller_id, endpoint_id, ACTOR), reuse)
+    typer.echo(f"endpoint {endpoint_id} removed")
+
+
+@app.command("rotate-secret")
+def rotate_secret(reseller_id: str, endpoint_id: str, reuse: Reuse = True) -> None:
+    """New signing secret; the previous one keeps signing for WEBHOOK_ROTATION_OVERLAP_S."""
+    _show_secret(_run(lambda c: c.rotate_secret(reseller_id, endpoint_id, ACTOR), reuse))
+
+
+@app.command()
+def assign(
+    reseller_id: str,
+    iccids: Annotated[list[str] | None, typer.Argument(help="ICCIDs")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="one ICCID per line (or CSV, first column)")
+    ] = None,
+    reuse: Reuse = True,
+) -> None:
+    """Assign SIMs to a reseller: their SMS and number events go to its endpoints."""
+    from_file, errors = parse_iccid_lines(file.read_text()) if file else ([], [])
+    done = _run(lambda c: c.assign_sims(reseller_id, [*(iccids or []), *from_file], ACTOR), reuse)
+    for error in [*errors, *done.errors]:
+        typer.echo(f"skipped {error}", err=True)
+    typer.echo(f"assigned {len(done.assigned)} SIM(s) to {reseller_id}")
+
+
+@app.command()
+def resend(
+    reseller_id: str,
+    *,
+    message_id: Annotated[list[str] | None, typer.Option(help="repeat for several")] = None,
+    endpoint_id: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[datetime | None, typer.Option(help="deliveries from (UTC)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="deliveries before (UTC)")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="only failed deliveries")] = False,
+    reuse: Reuse = True,
+) -> None:
+    """Deliver again (a new attempt sequence), even what was delivered."""
+    event_id = _run(
+        lambda c: c.resend(
+            reseller_id,
+            ACTOR,
+            message_ids=message_id or [],
+            endpoint_id=endpoint_id,
+            since=_utc(since),
+            until=_utc(until),
+            only_failed=failed,
+        ),
+        reuse,
+    )
+    typer.echo(f"resend requested ({event_id})")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value

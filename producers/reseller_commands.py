@@ -1,0 +1,230 @@
+"""Operator intents on resellers (dashboard API, CLI) → events on ``reseller.registry`` / ``sim.lifecycle``.
+
+Checks what an operator would want refused (unknown reseller or endpoint, an endpoint URL the
+SSRF guard refuses, a malformed ICCID), then emits and returns once Kafka acknowledged. A new
+or rotated signing secret is returned here once, in clear, and only sealed anywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from events.envelope import Event, new_ref
+from events.reseller import (
+    ResellerCreated,
+    WebhookEndpointAdded,
+    WebhookEndpointRemoved,
+    WebhookResendRequested,
+    WebhookSecretRotated,
+)
+from events.sim import SimResellerAssigned
+from infra.clock import Clock
+from infra.kafka import Bus
+from infra.settings import WebhookSettings
+from infra.url_guard import UnsafeEndpoint, validate_endpoint_url
+from infra.webhook_signing import SecretBox, generate_secret
+from projections.reseller_queries import get_reseller, list_endpoints
+
+PRODUCER = "simfleet/commands"
+WEBHOOK_TYPES = ("sms.received", "number.online", "number.verification_failed", "sim.cancelled")
+
+
+class CommandRejected(ValueError):
+    """The request cannot be carried out as asked; the message says why (no secret in it)."""
+
+
+class NotFound(CommandRejected):
+    pass
+
+
+@dataclass(frozen=True)
+class IssuedSecret:
+    """A signing secret shown once to the operator who asked; never logged or stored in clear."""
+
+    reseller_id: str
+    endpoint_id: str
+    event_id: str
+    secret: str = field(repr=False)
+    previous_valid_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    assigned: list[str]
+    errors: list[str]
+
+
+def parse_iccid_lines(text: str) -> tuple[list[str], list[str]]:
+    """ICCIDs from a file: one per line (or the first CSV column); ``#`` comments and a header
+    line are skipped. Returns (iccids, "line N: reason" errors)."""
+    iccids, errors = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.split("#", 1)[0].split(",", 1)[0].strip().strip('"')
+        if not value or (number == 1 and value.lower() == "iccid"):
+            continue
+        if not value.isdigit() or not 19 <= len(value) <= 20:
+            errors.append(f"line {number}: not an ICCID (19-20 digits): {value[:30]!r}")
+        else:
+            iccids.append(value)
+    return iccids, errors
+
+
+class ResellerCommands:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        box: SecretBox,
+        settings: WebhookSettings,
+        clock: Clock,
+    ) -> None:
+        self.pool = pool
+        self._bus = bus
+        self._box = box
+        self._settings = settings
+        self._clock = clock
+
+    async def _emit(self, cls: type[Event], **fields: Any) -> Event:
+        try:
+            event = cls.create(producer=PRODUCER, time=self._clock.now(), **fields)
+        except ValidationError as err:
+            reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise CommandRejected(reasons) from None
+        await self._bus.emit(event)
+        return event
+
+    async def _known_reseller(self, reseller_id: str) -> None:
+        if await get_reseller(self.pool, reseller_id) is None:
+            raise NotFound(f"unknown reseller {reseller_id!r}")
+
+    async def _known_endpoint(self, reseller_id: str, endpoint_id: str) -> None:
+        await self._known_reseller(reseller_id)
+        if endpoint_id not in {e.endpoint_id for e in await list_endpoints(self.pool, reseller_id)}:
+            raise NotFound(f"reseller {reseller_id!r} has no endpoint {endpoint_id!r}")
+
+    async def create_reseller(self, reseller_id: str, name: str, requested_by: str) -> str:
+        if await get_reseller(self.pool, reseller_id) is not None:
+            raise CommandRejected(f"reseller {reseller_id!r} exists")
+        event = await self._emit(
+            ResellerCreated, reseller_id=reseller_id, name=name, requested_by=requested_by
+        )
+        return event.id
+
+    async def add_endpoint(
+        self,
+        reseller_id: str,
+        url: str,
+        requested_by: str,
+        *,
+        event_types: Sequence[str] = (),
+        endpoint_id: str | None = None,
+    ) -> IssuedSecret:
+        await self._known_reseller(reseller_id)
+        try:
+            url = validate_endpoint_url(
+                url,
+                allow_http=self._settings.allow_http,
+                allow_private=self._settings.allow_private,
+            )
+        except UnsafeEndpoint as err:
+            raise CommandRejected(str(err)) from None
+        unknown = sorted(set(event_types) - set(WEBHOOK_TYPES))
+        if unknown:
+            raise CommandRejected(f"unknown event types {unknown}; known: {list(WEBHOOK_TYPES)}")
+        endpoint_id = endpoint_id or f"ep_{new_ref()[:12]}"
+        secret = generate_secret()
+        event = await self._emit(
+            WebhookEndpointAdded,
+            reseller_id=reseller_id,
+            endpoint_id=endpoint_id,
+            url=url,
+            event_types=tuple(event_types),
+            sealed_secret=self._box.seal(secret),
+            requested_by=requested_by,
+        )
+        return IssuedSecret(reseller_id, endpoint_id, event.id, secret)
+
+    async def remove_endpoint(self, reseller_id: str, endpoint_id: str, requested_by: str) -> str:
+        await self._known_endpoint(reseller_id, endpoint_id)
+        event = await self._emit(
+            WebhookEndpointRemoved,
+            reseller_id=reseller_id,
+            endpoint_id=endpoint_id,
+            ref=new_ref(),
+            requested_by=requested_by,
+        )
+        return event.id
+
+    async def rotate_secret(
+        self, reseller_id: str, endpoint_id: str, requested_by: str
+    ) -> IssuedSecret:
+        """The new secret signs at once; the previous one too, for ``rotation_overlap_s``."""
+        await self._known_endpoint(reseller_id, endpoint_id)
+        secret = generate_secret()
+        until = self._clock.now() + timedelta(seconds=self._settings.rotation_overlap_s)
+        event = await self._emit(
+            WebhookSecretRotated,
+            reseller_id=reseller_id,
+            endpoint_id=endpoint_id,
+            sealed_secret=self._box.seal(secret),
+            previous_valid_until=until,
+            ref=new_ref(),
+            requested_by=requested_by,
+        )
+        return IssuedSecret(reseller_id, endpoint_id, event.id, secret, until)
+
+    async def assign_sims(
+        self, reseller_id: str, iccids: Iterable[str], requested_by: str
+    ) -> Assignment:
+        await self._known_reseller(reseller_id)
+        now = self._clock.now()
+        events: list[SimResellerAssigned] = []
+        errors: list[str] = []
+        for iccid in dict.fromkeys(i.strip() for i in iccids if i.strip()):
+            ref = f"assign:{reseller_id}:{iccid}"
+            fields = {"iccid": iccid, "reseller_id": reseller_id, "ref": ref}
+            try:
+                event = SimResellerAssigned.create(
+                    producer=PRODUCER, time=now, requested_by=requested_by, **fields
+                )
+            except ValidationError:
+                errors.append(f"{iccid[:30]!r}: not an ICCID (19-20 digits)")
+            else:
+                events.append(event)
+        await self._bus.emit_many(events)
+        return Assignment([e.data.iccid for e in events], errors)
+
+    async def resend(
+        self,
+        reseller_id: str,
+        requested_by: str,
+        *,
+        message_ids: Sequence[str] = (),
+        endpoint_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        only_failed: bool = False,
+    ) -> str:
+        """Starts a new attempt sequence for the matching deliveries (delivered ones too)."""
+        await self._known_reseller(reseller_id)
+        if not (message_ids or endpoint_id or since or until or only_failed):
+            raise CommandRejected("name message ids, an endpoint, a time range or only_failed")
+        event = await self._emit(
+            WebhookResendRequested,
+            reseller_id=reseller_id,
+            ref=new_ref(),
+            message_ids=tuple(message_ids),
+            endpoint_id=endpoint_id,
+            since=since,
+            until=until,
+            only_failed=only_failed,
+            requested_by=requested_by,
+        )
+        return event.id

@@ -1,0 +1,63 @@
+"""``simfleet resellers …`` against the test broker and database, as an operator types it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet
+from typer.testing import CliRunner
+
+from infra.cli_resellers import app
+from infra.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_reseller_commands(
+    settings: Settings, topics: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert settings.postgres.database_url is not None
+    dsn = settings.postgres.database_url.get_secret_value()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.kafka_bootstrap_servers or "",
+        "TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "DATABASE_URL": dsn,
+        "WEBHOOK_SEALING_KEY": Fernet.generate_key().decode(),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cli = CliRunner()
+
+    created = cli.invoke(app, ["create", "acme", "--name", "Acme"])
+    assert created.exit_code == 0, created.output
+    # what the resellers projection (not running here) would have written
+    asyncio.run(_execute(dsn, "INSERT INTO resellers VALUES ('acme', 'Acme', now())"))
+    added = cli.invoke(
+        app,
+        ["add-endpoint", "acme", "https://hooks.example.com/sms", "--event-type", "sms.received"],
+    )
+    refused = cli.invoke(app, ["add-endpoint", "acme", "https://127.0.0.1/hook"])
+    sims = tmp_path / "sims.csv"
+    sims.write_text("iccid\n8901260000000000001\n8901260000000000002\nnot-an-iccid\n")
+    assigned = cli.invoke(app, ["assign", "acme", "8901260000000000003", "--file", str(sims)])
+
+    assert added.exit_code == 0, added.output
+    assert "signing secret (shown once, store it now): whsec_" in added.output
+    assert (refused.exit_code, "refused: endpoint address 127.0.0.1 is not public") == (
+        2,
+        refused.output.strip(),
+    )
+    assert assigned.exit_code == 0, assigned.output
+    assert "assigned 3 SIM(s) to acme" in assigned.output
+    assert "line 4: not an ICCID" in assigned.output
+
+
+async def _execute(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()

@@ -1,0 +1,188 @@
+"""The webhook world of the integration tests: real broker, Postgres, projections, the webhook
+consumer and the sandbox reseller receiver over HTTP on loopback.
+
+The consumer can be started, stopped and started again (restarts, takeovers) while the rest of
+the world — read tables, receiver, the operator's command bus — stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from cryptography.fernet import Fernet
+
+from consumers.dlq import DeadLetters
+from consumers.webhook_dispatch import Dispatcher
+from consumers.webhooks import Webhooks, build_router, webhook_runtime
+from events.envelope import Event
+from events.sms import SmsReceived
+from infra.clock import SystemClock
+from infra.http import serve_http
+from infra.kafka import Bus, build_broker
+from infra.postgres import create_pool
+from infra.settings import Settings, WebhookSettings
+from infra.webhook_signing import SecretBox
+from producers.reseller_commands import IssuedSecret, ResellerCommands
+from projections.deliveries import DeliveriesProjection
+from projections.resellers import ResellersProjection
+from projections.runner import ProjectionRunner
+from sandbox.reseller import ReceiverMode, ReceiverState, create_reseller_receiver
+from tests.support.eventually import eventually
+
+# compressed schedule: the original's 1, 2, 4, 8 s and 1 min … 6 h, scaled down
+FAST = WebhookSettings(
+    allow_http=True,
+    allow_private=True,
+    timeout_s=1.0,
+    fast_delays_s=(0.2, 0.4),
+    retry_delays_s=(0.6, 1.0),
+    jitter=0.0,
+    max_age_s=30.0,
+    lease_margin_s=1.0,
+    takeover_grace_s=1.0,
+    sweep_interval_s=0.2,
+    endpoint_cache_s=0.0,
+    rotation_overlap_s=3600.0,
+)
+
+
+@dataclass
+class World:
+    settings: Settings
+    kafka_bootstrap: str
+    pool: asyncpg.Pool
+    bus: Bus
+    box: SecretBox
+    receiver: ReceiverState
+    receiver_base: str
+    commands: ResellerCommands
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def url(self, endpoint_id: str) -> str:
+        return f"{self.receiver_base}/hooks/{endpoint_id}"
+
+    @contextlib.asynccontextmanager
+    async def consumer(
+        self, webhooks: WebhookSettings | None = None, *, group: str = "webhooks"
+    ) -> AsyncIterator[Dispatcher]:
+        """The webhook consumer as `simfleet workers` runs it; leaving the block stops it."""
+        settings = self.settings.model_copy(update={"webhooks": webhooks or self.settings.webhooks})
+        broker = build_broker(settings.kafka, self.kafka_bootstrap)
+        broker.include_router(build_router(settings, group=group))
+        async with webhook_runtime(
+            settings,
+            bootstrap=self.kafka_bootstrap,
+            pool=self.pool,
+            clock=SystemClock(),
+            box=self.box,
+        ) as context:
+            for name, value in context.items():
+                broker.context.set_global(name, value)
+            await broker.start()
+            try:
+                webhooks_obj = context["webhooks"]
+                assert isinstance(webhooks_obj, Webhooks)
+                yield webhooks_obj.dispatcher
+            finally:
+                await broker.stop()
+
+    async def reseller(
+        self, reseller_id: str, modes: dict[str, ReceiverMode], *, failures: int = 2
+    ) -> dict[str, IssuedSecret]:
+        """A reseller with one endpoint per ``modes`` entry, registered with the receiver."""
+        await self.commands.create_reseller(reseller_id, reseller_id.title(), "test")
+        await eventually(lambda: self.commands.pool.fetchval(
+            "SELECT count(*) FROM resellers WHERE id = $1", reseller_id))  # fmt: skip
+        issued = {}
+        for endpoint_id, mode in modes.items():
+            issued[endpoint_id] = secret = await self.commands.add_endpoint(
+                reseller_id, self.url(endpoint_id), "test", endpoint_id=endpoint_id
+            )
+            self.receiver.register(endpoint_id, secret.secret)
+            self.receiver.set_mode(endpoint_id, mode, failures=failures)
+        await eventually(
+            lambda: self.pool.fetchval(
+                "SELECT count(*) FROM reseller_webhooks WHERE reseller_id = $1", reseller_id
+            ),
+            until=lambda n: n == len(modes),
+        )
+        return issued
+
+    async def sim(self, iccid: str, number: str, reseller_id: str, **columns: Any) -> int:
+        """A SIM as the sims projection (another flow) would have it, assigned to the reseller."""
+        sim_id: int = await self.pool.fetchval(
+            "INSERT INTO sims (iccid, status, current_number, mobility_subscription_id) "
+            "VALUES ($1, 'active', $2, $3) RETURNING id",
+            iccid,
+            number,
+            columns.get("mobility_subscription_id", "38106"),
+        )
+        await self.commands.assign_sims(reseller_id, [iccid], "test")
+        await eventually(lambda: self.pool.fetchval(
+            "SELECT reseller_id FROM reseller_sims WHERE iccid = $1", iccid))  # fmt: skip
+        return sim_id
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        await self.bus.emit_many(events)
+
+    async def deliveries(self) -> dict[tuple[str, str], asyncpg.Record]:
+        rows = await self.pool.fetch("SELECT * FROM webhook_deliveries")
+        return {(r["message_id"], r["endpoint"]): r for r in rows}
+
+
+def sms(to: str, body: str, *, at: datetime | None = None, **fields: Any) -> SmsReceived:
+    return SmsReceived.create(
+        producer="simfleet/test",
+        time=datetime.now(UTC),
+        gateway_id=fields.pop("gateway_id", "gw-1"),
+        port=fields.pop("port", "1.01"),
+        sender=fields.pop("sender", "+15551230000"),
+        to=to,
+        body=body,
+        received_at=at or datetime.now(UTC),
+        **fields,
+    )
+
+
+@contextlib.asynccontextmanager
+async def webhook_world(
+    settings: Settings, kafka_bootstrap: str, webhooks: WebhookSettings = FAST
+) -> AsyncIterator[World]:
+    settings = settings.model_copy(update={"webhooks": webhooks})
+    dsn = settings.postgres.database_url
+    assert dsn is not None
+    pool = await create_pool(dsn.get_secret_value(), min_size=2, max_size=12)
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    await broker.start()
+    bus = Bus(broker, settings.kafka.topic_prefix)
+    box = SecretBox([Fernet.generate_key()])
+    app, receiver = create_reseller_receiver()
+    runners = [
+        ProjectionRunner(
+            projection,
+            bootstrap=kafka_bootstrap,
+            kafka=settings.kafka,
+            pool=pool,
+            dead_letters=DeadLetters(bus, projection.name),
+        )
+        for projection in (ResellersProjection(), DeliveriesProjection())
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        async with serve_http(app) as base:
+            commands = ResellerCommands(
+                bus=bus, pool=pool, box=box, settings=webhooks, clock=SystemClock()
+            )
+            yield World(settings, kafka_bootstrap, pool, bus, box, receiver, base, commands)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await broker.stop()
+        await pool.close()
