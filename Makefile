@@ -5,8 +5,9 @@ TOOLS := .simfleet/tools
 UV := $(TOOLS)/bin/uv
 VENV_STAMP := .venv/.synced
 RUN := $(UV) run --frozen --no-sync
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run demo test test-unit test-integration test-e2e test-all lint fmt typecheck migrate schemas asyncapi bench chaos clean
+.PHONY: install browser-deps run demo test test-unit test-integration test-e2e test-browser test-all lint fmt typecheck migrate schemas asyncapi screenshots bench chaos clean
 
 $(UV):
 	@$(PYTHON) -m venv $(TOOLS)
@@ -18,16 +19,25 @@ $(VENV_STAMP): pyproject.toml uv.lock | $(UV)
 
 install: $(VENV_STAMP)
 
+# Browser tests drive Debian's Chromium (never a browser downloaded by Playwright).
+browser-deps:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium missing at $(CHROMIUM): as root run 'apt-get install -y chromium' (Debian)" >&2; exit 1; fi; }
+	@test -x $(CHROMIUM) || { echo "apt-get finished but $(CHROMIUM) is still missing" >&2; exit 1; }
+
 run: install
 	$(RUN) simfleet run
 
 demo: run
 
-test: install
+test: install browser-deps
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy .
-	$(RUN) pytest -m "not slow and not e2e" tests/unit tests/integration
+	$(RUN) pytest -m "not slow and not e2e" tests/unit tests/integration tests/browser
 
 test-unit: install
 	$(RUN) pytest tests/unit
@@ -37,6 +47,12 @@ test-integration: install
 
 test-e2e: install
 	$(RUN) pytest tests/e2e
+
+test-browser: install browser-deps
+	$(RUN) pytest tests/browser
+
+screenshots: install browser-deps
+	SIMFLEET_SCREENSHOTS=docs/screenshots $(RUN) pytest tests/browser -k screenshots
 
 test-all: install
 	$(RUN) pytest tests

@@ -33,6 +33,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from consumers.dlq import DeadLetters
+from consumers.verification_store import verification_sms_ids
 from consumers.webhook_attempts import Attempts
 from consumers.webhook_claims import Claims, NewDelivery
 from consumers.webhook_dispatch import TRANSIENT, Dispatcher
@@ -47,6 +48,7 @@ from consumers.webhook_targets import EndpointDirectory, resolve_targets
 from events import EventDecodeError, decode
 from events.envelope import Event
 from events.reseller import WebhookResendRequested
+from events.sms import SmsReceived
 from events.topics import (
     HEADER_TYPE,
     RESELLER_REGISTRY,
@@ -152,6 +154,11 @@ async def decoded(records: Sequence[ConsumerRecord[Any, Any]], dead: DeadLetters
 
 
 async def deliver_sources(webhooks: Webhooks, events: Sequence[SourceEvent]) -> None:
+    # our own VERIFY codes reaching a SIM are not the reseller's SMS
+    ours = await verification_sms_ids(
+        webhooks.pool, [e for e in events if isinstance(e, SmsReceived)]
+    )
+    events = [e for e in events if e.id not in ours]
     targets = await resolve_targets(webhooks.pool, events)
     new = []
     for event in events:

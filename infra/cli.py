@@ -12,6 +12,7 @@ import typer
 
 from infra import app as composition
 from infra import components
+from infra.cli_import import import_app
 from infra.cli_resellers import app as resellers_app
 from infra.dev_secrets import with_development_secrets
 from infra.logging import configure
@@ -26,6 +27,7 @@ replay_app = typer.Typer(help="Rebuild projections from events; re-publish archi
 sandbox_app = typer.Typer(help="The simulated carrier, gateways and reseller receiver.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(resellers_app, name="resellers")
+app.add_typer(import_app)
 app.add_typer(replay_app, name="replay")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
@@ -75,6 +77,18 @@ def workers(
     selected = [c for c in chosen if not names or c.name in names]
     with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
         asyncio.run(composition.serve(settings, endpoints, selected))
+
+
+@app.command()
+def dashboard(reuse: Reuse = False) -> None:
+    """Run the operator dashboard alone."""
+    run_components("dashboard", reuse)
+
+
+@app.command()
+def scheduler(reuse: Reuse = False) -> None:
+    """Run the clock-driven requests and sweeps alone (rotation, timeouts, finalize, sync)."""
+    run_components("scheduler", reuse)
 
 
 @app.command()

@@ -9,18 +9,41 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Protocol
 
-from consumers import webhooks
+import httpx
+import structlog
+from faststream.kafka import KafkaRouter
+from httpx_aiohttp import AiohttpTransport
+from pydantic import SecretStr
+
+from consumers import (
+    activation,
+    canceller,
+    finalizer,
+    number_sync,
+    rotation,
+    verification,
+    webhooks,
+)
 from consumers.dlq import DeadLetters
+from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.app import Component, Runtime, readiness_checks, supervised
+from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.ops import ops_router
 from infra.settings import KafkaSettings, Settings
+from infra.skyline import SkylineClient
 from producers.gateway_bridge import create_bridge_app
+from producers.scheduler import Scheduler
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
+from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
+from sandbox.helix import HelixWorld, create_helix_sandbox
 from sandbox.reseller import create_reseller_receiver
+
+log = structlog.get_logger("simfleet")
 
 
 @contextlib.asynccontextmanager
@@ -69,17 +92,142 @@ async def reseller_receiver_service(rt: Runtime) -> AsyncIterator[str | None]:
         yield f"sandbox reseller receiver at {url}/hooks/<endpoint_id>"
 
 
+@contextlib.asynccontextmanager
+async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
+    """The Helix and Skyline clients; their sandboxes (one shared world) where none is set."""
+    settings = rt.settings
+    hx, sk = settings.helix, settings.skyline
+    async with contextlib.AsyncExitStack() as stack:
+        world: HelixWorld | None = None
+        if hx.api_base is None:
+            world = HelixWorld(
+                client_id=hx.client_id,
+                username=hx.grant_username,
+                password=hx.grant_password.get_secret_value(),
+            )
+            url = await stack.enter_async_context(serve_http(create_helix_sandbox(world)))
+            hx = hx.model_copy(update={"api_base": url, "token_url": f"{url}/oauth/token"})
+            log.info("sandbox_started", system="helix", url=url)
+        # aiohttp underneath: httpx's own transport costs ~3.4 ms CPU per carrier call here
+        helix_http = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=hx.api_base or "", timeout=hx.timeout_s, transport=AiohttpTransport()
+            )
+        )
+        if sk.host is None:
+            if world is None:
+                raise RuntimeError(
+                    "SK_HOST is unset but HX_API_BASE is set: the sandbox gateways route SMS by "
+                    "the sandbox carrier's numbers; set SK_HOST for real gateways"
+                )
+            network = GatewayNetwork(world, auto_insert=True)
+            stack.push_async_callback(network.aclose)
+            url = await stack.enter_async_context(serve_http(create_gateways_sandbox(network)))
+            network.connect_bridge(
+                f"http://{settings.bridge_host}:{settings.bridge_port}",
+                settings.secrets.gateway_secret.get_secret_value(),
+            )
+            await stack.enter_async_context(
+                supervised(rt, "sandbox-gateways", network.run_status_pushes(60))
+            )
+            host, _, port = url.removeprefix("http://").partition(":")
+            sk = sk.model_copy(
+                update={
+                    "host": host,
+                    "port": int(port),
+                    "username": network.username,
+                    "password": SecretStr(network.password),
+                }
+            )
+            log.info("sandbox_started", system="skyline", url=url)
+        skyline_http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=f"http://{sk.host}:{sk.port}", timeout=sk.timeout_s)
+        )
+        yield {
+            "helix": HelixClient(helix_http, hx, rt.pool, rt.bus.emit),
+            "skyline": SkylineClient(skyline_http, sk),
+        }
+
+
+@contextlib.asynccontextmanager
+async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
+    helix = rt.objects["helix"]
+    if not isinstance(helix, HelixClient):
+        raise TypeError("the scheduler needs the Helix client")
+    hx = rt.settings.helix
+
+    async def finalize_sweep() -> int:
+        return await finalizer.sweep_unfinalized(rt.pool, rt.bus, helix, rt.clock)
+
+    async def sync_round() -> int:
+        return await number_sync.request_sync(rt.pool, rt.bus, rt.clock)
+
+    scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings)
+    loops = (
+        scheduler.run(),
+        scheduler.every(hx.finalize_sweep_s, finalize_sweep),
+        scheduler.every(hx.sync_interval_s, sync_round),
+    )
+    async with supervised(rt, "scheduler", *loops):
+        yield (
+            f"verification sweep every {rt.settings.rotation.verification_sweep_s:g}s, rotation "
+            f"daily at {rt.settings.rotation.at}, finalize sweep every {hx.finalize_sweep_s:g}s"
+        )
+
+
+class RouterModule(Protocol):
+    __name__: str
+
+    def build_router(self, settings: Settings) -> KafkaRouter: ...
+
+
+CARRIER_WORKERS: tuple[RouterModule, ...] = (
+    activation,
+    finalizer,
+    canceller,
+    number_sync,
+    verification,
+    rotation,
+)
+
+
+def worker(module: RouterModule) -> Component:
+    """A side-effect consumer that talks to the carrier or the gateways."""
+
+    def routers(settings: Settings) -> list[KafkaRouter]:
+        return [module.build_router(settings)]
+
+    return Component(
+        module.__name__.rsplit(".", 1)[-1], "workers", routers=routers, providers=(carrier_objects,)
+    )
+
+
+@contextlib.asynccontextmanager
+async def dashboard_service(rt: Runtime) -> AsyncIterator[str]:
+    app = create_dashboard_app(rt.settings, rt.pool, rt.bus, rt.clock)
+    async with serve_http(app, rt.settings.dashboard_host, rt.settings.dashboard_port) as url:
+        user, _, password = rt.settings.secrets.dashboard_auth.get_secret_value().partition(":")
+        # the operator's own terminal, in development only (the generated credentials)
+        shown = password if rt.settings.env == "development" else "from DASHBOARD_AUTH"
+        yield f"dashboard at {url} (user {user!r}, password {shown})"
+
+
 def registered_components() -> list[Component]:
     """Every component simfleet has, in start order."""
     return [
         Component("projector", "projector", services=(projector_service,)),
         Component("bridge", "bridge", services=(bridge_service,)),
+        *(worker(module) for module in CARRIER_WORKERS),
         Component(
             "webhooks",
             "workers",
             routers=lambda s: [webhooks.build_router(s)],
             providers=(webhook_objects,),
         ),
+        Component(
+            "scheduler", "scheduler", services=(scheduler_service,), providers=(carrier_objects,)
+        ),
+        Component("dashboard", "dashboard", services=(dashboard_service,)),
         Component("reseller-receiver", "sandbox", services=(reseller_receiver_service,)),
     ]
 

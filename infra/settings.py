@@ -6,6 +6,7 @@ Unset infrastructure (Kafka, Postgres, Helix, Skyline) means "start the embedded
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -75,6 +76,21 @@ class HelixSettings(BaseSettings):
     max_retries: int = Field(default=5, ge=0)
     rate_limit_per_s: float = Field(default=10.0, gt=0)
     concurrency: int = Field(default=8, ge=1)
+    number_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="how long the finalizer re-reads a new line's details for its number before "
+        "leaving it to the sweep (the partition waits meanwhile: keep it short)",
+    )
+    number_poll_s: float = Field(
+        default=0.5, gt=0, description="first pause between those re-reads (then doubling)"
+    )
+    finalize_sweep_s: float = Field(
+        default=300.0, gt=0, description="how often lines still without a number are re-read"
+    )
+    sync_interval_s: float = Field(
+        default=3600.0, gt=0, description="how often active SIMs are compared with the carrier"
+    )
 
 
 class SkylineSettings(BaseSettings):
@@ -169,6 +185,9 @@ class Settings(BaseSettings):
     skyline: SkylineSettings = Field(default_factory=SkylineSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    rotation: RotationSettings = Field(
+        default_factory=lambda: RotationSettings()  # noqa: PLW0108 (the class is defined below)
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -195,3 +214,41 @@ class Settings(BaseSettings):
         sealing = self.webhooks.sealing_key
         found["WEBHOOK_SEALING_KEY"] = sealing.get_secret_value() if sealing else ""
         return found
+
+
+class RotationSettings(BaseSettings):
+    """The daily number cycle (UTC): each SIM's number is rotated once a day, every new number is
+    proven by a verification SMS, unanswered verifications time out; the scheduler's cadences."""
+
+    model_config = _config("ROTATION_")
+
+    at: time = Field(default=time(5, 0), description="daily rotation time, HH:MM (UTC)")
+    spread_s: float = Field(
+        default=1800.0,
+        ge=0,
+        lt=86400,
+        description="SIMs rotate spread over this many seconds after `at`, by hash of ICCID",
+    )
+    min_number_age_s: float = Field(
+        default=3600.0, ge=0, description="a number younger than this waits for the next day"
+    )
+    tick_s: float = Field(default=60.0, gt=0, description="how often due rotations are requested")
+    retry_delay_s: float = Field(
+        default=600.0, gt=0, description="first wait before a failed rotation is retried (doubling)"
+    )
+    max_attempts: int = Field(default=4, ge=1, description="rotation attempts per SIM and day")
+    verification_expiry_s: float = Field(
+        default=120.0, gt=0, description="how long a verification SMS may take to arrive"
+    )
+    verification_sweep_s: float = Field(
+        default=30.0, gt=0, description="how often expired verifications are failed"
+    )
+    sender_tries: int = Field(
+        default=3, ge=1, description="senders tried before a verification is skipped"
+    )
+    cleanup_interval_s: float = Field(
+        default=3600.0, gt=0, description="how often rows past retention are deleted"
+    )
+
+
+Settings.model_rebuild()  # RotationSettings is defined after Settings

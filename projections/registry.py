@@ -5,8 +5,10 @@ from __future__ import annotations
 from projections.archive import ArchiveProjection
 from projections.deliveries import DeliveriesProjection
 from projections.gateways import GatewaysProjection
+from projections.helix_log import HelixLogProjection
 from projections.resellers import ResellersProjection
 from projections.runner import Projection
+from projections.sims import SimsProjection
 from projections.sms import InboundSmsProjection
 
 
@@ -17,5 +19,7 @@ def all_projections() -> dict[str, Projection]:
         GatewaysProjection(),
         ResellersProjection(),
         DeliveriesProjection(),
+        SimsProjection(),
+        HelixLogProjection(),
     ]
     return {p.name: p for p in found}

@@ -1,0 +1,261 @@
+"""Provisioning throughput: a sheet of SIMs → activation → numbers assigned, end to end.
+
+Everything simfleet runs in this process (bulk import, the four provisioning routers on a real
+broker, the sims and helix_log projections on Postgres); the Helix sandbox runs in a child
+process, so on a small machine the carrier does not share simfleet's core. The clock stops when
+``sims`` shows every SIM ``active`` with a number.
+
+1. a zero-latency carrier, 10,000 SIMs — target under 60 s;
+2. a carrier answering every API call after 300 ms — the target is the bound the configuration
+   sets: each SIM needs two calls (activate, details), at most ``HX_CONCURRENCY`` calls are in
+   flight, at most ``HX_RATE_LIMIT_PER_S`` start per second, and each consumer group works on at
+   most one SIM per partition at a time.
+
+    .venv/bin/python -m bench.bench_provisioning
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from pydantic import SecretStr
+
+from bench.support import bench_settings, dsn_of
+from consumers import activation, canceller, finalizer, number_sync
+from consumers.dlq import DeadLetters
+from infra.clock import SystemClock
+from infra.helix import HelixClient
+from infra.http import free_port
+from infra.kafka import Bus, build_broker, ensure_topics
+from infra.postgres import create_pool, migrate
+from infra.settings import HelixSettings, Settings
+from producers.bulk_import import import_sims, parse_rows
+from projections.helix_log import HelixLogProjection
+from projections.runner import ProjectionRunner
+from projections.sims import SimsProjection
+from sandbox.helix import make_iccid, make_imei
+
+CLIENT_ID, USERNAME, PASSWORD = "bench-client", "bench@simfleet.example", "bench-grant-pass"
+CALLS_PER_SIM = 2  # activate + details (the token is fetched once)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    sims: int
+    latency_s: float
+    concurrency: int  # HX_CONCURRENCY: in-flight calls and workers per consumer group
+    rate_per_s: float  # HX_RATE_LIMIT_PER_S
+    partitions: int  # sim.lifecycle partitions
+
+    def bound_s(self) -> float:
+        """The least time the configuration allows for the carrier calls alone."""
+        if self.latency_s == 0:
+            return 0.0
+        in_flight = self.concurrency / self.latency_s  # calls/s the client can have answered
+        per_group = min(self.partitions, self.concurrency) / self.latency_s  # SIMs/s per step
+        sims_per_s = min(in_flight / CALLS_PER_SIM, self.rate_per_s / CALLS_PER_SIM, per_group)
+        return self.sims / sims_per_s
+
+
+SCENARIOS = (
+    Scenario("zero-latency carrier", int(os.environ.get("BENCH_SIMS", "10000")), 0.0, 12, 1e6, 12),
+    Scenario("300 ms per carrier call", 1000, 0.3, 16, 50.0, 16),
+)
+
+
+def sheet(n: int, base: int) -> bytes:
+    rows = "".join(f"{make_iccid(base + i)},{make_imei(base + i)},,\n" for i in range(n))
+    return ("iccid,imei,reseller_id,status\n" + rows).encode()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(dsn: str) -> AsyncIterator[str]:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = dsn.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(url)
+    try:
+        yield url
+    finally:
+        admin = await asyncpg.connect(dsn)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def sandbox_process(latency_s: float) -> AsyncIterator[str]:
+    port = free_port()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.bench_provisioning", "--sandbox", str(port), str(latency_s)
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for _ in range(200):
+                with contextlib.suppress(httpx.TransportError):
+                    await http.get("/_sandbox/stats")
+                    break
+                await asyncio.sleep(0.05)
+        yield url
+    finally:
+        child.terminate()
+        await child.wait()
+
+
+def serve_sandbox(port: int, latency_s: float) -> None:
+    import uvicorn
+
+    from sandbox.helix import HelixFaults, HelixWorld, create_helix_sandbox
+
+    world = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=PASSWORD)
+    faults = HelixFaults(latency_s=latency_s)
+    app = create_helix_sandbox(world, "slow" if latency_s > 0 else "happy", faults)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def helix_settings(url: str, s: Scenario) -> HelixSettings:
+    return HelixSettings(
+        api_base=url,
+        token_url=f"{url}/oauth/token",
+        client_id=CLIENT_ID,
+        grant_username=USERNAME,
+        grant_password=SecretStr(PASSWORD),
+        timeout_s=30.0,
+        rate_limit_per_s=s.rate_per_s,
+        concurrency=s.concurrency,
+        number_wait_s=5.0,
+        number_poll_s=0.2,
+    )
+
+
+@dataclass(frozen=True)
+class Measured:
+    elapsed: float  # import started → every SIM active with a number
+    imported: float  # import started → Kafka acknowledged every request
+    done: int
+    once: bool  # the carrier activated each ICCID exactly once
+    calls: int  # carrier API calls (tokens excluded)
+
+
+async def measure(base: Settings, s: Scenario, serial: int) -> Measured:
+    kafka = base.kafka.model_copy(
+        update={
+            "topic_prefix": f"{base.kafka.topic_prefix}{serial}.",
+            "kafka_partitions": {"sim.lifecycle": s.partitions},
+        }
+    )
+    bootstrap = kafka.kafka_bootstrap_servers or ""
+    await ensure_topics(bootstrap, kafka)
+    async with fresh_database(dsn_of(base)) as dsn, sandbox_process(s.latency_s) as url:
+        settings = base.model_copy(update={"kafka": kafka, "helix": helix_settings(url, s)})
+        pool = await create_pool(dsn, min_size=4, max_size=20)
+        # the transport the composition root should use too: httpx's own costs ~3 ms CPU a call
+        http = httpx.AsyncClient(base_url=url, timeout=30.0, transport=AiohttpTransport())
+        broker = build_broker(kafka, bootstrap)
+        bus = Bus(broker, kafka.topic_prefix)
+        helix = HelixClient(http, settings.helix, pool, bus.emit)
+        for flow in (activation, finalizer, canceller, number_sync):
+            broker.include_router(flow.build_router(settings))
+        clock = SystemClock()
+        context = {"bus": bus, "pool": pool, "settings": settings, "helix": helix, "clock": clock}
+        for name, value in context.items():
+            broker.context.set_global(name, value)
+        await broker.start()
+        runners = [
+            asyncio.create_task(
+                ProjectionRunner(
+                    p,
+                    bootstrap=bootstrap,
+                    kafka=kafka,
+                    pool=pool,
+                    dead_letters=DeadLetters(bus, p.name),
+                ).run()
+            )
+            for p in (SimsProjection(), HelixLogProjection())
+        ]
+        try:
+            parsed = parse_rows(sheet(s.sims, 10_000_000 * (serial + 1)), "sims.csv")
+            started = time.perf_counter()
+            await import_sims(parsed, bus, clock)
+            imported = time.perf_counter() - started
+            done = await wait_all_active(pool, s.sims)
+            elapsed = time.perf_counter() - started
+            async with httpx.AsyncClient(base_url=url) as admin:
+                stats: dict[str, Any] = (await admin.get("/_sandbox/stats")).json()
+        finally:
+            for task in runners:
+                task.cancel()
+            await asyncio.gather(*runners, return_exceptions=True)
+            await broker.stop()
+            await http.aclose()
+            await pool.close()
+    once = sorted(set(stats["activations"].values())) == [1] and len(stats["activations"]) == s.sims
+    calls = sum(v for k, v in stats["calls"].items() if k != "token")
+    return Measured(elapsed, imported, done, once, calls)
+
+
+async def wait_all_active(pool: asyncpg.Pool, n: int, timeout_s: float = 900.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = int(
+            await pool.fetchval(
+                "SELECT count(*) FROM sims WHERE status = 'active' AND current_number IS NOT NULL"
+            )
+        )
+        if done >= n or time.monotonic() > deadline:
+            return done
+        await asyncio.sleep(0.25)
+
+
+async def run() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    async with bench_settings() as base:
+        for serial, s in enumerate(SCENARIOS):
+            m = await measure(base, s, serial)
+            elapsed = m.elapsed
+            config = f"HX_CONCURRENCY={s.concurrency}, {s.partitions} partitions"
+            if s.latency_s:
+                config += f", HX_RATE_LIMIT_PER_S={s.rate_per_s:g}"
+            detail = (
+                f"{m.done:,}/{s.sims:,} active with numbers, {s.sims / elapsed:,.0f} SIMs/s, "
+                f"import published in {m.imported:.1f} s, {m.calls:,} carrier calls, "
+                f"one activation per ICCID: {'yes' if m.once else 'NO'}; {config}"
+            )
+            target = (
+                "< 60 s"
+                if not s.latency_s
+                else f">= bound {s.bound_s():.1f} s (measured / bound = {elapsed / s.bound_s():.2f})"
+            )
+            rows.append(
+                {
+                    "benchmark": f"provisioning {s.sims:,} SIMs, {s.name}",
+                    "value": round(elapsed, 1),
+                    "unit": "s",
+                    "target": target,
+                    "detail": detail,
+                }
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--sandbox"]:
+        serve_sandbox(int(sys.argv[2]), float(sys.argv[3]))
+    else:
+        from bench.__main__ import print_table
+
+        print_table(asyncio.run(run()))

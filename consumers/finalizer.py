@@ -1,0 +1,142 @@
+"""Finalizer: sim.activated → Helix details → number.assigned (source=activation).
+
+Reads ``sim.lifecycle`` (group ``finalizer``). The carrier activates a line before it has a
+number (EXTERNAL_APIS §2.2), so the details may show none yet. Design — two tiers, neither
+blocking a partition for long:
+
+1. in the handler, a *bounded* wait: the details are re-read with doubling pauses for at most
+   ``HX_NUMBER_WAIT_S`` (10 s by default; the sandbox and most real lines need seconds). The
+   partition waits meanwhile, which is the price of keeping each SIM's events in order.
+2. past that, the handler emits nothing and the SIM stays ``provisioning``; the composition root
+   runs ``sweep_unfinalized`` every ``HX_FINALIZE_SWEEP_S`` (5 min, the original's cadence),
+   which re-reads the details of every ``provisioning`` SIM without a number (``sims``).
+
+Both answer the same ``sim.activated`` (kept as ``sims.activation_id``), so they emit the same
+event ids, and both record in the effects ledger under this consumer: a redelivered
+``sim.activated`` re-emits the number instead of asking again. A carrier that reports the
+activation failed (``ACTIVATION_FAILED``, "Timed Out") yields sim.activation_failed. A carrier
+unavailable past the client's retries leaves the SIM to the sweep as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import structlog
+from faststream.kafka import KafkaRouter
+
+from consumers.dlq import DeadLetterMiddleware
+from consumers.effects import once, record
+from consumers.provisioning_rules import finalization, finalize_outcome, number_poll_delays
+from events.envelope import Event
+from events.sim import SimActivated
+from events.topics import SIM_LIFECYCLE
+from infra.clock import Clock
+from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
+from infra.helix import HelixClient, HelixError, HelixUnavailable, SubscriberDetails
+from infra.kafka import Bus, consume, is_type
+from infra.settings import Settings
+
+CONSUMER = "finalizer"
+PRODUCER = "simfleet/finalizer"
+SWEEP_LIMIT = 1000
+UNFINALIZED = """
+SELECT iccid, mobility_subscription_id, activation_id FROM sims
+WHERE status = 'provisioning' AND current_number IS NULL
+  AND mobility_subscription_id IS NOT NULL AND activation_id IS NOT NULL
+ORDER BY activated_at LIMIT $1
+"""
+log = structlog.get_logger("simfleet.finalizer")
+
+
+def build_router(settings: Settings) -> KafkaRouter:
+    router = KafkaRouter(middlewares=(DeadLetterMiddleware,))
+    lifecycle = consume(
+        router, settings.kafka, SIM_LIFECYCLE, CONSUMER, max_workers=settings.helix.concurrency
+    )
+    delays = number_poll_delays(settings.helix.number_wait_s, settings.helix.number_poll_s)
+
+    @lifecycle(filter=is_type(SimActivated))
+    async def on_sim_activated(
+        event: SimActivated,
+        helix: HelixDep,
+        bus: BusDep,
+        pool: PoolDep,
+        clock: ClockDep,
+    ) -> None:
+        async def assign(_retried: bool) -> Event | None:
+            details = await wait_for_number(helix, event, delays)
+            if details is None:
+                return None  # the carrier is unavailable: the sweep asks again later
+            return finalize_outcome(
+                details,
+                iccid=event.data.iccid,
+                activation_id=event.id,
+                correlationid=event.correlationid,
+                producer=PRODUCER,
+                now=clock.now(),
+            )
+
+        await once(pool, bus, CONSUMER, event, assign)
+
+    @lifecycle
+    async def ignore_other_types() -> None:
+        """Every other sim.lifecycle event is someone else's."""
+
+    return router
+
+
+async def wait_for_number(
+    helix: HelixClient, event: SimActivated, delays: list[float]
+) -> SubscriberDetails | None:
+    """The line's details once it has a number (or failed) or the waiting time is up; None
+    when the carrier is unavailable."""
+    sub_id, iccid = event.data.mobility_subscription_id, event.data.iccid
+    try:
+        details = await helix.details(sub_id, iccid=iccid)
+        for delay in delays:
+            if finalization(details) != "wait":
+                break
+            await asyncio.sleep(delay)
+            details = await helix.details(sub_id, iccid=iccid)
+    except HelixUnavailable as err:
+        log.warning("finalize_details_unavailable", iccid=iccid, error=str(err))
+        return None
+    return details
+
+
+async def sweep_unfinalized(
+    pool: asyncpg.Pool, bus: Bus, helix: HelixClient, clock: Clock, *, limit: int = SWEEP_LIMIT
+) -> int:
+    """Re-reads the details of SIMs still waiting for a number; returns how many got an answer.
+
+    Run periodically by the composition root. Lines are read concurrently (the Helix client's
+    concurrency and rate limit bound the load); one failing line never stops the sweep.
+    """
+    rows = await pool.fetch(UNFINALIZED, limit)
+
+    async def finalize(row: asyncpg.Record) -> bool:
+        try:
+            details = await helix.details(row["mobility_subscription_id"], iccid=row["iccid"])
+        except HelixError as err:
+            log.warning("finalize_sweep_details_failed", iccid=row["iccid"], error=str(err))
+            return False
+        outcome = finalize_outcome(
+            details,
+            iccid=row["iccid"],
+            activation_id=row["activation_id"],
+            correlationid=row["activation_id"],
+            producer=PRODUCER,
+            now=clock.now(),
+        )
+        if outcome is None:
+            return False
+        await record(pool, CONSUMER, row["activation_id"], outcome)
+        await bus.emit(outcome)
+        return True
+
+    answered = sum(await asyncio.gather(*(finalize(r) for r in rows)))
+    if rows:
+        log.info("finalize_sweep_done", waiting=len(rows), answered=answered)
+    return answered

@@ -1,0 +1,252 @@
+"""Verification: number.assigned | verification.requested → Skyline "VERIFY <code>" from another
+SIM → verification.sent | verification.skipped; the code arriving on sms.inbound → number.online.
+
+Reads ``sim.lifecycle`` (group ``verification``; partitions concurrently, each in order) and
+``sms.inbound`` (group ``verification-replies``, in batches: the topic carries every SMS of the
+fleet and a per-message subscriber costs ~330 µs of FastStream each, too much at 2,000/s;
+records that do not say "verify" are skipped undecoded). Picks senders from ``sims``,
+``sim_numbers`` and ``gateway_ports``; keeps its state in ``verifications`` and
+``verification_replies`` (``consumers/verification_store.py``). Timeouts: ``producers/scheduler``.
+
+Sending: a 6-character code, kept per request so a retried send repeats it; a sender that is
+not the target, whose number is verified (or was, before its own rotation), in a registered
+gateway port, least recently used first; a refusing sender makes way for the next; none left →
+verification.skipped (the fleet's first SIM: an operator asks again with verification.requested).
+Once per request by the effects ledger: a redelivered request re-emits its outcome, no new SMS.
+Matching: the code (case and spacing tolerant) on that number or SIM before the expiry decides
+the pending verification, whichever of reply and verification.sent is consumed first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, cast
+
+import asyncpg
+import structlog
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy, Depends
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+
+from consumers.dlq import DeadLetterMiddleware, DeadLetters
+from consumers.effects import once
+from consumers.rotation_rules import RotationPolicy, next_rotation_at
+from consumers.verification_rules import (
+    Sender,
+    code_in,
+    expiry,
+    might_be_reply,
+    new_code,
+    senders_to_try,
+    skip_reason,
+    task_id,
+    verification_text,
+)
+from consumers.verification_store import (
+    Pending,
+    Target,
+    mark_skipped,
+    record_reply,
+    record_sent,
+    reserve_code,
+)
+from events import EventDecodeError, decode
+from events.envelope import Event
+from events.sim import (
+    NumberAssigned,
+    NumberOnline,
+    VerificationRequested,
+    VerificationSent,
+    VerificationSkipped,
+)
+from events.sms import SmsReceived
+from events.topics import HEADER_TYPE, SIM_LIFECYCLE, SMS_INBOUND
+from infra.clock import Clock
+from infra.deps import BusDep, ClockDep, PoolDep, SettingsDep
+from infra.kafka import Bus, consume, is_type
+from infra.metrics import VERIFICATIONS
+from infra.settings import Settings
+from infra.skyline import SkylineClient, SkylineDep, SkylineError
+
+CONSUMER = "verification"
+PRODUCER = "simfleet/verification"
+PROVEN_WITHIN = timedelta(days=2)  # a SIM mid-rotation sends fine: its last number was verified
+SENDERS = """
+SELECT s.iccid, coalesce(gp.gateway_id, s.gateway_id) AS gateway_id,
+       coalesce(gp.port, s.port) AS port, s.number_status = 'verified' AS verified,
+       (SELECT max(v.sent_at) FROM verifications v WHERE v.sender_iccid = s.iccid) AS last_used_at
+FROM sims s
+LEFT JOIN LATERAL (
+    SELECT g.gateway_id, g.port, g.status_code FROM gateway_ports g
+    WHERE g.iccid = s.iccid ORDER BY g.updated_at DESC LIMIT 1
+) gp ON true
+WHERE s.status = 'active' AND s.iccid <> $1
+  AND coalesce(gp.port, s.port) IS NOT NULL AND coalesce(gp.status_code, 3) = 3
+  AND (s.number_status = 'verified' OR EXISTS (
+        SELECT 1 FROM sim_numbers n
+        WHERE n.iccid = s.iccid AND n.verification_status = 'verified' AND n.verified_at > $2))
+ORDER BY verified DESC, last_used_at NULLS FIRST LIMIT 50
+"""
+# the number to verify on request: the one asked about, else the SIM's current one
+REQUESTED_TARGET = """
+SELECT coalesce($2, s.current_number) AS number, s.mobility_subscription_id, n.valid_from
+FROM sims s
+LEFT JOIN sim_numbers n
+    ON n.iccid = s.iccid AND n.e164 = coalesce($2, s.current_number) AND n.valid_to IS NULL
+WHERE s.iccid = $1
+"""
+log = structlog.get_logger("simfleet.verification")
+
+
+class Verifier:
+    """What the handlers share: sends a request's code, builds a matched verification's outcome."""
+
+    def __init__(
+        self, skyline: SkylineClient, pool: asyncpg.Pool, clock: Clock, settings: Settings
+    ) -> None:
+        self.skyline, self.pool, self.clock, self.settings = skyline, pool, clock, settings
+        self.policy = RotationPolicy.from_settings(settings.rotation)
+
+    async def verify(self, bus: Bus, request: Event, target: Target) -> None:
+        async def act(_retried: bool) -> Event:
+            return await self.send(request, target)
+
+        await once(self.pool, bus, CONSUMER, request, act)
+
+    async def send(self, request: Event, target: Target) -> Event:
+        iccid, number, now = request.subject, target.number, self.clock.now()
+        code = await reserve_code(self.pool, request, target, new_code(), now)
+        errors: list[str] = []
+        for sender in await self.senders(iccid, now):
+            tid = task_id(request.id, sender.iccid)
+            try:
+                await self.skyline.send_sms(sender.port, number, verification_text(code), tid=tid)
+            except SkylineError as err:
+                log.warning("verification_sender_failed", sender=sender.iccid, error=str(err))
+                errors.append(f"{sender.iccid}: {err}")
+                continue
+            VERIFICATIONS.labels("sent").inc()
+            return VerificationSent.of(
+                request, producer=PRODUCER, time=self.clock.now(), iccid=iccid,
+                request_id=request.id, number=number, code=code, sender_iccid=sender.iccid,
+                sender_port=sender.port, sender_gateway=sender.gateway_id, sent_at=now,
+                expires_at=expiry(now, self.settings.rotation.verification_expiry_s),
+            )  # fmt: skip
+        await mark_skipped(self.pool, request.id, now)
+        VERIFICATIONS.labels("skipped").inc()
+        return VerificationSkipped.of(
+            request, producer=PRODUCER, time=now, iccid=iccid, request_id=request.id,
+            number=number, reason=skip_reason(errors),
+        )  # fmt: skip
+
+    async def senders(self, target: str, now: datetime) -> list[Sender]:
+        rows = await self.pool.fetch(SENDERS, target, now - PROVEN_WITHIN)
+        found = [
+            Sender(r["iccid"], r["port"], r["gateway_id"], r["verified"], r["last_used_at"])
+            for r in rows
+        ]
+        return senders_to_try(found, target, limit=self.settings.rotation.sender_tries)
+
+    def online(self, p: Pending) -> tuple[Event, datetime]:
+        """number.online, valid until the SIM's next rotation."""
+        now = self.clock.now()
+        until = next_rotation_at(p.iccid, p.assigned_at, now, self.policy)
+        log.info("number_online", iccid=p.iccid, number=p.number)
+        event = NumberOnline.create(
+            producer=PRODUCER, time=now, correlationid=p.correlationid, iccid=p.iccid,
+            request_id=p.sent_event_id, number=p.number,
+            mobility_subscription_id=p.mobility_subscription_id, online_until=until,
+        )  # fmt: skip
+        return event, until
+
+
+def verifier(
+    skyline: SkylineDep, pool: PoolDep, clock: ClockDep, settings: SettingsDep
+) -> Verifier:
+    return Verifier(skyline, pool, clock, settings)
+
+
+VerifierDep = Annotated[Verifier, Depends(verifier)]
+
+
+def build_router(settings: Settings) -> KafkaRouter:
+    lifecycle_router = KafkaRouter(middlewares=(DeadLetterMiddleware,))
+    lifecycle = consume(lifecycle_router, settings.kafka, SIM_LIFECYCLE, CONSUMER, max_workers=8)
+
+    @lifecycle(filter=is_type(NumberAssigned))
+    async def on_number_assigned(event: NumberAssigned, flow: VerifierDep, bus: BusDep) -> None:
+        d = event.data
+        await flow.verify(bus, event, Target(d.number, d.mobility_subscription_id, event.time))
+
+    @lifecycle(filter=is_type(VerificationRequested))
+    async def on_verification_requested(
+        event: VerificationRequested, flow: VerifierDep, bus: BusDep
+    ) -> None:
+        line = await flow.pool.fetchrow(REQUESTED_TARGET, event.data.iccid, event.data.number)
+        if line is None or line["number"] is None:
+            log.warning("verification_without_number", iccid=event.data.iccid)
+            return
+        target = Target(line["number"], line["mobility_subscription_id"], line["valid_from"])
+        await flow.verify(bus, event, target)
+
+    @lifecycle(filter=is_type(VerificationSent))
+    async def on_verification_sent(event: VerificationSent, flow: VerifierDep, bus: BusDep) -> None:
+        if await record_sent(flow.pool, bus, event, flow.clock.now(), flow.online):
+            VERIFICATIONS.labels("online").inc()
+
+    @lifecycle
+    async def ignore_other_types() -> None:
+        """Every other sim.lifecycle event is someone else's."""
+
+    replies_router = KafkaRouter()
+    replies_router.subscriber(
+        SMS_INBOUND.full_name(settings.kafka.topic_prefix),
+        group_id=f"{settings.kafka.topic_prefix}{CONSUMER}-replies",
+        batch=True,
+        max_records=500,
+        batch_timeout_ms=50,
+        # a failing batch means Postgres or the broker is away (or a bug): read it again rather
+        # than lose a code; undecodable records go to the DLQ one by one instead
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka.kafka_heartbeat_interval_ms,
+        decoder=_undecoded,
+    )(on_inbound_sms)
+    router = KafkaRouter()
+    router.include_routers(lifecycle_router, replies_router)
+    return router
+
+
+async def _undecoded(_msg: StreamMessage[Any]) -> None:
+    """The handler decodes the few records that may be replies itself."""
+    return None
+
+
+async def on_inbound_sms(msg: KafkaMessage, flow: VerifierDep, bus: BusDep) -> None:
+    records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
+    for sms in await possible_replies(records, DeadLetters(bus, f"{CONSUMER}-replies")):
+        code = code_in(sms.data.body)
+        now = flow.clock.now()
+        if code and await record_reply(flow.pool, bus, sms, code, now=now, outcome=flow.online):
+            VERIFICATIONS.labels("online").inc()
+
+
+async def possible_replies(
+    records: tuple[ConsumerRecord[Any, Any], ...], dead: DeadLetters
+) -> list[SmsReceived]:
+    found = []
+    for r in records:
+        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
+        if headers.get(HEADER_TYPE) != SmsReceived.event_type() or not might_be_reply(r.value):
+            continue
+        try:
+            found.append(cast(SmsReceived, decode(r.value, headers[HEADER_TYPE])))
+        except EventDecodeError as err:
+            await dead.send(
+                topic=r.topic, partition=r.partition, offset=r.offset, key=r.key,
+                value=r.value, headers=headers, error=err, event_id=err.event_id,
+            )  # fmt: skip
+    return found

@@ -1,0 +1,86 @@
+"""Pure decisions of number verification: codes, recognising a reply, choosing a sender."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+CODE_ALPHABET = string.ascii_uppercase + string.digits
+CODE_LENGTH = 6
+# tolerant of case, spacing and a separator ("verify: abc123"), and of text around it (some
+# carriers prefix messages), but the code must stand alone: "VERIFY ABC1234" is no match
+_VERIFY = re.compile(r"(?<![A-Z0-9])VERIFY\s*[:#-]?\s*([A-Z0-9]{6})(?![A-Z0-9])", re.IGNORECASE)
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def new_code(choice: Callable[[str], str] = secrets.choice) -> str:
+    """Six characters from A-Z0-9, from the OS's CSPRNG: a code must not be guessable."""
+    return "".join(choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def verification_text(code: str) -> str:
+    return f"VERIFY {code}"
+
+
+def code_in(body: str) -> str | None:
+    """The code of a ``VERIFY <code>`` message, upper-cased; None for any other text."""
+    found = _VERIFY.search(body)
+    return found.group(1).upper() if found else None
+
+
+def matches(expected: str, body: str) -> bool:
+    return code_in(body) == expected.upper()
+
+
+def might_be_reply(raw: bytes) -> bool:
+    """A cheap test on a record's raw bytes, before decoding it: ours all say "verify"."""
+    return b"verify" in raw.lower()
+
+
+def expiry(sent_at: datetime, expiry_s: float) -> datetime:
+    return sent_at + timedelta(seconds=expiry_s)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """A SIM that can send the code: active, in a gateway port, its number proven."""
+
+    iccid: str
+    port: str
+    gateway_id: str | None = None
+    verified: bool = True  # False: mid-rotation, but its previous number was verified lately
+    last_used_at: datetime | None = None
+
+
+def senders_to_try(candidates: Sequence[Sender], target_iccid: str, *, limit: int) -> list[Sender]:
+    """Up to ``limit`` senders, best first: never the target itself; SIMs whose current number
+    is verified before SIMs mid-rotation; then the least recently used (spreads the load over
+    the fleet); ties broken by a hash of (target, sender), so concurrent verifications of
+    different SIMs do not all pick the same idle sender."""
+    usable = [c for c in candidates if c.iccid != target_iccid and c.port]
+    usable.sort(
+        key=lambda c: (
+            not c.verified,
+            c.last_used_at or _EPOCH,
+            hashlib.sha256(f"{target_iccid}|{c.iccid}".encode()).digest(),
+        )
+    )
+    return usable[:limit]
+
+
+def task_id(*parts: str) -> int:
+    """The gateway's ``tid`` for one send: stable, so a retried send is recognised by the gateway
+    ("13 Duplicated TaskId") instead of sending the SMS twice; positive 31-bit."""
+    digest = hashlib.sha256("|".join(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
+
+
+def skip_reason(errors: Sequence[str]) -> str:
+    if not errors:
+        return "no online SIM with a gateway port to send the code from"
+    return "no sender could send the code: " + "; ".join(errors)[:500]

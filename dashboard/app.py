@@ -1,0 +1,125 @@
+"""The operator dashboard: server-rendered pages, a JSON API, and the old automation's run URLs.
+
+Reads only through ``projections.queries``/``projections.log_queries``; writes only through
+``producers.commands``. Pages work without JavaScript; ``static/dashboard.js`` only refreshes
+the overview's numbers and adds "select all". Security is in ``dashboard.security``.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import asyncpg
+from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from dashboard.api_resellers import resellers_api
+from dashboard.deps import STATIC_DIR, Dashboard, get_operator, template_environment
+from dashboard.routes import actions, api, imports, pages, run
+from dashboard.security import (
+    Credentials,
+    CsrfTokens,
+    basic_auth,
+    json_writes_only,
+    security_headers,
+)
+from infra.clock import Clock
+from infra.kafka import BrokerUnavailable, Bus
+from infra.settings import Settings
+from infra.webhook_signing import SecretBox
+from producers.commands import Commands
+from producers.reseller_commands import ResellerCommands
+
+
+def create_dashboard_app(settings: Settings, pool: asyncpg.Pool, bus: Bus, clock: Clock) -> FastAPI:
+    secrets = settings.secrets
+    credentials = Credentials.parse(secrets.dashboard_auth.get_secret_value())
+    app = FastAPI(
+        title="simfleet dashboard",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # Swagger UI loads its assets from a CDN; the CSP (rightly) forbids it
+        redoc_url=None,
+    )
+    app.state.dashboard = Dashboard(
+        pool=pool,
+        bus=bus,
+        clock=clock,
+        commands=Commands(pool, bus, clock),
+        csrf=CsrfTokens(credentials, clock),
+        templates=template_environment(),
+        run_secrets={
+            "activate": secrets.bulk_run_secret.get_secret_value(),
+            "finalize": secrets.finalizer_run_secret.get_secret_value(),
+            "rotate": secrets.admin_run_secret.get_secret_value(),
+            "sync": secrets.sync_secret.get_secret_value(),
+            "cancel": secrets.cancel_secret.get_secret_value(),
+        },
+    )
+    # the last added is the outermost: headers go on every answer, the auth's refusals too
+    app.add_middleware(BaseHTTPMiddleware, dispatch=basic_auth(credentials))
+    app.add_middleware(BaseHTTPMiddleware, dispatch=security_headers)
+    for router in (pages.router, actions.router, imports.router, api.router, run.router):
+        app.include_router(router)
+    reseller_commands = ResellerCommands(
+        bus=bus, pool=pool, box=secret_box(settings), settings=settings.webhooks, clock=clock
+    )
+    app.include_router(
+        resellers_api(reseller_commands, actor=get_operator),
+        dependencies=[Depends(json_writes_only)],
+    )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(BrokerUnavailable, broker_unavailable)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """Seals new endpoint secrets (the reseller API); the same key the webhook workers open."""
+    key = settings.webhooks.sealing_key
+    return SecretBox.from_setting(key.get_secret_value() if key else None, settings.state_dir)
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    http = cast(HTTPException, exc)
+    if wants_json(request):
+        return await http_exception_handler(request, http)
+    dashboard: Dashboard = request.app.state.dashboard
+    return dashboard.page(request, "error.html", status_code=http.status_code, message=http.detail)
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    invalid = cast(RequestValidationError, exc)
+    if wants_json(request):
+        return await request_validation_exception_handler(request, invalid)
+    dashboard: Dashboard = request.app.state.dashboard
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors())
+    return dashboard.page(request, "error.html", status_code=422, message=problems)
+
+
+async def broker_unavailable(request: Request, _exc: Exception) -> Response:
+    message = (
+        "Kafka did not acknowledge in time; some requests may not have been published. "
+        "Check the SIM timelines before retrying."
+    )
+    if wants_json(request):
+        return JSONResponse({"detail": message}, status_code=503)
+    dashboard: Dashboard = request.app.state.dashboard
+    return dashboard.page(request, "error.html", status_code=503, message=message)

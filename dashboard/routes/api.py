@@ -1,0 +1,150 @@
+"""The JSON API: the pages' reads and the controls' commands, for scripts (in the OpenAPI doc).
+
+Resellers and their endpoints are served by ``dashboard.api_resellers`` (``/api/resellers``).
+
+Same Basic auth as the pages. Writes take JSON only (see ``dashboard.security``), so a
+cross-site form cannot reach them with the browser's cached credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from dashboard.deps import ActorDep, DashboardDep
+from dashboard.routes.pages import delivery_status, sim_status
+from dashboard.security import json_writes_only
+from producers.commands import MAX_SELECTION, CommandRefused, Requested, SimAction
+from projections import log_queries, queries
+from projections.log_queries import DeliveryPage, HelixPage, SmsPage
+from projections.queries import PAGE_SIZE, Overview, SimDetail, SimPage
+
+router = APIRouter(prefix="/api", tags=["dashboard"], dependencies=[Depends(json_writes_only)])
+Text = Annotated[str, Query(max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+class SimCommand(BaseModel):
+    iccids: list[str] = Field(min_length=1, max_length=MAX_SELECTION)
+    reason: str | None = Field(default=None, description="required for cancel")
+
+
+class ResendCommand(BaseModel):
+    delivery_ids: list[int] = Field(default_factory=list, max_length=MAX_SELECTION)
+    reseller_id: str | None = Field(default=None, description="resend this reseller's history")
+    only_failed: bool = False
+
+
+@router.get("/overview")
+async def overview(dashboard: DashboardDep) -> Overview:
+    return await queries.overview(dashboard.pool, dashboard.clock.now())
+
+
+@router.get("/sims")
+async def sims(
+    *,
+    dashboard: DashboardDep,
+    q: Text = "",
+    status: Text = "",
+    reseller: Text = "",
+    after: Text = "",
+    before: Text = "",
+    limit: Limit = PAGE_SIZE,
+) -> SimPage:
+    return await queries.sim_page(
+        dashboard.pool,
+        q=q,
+        status=sim_status(status),
+        reseller=reseller,
+        after=after or None,
+        before=before or None,
+        limit=limit,
+    )
+
+
+@router.get("/sims/{iccid}")
+async def sim(dashboard: DashboardDep, iccid: str) -> SimDetail:
+    detail = await queries.sim_detail(dashboard.pool, iccid)
+    if detail is None:
+        raise HTTPException(404, f"no SIM with ICCID {iccid}")
+    return detail
+
+
+@router.post("/sims/{action}")
+async def request_sim_action(
+    dashboard: DashboardDep, actor: ActorDep, action: SimAction, command: SimCommand
+) -> Requested:
+    """Publishes the action's ``*.requested`` event for each eligible SIM."""
+    try:
+        return await dashboard.commands.request(action, command.iccids, actor, command.reason)
+    except CommandRefused as err:
+        raise HTTPException(400, str(err)) from err
+
+
+@router.get("/sms")
+async def sms(
+    *,
+    dashboard: DashboardDep,
+    q: Text = "",
+    unknown_only: bool = False,
+    older: int | None = None,
+    limit: Limit = PAGE_SIZE,
+) -> SmsPage:
+    return await log_queries.sms_page(
+        dashboard.pool, q=q, unknown_only=unknown_only, older=older, limit=limit
+    )
+
+
+@router.get("/deliveries")
+async def deliveries(
+    *,
+    dashboard: DashboardDep,
+    status: Text = "",
+    reseller: Text = "",
+    endpoint: Text = "",
+    older: int | None = None,
+    limit: Limit = PAGE_SIZE,
+) -> DeliveryPage:
+    return await log_queries.delivery_page(
+        dashboard.pool,
+        status=delivery_status(status),
+        reseller=reseller,
+        endpoint=endpoint,
+        older=older,
+        limit=limit,
+    )
+
+
+@router.post("/deliveries/resend")
+async def resend(dashboard: DashboardDep, actor: ActorDep, command: ResendCommand) -> Requested:
+    try:
+        return await dashboard.commands.resend_webhooks(
+            actor,
+            delivery_ids=command.delivery_ids,
+            reseller_id=command.reseller_id,
+            only_failed=command.only_failed,
+        )
+    except CommandRefused as err:
+        raise HTTPException(400, str(err)) from err
+
+
+@router.get("/helix")
+async def helix(
+    *,
+    dashboard: DashboardDep,
+    operation: Text = "",
+    iccid: Text = "",
+    ok: bool | None = None,
+    older: Text = "",
+    limit: Limit = PAGE_SIZE,
+) -> HelixPage:
+    return await log_queries.helix_page(
+        dashboard.pool,
+        operation=operation,
+        iccid=iccid,
+        ok=ok,
+        older=older or None,
+        limit=limit,
+    )

@@ -1,0 +1,232 @@
+"""Bulk import: a SIM sheet (CSV or JSON) → ``sim.activation_requested`` (+ ``sim.reseller_assigned``).
+
+Formats (EXTERNAL_APIS §4): CSV with a header naming at least ``iccid`` and ``imei`` (the
+original sheet: ``iccid,imei,reseller_id,status``; optional ``gateway_id,port``; ``,`` ``;`` or
+tab separated; UTF-8, a BOM is fine), or JSON ``{"sims": [{"iccid", "imei", "reseller_id"}]}``
+or a bare list. Only rows whose ``status`` is empty or ``pending`` are imported, the others
+are reported as skipped. A bad row (ICCID/IMEI length or Luhn, a cell that is not UTF-8, …)
+is reported with its line (CSV) or item number (JSON) and the good rows go on; an ICCID seen
+twice is imported once and the repeat reported. A file that cannot be read as a whole (over
+the size limit, UTF-16, no header, broken JSON) raises ``ImportFileError``.
+
+Each request's ref is ``import:<iccid>``, so importing the same sheet again publishes the same
+event ids: the activation consumer answers from its ledger and nothing new happens downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from events.envelope import Event
+from events.sim import SimActivationRequested, SimResellerAssigned
+from infra.clock import Clock
+from infra.kafka import Bus
+from producers.sheet_rows import ParsedImport, SimRow, collect_rows
+
+PRODUCER = "simfleet/bulk_import"
+MAX_BYTES = 50 * 1024 * 1024
+EMIT_CHUNK = 500  # rows per Kafka round trip: progress stays live, memory stays flat
+REQUIRED = ("iccid", "imei")
+Progress = Callable[[int, int | None], None]
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported; nothing was emitted."""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    parsed: ParsedImport
+    accepted: tuple[str, ...] = ()  # ICCIDs whose activation was requested
+    event_ids: tuple[str, ...] = field(default=(), repr=False)
+
+    def summary(self) -> str:
+        p = self.parsed
+        return (
+            f"accepted {len(self.accepted)}, duplicates {len(p.duplicates)}, "
+            f"skipped {len(p.skipped)} (status), rejected {len(p.rejected)}"
+        )
+
+    def issues(self) -> Iterator[str]:
+        for kind, found in (
+            ("rejected", self.parsed.rejected),
+            ("duplicate", self.parsed.duplicates),
+        ):
+            for issue in found:
+                yield f"{self.parsed.unit} {issue.line}: {kind}: {issue.reason}"
+
+
+def parse_rows(
+    data: bytes, filename_or_content_type: str, *, max_bytes: int = MAX_BYTES
+) -> ParsedImport:
+    """Reads a sheet; the hint (file name, URL or content type) says CSV or JSON, else the
+    first byte does (``{`` or ``[`` is JSON)."""
+    if len(data) > max_bytes:
+        raise ImportFileError(f"the file has {len(data):,} bytes; the limit is {max_bytes:,}")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+        raise ImportFileError("the file is UTF-16 or binary; export the sheet as CSV UTF-8")
+    hint = filename_or_content_type.lower()
+    is_json = "json" in hint or ("csv" not in hint and data.lstrip()[:1] in (b"{", b"["))
+    return _parse_json(data) if is_json else _parse_csv(data)
+
+
+def _parse_csv(data: bytes) -> ParsedImport:
+    # undecodable bytes become lone surrogates, so one bad cell rejects its row, not the file
+    text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    first_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first_line.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, [])
+        columns = [c.strip().lower().replace(" ", "_").replace("-", "_") for c in header]
+        if any(c not in columns for c in REQUIRED):
+            raise ImportFileError(
+                f"line 1 must be a header naming the columns iccid and imei "
+                f"(found: {', '.join(columns)[:200] or 'nothing'})"
+            )
+        numbered = ((reader.line_num, row) for row in reader)  # line_num: the row's last line
+        return collect_rows("csv", _csv_cells(columns, numbered))
+    except csv.Error as err:
+        raise ImportFileError(f"line {reader.line_num}: unreadable CSV: {err}") from err
+
+
+def _csv_cells(
+    columns: list[str], numbered: Iterable[tuple[int, list[str]]]
+) -> Iterator[tuple[int, dict[str, str] | str]]:
+    for line, row in numbered:
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines separate nothing
+        joined = "".join(row)
+        if bad := next((ch for ch in joined if "\udc80" <= ch <= "\udcff"), None):
+            col = joined.index(bad) + 1
+            yield (
+                line,
+                f"not UTF-8 (byte 0x{ord(bad) - 0xDC00:02x} near character {col}); save the sheet as CSV UTF-8",
+            )
+            continue
+        yield line, {name: cell.strip() for name, cell in zip(columns, row, strict=False)}
+
+
+def _parse_json(data: bytes) -> ParsedImport:
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ImportFileError(f"the JSON is not UTF-8 (byte {err.start})") from err
+    except json.JSONDecodeError as err:
+        raise ImportFileError(
+            f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from err
+    items = document.get("sims") if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise ImportFileError('expected {"sims": [...]} or a list of SIMs')
+    return collect_rows("json", ((n, _json_cells(item)) for n, item in enumerate(items, start=1)))
+
+
+def _json_cells(item: Any) -> dict[str, str] | str:
+    if not isinstance(item, dict):
+        return f"expected an object with iccid and imei, found {type(item).__name__}"
+    cells: dict[str, str] = {}
+    for key, value in item.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | type(None)):
+            return f"{key} must be a string, found {type(value).__name__}"
+        cells[str(key).lower()] = "" if value is None else str(value).strip()
+    return cells
+
+
+def requests_for(row: SimRow, clock: Clock, requested_by: str) -> list[Event]:
+    ref = f"import:{row.iccid}"
+    request = SimActivationRequested.create(
+        producer=PRODUCER,
+        time=clock.now(),
+        iccid=row.iccid,
+        imei=row.imei,
+        ref=ref,
+        requested_by=requested_by,
+        reseller_id=row.reseller_id,
+        gateway_id=row.gateway_id,
+        port=row.port,
+    )
+    if row.reseller_id is None:
+        return [request]
+    assigned = SimResellerAssigned.of(
+        request,
+        producer=PRODUCER,
+        time=clock.now(),
+        iccid=row.iccid,
+        reseller_id=row.reseller_id,
+        ref=ref,
+        requested_by=requested_by,
+    )
+    return [request, assigned]
+
+
+async def import_sims(
+    parsed: ParsedImport,
+    bus: Bus,
+    clock: Clock,
+    progress: Progress | None = None,
+    *,
+    requested_by: str = "bulk_import",
+) -> ImportReport:
+    """Publishes the parsed rows' requests (acknowledged by Kafka before returning)."""
+    ids: list[str] = []
+    total = len(parsed.rows)
+    for start in range(0, total, EMIT_CHUNK):
+        events = [
+            e
+            for row in parsed.rows[start : start + EMIT_CHUNK]
+            for e in requests_for(row, clock, requested_by)
+        ]
+        await bus.emit_many(events)
+        ids += [e.id for e in events]
+        if progress is not None:
+            progress(min(start + EMIT_CHUNK, total), total)
+    return ImportReport(parsed, tuple(r.iccid for r in parsed.rows), tuple(ids))
+
+
+async def fetch_source(
+    url_or_path: str, *, max_bytes: int = MAX_BYTES, timeout_s: float = 60.0
+) -> bytes:
+    """The sheet's bytes from an http(s) URL (e.g. ``SHEET_CSV_URL``) or a file path."""
+    if url_or_path.startswith(("http://", "https://")):
+        return await _download(url_or_path, max_bytes, timeout_s)
+    return await asyncio.to_thread(_read_file, Path(url_or_path), max_bytes)
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        with path.open("rb") as sheet:
+            data = sheet.read(max_bytes + 1)  # never more than the limit in memory
+    except OSError as err:
+        raise ImportFileError(f"cannot read {path}: {err.strerror or err}") from err
+    if len(data) > max_bytes:
+        raise ImportFileError(f"{path} is over the limit of {max_bytes:,} bytes")
+    return data
+
+
+async def _download(url: str, max_bytes: int, timeout_s: float) -> bytes:
+    received = bytearray()
+    try:
+        async with (
+            httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as http,
+            http.stream("GET", url) as response,
+        ):
+            if response.status_code != httpx.codes.OK:
+                raise ImportFileError(f"the sheet URL answered HTTP {response.status_code}")
+            async for chunk in response.aiter_bytes():
+                received += chunk
+                if len(received) > max_bytes:
+                    raise ImportFileError(f"the sheet is over the limit of {max_bytes:,} bytes")
+    except httpx.HTTPError as err:
+        raise ImportFileError(f"cannot fetch the sheet: {type(err).__name__}: {err}") from err
+    return bytes(received)

@@ -1,0 +1,209 @@
+"""Scheduler: the clock → events. Three loops, each safe to run in several processes at once:
+
+- every ``ROTATION_VERIFICATION_SWEEP_S`` (30 s): verifications past their expiry →
+  number.verification_failed (reason "timeout"). Rows are claimed with ``FOR UPDATE SKIP
+  LOCKED`` and marked failed in the transaction that emits, so each failure is emitted once,
+  across restarts and concurrent schedulers (a crash between emit and commit re-emits the
+  same deterministic id: a harmless duplicate).
+- every ``ROTATION_TICK_S`` (60 s): each active SIM whose daily slot has come (05:00 UTC plus
+  its spread offset; ``consumers/rotation_rules.py``) → mdn.change_requested with ref
+  ``rotation:<YYYY-MM-DD>``. The request is emitted in the transaction that inserts the
+  (SIM, day) row of ``rotations``: of two schedulers, one insert wins, the other waits for it
+  and inserts nothing. Failed rotations whose retry time has come → a new request for the
+  same day (``rotation:<date>:retry-<n>``), claimed the same way.
+- every ``ROTATION_CLEANUP_INTERVAL_S`` (1 h): ``webhook_deliveries`` rows older than
+  ``WEBHOOK_RETENTION_DAYS`` (and this flow's own finished rows) deleted in small batches, so
+  no long lock is held (``event_log`` keeps every event for good).
+
+A round that fails because Postgres or the broker is away is logged and tried again next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+
+from consumers.rotation_rules import RotationPolicy, due_slot, retry_ref
+from consumers.verification_store import Pending, expire_due
+from events.envelope import Event
+from events.sim import MdnChangeRequested, NumberVerificationFailed
+from infra.clock import Clock
+from infra.kafka import BrokerUnavailable, Bus
+from infra.metrics import VERIFICATIONS
+from infra.settings import Settings
+
+PRODUCER = "simfleet/scheduler"
+CLEANUP_BATCH = 500
+ROTATABLE = """
+SELECT s.iccid, coalesce(n.valid_from, s.last_rotated_at, s.activated_at) AS number_since
+FROM sims s
+LEFT JOIN LATERAL (
+    SELECT valid_from FROM sim_numbers
+    WHERE iccid = s.iccid AND valid_to IS NULL ORDER BY valid_from DESC LIMIT 1
+) n ON true
+WHERE s.status = 'active' AND s.mobility_subscription_id IS NOT NULL
+  AND s.current_number IS NOT NULL
+"""
+CLAIMED = "SELECT iccid, rotation_key FROM rotations WHERE rotation_key = ANY($1::text[])"
+CLAIM_DAILY = """
+INSERT INTO rotations (iccid, rotation_key, request_id, state, requested_at, updated_at)
+SELECT i, k, r, 'requested', $4, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(i, k, r)
+ON CONFLICT (iccid, rotation_key) DO NOTHING
+RETURNING request_id
+"""
+# a day's retries stop once the next day's rotation is due anyway
+CLAIM_RETRIES = """
+SELECT iccid, rotation_key, attempts FROM rotations
+WHERE state = 'failed' AND next_retry_at <= $1 AND rotation_key LIKE 'rotation:%'
+  AND requested_at > $1 - interval '1 day'
+ORDER BY next_retry_at LIMIT $2 FOR UPDATE SKIP LOCKED
+"""
+MARK_RETRIED = """
+UPDATE rotations SET state = 'requested', attempts = attempts + 1, request_id = $3,
+    next_retry_at = NULL, outcome = NULL, updated_at = $4
+WHERE iccid = $1 AND rotation_key = $2
+"""
+DELETE_OLD = {
+    "webhook_deliveries": """
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+""",
+    "verification_replies": """
+DELETE FROM verification_replies WHERE message_id IN (
+    SELECT message_id FROM verification_replies WHERE recorded_at < $1 LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+""",
+    "verifications": """
+DELETE FROM verifications WHERE request_id IN (
+    SELECT request_id FROM verifications
+    WHERE updated_at < $1 AND state NOT IN ('sending', 'sent') LIMIT $2 FOR UPDATE SKIP LOCKED)
+""",
+    "rotations": """
+DELETE FROM rotations WHERE (iccid, rotation_key) IN (
+    SELECT iccid, rotation_key FROM rotations
+    WHERE updated_at < $1 AND state IN ('changed', 'failed') LIMIT $2 FOR UPDATE SKIP LOCKED)
+""",
+}
+# Postgres or the broker away (or a deadlock/serialization rollback): the next round tries again;
+# anything else is a bug and ends the loop (the composition root stops the process)
+TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.OperatorInterventionError,
+    OSError,
+    TimeoutError,
+    BrokerUnavailable,
+)
+log = structlog.get_logger("simfleet.scheduler")
+
+
+class Scheduler:
+    def __init__(self, pool: asyncpg.Pool, bus: Bus, clock: Clock, settings: Settings) -> None:
+        self.pool, self.bus, self.clock, self.settings = pool, bus, clock, settings
+        self.policy = RotationPolicy.from_settings(settings.rotation)
+
+    async def run(self) -> None:
+        """Every loop until cancelled (the composition root owns the task)."""
+        r = self.settings.rotation
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(self.every(r.verification_sweep_s, self.expire_verifications))
+            loops.create_task(self.every(r.tick_s, self.request_rotations))
+            loops.create_task(self.every(r.cleanup_interval_s, self.clean_up))
+
+    async def every(self, interval_s: float, job: Callable[[], Awaitable[int]]) -> None:
+        """Runs ``job`` now and then every ``interval_s``; a failed round waits for the next."""
+        while True:
+            try:
+                await job()
+            except TRANSIENT as err:
+                log.warning("scheduler_round_failed", job=job.__name__, error=repr(err))
+            await asyncio.sleep(interval_s)
+
+    async def expire_verifications(self) -> int:
+        failed = await expire_due(self.pool, self.bus, self.clock.now(), self._timed_out)
+        if failed:
+            VERIFICATIONS.labels("failed").inc(len(failed))
+            log.info("verifications_timed_out", count=len(failed))
+        return len(failed)
+
+    def _timed_out(self, p: Pending) -> tuple[Event, datetime | None]:
+        event = NumberVerificationFailed.create(
+            producer=PRODUCER, time=self.clock.now(), correlationid=p.correlationid,
+            iccid=p.iccid, request_id=p.sent_event_id, number=p.number,
+            mobility_subscription_id=p.mobility_subscription_id, reason="timeout",
+        )  # fmt: skip
+        return event, None
+
+    async def request_rotations(self) -> int:
+        """Due daily rotations and due retries; returns how many requests were emitted."""
+        now = self.clock.now()
+        due = {}
+        for row in await self.pool.fetch(ROTATABLE):
+            found = due_slot(row["iccid"], row["number_since"], now, self.policy)
+            if found is not None:
+                due[(row["iccid"], found.ref)] = self._request(row["iccid"], found.ref, now)
+        claimed = await self.pool.fetch(CLAIMED, sorted({key for _, key in due}))
+        for row in claimed:
+            due.pop((row["iccid"], row["rotation_key"]), None)  # most of them, after the first tick
+        # one order for every scheduler: concurrent claims wait for each other, never deadlock
+        ordered = sorted(due.items(), key=lambda item: item[0])
+        requested = await self._claim_daily(ordered, now) + await self._retry(now)
+        if requested:
+            log.info("rotations_requested", count=requested)
+        return requested
+
+    async def _claim_daily(
+        self, due: list[tuple[tuple[str, str], MdnChangeRequested]], now: datetime
+    ) -> int:
+        emitted = 0
+        for start in range(0, len(due), CLEANUP_BATCH):
+            chunk = due[start : start + CLEANUP_BATCH]
+            async with self.pool.acquire() as conn, conn.transaction():
+                won = await conn.fetch(
+                    CLAIM_DAILY,
+                    [iccid for (iccid, _), _ in chunk],
+                    [key for (_, key), _ in chunk],
+                    [event.id for _, event in chunk],
+                    now,
+                )
+                ours = {r["request_id"] for r in won}
+                await self.bus.emit_many([e for _, e in chunk if e.id in ours])
+            emitted += len(ours)
+        return emitted
+
+    async def _retry(self, now: datetime) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(CLAIM_RETRIES, now, CLEANUP_BATCH)
+            events = [
+                self._request(r["iccid"], retry_ref(r["rotation_key"], r["attempts"] + 1), now)
+                for r in rows
+            ]
+            for row, event in zip(rows, events, strict=True):
+                await conn.execute(MARK_RETRIED, row["iccid"], row["rotation_key"], event.id, now)
+            await self.bus.emit_many(events)
+        return len(events)
+
+    def _request(self, iccid: str, ref: str, now: datetime) -> MdnChangeRequested:
+        return MdnChangeRequested.create(producer=PRODUCER, time=now, iccid=iccid, ref=ref)
+
+    async def clean_up(self) -> int:
+        """Rows past retention, table by table, in batches; returns how many were deleted."""
+        cutoff = self.clock.now() - timedelta(days=self.settings.webhooks.retention_days)
+        deleted = 0
+        for table, sql in DELETE_OLD.items():
+            while True:
+                status = await self.pool.execute(sql, cutoff, CLEANUP_BATCH)
+                count = int(status.split()[-1])
+                deleted += count
+                if count < CLEANUP_BATCH:
+                    break
+                await asyncio.sleep(0)  # let other work in between batches
+            log.debug("retention_cleanup", table=table, cutoff=cutoff.isoformat())
+        if deleted:
+            log.info("retention_cleanup_done", deleted=deleted)
+        return deleted

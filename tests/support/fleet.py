@@ -1,0 +1,169 @@
+"""A running provisioning fleet for integration tests: the Helix sandbox over real HTTP, a real
+broker with the four provisioning routers, and the sims + helix_log projections on Postgres.
+
+Wired the way the composition root does it: the routers come from ``build_router(settings)``
+and find ``bus``, ``pool``, ``clock``, ``settings`` and ``helix`` in the broker's context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import SecretStr
+
+from consumers import activation, canceller, finalizer, number_sync
+from consumers.dlq import DeadLetters
+from events import decode
+from events.topics import SIM_LIFECYCLE, Topic
+from infra.clock import SystemClock
+from infra.helix import HelixClient
+from infra.http import serve_http
+from infra.kafka import Bus, build_broker
+from infra.postgres import create_pool
+from infra.retry import RetryPolicy
+from infra.settings import HelixSettings, Settings
+from producers.bulk_import import ImportReport, import_sims, parse_rows
+from projections.helix_log import HelixLogProjection
+from projections.runner import ProjectionRunner
+from projections.sims import SimsProjection
+from sandbox.helix import HelixSandbox, HelixWorld, create_helix_sandbox, sandbox_of
+
+CLIENT_ID = "auth0-client-Fleet7"
+USERNAME = "ops@simfleet.example"
+GRANT_PASSWORD = "fl33t-gr4nt-Secret-9"
+# enough attempts that a 20 % fault rate never exhausts them (0.2**10), waits in milliseconds
+PATIENT = RetryPolicy(
+    max_attempts=10, base_delay_s=0.01, max_delay_s=0.05, budget_s=20.0, max_retry_after_s=0.2
+)
+
+
+def helix_settings(url: str, **overrides: Any) -> HelixSettings:
+    fields: dict[str, Any] = {
+        "api_base": url,
+        "token_url": f"{url}/oauth/token",
+        "client_id": CLIENT_ID,
+        "audience": "https://hx.example/api",
+        "grant_username": USERNAME,
+        "grant_password": SecretStr(GRANT_PASSWORD),
+        "activation_client_id": 230,
+        "plan_id": 985,
+        "ban": "BAN-1",
+        "fan": "FAN-1",
+        "timeout_s": 2.0,
+        "rate_limit_per_s": 2000.0,
+        "concurrency": 4,
+        "number_wait_s": 5.0,
+        "number_poll_s": 0.1,
+    }
+    return HelixSettings(**(fields | overrides))
+
+
+@dataclass
+class Fleet:
+    settings: Settings
+    bootstrap: str
+    world: HelixWorld
+    sandbox: HelixSandbox
+    pool: asyncpg.Pool
+    bus: Bus
+    helix: HelixClient
+    clock: SystemClock = field(default_factory=SystemClock)
+
+    async def import_csv(self, text: str) -> ImportReport:
+        return await import_sims(parse_rows(text.encode(), "sims.csv"), self.bus, self.clock)
+
+    async def statuses(self) -> dict[str, str]:
+        rows = await self.pool.fetch("SELECT iccid, status FROM sims")
+        return {r["iccid"]: r["status"] for r in rows}
+
+    async def sim(self, iccid: str) -> asyncpg.Record:
+        return await self.pool.fetchrow("SELECT * FROM sims WHERE iccid = $1", iccid)
+
+    async def records(self, topic: Topic = SIM_LIFECYCLE) -> list[ConsumerRecord[Any, Any]]:
+        return await read_topic(self.bootstrap, self.settings, topic)
+
+    async def events(self, topic: Topic = SIM_LIFECYCLE) -> list[Any]:
+        return [decode(r.value) for r in await self.records(topic)]
+
+    async def dead_letters(self) -> int:
+        return len(await read_topic(self.bootstrap, self.settings, SIM_LIFECYCLE.dlq))
+
+    async def projected(self, projection: str, topic: Topic) -> int:
+        """Records of ``topic`` the projection has read (applied or skipped)."""
+        applied = await self.pool.fetchval(
+            'SELECT coalesce(sum("offset" + 1), 0) FROM projection_checkpoints '
+            "WHERE projection = $1 AND topic = $2",
+            projection,
+            topic.full_name(self.settings.kafka.topic_prefix),
+        )
+        return int(applied)
+
+
+async def read_topic(
+    bootstrap: str, settings: Settings, topic: Topic
+) -> list[ConsumerRecord[Any, Any]]:
+    """Every record on the topic right now, all partitions."""
+    name = topic.full_name(settings.kafka.topic_prefix)
+    partitions = settings.kafka.partitions_for(topic.name.removesuffix(".dlq"), topic.partitions)
+    tps = [TopicPartition(name, p) for p in range(partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        found: list[ConsumerRecord[Any, Any]] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            batch = await consumer.getmany(timeout_ms=500)
+            found += [r for rs in batch.values() for r in rs]
+        return found
+    finally:
+        await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(
+    settings: Settings, bootstrap: str, database_url: str, world: HelixWorld, **helix: Any
+) -> AsyncIterator[Fleet]:
+    app = create_helix_sandbox(world)
+    async with serve_http(app) as url, contextlib.AsyncExitStack() as stack:
+        settings = settings.model_copy(update={"helix": helix_settings(url, **helix)})
+        pool = await create_pool(database_url, min_size=2, max_size=12)
+        stack.push_async_callback(pool.close)
+        http = httpx.AsyncClient(base_url=url, timeout=settings.helix.timeout_s)
+        stack.push_async_callback(http.aclose)
+        broker = build_broker(settings.kafka, bootstrap)
+        bus = Bus(broker, settings.kafka.topic_prefix)
+        client = HelixClient(http, settings.helix, pool, bus.emit, policy=PATIENT)
+        for flow in (activation, finalizer, canceller, number_sync):
+            broker.include_router(flow.build_router(settings))
+        fleet = Fleet(settings, bootstrap, world, sandbox_of(app), pool, bus, client)
+        context = {"bus": bus, "pool": pool, "clock": fleet.clock, "settings": settings}
+        for name, value in (context | {"helix": client}).items():
+            broker.context.set_global(name, value)
+        await broker.start()
+        stack.push_async_callback(broker.stop)
+        for projection in (SimsProjection(), HelixLogProjection()):
+            runner = ProjectionRunner(
+                projection,
+                bootstrap=bootstrap,
+                kafka=settings.kafka,
+                pool=pool,
+                dead_letters=DeadLetters(bus, f"projection.{projection.name}"),
+            )
+            task = asyncio.create_task(runner.run())
+            stack.push_async_callback(_cancelled, task)
+        yield fleet
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,235 @@
+"""A running number cycle for integration tests: the Helix sandbox and the sandbox gateways over
+real HTTP, the gateway bridge over real HTTP, a real broker with the verification and rotation
+routers, and the sims + gateways projections on Postgres.
+
+Wired the way the composition root does it: routers from ``build_router(settings)`` find
+``bus``, ``pool``, ``clock``, ``settings``, ``helix`` and ``skyline`` in the broker's context.
+SIMs are seeded as the provisioning flows would have left them: a line at the carrier with a
+number, a seat in a gateway port, and ``sims`` / ``sim_numbers`` rows (inserted directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+from pydantic import SecretStr
+
+from consumers import rotation, verification
+from consumers.dlq import DeadLetters
+from events import decode
+from events.envelope import Event
+from events.sim import NumberAssigned
+from events.topics import SIM_LIFECYCLE, Topic
+from infra.clock import Clock, SystemClock
+from infra.helix import HelixClient
+from infra.http import serve_http
+from infra.kafka import Bus, build_broker
+from infra.postgres import create_pool
+from infra.retry import RetryPolicy
+from infra.settings import RotationSettings, SecretsSettings, Settings, SkylineSettings
+from infra.skyline import SkylineClient
+from producers.gateway_bridge import create_bridge_app
+from producers.scheduler import Scheduler
+from projections.gateways import GatewaysProjection
+from projections.runner import ProjectionRunner
+from projections.sims import SimsProjection
+from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
+from sandbox.helix import HelixWorld, create_helix_sandbox, make_iccid, make_imei
+from sandbox.skyline import SandboxGateway
+from tests.support.eventually import eventually
+from tests.support.fleet import (
+    CLIENT_ID,
+    GRANT_PASSWORD,
+    PATIENT,
+    USERNAME,
+    helix_settings,
+    read_topic,
+)
+
+GATEWAY_SECRET = "gw-secret-numbers-4b1d"
+SK_PASSWORD = "sk-p4ss-Numbers-7q"
+FAST = RetryPolicy(max_attempts=5, base_delay_s=0.01, max_delay_s=0.05, budget_s=5.0)
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class Sim:
+    iccid: str
+    number: str
+    subscription_id: str
+    gateway_id: str
+    port: str
+
+
+@dataclass
+class NumberWorld:
+    settings: Settings
+    bootstrap: str
+    carrier: HelixWorld
+    network: GatewayNetwork
+    pool: asyncpg.Pool
+    bus: Bus
+    skyline: SkylineClient
+    bridge_url: str
+    database_url: str
+    clock: Clock = field(default_factory=SystemClock)
+    stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    async def add_sim(self, serial: int, *, verified: bool = True) -> Sim:
+        """A line with a number, in a port, with the rows provisioning would have left."""
+        iccid = make_iccid(serial)
+        sub = self.carrier.activate({"service": {"iccid": iccid, "imei": make_imei(serial)}})
+        self.carrier.details({"mobilitySubscriptionId": sub.subscription_id})  # number shows
+        assert sub.phone_number is not None
+        gateway_id, port = self.network.ports.insert_sim(iccid)
+        number, since = f"+1{sub.phone_number}", self.clock.now() - timedelta(days=2)
+        status = "verified" if verified else "pending"
+        proven = self.clock.now() - timedelta(hours=1) if verified else None
+        await self.pool.execute(
+            "INSERT INTO sims (iccid, status, mobility_subscription_id, current_number, "
+            "number_status, gateway_id, port, activated_at) "
+            "VALUES ($1, 'active', $2, $3, $4, $5, $6, $7)",
+            iccid, str(sub.subscription_id), number, status, gateway_id, port, since,
+        )  # fmt: skip
+        await self.pool.execute(
+            "INSERT INTO sim_numbers (assignment_id, iccid, e164, source, valid_from, "
+            "verification_status, verified_at) VALUES ($1, $2, $3, 'activation', $4, $5, $6)",
+            f"seed:{iccid}", iccid, number, since, status, proven,
+        )  # fmt: skip
+        return Sim(iccid, number, str(sub.subscription_id), gateway_id, port)
+
+    def assigned(self, sim: Sim, ref: str = "activation") -> NumberAssigned:
+        """The number.assigned the finalizer emits for a new line."""
+        return NumberAssigned.create(
+            producer="simfleet/finalizer", time=self.clock.now(), iccid=sim.iccid,
+            request_id=f"{ref}:{sim.iccid}", number=sim.number, source="activation",
+            mobility_subscription_id=sim.subscription_id,
+        )  # fmt: skip
+
+    async def emit(self, *events: Event) -> None:
+        await self.bus.emit_many(events)
+
+    async def reply(self, sim: Sim, body: str, *, sender: str = "+15550001111") -> None:
+        """An SMS arriving on the SIM's port, pushed to the bridge as its gateway pushes it."""
+        async with SandboxGateway(self.bridge_url, sim.gateway_id, GATEWAY_SECRET) as gateway:
+            await gateway.push_sms(sim.port, sender, sim.number, body, iccid=sim.iccid)
+
+    async def events(self, kind: type[E], topic: Topic = SIM_LIFECYCLE) -> list[E]:
+        records = await read_topic(self.bootstrap, self.settings, topic)
+        return [e for e in (decode(r.value) for r in records) if isinstance(e, kind)]
+
+    async def wait_for(
+        self, kind: type[E], until: Callable[[list[E]], bool] = bool, within: float = 15.0
+    ) -> list[E]:
+        return await eventually(lambda: self.events(kind), until=until, within=within, interval=0.2)
+
+    async def verification(self, **where: str) -> asyncpg.Record | None:
+        ((column, value),) = where.items()
+        return await self.pool.fetchrow(
+            f"SELECT * FROM verifications WHERE {column} = $1 ORDER BY created_at DESC LIMIT 1",  # noqa: S608
+            value,
+        )
+
+    async def scheduler(self, clock: Clock | None = None) -> Scheduler:
+        """A scheduler with its own pool, as another process would have."""
+        pool = await create_pool(self.database_url, min_size=1, max_size=4)
+        self.stack.push_async_callback(pool.close)
+        return Scheduler(pool, self.bus, clock or self.clock, self.settings)
+
+    async def dead_letters(self) -> int:
+        return len(await read_topic(self.bootstrap, self.settings, SIM_LIFECYCLE.dlq))
+
+
+def rotation_settings(**overrides: Any) -> RotationSettings:
+    fields: dict[str, Any] = {"verification_expiry_s": 30.0, "min_number_age_s": 0.0}
+    return RotationSettings(**(fields | overrides))
+
+
+@contextlib.asynccontextmanager
+async def running_numbers(
+    settings: Settings,
+    bootstrap: str,
+    database_url: str,
+    *,
+    rotation_config: RotationSettings | None = None,
+    flows: tuple[Any, ...] = (verification, rotation),
+) -> AsyncIterator[NumberWorld]:
+    """The world; ``flows``: the consumer modules to run (each costs a group join at start)."""
+    carrier = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=GRANT_PASSWORD)
+    network = GatewayNetwork(carrier, password=SK_PASSWORD)
+    async with (
+        serve_http(create_helix_sandbox(carrier)) as helix_url,
+        serve_http(create_gateways_sandbox(network)) as gateways_url,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        stack.push_async_callback(network.aclose)
+        settings = settings.model_copy(
+            update={
+                "helix": helix_settings(helix_url),
+                "skyline": SkylineSettings(
+                    host="127.0.0.1", username="sandbox", password=SecretStr(SK_PASSWORD)
+                ),
+                "secrets": SecretsSettings(gateway_secret=SecretStr(GATEWAY_SECRET)),
+                "rotation": rotation_config or rotation_settings(),
+            }
+        )
+        pool = await create_pool(database_url, min_size=2, max_size=16)
+        stack.push_async_callback(pool.close)
+        broker = build_broker(settings.kafka, bootstrap)
+        bus = Bus(broker, settings.kafka.topic_prefix)
+        bridge_url = await stack.enter_async_context(
+            serve_http(create_bridge_app(settings, bus, SystemClock()))
+        )
+        network.connect_bridge(bridge_url, GATEWAY_SECRET)
+        http = [httpx.AsyncClient(base_url=u, timeout=5.0) for u in (helix_url, gateways_url)]
+        for client in http:
+            stack.push_async_callback(client.aclose)
+        helix = HelixClient(http[0], settings.helix, pool, bus.emit, policy=PATIENT)
+        skyline = SkylineClient(http[1], settings.skyline, policy=FAST)
+        for flow in flows:
+            broker.include_router(flow.build_router(settings))
+        world = NumberWorld(
+            settings, bootstrap, carrier, network, pool, bus, skyline, bridge_url, database_url
+        )
+        context = {"bus": bus, "pool": pool, "clock": world.clock, "settings": settings}
+        for name, value in (context | {"helix": helix, "skyline": skyline}).items():
+            broker.context.set_global(name, value)
+        await broker.start()
+        stack.push_async_callback(broker.stop)
+        for projection in (SimsProjection(), GatewaysProjection()):
+            runner = ProjectionRunner(
+                projection,
+                bootstrap=bootstrap,
+                kafka=settings.kafka,
+                pool=pool,
+                dead_letters=DeadLetters(bus, f"projection.{projection.name}"),
+            )
+            stack.push_async_callback(_cancelled, asyncio.create_task(runner.run()))
+        async with world.stack:
+            yield world
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def at_utc(day_offset: int, hour: int, minute: int = 0) -> datetime:
+    today = datetime.now(UTC).date() + timedelta(days=day_offset)
+    return datetime(today.year, today.month, today.day, hour, minute, tzinfo=UTC)
+
+
+@dataclass
+class FixedClock:
+    moment: datetime
+
+    def now(self) -> datetime:
+        return self.moment

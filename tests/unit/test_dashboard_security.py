@@ -1,0 +1,52 @@
+"""The dashboard's credential check and CSRF tokens (pure; the HTTP side is in integration)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+
+from dashboard.security import CSRF_TTL_S, Credentials, CsrfTokens
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_dashboard_auth_must_name_a_user_and_a_password() -> None:
+    assert Credentials.parse("") is None
+    assert Credentials.parse("operator") is None
+    assert Credentials.parse(":secret") is None
+    assert Credentials.parse("operator:") is None
+    assert Credentials.parse("op:pa:ss") == Credentials("op", "pa:ss")
+
+
+def test_only_the_configured_pair_is_accepted() -> None:
+    credentials = Credentials("operator", "s3cret-pass")
+    assert credentials.check(basic("operator", "s3cret-pass")) == "operator"
+    assert credentials.check(basic("operator", "s3cret-pas")) is None
+    assert credentials.check(basic("other", "s3cret-pass")) is None
+    assert credentials.check("Bearer s3cret-pass") is None
+    assert credentials.check("Basic !!!not-base64") is None
+    assert credentials.check(None) is None
+
+
+def test_a_csrf_token_is_bound_to_user_password_and_time() -> None:
+    clock = Clock()
+    tokens = CsrfTokens(Credentials("operator", "one"), clock)
+    token = tokens.issue("operator")
+
+    assert tokens.valid("operator", token)
+    assert not tokens.valid("someone-else", token)
+    assert not CsrfTokens(Credentials("operator", "two"), clock).valid("operator", token)
+    assert not tokens.valid("operator", token[:-1] + ("0" if token[-1] != "0" else "1"))
+    assert not tokens.valid("operator", "")
+    clock.at += timedelta(seconds=CSRF_TTL_S + 1)
+    assert not tokens.valid("operator", token)
