@@ -14,7 +14,7 @@ from infra import app as composition
 from infra import components
 from infra.cli_import import import_app
 from infra.cli_resellers import app as resellers_app
-from infra.dev_secrets import with_development_secrets
+from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
 from infra.progress import progress_bar
 from infra.settings import Settings
@@ -39,7 +39,7 @@ Reuse = Annotated[
 
 
 def load_settings() -> Settings:
-    settings = with_development_secrets(Settings())
+    settings = with_development_defaults(Settings())
     configure(settings.log_format, settings.log_level, settings.secret_values().values())
     return settings
 

@@ -39,9 +39,10 @@ from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
+from sandbox import demo
 from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
 from sandbox.helix import HelixWorld, create_helix_sandbox
-from sandbox.reseller import create_reseller_receiver
+from sandbox.reseller import ReceiverState, create_reseller_receiver
 
 log = structlog.get_logger("simfleet")
 
@@ -81,15 +82,42 @@ def webhook_objects(rt: Runtime) -> contextlib.AbstractAsyncContextManager[dict[
 
 
 @contextlib.asynccontextmanager
-async def reseller_receiver_service(rt: Runtime) -> AsyncIterator[str | None]:
+async def receiver_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
     """The sandbox reseller endpoint, in development only: where demo webhooks land."""
     port = rt.settings.webhooks.sandbox_receiver_port
     if rt.settings.env != "development" or not port:
+        yield {}
+        return
+    app, state = create_reseller_receiver()
+    async with serve_http(app, port=port) as url:
+        yield {"reseller_receiver": state, "reseller_receiver_url": url}
+
+
+@contextlib.asynccontextmanager
+async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
+    network, receiver = rt.objects.get("gateway_network"), rt.objects.get("reseller_receiver")
+    url = str(rt.objects.get("reseller_receiver_url", ""))
+    sims = rt.settings.demo_sims
+    if not (isinstance(network, GatewayNetwork) and isinstance(receiver, ReceiverState) and sims):
         yield None
         return
-    app, _state = create_reseller_receiver()
-    async with serve_http(app, port=port) as url:
-        yield f"sandbox reseller receiver at {url}/hooks/<endpoint_id>"
+    await demo.seed(
+        rt.pool,
+        rt.bus,
+        clock=rt.clock,
+        webhooks=rt.settings.webhooks,
+        box=webhooks.open_secret_box(rt.settings),
+        receiver=receiver,
+        receiver_url=url,
+        sims=sims,
+    )
+    async with supervised(
+        rt, "demo", demo.traffic(rt.pool, network, receiver, rt.settings.demo_interval_s)
+    ):
+        yield (
+            f"demo: {sims} sandbox SIMs for reseller {demo.RESELLER!r}; SMS every "
+            f"{rt.settings.demo_interval_s:g}s; webhooks land at {url}/hooks/demo"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -143,10 +171,13 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
         skyline_http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=f"http://{sk.host}:{sk.port}", timeout=sk.timeout_s)
         )
-        yield {
+        objects: dict[str, object] = {
             "helix": HelixClient(helix_http, hx, rt.pool, rt.bus.emit),
             "skyline": SkylineClient(skyline_http, sk),
         }
+        if settings.skyline.host is None:
+            objects["gateway_network"] = network
+        yield objects
 
 
 @contextlib.asynccontextmanager
@@ -228,7 +259,12 @@ def registered_components() -> list[Component]:
             "scheduler", "scheduler", services=(scheduler_service,), providers=(carrier_objects,)
         ),
         Component("dashboard", "dashboard", services=(dashboard_service,)),
-        Component("reseller-receiver", "sandbox", services=(reseller_receiver_service,)),
+        Component(
+            "demo",
+            "sandbox",
+            services=(demo_service,),
+            providers=(carrier_objects, receiver_objects),
+        ),
     ]
 
 

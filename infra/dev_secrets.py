@@ -1,4 +1,5 @@
-"""Development convenience: secrets the operator did not set are generated once per state dir.
+"""Development defaults: secrets the operator did not set are generated once per state dir, and
+webhooks may target the local sandbox receiver (http, loopback) unless set otherwise.
 
 Only in ``SIMFLEET_ENV=development``: ``make run`` must work on a fresh machine without
 configuration, yet never run the bridge or dashboard open. The generated values live in
@@ -33,6 +34,20 @@ def _generated(path: Path) -> dict[str, str]:
     with os.fdopen(fd, "w") as out:
         json.dump(values, out)
     return values
+
+
+def with_development_defaults(settings: Settings) -> Settings:
+    if settings.env != "development":
+        return settings
+    local = {
+        name: True
+        for name in ("allow_http", "allow_private")
+        if name not in settings.webhooks.model_fields_set
+    }
+    if local:
+        webhooks = settings.webhooks.model_copy(update=local)
+        settings = settings.model_copy(update={"webhooks": webhooks})
+    return with_development_secrets(settings)
 
 
 def with_development_secrets(settings: Settings) -> Settings:

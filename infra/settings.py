@@ -175,6 +175,10 @@ class Settings(BaseSettings):
     bridge_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
+    demo_sims: int = Field(
+        default=8, ge=0, description="development with the sandboxes: demo SIMs seeded; 0 = none"
+    )
+    demo_interval_s: float = Field(default=10.0, gt=0, description="demo SMS round every …")
     ops_host: str = "127.0.0.1"
     ops_port: int = Field(default=0, description="/healthz /readyz /metrics; 0 = any free port")
     sheet_csv_url: str | None = Field(default=None, validation_alias="SHEET_CSV_URL")

@@ -159,7 +159,15 @@ class GatewayNetwork:
             SentSms(sms.gateway_id, sms.port, sms.sender_iccid, to, sms.text, sms.tid, fate)
         )
 
-    async def _arrive(self, sender: str, to: str, text: str) -> str:
+    async def text_from_outside(self, sender_number: str, to: str, text: str) -> str:
+        """An SMS from outside the fleet (a service sending a code) reaching ``to``; its fate."""
+        fate = await self._arrive(None, to, text, from_number=sender_number)
+        self.counts[fate] += 1
+        return fate
+
+    async def _arrive(
+        self, sender: str | None, to: str, text: str, *, from_number: str | None = None
+    ) -> str:
         receiver = self.ports.sim_with_number(to)
         if receiver is None:
             return "external"
@@ -167,7 +175,8 @@ class GatewayNetwork:
         if where is None or self._bridge is None:
             return "undeliverable"
         gateway_id, port = where
-        from_number = self.ports.number_of(sender) or UNKNOWN_SENDER
+        if from_number is None:
+            from_number = (self.ports.number_of(sender) if sender else None) or UNKNOWN_SENDER
         try:
             await self._pusher(gateway_id).push_sms(port, from_number, to, text, iccid=receiver)
         except (BridgeRefused, httpx.HTTPError) as err:
