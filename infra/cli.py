@@ -292,6 +292,24 @@ def schemas_check() -> None:
     typer.echo("schemas up to date")
 
 
+@config_app.command("check")
+def config_check() -> None:
+    """Report what the configuration lacks (values are never printed); exit 1 if anything."""
+    from infra.config_check import load_and_check
+
+    findings, error = load_and_check()
+    if error:
+        typer.echo(f"invalid configuration:\n{error}", err=True)
+        raise typer.Exit(1)
+    for finding in findings:
+        typer.echo(f"{finding.level:8} {finding.name:26} {finding.note}")
+    missing = [f.name for f in findings if f.level == "missing"]
+    if missing:
+        typer.echo(f"missing: {', '.join(missing)}", err=True)
+        raise typer.Exit(1)
+    typer.echo("configuration complete")
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective configuration with secrets masked."""

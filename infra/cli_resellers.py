@@ -15,8 +15,10 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from consumers.rotation_rules import RotationPolicy
 from consumers.webhooks import open_secret_box
 from infra import app as composition
+from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
 from infra.settings import Settings
 from producers.reseller_commands import (
@@ -25,6 +27,7 @@ from producers.reseller_commands import (
     ResellerCommands,
     parse_iccid_lines,
 )
+from producers.resync import reseller_id_for
 from projections import reseller_queries
 
 app = typer.Typer(help="Resellers, their webhook endpoints and SIMs.")
@@ -53,7 +56,7 @@ async def _commands(
 
 
 def _run(action: Callable[[ResellerCommands], Awaitable[T]], reuse: bool) -> T:
-    settings = Settings()
+    settings = with_development_defaults(Settings())
     configure(settings.log_format, "WARNING", settings.secret_values().values())
 
     async def call(endpoints: composition.Endpoints) -> T:
@@ -176,6 +179,21 @@ def resend(
         reuse,
     )
     typer.echo(f"resend requested ({event_id})")
+
+
+@app.command()
+def resync(name: str, reuse: Reuse = True) -> None:
+    """Re-send number.online for every online number of a reseller (by id or name)."""
+
+    rotation = Settings().rotation
+
+    async def action(commands: ResellerCommands) -> int:
+        reseller_id = await reseller_id_for(commands.pool, name)
+        if reseller_id is None:
+            raise CommandRejected(f"no reseller with id or name {name!r}")
+        return await commands.resync(reseller_id, RotationPolicy.from_settings(rotation))
+
+    typer.echo(f"re-sent number.online for {_run(action, reuse)} number(s)")
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from consumers.rotation_rules import RotationPolicy
 from events.envelope import Event, new_ref
 from events.reseller import (
     ResellerCreated,
@@ -29,6 +30,7 @@ from infra.kafka import Bus
 from infra.settings import WebhookSettings
 from infra.url_guard import UnsafeEndpoint, validate_endpoint_url
 from infra.webhook_signing import SecretBox, generate_secret
+from producers.resync import resync_reseller
 from projections.reseller_queries import get_reseller, list_endpoints
 
 PRODUCER = "simfleet/commands"
@@ -179,6 +181,11 @@ class ResellerCommands:
             requested_by=requested_by,
         )
         return IssuedSecret(reseller_id, endpoint_id, event.id, secret, until)
+
+    async def resync(self, reseller_id: str, policy: RotationPolicy | None = None) -> int:
+        """Re-sends ``number.online`` for the reseller's online numbers (as new deliveries)."""
+        await self._known_reseller(reseller_id)
+        return await resync_reseller(self.pool, self._bus, self._clock, reseller_id, policy=policy)
 
     async def assign_sims(
         self, reseller_id: str, iccids: Iterable[str], requested_by: str

@@ -1,0 +1,93 @@
+"""``simfleet config check``: what a configuration lacks for the way it will run, no values shown.
+
+Unset infrastructure is not an error (it means embedded/sandbox), but in production it is; once
+the real carrier or gateways are configured, their credentials become required.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import ValidationError
+
+from infra.dev_secrets import with_development_defaults
+from infra.settings import Settings
+
+Level = Literal["ok", "missing", "note"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    level: Level
+    note: str
+
+
+def _need(name: str, present: bool, why: str) -> Finding:
+    return Finding(name, "ok" if present else "missing", why)
+
+
+def check(settings: Settings) -> list[Finding]:
+    production = settings.env == "production"
+    hx, sk, sec = settings.helix, settings.skyline, settings.secrets
+    found = [
+        _need("GATEWAY_SECRET", bool(sec.gateway_secret.get_secret_value()), "gateway pushes"),
+        _need("DASHBOARD_AUTH", ":" in sec.dashboard_auth.get_secret_value(), "user:password"),
+    ]
+    for name, value, role in (
+        ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka.kafka_bootstrap_servers, "broker"),
+        ("DATABASE_URL", settings.postgres.database_url, "Postgres server"),
+    ):
+        if value or production:
+            found.append(_need(name, bool(value), f"the {role}"))
+        else:
+            found.append(Finding(name, "note", f"unset: an embedded {role} is started"))
+    if hx.api_base is None:
+        found.append(
+            Finding("HX_API_BASE", "missing" if production else "note", "unset: Helix sandbox")
+        )
+    else:
+        required = {
+            "HX_TOKEN_URL": bool(hx.token_url),
+            "HX_CLIENT_ID": bool(hx.client_id),
+            "HX_AUDIENCE": bool(hx.audience),
+            "HX_GRANT_USERNAME": bool(hx.grant_username),
+            "HX_GRANT_PASSWORD": bool(hx.grant_password.get_secret_value()),
+            "HX_ACTIVATION_CLIENT_ID": hx.activation_client_id > 0,
+            "HX_PLAN_ID": hx.plan_id > 0,
+            "HX_BAN": bool(hx.ban),
+            "HX_FAN": bool(hx.fan),
+            "HX_ADDRESS1": bool(hx.address1),
+            "HX_CITY": bool(hx.city),
+            "HX_STATE": bool(hx.state),
+            "HX_ZIP": bool(hx.zip),
+        }
+        found += [_need(n, ok, "the Helix API is configured") for n, ok in required.items()]
+    if sk.host is None:
+        found.append(
+            Finding("SK_HOST", "missing" if production else "note", "unset: sandbox gateways")
+        )
+    else:
+        found += [
+            _need("SK_USERNAME", bool(sk.username), "the gateways are configured"),
+            _need(
+                "SK_PASSWORD", bool(sk.password.get_secret_value()), "the gateways are configured"
+            ),
+        ]
+    sealing = settings.webhooks.sealing_key
+    if sealing or production:
+        found.append(_need("WEBHOOK_SEALING_KEY", bool(sealing), "seals endpoint secrets"))
+    else:
+        found.append(Finding("WEBHOOK_SEALING_KEY", "note", "unset: a key file in the state dir"))
+    return found
+
+
+def load_and_check() -> tuple[list[Finding], str | None]:
+    """The findings, or the validation error of a configuration that does not even load."""
+    try:
+        return check(with_development_defaults(Settings())), None
+    except ValidationError as err:
+        # pydantic's message names fields and reasons; the input values are not printed
+        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+        return [], "\n".join(lines)
