@@ -1,8 +1,10 @@
 """The operator dashboard: server-rendered pages, a JSON API, and the old automation's run URLs.
 
 Reads only through ``projections.queries``/``projections.log_queries``; writes only through
-``producers.commands``. Pages work without JavaScript; ``static/dashboard.js`` only refreshes
-the overview's numbers and adds "select all". Security is in ``dashboard.security``.
+``producers.commands``; the Helix page's read-only carrier lookups call the ``HelixClient``
+(``dashboard.helix_query``) when the process has one. Pages work without JavaScript;
+``static/dashboard.js`` only refreshes the overview's numbers and adds "select all". Security is
+in ``dashboard.security``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from dashboard.api_resellers import resellers_api
 from dashboard.deps import STATIC_DIR, Dashboard, get_operator, template_environment
-from dashboard.routes import actions, api, imports, pages, run
+from dashboard.routes import actions, api, helix_query, imports, pages, run
 from dashboard.security import (
     Credentials,
     CsrfTokens,
@@ -32,6 +34,7 @@ from dashboard.security import (
     security_headers,
 )
 from infra.clock import Clock
+from infra.helix import HelixClient
 from infra.kafka import BrokerUnavailable, Bus
 from infra.settings import Settings
 from infra.webhook_signing import SecretBox
@@ -39,7 +42,14 @@ from producers.commands import Commands
 from producers.reseller_commands import ResellerCommands
 
 
-def create_dashboard_app(settings: Settings, pool: asyncpg.Pool, bus: Bus, clock: Clock) -> FastAPI:
+def create_dashboard_app(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    bus: Bus,
+    clock: Clock,
+    helix: HelixClient | None = None,
+) -> FastAPI:
+    """``helix``: the carrier client for the Helix page's lookups; without it they are off."""
     secrets = settings.secrets
     credentials = Credentials.parse(secrets.dashboard_auth.get_secret_value())
     app = FastAPI(
@@ -62,12 +72,16 @@ def create_dashboard_app(settings: Settings, pool: asyncpg.Pool, bus: Bus, clock
             "sync": secrets.sync_secret.get_secret_value(),
             "cancel": secrets.cancel_secret.get_secret_value(),
         },
+        helix=helix,
+        secrets=frozenset(v for v in settings.secret_values().values() if v),
     )
     # the last added is the outermost: headers go on every answer, the auth's refusals too
     app.add_middleware(BaseHTTPMiddleware, dispatch=basic_auth(credentials))
     app.add_middleware(BaseHTTPMiddleware, dispatch=security_headers)
     for router in (pages.router, actions.router, imports.router, api.router, run.router):
         app.include_router(router)
+    app.include_router(helix_query.router)
+    app.include_router(helix_query.api_router)
     reseller_commands = ResellerCommands(
         bus=bus, pool=pool, box=secret_box(settings), settings=settings.webhooks, clock=clock
     )

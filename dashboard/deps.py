@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from dashboard.security import CSRF_FIELD, CsrfTokens
 from infra.clock import Clock
+from infra.helix import HelixClient
 from infra.kafka import Bus
 from producers.commands import Commands
 
@@ -33,6 +34,8 @@ class Dashboard:
     csrf: CsrfTokens
     templates: jinja2.Environment
     run_secrets: Mapping[str, str]  # action → secret; never rendered
+    helix: HelixClient | None = None  # the carrier client, where this process has one
+    secrets: frozenset[str] = frozenset()  # every configured secret: masked in carrier answers
 
     def page(
         self,

@@ -235,7 +235,14 @@ def worker(module: RouterModule) -> Component:
 
 @contextlib.asynccontextmanager
 async def dashboard_service(rt: Runtime) -> AsyncIterator[str]:
-    app = create_dashboard_app(rt.settings, rt.pool, rt.bus, rt.clock)
+    helix = rt.objects.get("helix")
+    app = create_dashboard_app(
+        rt.settings,
+        rt.pool,
+        rt.bus,
+        rt.clock,
+        helix=helix if isinstance(helix, HelixClient) else None,
+    )
     async with serve_http(app, rt.settings.dashboard_host, rt.settings.dashboard_port) as url:
         user, _, password = rt.settings.secrets.dashboard_auth.get_secret_value().partition(":")
         # the operator's own terminal, in development only (the generated credentials)
@@ -258,7 +265,9 @@ def registered_components() -> list[Component]:
         Component(
             "scheduler", "scheduler", services=(scheduler_service,), providers=(carrier_objects,)
         ),
-        Component("dashboard", "dashboard", services=(dashboard_service,)),
+        Component(
+            "dashboard", "dashboard", services=(dashboard_service,), providers=(carrier_objects,)
+        ),
         Component(
             "demo",
             "sandbox",

@@ -1,4 +1,5 @@
-"""Helix (HX-AX wholesale API, EXTERNAL_APIS §2): activate, details, MDN change, status, cancel.
+"""Helix (HX-AX wholesale API, EXTERNAL_APIS §2): activate, details, MDN change, status, cancel,
+reason codes.
 
 Cross-cutting concerns live here once: one OAuth2 token shared by every process (Postgres
 ``token_cache``, refreshed by exactly one caller), ``retry()`` for 429/5xx/timeouts, a rate limit
@@ -42,6 +43,7 @@ ACTIVATE_PATH = "/api/mobility-activation/activate"
 DETAILS_PATH = "/api/mobility-subscriber/details"
 CTN_PATH = "/api/mobility-subscriber/ctn"
 STATUS_PATH = "/api/mobility-subscriber/status"
+REASON_CODES_PATH = "/api/mobility-subscriber/reason-codes"
 # action → (reasonCode, reasonCodeId, subscriberState), from the carrier's reason-code table
 REASONS: dict[StatusAction, tuple[str, int, str]] = {
     "cancel": ("CAN", 1, "Cancel"),
@@ -159,6 +161,15 @@ class SubscriberDetails(CarrierModel):
     def number(self) -> str | None:
         """The current number in E.164, None while unassigned; ValueError if malformed."""
         return normalize_e164(self.phone_number) if self.phone_number else None
+
+
+class ReasonCode(CarrierModel):
+    """A row of the carrier's reason-code table (what ``set_status`` must send)."""
+
+    reason_code: str
+    reason_code_id: Id
+    subscriber_state: Text = None
+    description: Text = None
 
 
 class MdnChangeResult(CarrierModel):
@@ -330,6 +341,18 @@ class HelixClient:
                 if found.mobility_subscription_id == str(subscription_id):
                     return found
         raise HelixRejected(f"Helix has no subscription {subscription_id}", 404)
+
+    async def reason_codes(self) -> list[ReasonCode]:
+        """The carrier's reason-code table (read-only); rows it cannot read are left out."""
+        call = _Call("reason_codes", "GET", REASON_CODES_PATH, None)
+        reply = await self._retry(lambda: self._send(call))
+        if not isinstance(reply, list):
+            raise HelixRejected("reason codes answered without a list", 200)
+        found = []
+        for row in reply:
+            with contextlib.suppress(ValidationError):
+                found.append(ReasonCode.model_validate(row))
+        return found
 
     async def change_mdn(
         self, subscription_id: str, *, iccid: str | None = None, current_number: str | None = None

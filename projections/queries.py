@@ -144,6 +144,11 @@ class SimDetail(View):
     sms: tuple[SmsRow, ...]
 
 
+class SubscriptionRef(View):
+    iccid: str
+    mobility_subscription_id: str | None
+
+
 class SimTarget(View):
     """What a command needs to know about a SIM to decide whether (and how) to request."""
 
@@ -322,6 +327,12 @@ RUN_CANDIDATES: dict[RunAction, str] = {
         FROM sims WHERE status = 'active'
         ORDER BY updated_at, iccid LIMIT $1""",
 }
+# the SIM a carrier subscription belongs to, either way round (sims_subscription indexes the id)
+SIM_BY_ICCID = "SELECT iccid, mobility_subscription_id FROM sims WHERE iccid = $1"
+SIM_BY_SUBSCRIPTION = """
+SELECT iccid, mobility_subscription_id FROM sims WHERE mobility_subscription_id = $1
+ORDER BY updated_at DESC LIMIT 1
+"""
 HIDDEN_DETAILS = frozenset({"iccid", "ref", "body", "request_body", "response_body"})
 DETAIL_MAX_CHARS = 160
 
@@ -446,3 +457,14 @@ async def run_candidates(
     args = (limit, now) if action == "rotate" else (limit,)
     rows = await pool.fetch(RUN_CANDIDATES[action], *args)
     return [SimTarget.model_validate(dict(r)) for r in rows]
+
+
+async def subscription_ref(
+    pool: asyncpg.Pool, *, iccid: str | None = None, subscription_id: str | None = None
+) -> SubscriptionRef | None:
+    """The SIM row by ICCID, or the SIM holding a carrier subscription id; None if none."""
+    if iccid is not None:
+        row = await pool.fetchrow(SIM_BY_ICCID, iccid)
+    else:
+        row = await pool.fetchrow(SIM_BY_SUBSCRIPTION, subscription_id)
+    return None if row is None else SubscriptionRef.model_validate(dict(row))

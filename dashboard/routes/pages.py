@@ -139,7 +139,14 @@ async def helix_page(
         dashboard.pool, operation=operation, iccid=iccid, ok=outcome, older=older or None
     )
     return dashboard.page(
-        request, "helix.html", page=page, operation=operation, iccid=iccid, ok=ok, nav="helix"
+        request,
+        "helix.html",
+        page=page,
+        operation=operation,
+        iccid=iccid,
+        ok=ok,
+        carrier=dashboard.helix is not None,
+        nav="helix",
     )
 
 
