@@ -194,8 +194,11 @@ class ResellerCommands:
         now = self._clock.now()
         events: list[SimResellerAssigned] = []
         errors: list[str] = []
+        # one ref per command: moving a SIM A → B → A must be three facts, not a duplicate of
+        # the first (the archive would drop it and a rebuild would leave the SIM with B)
+        command = f"assign:{reseller_id}:{now.isoformat()}"
         for iccid in dict.fromkeys(i.strip() for i in iccids if i.strip()):
-            ref = f"assign:{reseller_id}:{iccid}"
+            ref = f"{command}:{iccid}"
             fields = {"iccid": iccid, "reseller_id": reseller_id, "ref": ref}
             try:
                 event = SimResellerAssigned.create(

@@ -26,6 +26,8 @@ def test_the_reseller_commands(
         "TOPIC_PREFIX": settings.kafka.topic_prefix,
         "DATABASE_URL": dsn,
         "WEBHOOK_SEALING_KEY": Fernet.generate_key().decode(),
+        # development would let webhooks reach loopback (the demo receiver): say no explicitly
+        "WEBHOOK_ALLOW_PRIVATE": "false",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
