@@ -383,12 +383,15 @@ async def _ensure_database(port: int) -> None:
 
 
 def start_postgres(
-    state_dir: Path, *, reuse: bool = False, fast_unsafe: bool = False
+    state_dir: Path, *, reuse: bool = False, fast_unsafe: bool = False, port: int | None = None
 ) -> RunningService:
     """Start PostgreSQL on a free 127.0.0.1 port with data in ``state_dir/postgres/data``.
 
     ``fast_unsafe`` turns off durability (fsync, synchronous commit): for tests only.
+    ``port`` fixes the port instead of picking a free one, so that a server stopped and started
+    again on the same ``state_dir`` keeps its URL (restart tests); it must be free.
     """
+    fixed_port = port
     pg_dir = state_dir.absolute() / "postgres"
     state_file, log = pg_dir / "instance.json", pg_dir / "postgres.log"
     if reuse and (existing := _reusable(state_file, "postgres")):
@@ -416,8 +419,9 @@ def start_postgres(
     elif running is not None:
         # Left by a killed server whose pid is gone (checked above): stale, safe to drop.
         (cluster.data / "postmaster.pid").unlink(missing_ok=True)
-    for _ in range(_START_ATTEMPTS):  # a retry only helps when another process took the port
-        port = _free_port()
+    # a retry only helps when another process took the free port we picked
+    for _ in range(_START_ATTEMPTS if fixed_port is None else 1):
+        port = _free_port() if fixed_port is None else fixed_port
         opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories=''"
         if fast_unsafe:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -449,10 +453,10 @@ def start_postgres(
 
 @contextlib.contextmanager
 def embedded_postgres(
-    state_dir: Path, *, reuse: bool = False, fast_unsafe: bool = False
+    state_dir: Path, *, reuse: bool = False, fast_unsafe: bool = False, port: int | None = None
 ) -> Iterator[RunningService]:
     """Run the embedded PostgreSQL for the duration of the ``with`` block."""
-    service = start_postgres(state_dir, reuse=reuse, fast_unsafe=fast_unsafe)
+    service = start_postgres(state_dir, reuse=reuse, fast_unsafe=fast_unsafe, port=port)
     try:
         yield service
     finally:

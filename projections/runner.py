@@ -48,6 +48,16 @@ SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS c(t, p, o
 ON CONFLICT (projection, topic, partition) DO UPDATE
 SET "offset" = GREATEST(projection_checkpoints."offset", EXCLUDED."offset"), updated_at = now()
 """
+# errors that say "Postgres is unavailable": the batch is retried. InternalClientError too: a
+# server shutting down sends its FATAL error to connections idle in a transaction, and the
+# next statement on such a connection (typically COMMIT) fails with it before asyncpg has
+# noticed the connection is gone (the pool then replaces it).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 # errors that say "this event cannot be applied", as opposed to "Postgres is unavailable"
 POISON_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.IntegrityConstraintViolationError,
@@ -200,7 +210,7 @@ class ProjectionRunner:
             try:
                 applied = await self._apply_durably(batch)
                 break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            except UNAVAILABLE_ERRORS as err:
                 log.warning(
                     "projection_waiting_for_postgres",
                     projection=self.projection.name,
