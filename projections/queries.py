@@ -317,10 +317,11 @@ RUN_CANDIDATES: dict[RunAction, str] = {
     "rotate": """
         SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id,
                gateway_id, port
-        FROM sims WHERE status = 'active' AND next_rotation_due_at <= $2
-          AND rotation_status <> 'rotating'
+        FROM sims WHERE status = 'active' AND rotation_status <> 'rotating'
+          -- not rotated in the last 20 h (the scheduler's own slots live in `rotations`)
+          AND coalesce(last_rotated_at, activated_at, created_at) <= $2::timestamptz - interval '20 hours'
           AND (rotation_lock_until IS NULL OR rotation_lock_until < $2)
-        ORDER BY next_rotation_due_at, iccid LIMIT $1""",
+        ORDER BY coalesce(last_rotated_at, activated_at, created_at), iccid LIMIT $1""",
     "sync": """
         SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id,
                gateway_id, port

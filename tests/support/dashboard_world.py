@@ -118,11 +118,11 @@ async def seed(conn: asyncpg.Connection, now: datetime) -> World:
         (CANCELED, IMEI, "canceled", "SUB-0005", None, None, None, None, None,
          now - 9 * day, None, None, 0, now - 10 * day),
         (FAILED_VERIFY, IMEI, "active", "SUB-0006", "+15550100006", "failed", "acme", None,
-         None, now - day, None, now + day, 0, now - 2 * day),
+         None, now - day, now - hour, now + day, 1, now - 2 * day),
     ]  # fmt: skip
     sims += [
         (filler_iccid(n), IMEI, "active", f"SUB-F{n}", f"+1555020{n:04d}", "verified",
-         "globex" if n % 2 else "acme", None, None, now - day, None, now + day, 0, now - day)
+         "globex" if n % 2 else "acme", None, None, now - day, now - hour, now + day, 1, now - day)
         for n in range(FILLER_COUNT)
     ]  # fmt: skip
     await conn.executemany(INSERT_SIM, sims)
