@@ -310,6 +310,20 @@ def config_check() -> None:
     typer.echo("configuration complete")
 
 
+@config_app.command("reference")
+def config_reference(
+    write: Annotated[bool, typer.Option("--write", help="update the table in README.md")] = False,
+) -> None:
+    """Every environment variable with its default (the README's configuration table)."""
+    from infra.settings_reference import README, render, with_reference
+
+    if write:
+        README.write_text(with_reference(README.read_text()))
+        typer.echo(f"updated {README}")
+    else:
+        typer.echo(render())
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective configuration with secrets masked."""
