@@ -6,15 +6,16 @@ from and why, so an operator can inspect, fix and re-publish it; the source part
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
+from aiokafka import TopicPartition
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 
 from infra.kafka import Bus
-from infra.metrics import EVENTS_CONSUMED, EVENTS_FAILED
+from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_FAILED
 
 log = structlog.get_logger("simfleet.dlq")
 
@@ -74,6 +75,8 @@ class DeadLetterMiddleware(BaseMiddleware):
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         record = msg.raw_message
         headers = dict(msg.headers)
+        kafka_consumer = getattr(msg, "consumer", None)
+        group = str(getattr(kafka_consumer, "_group_id", None) or "consumers")
         with structlog.contextvars.bound_contextvars(
             event_id=headers.get("ce_id"),
             event_type=headers.get("ce_type"),
@@ -88,7 +91,7 @@ class DeadLetterMiddleware(BaseMiddleware):
                 if not hasattr(record, "topic"):
                     raise  # not a single Kafka record (batch or test harness): nothing to park
                 bus: Bus = self.context.get("bus")
-                await DeadLetters(bus, self.consumer_name()).send(
+                await DeadLetters(bus, group).send(
                     topic=record.topic,
                     partition=record.partition,
                     offset=record.offset,
@@ -99,8 +102,26 @@ class DeadLetterMiddleware(BaseMiddleware):
                     event_id=getattr(err, "event_id", None) or headers.get("ce_id"),
                 )
                 return None
-            EVENTS_CONSUMED.labels(self.consumer_name()).inc()
+            EVENTS_CONSUMED.labels(group).inc()
+            _record_lag(kafka_consumer, group, record)
             return result
 
-    def consumer_name(self) -> str:
-        return str(self.context.get("consumer_name", "consumers"))
+
+def observe_batch(msg: StreamMessage[Any], records: Sequence[Any]) -> None:
+    """Metrics of a batch subscriber (which has no middleware): events consumed, and lag."""
+    kafka_consumer = getattr(msg, "consumer", None)
+    group = str(getattr(kafka_consumer, "_group_id", None) or "consumers")
+    EVENTS_CONSUMED.labels(group).inc(len(records))
+    last = {(r.topic, r.partition): r for r in records}
+    for record in last.values():
+        _record_lag(kafka_consumer, group, record)
+
+
+def _record_lag(kafka_consumer: Any, group: str, record: Any) -> None:
+    """Records behind the partition's end, from the high watermark the last fetch reported."""
+    highwater = getattr(kafka_consumer, "highwater", None)
+    if highwater is None or not hasattr(record, "topic"):
+        return
+    end = highwater(TopicPartition(record.topic, record.partition))
+    if end is not None:
+        CONSUMER_LAG.labels(group, record.topic, record.partition).set(end - record.offset - 1)

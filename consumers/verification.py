@@ -30,7 +30,7 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
-from consumers.dlq import DeadLetterMiddleware, DeadLetters
+from consumers.dlq import DeadLetterMiddleware, DeadLetters, observe_batch
 from consumers.effects import once
 from consumers.rotation_rules import RotationPolicy, next_rotation_at
 from consumers.verification_rules import (
@@ -232,6 +232,7 @@ async def on_inbound_sms(msg: KafkaMessage, flow: VerifierDep, bus: BusDep) -> N
         now = flow.clock.now()
         if code and await record_reply(flow.pool, bus, sms, code, now=now, outcome=flow.online):
             VERIFICATIONS.labels("online").inc()
+    observe_batch(msg, records)
 
 
 async def possible_replies(

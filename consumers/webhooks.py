@@ -32,7 +32,7 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
-from consumers.dlq import DeadLetters
+from consumers.dlq import DeadLetters, observe_batch
 from consumers.verification_store import verification_sms_ids
 from consumers.webhook_attempts import Attempts
 from consumers.webhook_claims import Claims, NewDelivery
@@ -128,6 +128,7 @@ async def on_batch(msg: KafkaMessage, webhooks: WebhooksDep) -> None:
             webhooks.dispatcher.schedule(
                 e.data.message_id, e.data.endpoint_id, e.data.attempt, e.data.due_at
             )
+    observe_batch(msg, records)
 
 
 async def decoded(records: Sequence[ConsumerRecord[Any, Any]], dead: DeadLetters) -> list[Event]:

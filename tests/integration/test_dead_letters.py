@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaRouter
+from prometheus_client import REGISTRY
 
 from consumers.dlq import DeadLetterMiddleware
 from events import Event
@@ -13,6 +14,10 @@ from infra.kafka import Bus, build_broker, consume
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration
+
+
+def metric(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
 
 
 def sms(body: str) -> SmsReceived:
@@ -71,5 +76,11 @@ async def test_a_failing_handler_parks_the_record_and_the_partition_moves_on(
         await dlq.stop()
     letters = {dict(r.headers)["dlq_offset"]: r for rs in batch.values() for r in rs}
     assert set(letters) == {b"1", b"2"}
+    group = f"{settings.kafka.topic_prefix}dlq-test"
+    assert metric("simfleet_events_consumed_total", consumer=group) == 2
+    assert metric("simfleet_events_failed_total", consumer=group) == 2
+    lag = metric("simfleet_consumer_lag", consumer=group, topic=topic, partition="0")
+    assert lag is not None
+    assert lag >= 0
     assert b"cannot handle boom" in dict(letters[b"1"].headers)["dlq_error"]
     assert letters[b"2"].value == b"\x00garbage"

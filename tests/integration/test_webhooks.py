@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from events.sim import NumberOnline, NumberVerificationFailed, SimCancelled
 from infra.settings import Settings
@@ -54,6 +55,10 @@ async def test_each_event_type_arrives_signed_in_its_documented_shape(world: Wor
 
     by_id = {d.webhook_id: d for d in got}
     assert all(d.signature_valid for d in got)
+    group = f"{world.settings.kafka.topic_prefix}webhooks"  # the batch consumer's own metrics
+    consumed = REGISTRY.get_sample_value("simfleet_events_consumed_total", {"consumer": group})
+    assert consumed is not None
+    assert consumed >= 4
     assert by_id[text.id].payload == {
         "event_type": "sms.received",
         "message_id": text.id,
