@@ -7,7 +7,7 @@ from and why, so an operator can inspect, fix and re-publish it; the source part
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import TopicPartition
@@ -22,10 +22,45 @@ log = structlog.get_logger("simfleet.dlq")
 MAX_ERROR_CHARS = 2000
 
 
+class KafkaRecord(Protocol):
+    """What a dead letter keeps of a record: an aiokafka ConsumerRecord or a decoded Record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes: ...
+
+
 class DeadLetters:
     def __init__(self, bus: Bus, consumer: str) -> None:
         self._bus = bus
         self._consumer = consumer
+
+    async def park(
+        self,
+        record: KafkaRecord,
+        *,
+        headers: Mapping[str, str],
+        error: BaseException | str,
+        event_id: str | None = None,
+    ) -> None:
+        """The record as read, with the error: what every consumer does with what it cannot use."""
+        await self.send(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=headers,
+            error=error,
+            event_id=event_id,
+        )
 
     async def send(
         self,
@@ -76,7 +111,7 @@ class DeadLetterMiddleware(BaseMiddleware):
         record = msg.raw_message
         headers = dict(msg.headers)
         kafka_consumer = getattr(msg, "consumer", None)
-        group = str(getattr(kafka_consumer, "_group_id", None) or "consumers")
+        group = _group_of(kafka_consumer)
         with structlog.contextvars.bound_contextvars(
             event_id=headers.get("ce_id"),
             event_type=headers.get("ce_type"),
@@ -91,12 +126,8 @@ class DeadLetterMiddleware(BaseMiddleware):
                 if not hasattr(record, "topic"):
                     raise  # not a single Kafka record (batch or test harness): nothing to park
                 bus: Bus = self.context.get("bus")
-                await DeadLetters(bus, group).send(
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
-                    value=record.value,
+                await DeadLetters(bus, group).park(
+                    record,
                     headers=headers,
                     error=err,
                     event_id=getattr(err, "event_id", None) or headers.get("ce_id"),
@@ -110,11 +141,16 @@ class DeadLetterMiddleware(BaseMiddleware):
 def observe_batch(msg: StreamMessage[Any], records: Sequence[Any]) -> None:
     """Metrics of a batch subscriber (which has no middleware): events consumed, and lag."""
     kafka_consumer = getattr(msg, "consumer", None)
-    group = str(getattr(kafka_consumer, "_group_id", None) or "consumers")
+    group = _group_of(kafka_consumer)
     EVENTS_CONSUMED.labels(group).inc(len(records))
     last = {(r.topic, r.partition): r for r in records}
     for record in last.values():
         _record_lag(kafka_consumer, group, record)
+
+
+def _group_of(kafka_consumer: Any) -> str:
+    # aiokafka keeps the group id private; metrics and dead letters are labelled by it
+    return str(getattr(kafka_consumer, "_group_id", None) or "consumers")
 
 
 def _record_lag(kafka_consumer: Any, group: str, record: Any) -> None:

@@ -246,8 +246,5 @@ async def possible_replies(
         try:
             found.append(cast(SmsReceived, decode(r.value, headers[HEADER_TYPE])))
         except EventDecodeError as err:
-            await dead.send(
-                topic=r.topic, partition=r.partition, offset=r.offset, key=r.key,
-                value=r.value, headers=headers, error=err, event_id=err.event_id,
-            )  # fmt: skip
+            await dead.park(r, headers=headers, error=err, event_id=err.event_id)
     return found

@@ -141,16 +141,7 @@ async def decoded(records: Sequence[ConsumerRecord[Any, Any]], dead: DeadLetters
         try:
             events.append(decode(r.value, headers[HEADER_TYPE]))
         except EventDecodeError as err:
-            await dead.send(
-                topic=r.topic,
-                partition=r.partition,
-                offset=r.offset,
-                key=r.key,
-                value=r.value,
-                headers=headers,
-                error=err,
-                event_id=err.event_id,
-            )
+            await dead.park(r, headers=headers, error=err, event_id=err.event_id)
     return events
 
 

@@ -251,15 +251,8 @@ class ProjectionRunner:
 
             for r, err in batch.undecodable:
                 if fresh(r.topic, r.partition, r.offset):
-                    await self._dead.send(
-                        topic=r.topic,
-                        partition=r.partition,
-                        offset=r.offset,
-                        key=r.key,
-                        value=r.value,
-                        headers=headers_of(r),
-                        error=err,
-                        event_id=err.event_id,
+                    await self._dead.park(
+                        r, headers=headers_of(r), error=err, event_id=err.event_id
                     )
             records = [r for r in batch.records if fresh(r.topic, r.partition, r.offset)]
             if records:
@@ -290,13 +283,6 @@ class ProjectionRunner:
                 async with conn.transaction():
                     await self.projection.apply(conn, [record])
             except POISON_ERRORS as err:
-                await self._dead.send(
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
-                    value=record.value,
-                    headers=record.headers,
-                    error=err,
-                    event_id=record.event.id,
+                await self._dead.park(
+                    record, headers=record.headers, error=err, event_id=record.event.id
                 )
