@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.exceptions import IncorrectState
@@ -113,24 +114,35 @@ class Bus:
         """Returns once the broker acknowledged every event (acks=all); raises BrokerUnavailable."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                pending = [
-                    await self._broker.publish(
-                        codec.encode(event),
-                        self.topic_name(event),
-                        key=event.subject.encode(),
-                        headers=codec.headers_for(event),
-                        correlation_id=event.correlationid,
-                        no_confirm=True,
-                    )
-                    for event in events
-                ]
-                await asyncio.gather(*pending)
+                pending = [await self._send(event) for event in events]
+                await asyncio.gather(*(ack for ack in pending if ack is not None))
         except (TimeoutError, OSError, IncorrectState) as err:
             raise BrokerUnavailable(str(err) or type(err).__name__) from err
         except Exception as err:
             if type(err).__module__.startswith(("aiokafka", "kafka")):
                 raise BrokerUnavailable(f"{type(err).__name__}: {err}") from err
             raise
+
+    async def _send(self, event: Event) -> asyncio.Future[Any] | None:
+        """Hands the event to the producer; the future resolves when the broker acknowledged
+        (None from the in-memory test broker, which delivers at once)."""
+        topic, value, key = self.topic_name(event), codec.encode(event), event.subject.encode()
+        headers = codec.headers_for(event)
+        if producer := _connected_producer(self._broker):
+            encoded = [(name, text.encode()) for name, text in headers.items()]
+            future: asyncio.Future[Any] = await producer.send(
+                topic, value, key=key, headers=encoded
+            )
+            return future
+        sent: asyncio.Future[Any] | None = await self._broker.publish(
+            value,
+            topic,
+            key=key,
+            headers=headers,
+            correlation_id=event.correlationid,
+            no_confirm=True,
+        )
+        return sent
 
     async def publish_raw(
         self, topic: str, value: bytes, *, key: bytes | None, headers: dict[str, str]
@@ -141,6 +153,23 @@ class Bus:
                 await self._broker.publish(value, topic, key=key, headers=headers)
         except (TimeoutError, OSError, IncorrectState) as err:
             raise BrokerUnavailable(f"publishing to {topic}: {type(err).__name__}") from err
+
+
+def _connected_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
+    """The aiokafka producer under FastStream's publish, when the broker is connected to Kafka.
+
+    Sending through it directly costs a third less CPU per event than ``broker.publish`` (its
+    per-call middleware and command objects; measured by bench/bench_bridge.py), which is the
+    bridge's hot path. None for the in-memory test broker or before connect: then events go
+    through ``broker.publish`` as before. FastStream keeps the producer in private attributes,
+    so this looks them up defensively; tests/integration/test_bus.py covers both paths.
+    """
+    state = getattr(getattr(broker, "_producer", None), "_producer", None)
+    try:
+        producer = getattr(state, "producer", None)
+    except IncorrectState:  # FastStream's "not connected" state raises instead
+        return None
+    return producer if isinstance(producer, AIOKafkaProducer) else None
 
 
 async def ensure_topics(

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
@@ -115,7 +116,9 @@ class Bridge:
     def _too_large(self) -> PushRejected:
         return PushRejected(f"body larger than {self.max_body_bytes} bytes", 413)
 
-    async def publish(self, push: ParsedPush) -> PushAccepted:
+    async def publish(self, push: ParsedPush) -> Response:
+        """Publishes the push's events; the answer is a ``PushAccepted`` (as documented), encoded
+        here: FastAPI's response-model validation was a tenth of the bridge's cost per push."""
         await self.bus.emit_many(push.events)  # raises BrokerUnavailable; answered as 503
         SMS_INGESTED.inc(len(push.sms))
         # debug: the events themselves are the record of what arrived (and are archived)
@@ -125,12 +128,13 @@ class Bridge:
             reports=len(push.reports),
             statuses=len(push.statuses),
         )
-        return PushAccepted(
-            accepted=len(push.sms),
-            reports=len(push.reports),
-            statuses=len(push.statuses),
-            ids=[event.id for event in push.events],
-        )
+        answer = {
+            "accepted": len(push.sms),
+            "reports": len(push.reports),
+            "statuses": len(push.statuses),
+            "ids": [event.id for event in push.events],
+        }
+        return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
 
     async def reject(self, request: Request, err: PushRejected) -> JSONResponse:
         """Keeps the payload on gateway.rejected, then answers; 503 if it cannot be kept."""
@@ -269,8 +273,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 pushes = APIRouter(responses=_ERRORS)
 
 
-@pushes.post("/sms", openapi_extra=_SMS_DOC, summary="Gateway push: received SMS or status")
-async def receive_push(request: Request) -> PushAccepted:
+@pushes.post(
+    "/sms",
+    response_model=PushAccepted,
+    openapi_extra=_SMS_DOC,
+    summary="Gateway push: received SMS or status",
+)
+async def receive_push(request: Request) -> Response:
     bridge = authenticated(request)
     body = await bridge.read_body(request)
     now = bridge.clock.now()
@@ -280,8 +289,13 @@ async def receive_push(request: Request) -> PushAccepted:
     return await bridge.publish(parse_http_push(request.query_params, body, now=now))
 
 
-@pushes.post("/sms/simple", openapi_extra=_SIMPLE_DOC, summary="Generic inbound SMS")
-async def receive_simple(request: Request) -> PushAccepted:
+@pushes.post(
+    "/sms/simple",
+    response_model=PushAccepted,
+    openapi_extra=_SIMPLE_DOC,
+    summary="Generic inbound SMS",
+)
+async def receive_simple(request: Request) -> Response:
     bridge = authenticated(request)
     body = await bridge.read_body(request)
     gateway = gateway_id_from(request.query_params)
@@ -289,8 +303,13 @@ async def receive_simple(request: Request) -> PushAccepted:
     return await bridge.publish(push)
 
 
-@pushes.post("/status", openapi_extra=_STATUS_DOC, summary="Gateway port status")
-async def receive_status(request: Request) -> PushAccepted:
+@pushes.post(
+    "/status",
+    response_model=PushAccepted,
+    openapi_extra=_STATUS_DOC,
+    summary="Gateway port status",
+)
+async def receive_status(request: Request) -> Response:
     bridge = authenticated(request)
     body = await bridge.read_body(request)
     gateway = gateway_id_from(request.query_params)
@@ -346,10 +365,11 @@ def create_bridge_app(settings: Settings, bus: Bus, clock: Clock) -> FastAPI:
         version="1",
     )
     app.state.bridge = Bridge(secret, settings.bridge_max_body_bytes, bus, clock)
+    # the same operations for gateways that can only be given a URL; hidden: same schema.
+    # First, because that is how gateways are configured: routes are matched in order.
+    app.include_router(pushes, prefix="/s/{secret}", include_in_schema=False)
     app.include_router(health)
     app.include_router(pushes)
-    # the same operations for gateways that can only be given a URL; hidden: same schema
-    app.include_router(pushes, prefix="/s/{secret}", include_in_schema=False)
     app.add_exception_handler(PushRejected, _on_rejected)
     app.add_exception_handler(NotAuthenticated, _on_unauthenticated)
     app.add_exception_handler(BrokerUnavailable, _on_unavailable)

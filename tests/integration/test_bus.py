@@ -99,3 +99,38 @@ async def test_topics_ensure_is_idempotent(
     assert f"{prefix}sms.inbound" in topics
     assert f"{prefix}sms.inbound.dlq" in topics
     assert await ensure_topics(kafka_bootstrap, settings.kafka) == []
+
+
+async def test_connected_bus_sends_through_aiokafka_and_the_test_broker_still_works(
+    settings: Settings, topics: list[str], kafka_bootstrap: str
+) -> None:
+    from faststream.kafka import TestKafkaBroker
+
+    from infra.kafka import _connected_producer
+
+    prefix = settings.kafka.topic_prefix
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    assert _connected_producer(broker) is None  # not connected: events would go via publish
+    async with broker:
+        await broker.start()
+        assert _connected_producer(broker) is not None
+
+    # the in-memory broker (pure handler tests) has no aiokafka producer: publish() carries it
+    memory = build_broker(settings.kafka, kafka_bootstrap)
+    seen: list[Event] = []
+
+    @memory.subscriber(SIM_LIFECYCLE.full_name(prefix), group_id=f"{prefix}memory")
+    async def on_request(event: Event) -> None:
+        seen.append(event)
+
+    request = SimActivationRequested.create(
+        producer="simfleet/test",
+        time=datetime.now(UTC),
+        iccid="89012608822000000011",
+        imei="356938035643809",
+        ref="sheet:3",
+    )
+    async with TestKafkaBroker(memory) as test_broker:
+        assert _connected_producer(test_broker) is None
+        await Bus(test_broker, prefix).emit(request)
+    assert seen == [request]
