@@ -131,7 +131,9 @@ class Rotator:
         await self.pool.execute(FINISH, iccid, key, event.id, state, new, stored, error, retry, now)
 
 
-def rotator(helix: HelixDep, pool: PoolDep, clock: ClockDep, settings: SettingsDep) -> Rotator:
+async def rotator(
+    helix: HelixDep, pool: PoolDep, clock: ClockDep, settings: SettingsDep
+) -> Rotator:
     return Rotator(helix, pool, clock, settings)
 
 

@@ -27,7 +27,6 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy, Depends
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from consumers.dlq import DeadLetterMiddleware, DeadLetters, observe_batch
@@ -64,6 +63,7 @@ from events.sim import (
 from events.sms import SmsReceived
 from events.topics import HEADER_TYPE, SIM_LIFECYCLE, SMS_INBOUND
 from infra.clock import Clock
+from infra.context import MessageDep
 from infra.deps import BusDep, ClockDep, PoolDep, SettingsDep
 from infra.kafka import Bus, consume, is_type
 from infra.metrics import VERIFICATIONS
@@ -162,7 +162,7 @@ class Verifier:
         return event, until
 
 
-def verifier(
+async def verifier(
     skyline: SkylineDep, pool: PoolDep, clock: ClockDep, settings: SettingsDep
 ) -> Verifier:
     return Verifier(skyline, pool, clock, settings)
@@ -225,7 +225,7 @@ async def _undecoded(_msg: StreamMessage[Any]) -> None:
     return None
 
 
-async def on_inbound_sms(msg: KafkaMessage, flow: VerifierDep, bus: BusDep) -> None:
+async def on_inbound_sms(msg: MessageDep, flow: VerifierDep, bus: BusDep) -> None:
     records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
     for sms in await possible_replies(records, DeadLetters(bus, f"{CONSUMER}-replies")):
         code = code_in(sms.data.body)

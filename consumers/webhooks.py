@@ -27,9 +27,8 @@ from typing import Annotated, Any, cast
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from consumers.dlq import DeadLetters, observe_batch
@@ -58,6 +57,7 @@ from events.topics import (
 )
 from events.webhook import WebhookRetryScheduled
 from infra.clock import Clock
+from infra.context import LoopContext, MessageDep
 from infra.kafka import Bus, build_broker
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
@@ -82,7 +82,7 @@ class Webhooks:
     clock: Clock
 
 
-WebhooksDep = Annotated[Webhooks, Context("webhooks")]
+WebhooksDep = Annotated[Webhooks, LoopContext("webhooks")]
 
 
 def build_router(settings: Settings, *, group: str = "webhooks") -> KafkaRouter:
@@ -112,7 +112,7 @@ async def _undecoded(_msg: StreamMessage[Any]) -> None:
     return None
 
 
-async def on_batch(msg: KafkaMessage, webhooks: WebhooksDep) -> None:
+async def on_batch(msg: MessageDep, webhooks: WebhooksDep) -> None:
     records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
     events = await decoded(records, webhooks.dead_letters)
     while True:

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import asyncpg
-from faststream import Context
 
 from infra.clock import Clock
+from infra.context import LoopContext
 from infra.helix import HelixClient
 from infra.kafka import Bus
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
 
-BusDep = Annotated[Bus, Context("bus")]
-PoolDep = Annotated[asyncpg.Pool, Context("pool")]
-ClockDep = Annotated[Clock, Context("clock")]
-SettingsDep = Annotated[Settings, Context("settings")]
-HelixDep = Annotated[HelixClient, Context("helix")]
-WebhookSenderDep = Annotated[WebhookSender, Context("webhook_sender")]
+BusDep = Annotated[Bus, LoopContext("bus")]
+PoolDep = Annotated[asyncpg.Pool, LoopContext("pool")]
+ClockDep = Annotated[Clock, LoopContext("clock")]
+SettingsDep = Annotated[Settings, LoopContext("settings")]
+HelixDep = Annotated[HelixClient, LoopContext("helix")]
+WebhookSenderDep = Annotated[WebhookSender, LoopContext("webhook_sender")]

@@ -24,9 +24,9 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import structlog
-from faststream import Context
 
 from events.types import normalize_e164
+from infra.context import LoopContext
 from infra.redaction import Redactor
 from infra.retry import RetryPolicy, retry
 from infra.settings import SkylineSettings
@@ -234,4 +234,4 @@ def _number_or_none(raw: str) -> str | None:
         return None
 
 
-SkylineDep = Annotated[SkylineClient, Context("skyline")]
+SkylineDep = Annotated[SkylineClient, LoopContext("skyline")]
