@@ -66,9 +66,9 @@ async def template_url(server_url: str) -> str:
     return url
 
 
-@pytest.fixture
-async def database_url(server_url: str, template_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test alone."""
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """A database cloned from the migrated template, dropped when the block ends."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_url)
     try:
@@ -84,12 +84,23 @@ async def database_url(server_url: str, template_url: str) -> AsyncIterator[str]
 
 
 @pytest.fixture
-def topic_prefix() -> str:
+async def database_url(server_url: str, template_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    async with fresh_database(server_url) as url:
+        yield url
+
+
+def new_topic_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
+def topic_prefix() -> str:
+    return new_topic_prefix()
+
+
+def isolated_settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
+    """Settings for one test's world: its own topics and database, quick group joins."""
     return Settings(
         env="test",
         state_dir=STATE_DIR,
@@ -102,6 +113,11 @@ def settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Sett
         ),
         postgres=PostgresSettings(database_url=SecretStr(database_url)),
     )
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
+    return isolated_settings(kafka_bootstrap, database_url, topic_prefix)
 
 
 @pytest.fixture
