@@ -39,6 +39,7 @@ SEALED_SECRET = "gAAAAABsealed-endpoint-secret-never-shown"
 URL_TOKEN = "url-token-7c1e9d"
 HELIX_PASSWORD = "hx-grant-password-Q8z!"
 ENDPOINT = "ep-acme-1"
+IMPORTER = "cli:importer"  # the actor of the featured SIM's activation request
 
 
 def filler_iccid(n: int) -> str:
@@ -198,7 +199,12 @@ async def seed(conn: asyncpg.Connection, now: datetime) -> World:
 async def _seed_timeline(conn: asyncpg.Connection, now: datetime) -> str:
     at = now - 3 * timedelta(days=1)
     requested = SimActivationRequested.create(
-        producer="simfleet/bulk_import", time=at, iccid=FEATURED, imei=IMEI, ref="import:x"
+        producer="simfleet/bulk_import",
+        time=at,
+        iccid=FEATURED,
+        imei=IMEI,
+        ref="import:x",
+        requested_by=IMPORTER,
     )
     activated = SimActivated.of(
         requested,
