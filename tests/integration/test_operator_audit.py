@@ -8,6 +8,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,68 @@ async def assert_no_secret(audited: Audited) -> None:
     for secret in (*RUN_SECRETS.values(), PASSWORD, w.SEALED_SECRET):
         assert secret not in stored
         assert secret not in shown
+
+
+INSERT_AUDIT = """
+INSERT INTO operator_audit (command_id, action, actor, channel, requested_at, reason, target,
+                            subjects, events)
+VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)
+"""
+
+
+async def test_the_audit_filters_and_pages_newest_first(
+    settings: Settings, database_url: str
+) -> None:
+    configured = dashboard_settings(settings)
+    pool = await create_pool(database_url)
+    many = [make_iccid(n) for n in range(70)]
+    rows: list[tuple[Any, ...]] = [
+        (f"cmd-{n:03d}", "rotate" if n % 2 else "suspend", f"api:user{n % 3}", "api",
+         NOW - timedelta(minutes=n), None, [make_iccid(n)], 1)
+        for n in range(60)
+    ]  # fmt: skip
+    rows.append(("cmd-big", "cancel", "cli:bob", "cli", NOW, "end of contract", many, 70))
+    await pool.executemany(INSERT_AUDIT, rows)
+    app = create_dashboard_app(
+        configured, pool, Bus(build_broker(configured.kafka, "x")), FixedClock()
+    )
+    try:
+        async with (
+            serve_http(app) as url,
+            httpx.AsyncClient(base_url=url, auth=(USER, PASSWORD), timeout=30) as http,
+        ):
+            seen, older = [], ""
+            for _ in range(4):
+                page = (await http.get("/api/audit", params={"limit": 25, "older": older})).json()
+                seen += [r["command_id"] for r in page["rows"]]
+                older = page["older"] or ""
+                if not older:
+                    break
+            user1 = (await http.get("/api/audit", params={"actor": "api:user1"})).json()
+            suspends = (await http.get("/api/audit", params={"action": "suspend"})).json()
+            by_sim = (await http.get("/api/audit", params={"iccid": make_iccid(69)})).json()
+            cli = (await http.get("/api/audit", params={"channel": "cli"})).json()
+            unknown = await http.get("/api/audit", params={"action": "explode"})
+            garbled = await http.get("/api/audit", params={"older": "not-a-cursor"})
+            html = (await http.get("/audit", params={"channel": "cli"})).text
+            second = (
+                await http.get("/audit", params={"older": f"{NOW.isoformat()}|cmd-big|cancel"})
+            ).text
+    finally:
+        await pool.close()
+
+    assert seen == ["cmd-big", *(f"cmd-{n:03d}" for n in range(60))]  # newest first, each once
+    assert len(user1["rows"]) == 20
+    assert {r["actor"] for r in user1["rows"]} == {"api:user1"}
+    assert {r["action"] for r in suspends["rows"]} == {"suspend"}
+    assert [r["command_id"] for r in by_sim["rows"]] == ["cmd-big"]  # only the big cancel has it
+    [big] = cli["rows"]
+    assert (big["subject_count"], len(big["subjects"]), big["subject_kind"]) == (70, 50, "sim")
+    assert unknown.status_code == 400
+    assert garbled.status_code == 200
+    assert garbled.json()["rows"][0]["command_id"] == "cmd-big"
+    assert "end of contract" in html
+    assert "… 20 more" in html
+    assert 'rel="next"' not in html
+    assert "end of contract" not in second
+    assert f'href="/sims/{make_iccid(0)}"' in second
