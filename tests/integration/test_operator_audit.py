@@ -73,6 +73,7 @@ async def audited(
     pool = await create_pool(database_url)
     async with pool.acquire() as conn:
         await w.seed(conn, NOW)
+        await conn.execute("TRUNCATE operator_audit, operator_audit_events")  # only what we do
     broker = build_broker(configured.kafka, kafka_bootstrap)
     async with broker:
         bus = Bus(broker, configured.kafka.topic_prefix)

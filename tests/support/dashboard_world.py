@@ -83,6 +83,11 @@ INSERT INTO helix_api_logs (call_id, operation, iccid, method, url, status_code,
                             request_body, response_body, error, called_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
+INSERT_AUDIT = """
+INSERT INTO operator_audit (command_id, action, actor, channel, requested_at, reason, target,
+                            subjects, events)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
 INSERT_EVENT = """
 INSERT INTO event_log (id, topic, partition, "offset", type, key, subject, correlationid, time,
                        payload)
@@ -192,6 +197,19 @@ async def seed(conn: asyncpg.Connection, now: datetime) -> World:
         "VALUES ('inbound_sms', 'sms.inbound', $1, $2, $3)",
         [(0, 41, now - hour), (1, 9, now)],
     )
+    await conn.executemany(
+        INSERT_AUDIT,
+        [
+            ("import:x", "import", IMPORTER, "cli", now - 3 * day, None, None,
+             sorted([FEATURED, PENDING]), 3),
+            ("click-1", "cancel", "dashboard:operator", "dashboard", now - 9 * day,
+             "returned by the customer", None, [CANCELED], 1),
+            ("run-1", "rotate", "run:ADMIN_RUN_SECRET", "run", now - hour, None, None,
+             list(FILLERS[:60]), 60),
+            ("ep-1", "remove-endpoint", "api:operator", "api", now - 2 * hour,
+             "endpoint retired", "ep-acme-0", ["acme"], 1),
+        ],
+    )  # fmt: skip
     correlation = await _seed_timeline(conn, now)
     return World(now, tuple(s[0] for s in sims), correlation)
 
