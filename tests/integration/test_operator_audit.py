@@ -26,6 +26,7 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from projections.audit import OperatorAuditProjection
+from projections.replay import rebuild
 from projections.runner import ProjectionRunner
 from sandbox.helix import make_iccid, make_imei
 from tests.integration.test_dashboard import (
@@ -51,6 +52,23 @@ class Audited:
     anonymous: httpx.AsyncClient
     pool: asyncpg.Pool
     settings: Settings
+    bus: Bus
+    bootstrap: str
+    dsn: str
+
+    async def rebuilt_differences(self) -> list[str]:
+        """``simfleet replay verify operator_audit``: rebuilt from the topics, compared."""
+        return await rebuild(
+            OperatorAuditProjection(),
+            dsn=self.dsn,
+            live_pool=self.pool,
+            bus=self.bus,
+            bootstrap=self.bootstrap,
+            kafka=self.settings.kafka,
+            from_archive=False,
+            swap=False,
+            progress=lambda done, total: None,
+        )
 
     async def rows(self, count: int) -> dict[str, asyncpg.Record]:
         found = await eventually(
@@ -93,7 +111,7 @@ async def audited(
                 httpx.AsyncClient(base_url=url, auth=(USER, PASSWORD), timeout=30) as http,
                 httpx.AsyncClient(base_url=url, timeout=30) as anonymous,
             ):
-                yield Audited(http, anonymous, pool, configured)
+                yield Audited(http, anonymous, pool, configured, bus, kafka_bootstrap, database_url)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -167,6 +185,7 @@ async def test_dashboard_api_and_run_commands_land_in_the_audit_with_actor_and_r
     assert f'href="/sims/{w.FILLERS[0]}"' in page
     assert "lost in transit" not in page  # filtered out
     await assert_no_secret(audited)
+    assert await audited.rebuilt_differences() == []
 
 
 async def test_cli_commands_land_in_the_audit_as_the_os_user(
