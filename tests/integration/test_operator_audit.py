@@ -77,7 +77,7 @@ class Audited:
         return {r["action"]: r for r in found}
 
     async def form(self, action: str, fields: dict[str, Any]) -> httpx.Response:
-        html = (await self.http.get("/sims")).text
+        html = (await self.http.get("/controls")).text
         token = re.search(r'name="csrf_token" value="([^"]+)"', html)
         assert token
         return await self.http.post(action, data={"csrf_token": token.group(1), **fields})
@@ -138,7 +138,10 @@ async def test_dashboard_api_and_run_commands_land_in_the_audit_with_actor_and_r
 ) -> None:
     cancelled = await audited.form(
         "/sims/actions",
-        {"action": "cancel", "iccid": w.FEATURED, "confirm": "yes", "reason": "lost in transit"},
+        {"action": "cancel", "iccids": w.FEATURED, "confirm": "yes", "reason": "lost in transit"},
+    )
+    restored = await audited.form(  # the controls' optional reason, on a harmless action
+        "/sims/actions", {"action": "restore", "iccids": w.SUSPENDED, "reason": "paid up"}
     )
     suspended = await audited.http.post(
         "/api/sims/suspend", json={"iccids": [w.FILLERS[0], w.FILLERS[1]], "reason": "fraud check"}
@@ -150,17 +153,21 @@ async def test_dashboard_api_and_run_commands_land_in_the_audit_with_actor_and_r
         "/api/run/cancel",
         params={"secret": RUN_SECRETS["cancel"], "iccids": w.PENDING, "reason": "never shipped"},
     )
-    assert [r.status_code for r in (cancelled, suspended, rotated, run_cancel)] == [200] * 4
+    assert [r.status_code for r in (cancelled, restored, suspended, rotated, run_cancel)] == [
+        200
+    ] * 5
 
-    rows = await audited.rows(4)
+    rows = await audited.rows(5)
+    assert (rows["restore"]["actor"], rows["restore"]["reason"]) == (f"dashboard:{USER}", "paid up")
 
     suspend, rotate = rows["suspend"], rows["rotate"]
-    by_actor = {r["actor"]: r for r in await audited.pool.fetch(AUDIT_ROWS)}
-    assert by_actor[f"dashboard:{USER}"]["channel"] == "dashboard"
-    assert by_actor[f"dashboard:{USER}"]["subjects"] == [w.FEATURED]
-    assert by_actor[f"dashboard:{USER}"]["reason"] == "lost in transit"
-    assert by_actor["run:CANCEL_SECRET"]["subjects"] == [w.PENDING]
-    assert by_actor["run:CANCEL_SECRET"]["reason"] == "never shipped"
+    cancels = {
+        r["actor"]: r for r in await audited.pool.fetch(AUDIT_ROWS) if r["action"] == "cancel"
+    }
+    by_dashboard, by_run = cancels[f"dashboard:{USER}"], cancels["run:CANCEL_SECRET"]
+    assert (by_dashboard["channel"], by_run["channel"]) == ("dashboard", "run")
+    assert (by_dashboard["subjects"], by_dashboard["reason"]) == ([w.FEATURED], "lost in transit")
+    assert (by_run["subjects"], by_run["reason"]) == ([w.PENDING], "never shipped")
     assert (suspend["actor"], suspend["channel"], suspend["reason"]) == (
         f"api:{USER}",
         "api",
