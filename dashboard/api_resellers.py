@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
+from infra.actors import dashboard_actor
 from producers.reseller_commands import (
     WEBHOOK_TYPES,
     CommandRejected,
@@ -25,6 +26,8 @@ from producers.reseller_commands import (
 )
 from projections import reseller_queries as queries
 from projections.reseller_queries import DeliveryView, EndpointView, ResellerView
+
+Reason = Annotated[str, Query(max_length=500, description="why (for the operator audit)")]
 
 
 class NewReseller(BaseModel):
@@ -65,6 +68,7 @@ class ResendRequest(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     only_failed: bool = False
+    reason: str | None = Field(default=None, max_length=500, description="why (for the audit)")
 
 
 class Accepted(BaseModel):
@@ -72,7 +76,7 @@ class Accepted(BaseModel):
 
 
 def default_actor(request: Request) -> str:
-    return str(getattr(request.state, "user", None) or "dashboard")
+    return dashboard_actor(str(getattr(request.state, "operator", None) or "unknown"), "/api/")
 
 
 def resellers_api(
@@ -120,19 +124,23 @@ def resellers_api(
         status_code=status.HTTP_202_ACCEPTED,
         summary="Remove an endpoint",
     )
-    async def remove_endpoint(reseller_id: str, endpoint_id: str, who: Actor) -> Accepted:
+    async def remove_endpoint(
+        reseller_id: str, endpoint_id: str, who: Actor, reason: Reason = ""
+    ) -> Accepted:
+        """Destructive: ``reason`` is required (it is recorded in the operator audit)."""
         with _refusals():
-            return Accepted(event_id=await commands.remove_endpoint(reseller_id, endpoint_id, who))
+            event_id = await commands.remove_endpoint(reseller_id, endpoint_id, who, reason)
+        return Accepted(event_id=event_id)
 
     @router.post(
         "/{reseller_id}/endpoints/{endpoint_id}/rotate-secret",
         summary="Rotate the signing secret; the previous one keeps signing during the overlap",
     )
     async def rotate_secret(
-        reseller_id: str, endpoint_id: str, who: Actor, response: Response
+        reseller_id: str, endpoint_id: str, who: Actor, response: Response, reason: Reason = ""
     ) -> SecretIssued:
         with _refusals():
-            issued = await commands.rotate_secret(reseller_id, endpoint_id, who)
+            issued = await commands.rotate_secret(reseller_id, endpoint_id, who, reason)
         return _secret_once(issued, response)
 
     @router.post("/{reseller_id}/sims", status_code=status.HTTP_202_ACCEPTED, summary="Assign SIMs")
@@ -169,6 +177,7 @@ def resellers_api(
                 since=body.since,
                 until=body.until,
                 only_failed=body.only_failed,
+                reason=body.reason,
             )
         return Accepted(event_id=event_id)
 

@@ -25,7 +25,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from dashboard.api_resellers import resellers_api
 from dashboard.deps import STATIC_DIR, Dashboard, get_operator, template_environment
-from dashboard.routes import actions, api, helix_query, imports, pages, run
+from dashboard.routes import actions, api, audit, helix_query, imports, pages, run
 from dashboard.security import (
     Credentials,
     CsrfTokens,
@@ -80,6 +80,7 @@ def create_dashboard_app(
     app.add_middleware(BaseHTTPMiddleware, dispatch=security_headers)
     for router in (pages.router, actions.router, imports.router, api.router, run.router):
         app.include_router(router)
+    app.include_router(audit.router)
     app.include_router(helix_query.router)
     app.include_router(helix_query.api_router)
     reseller_commands = ResellerCommands(

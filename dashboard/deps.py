@@ -15,6 +15,7 @@ from fastapi import Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from dashboard.security import CSRF_FIELD, CsrfTokens
+from infra.actors import dashboard_actor
 from infra.clock import Clock
 from infra.helix import HelixClient
 from infra.kafka import Bus
@@ -94,8 +95,9 @@ def get_dashboard(request: Request) -> Dashboard:
 
 
 def get_operator(request: Request) -> str:
-    """The Basic-auth user, set by the auth middleware; the actor recorded on every request."""
-    return f"dashboard:{request.state.operator}"
+    """The actor recorded on every request: the Basic-auth user (set by the auth middleware),
+    ``dashboard:<user>`` through a page, ``api:<user>`` through the JSON API."""
+    return dashboard_actor(request.state.operator, request.url.path)
 
 
 async def verify_csrf(

@@ -18,6 +18,9 @@ from typing import Any, ClassVar, Literal, Self, cast
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 EVENT_TYPES: dict[str, builtins.type[Event]] = {}
+REQUESTED_BY = (
+    "actor: dashboard:<user>, api:<user>, run:<SECRET_VARIABLE>, cli:<os user>, or system"
+)
 
 
 class Payload(BaseModel):

@@ -10,14 +10,14 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from events.envelope import Event, Payload
+from events.envelope import REQUESTED_BY, Event, Payload
 from events.types import EndpointId, ResellerId
 
 
 class ResellerCreatedData(Payload):
     reseller_id: ResellerId
     name: str = Field(min_length=1, max_length=200)
-    requested_by: str = "system"
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
 
 
 class ResellerCreated(Event):
@@ -34,7 +34,7 @@ class WebhookEndpointAddedData(Payload):
     event_types: tuple[str, ...] = Field(description="subscribed types; empty = all")
     sealed_secret: str = Field(description="signing secret encrypted with the deployment key")
     enabled: bool = True
-    requested_by: str = "system"
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
 
 
 class WebhookEndpointAdded(Event):
@@ -48,7 +48,8 @@ class WebhookEndpointRemovedData(Payload):
     reseller_id: ResellerId
     endpoint_id: EndpointId
     ref: str
-    requested_by: str = "system"
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
+    reason: str | None = Field(default=None, description="the operator's reason")
 
 
 class WebhookEndpointRemoved(Event):
@@ -66,7 +67,8 @@ class WebhookResendRequestedData(Payload):
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
     only_failed: bool = False
-    requested_by: str = "system"
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
+    reason: str | None = Field(default=None, description="the operator's reason")
 
 
 class WebhookResendRequested(Event):
@@ -84,7 +86,8 @@ class WebhookSecretRotatedData(Payload):
         description="until then the previous secret signs too (both signatures are sent)"
     )
     ref: str
-    requested_by: str = "system"
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
+    reason: str | None = Field(default=None, description="the operator's reason")
 
 
 class WebhookSecretRotated(Event):

@@ -1,7 +1,8 @@
 """SIM lifecycle facts → topic ``sim.lifecycle`` (key: ICCID).
 
 Requests (``*.requested``) carry a ``ref`` that names the request (a CSV row, a daily tick, an
-operator click); outcomes carry ``request_id``, the id of the event that caused them. Both are
+operator click) and who asked (``requested_by``, see ``infra.actors``; not part of the
+identity: the same row imported by two operators is one request); outcomes carry ``request_id``, the id of the event that caused them. Both are
 part of the identity, so a redelivered request produces the same outcome id.
 """
 
@@ -11,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from events.envelope import Event, Payload
+from events.envelope import REQUESTED_BY, Event, Payload
 from events.types import E164, Iccid, Imei, ResellerId
 
 NumberSource = Literal["activation", "rotation", "sync"]
@@ -21,8 +22,13 @@ StatusAction = Literal["cancel", "suspend", "restore"]
 class SimRequest(Payload):
     iccid: Iccid
     ref: str = Field(description="identity of the request: tick, CSV row, operator action")
-    requested_by: str = Field(default="system", description="actor: user, token name or system")
-    reason: str | None = None
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
+    reason: str | None = Field(default=None, description="the operator's reason (cancel: required)")
+    command: str | None = Field(
+        default=None,
+        description="the operator command this request is part of, where its ref is per SIM "
+        "(an import, an assignment); default: the ref",
+    )
 
 
 class SimOutcome(Payload):

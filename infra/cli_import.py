@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from infra import app as composition
+from infra.actors import cli_actor
 from infra.kafka import BrokerUnavailable
 from infra.logging import configure
 from infra.progress import progress_bar
@@ -85,7 +86,7 @@ async def _publish(
 ) -> ImportReport:
     await composition.prepare(settings, endpoints)
     async with composition.runtime(settings, endpoints) as rt:
-        return await import_sims(parsed, rt.bus, rt.clock, progress)
+        return await import_sims(parsed, rt.bus, rt.clock, progress, requested_by=cli_actor())
 
 
 def show(report: ImportReport, *, as_json: bool, dry_run: bool) -> None:

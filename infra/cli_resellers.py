@@ -2,6 +2,7 @@
 
 Each command: settings → the running system's Kafka and Postgres → one call of
 ``producers.reseller_commands`` → print. Signing secrets are printed once, to this terminal.
+The events name the operating-system user as the actor (``cli:<user>``, ``infra.actors``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 from consumers.rotation_rules import RotationPolicy
 from consumers.webhooks import open_secret_box
 from infra import app as composition
+from infra.actors import cli_actor
 from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
 from infra.settings import Settings
@@ -32,7 +34,7 @@ from projections import reseller_queries
 
 app = typer.Typer(help="Resellers, their webhook endpoints and SIMs.")
 T = TypeVar("T")
-ACTOR = "cli"
+Reason = Annotated[str, typer.Option(help="why (recorded in the operator audit)")]
 
 Reuse = Annotated[
     bool,
@@ -81,7 +83,7 @@ def _show_secret(issued: IssuedSecret) -> None:
 @app.command()
 def create(reseller_id: str, name: Annotated[str, typer.Option()], reuse: Reuse = True) -> None:
     """Register a reseller (id: lower-case letters, digits, - and _)."""
-    event_id = _run(lambda c: c.create_reseller(reseller_id, name, ACTOR), reuse)
+    event_id = _run(lambda c: c.create_reseller(reseller_id, name, cli_actor()), reuse)
     typer.echo(f"reseller {reseller_id} created ({event_id})")
 
 
@@ -117,7 +119,7 @@ def add_endpoint(
     _show_secret(
         _run(
             lambda c: c.add_endpoint(
-                reseller_id, url, ACTOR, event_types=types, endpoint_id=endpoint_id
+                reseller_id, url, cli_actor(), event_types=types, endpoint_id=endpoint_id
             ),
             reuse,
         )
@@ -125,16 +127,22 @@ def add_endpoint(
 
 
 @app.command("remove-endpoint")
-def remove_endpoint(reseller_id: str, endpoint_id: str, reuse: Reuse = True) -> None:
-    """Stop sending to an endpoint and forget it."""
-    _run(lambda c: c.remove_endpoint(reseller_id, endpoint_id, ACTOR), reuse)
+def remove_endpoint(
+    reseller_id: str, endpoint_id: str, reason: Reason, reuse: Reuse = True
+) -> None:
+    """Stop sending to an endpoint and forget it (--reason is required)."""
+    _run(lambda c: c.remove_endpoint(reseller_id, endpoint_id, cli_actor(), reason), reuse)
     typer.echo(f"endpoint {endpoint_id} removed")
 
 
 @app.command("rotate-secret")
-def rotate_secret(reseller_id: str, endpoint_id: str, reuse: Reuse = True) -> None:
+def rotate_secret(
+    reseller_id: str, endpoint_id: str, reason: Reason = "", reuse: Reuse = True
+) -> None:
     """New signing secret; the previous one keeps signing for WEBHOOK_ROTATION_OVERLAP_S."""
-    _show_secret(_run(lambda c: c.rotate_secret(reseller_id, endpoint_id, ACTOR), reuse))
+    _show_secret(
+        _run(lambda c: c.rotate_secret(reseller_id, endpoint_id, cli_actor(), reason), reuse)
+    )
 
 
 @app.command()
@@ -148,7 +156,9 @@ def assign(
 ) -> None:
     """Assign SIMs to a reseller: their SMS and number events go to its endpoints."""
     from_file, errors = parse_iccid_lines(file.read_text()) if file else ([], [])
-    done = _run(lambda c: c.assign_sims(reseller_id, [*(iccids or []), *from_file], ACTOR), reuse)
+    done = _run(
+        lambda c: c.assign_sims(reseller_id, [*(iccids or []), *from_file], cli_actor()), reuse
+    )
     for error in [*errors, *done.errors]:
         typer.echo(f"skipped {error}", err=True)
     typer.echo(f"assigned {len(done.assigned)} SIM(s) to {reseller_id}")
@@ -163,18 +173,20 @@ def resend(
     since: Annotated[datetime | None, typer.Option(help="deliveries from (UTC)")] = None,
     until: Annotated[datetime | None, typer.Option(help="deliveries before (UTC)")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="only failed deliveries")] = False,
+    reason: Reason = "",
     reuse: Reuse = True,
 ) -> None:
     """Deliver again (a new attempt sequence), even what was delivered."""
     event_id = _run(
         lambda c: c.resend(
             reseller_id,
-            ACTOR,
+            cli_actor(),
             message_ids=message_id or [],
             endpoint_id=endpoint_id,
             since=_utc(since),
             until=_utc(until),
             only_failed=failed,
+            reason=reason,
         ),
         reuse,
     )

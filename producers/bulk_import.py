@@ -27,8 +27,9 @@ from typing import Any
 
 import httpx
 
-from events.envelope import Event
+from events.envelope import Event, new_ref
 from events.sim import SimActivationRequested, SimResellerAssigned
+from infra.actors import SYSTEM
 from infra.clock import Clock
 from infra.kafka import Bus
 from producers.sheet_rows import ParsedImport, SimRow, collect_rows
@@ -143,7 +144,10 @@ def _json_cells(item: Any) -> dict[str, str] | str:
     return cells
 
 
-def requests_for(row: SimRow, clock: Clock, requested_by: str) -> list[Event]:
+def requests_for(
+    row: SimRow, clock: Clock, requested_by: str, command: str | None = None
+) -> list[Event]:
+    """``ref`` is per row (re-importing a sheet repeats nothing); ``command`` names the import."""
     ref = f"import:{row.iccid}"
     request = SimActivationRequested.create(
         producer=PRODUCER,
@@ -152,6 +156,7 @@ def requests_for(row: SimRow, clock: Clock, requested_by: str) -> list[Event]:
         imei=row.imei,
         ref=ref,
         requested_by=requested_by,
+        command=command,
         reseller_id=row.reseller_id,
         gateway_id=row.gateway_id,
         port=row.port,
@@ -166,6 +171,7 @@ def requests_for(row: SimRow, clock: Clock, requested_by: str) -> list[Event]:
         reseller_id=row.reseller_id,
         ref=ref,
         requested_by=requested_by,
+        command=command,
     )
     return [request, assigned]
 
@@ -176,16 +182,19 @@ async def import_sims(
     clock: Clock,
     progress: Progress | None = None,
     *,
-    requested_by: str = "bulk_import",
+    requested_by: str = SYSTEM,
 ) -> ImportReport:
-    """Publishes the parsed rows' requests (acknowledged by Kafka before returning)."""
+    """Publishes the parsed rows' requests (acknowledged by Kafka before returning).
+
+    ``requested_by``: the actor (``infra.actors``); every row of one call is one command."""
+    command = f"import:{new_ref()}"
     ids: list[str] = []
     total = len(parsed.rows)
     for start in range(0, total, EMIT_CHUNK):
         events = [
             e
             for row in parsed.rows[start : start + EMIT_CHUNK]
-            for e in requests_for(row, clock, requested_by)
+            for e in requests_for(row, clock, requested_by, command)
         ]
         await bus.emit_many(events)
         ids += [e.id for e in events]

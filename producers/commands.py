@@ -3,7 +3,9 @@
 The only write path from the UI. Reads the SIMs' read rows (``projections.queries``) to decide
 per SIM whether the request makes sense, emits one request per eligible SIM on
 ``sim.lifecycle`` (resends on ``reseller.registry``), and returns the ids it emitted and the
-SIMs it skipped with the reason. Every invocation is a new request: one fresh ``ref`` per
+SIMs it skipped with the reason. Every request names its actor (``infra.actors``: who asked,
+through which channel) and, where the action is destructive, the operator's reason; both land
+in the operator audit (``projections.audit``). Every invocation is a new request: one fresh ``ref`` per
 click, so clicking twice asks twice. Outcomes appear later on the SIM's timeline.
 
 ``finalize`` has no event of its own: in the original system it was the subscriber-details
@@ -50,6 +52,8 @@ SIM_ACTIONS: tuple[SimAction, ...] = (
     "restore",
     "verify",
 )
+# destructive: the audit must say why (a cancel cannot be undone)
+REASON_REQUIRED: frozenset[SimAction] = frozenset({"cancel"})
 REQUEST_TYPES: dict[SimAction, type[Event]] = {
     "activate": SimActivationRequested,
     "finalize": SyncRequested,
@@ -140,8 +144,8 @@ class Commands:
             raise CommandRefused("no SIM selected")
         if len(wanted) > MAX_SELECTION:
             raise CommandRefused(f"at most {MAX_SELECTION} SIMs per request")
-        if action == "cancel" and reason is None:
-            raise CommandRefused("a cancel needs a reason")
+        if action in REASON_REQUIRED and reason is None:
+            raise CommandRefused(f"a {action} needs a reason")
         known = {t.iccid: t for t in await queries.sim_targets(self.pool, wanted)}
         missing = [Skipped(subject=i, reason="unknown SIM") for i in wanted if i not in known]
         return await self._emit(action, list(known.values()), actor, reason, missing)

@@ -1,7 +1,7 @@
 """Operator intents on resellers (dashboard API, CLI) → events on ``reseller.registry`` / ``sim.lifecycle``.
 
 Checks what an operator would want refused (unknown reseller or endpoint, an endpoint URL the
-SSRF guard refuses, a malformed ICCID), then emits and returns once Kafka acknowledged. A new
+SSRF guard refuses, a malformed ICCID, removing an endpoint without a reason), then emits and returns once Kafka acknowledged. A new
 or rotated signing secret is returned here once, in clear, and only sealed anywhere else.
 """
 
@@ -34,6 +34,7 @@ from producers.resync import resync_reseller
 from projections.reseller_queries import get_reseller, list_endpoints
 
 PRODUCER = "simfleet/commands"
+MAX_REASON = 500
 WEBHOOK_TYPES = ("sms.received", "number.online", "number.verification_failed", "sim.cancelled")
 
 
@@ -60,6 +61,10 @@ class IssuedSecret:
 class Assignment:
     assigned: list[str]
     errors: list[str]
+
+
+def _reason(text: str | None) -> str | None:
+    return text.strip()[:MAX_REASON] if text and text.strip() else None
 
 
 def parse_iccid_lines(text: str) -> tuple[list[str], list[str]]:
@@ -153,7 +158,13 @@ class ResellerCommands:
         )
         return IssuedSecret(reseller_id, endpoint_id, event.id, secret)
 
-    async def remove_endpoint(self, reseller_id: str, endpoint_id: str, requested_by: str) -> str:
+    async def remove_endpoint(
+        self, reseller_id: str, endpoint_id: str, requested_by: str, reason: str | None
+    ) -> str:
+        """Destructive (the endpoint receives nothing more): the operator must say why."""
+        reason = _reason(reason)
+        if reason is None:
+            raise CommandRejected("removing an endpoint needs a reason")
         await self._known_endpoint(reseller_id, endpoint_id)
         event = await self._emit(
             WebhookEndpointRemoved,
@@ -161,11 +172,12 @@ class ResellerCommands:
             endpoint_id=endpoint_id,
             ref=new_ref(),
             requested_by=requested_by,
+            reason=reason,
         )
         return event.id
 
     async def rotate_secret(
-        self, reseller_id: str, endpoint_id: str, requested_by: str
+        self, reseller_id: str, endpoint_id: str, requested_by: str, reason: str | None = None
     ) -> IssuedSecret:
         """The new secret signs at once; the previous one too, for ``rotation_overlap_s``."""
         await self._known_endpoint(reseller_id, endpoint_id)
@@ -179,6 +191,7 @@ class ResellerCommands:
             previous_valid_until=until,
             ref=new_ref(),
             requested_by=requested_by,
+            reason=_reason(reason),
         )
         return IssuedSecret(reseller_id, endpoint_id, event.id, secret, until)
 
@@ -199,7 +212,7 @@ class ResellerCommands:
         command = f"assign:{reseller_id}:{now.isoformat()}"
         for iccid in dict.fromkeys(i.strip() for i in iccids if i.strip()):
             ref = f"{command}:{iccid}"
-            fields = {"iccid": iccid, "reseller_id": reseller_id, "ref": ref}
+            fields = {"iccid": iccid, "reseller_id": reseller_id, "ref": ref, "command": command}
             try:
                 event = SimResellerAssigned.create(
                     producer=PRODUCER, time=now, requested_by=requested_by, **fields
@@ -221,6 +234,7 @@ class ResellerCommands:
         since: datetime | None = None,
         until: datetime | None = None,
         only_failed: bool = False,
+        reason: str | None = None,
     ) -> str:
         """Starts a new attempt sequence for the matching deliveries (delivered ones too)."""
         await self._known_reseller(reseller_id)
@@ -236,5 +250,6 @@ class ResellerCommands:
             until=until,
             only_failed=only_failed,
             requested_by=requested_by,
+            reason=_reason(reason),
         )
         return event.id

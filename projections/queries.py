@@ -121,6 +121,7 @@ class TimelineEntry(View):
     source: str
     subject: str
     correlationid: str
+    actor: str | None = None  # who asked, on requests (``requested_by``)
     details: tuple[tuple[str, str], ...]
 
 
@@ -334,7 +335,9 @@ SIM_BY_SUBSCRIPTION = """
 SELECT iccid, mobility_subscription_id FROM sims WHERE mobility_subscription_id = $1
 ORDER BY updated_at DESC LIMIT 1
 """
-HIDDEN_DETAILS = frozenset({"iccid", "ref", "body", "request_body", "response_body"})
+HIDDEN_DETAILS = frozenset(
+    {"iccid", "ref", "command", "requested_by", "body", "request_body", "response_body"}
+)
 DETAIL_MAX_CHARS = 160
 
 
@@ -434,6 +437,7 @@ def _timeline_entry(row: Any) -> TimelineEntry:
         source=row["source"],
         subject=row["subject"],
         correlationid=row["correlationid"],
+        actor=data.get("requested_by"),
         details=tuple(
             (key, _short(value))
             for key, value in data.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from projections.archive import ArchiveProjection
+from projections.audit import OperatorAuditProjection
 from projections.deliveries import DeliveriesProjection
 from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
@@ -21,5 +22,6 @@ def all_projections() -> dict[str, Projection]:
         DeliveriesProjection(),
         SimsProjection(),
         HelixLogProjection(),
+        OperatorAuditProjection(),
     ]
     return {p.name: p for p in found}

@@ -14,6 +14,7 @@ import secrets
 import asyncpg
 import structlog
 
+from infra.actors import SYSTEM
 from infra.clock import Clock
 from infra.kafka import Bus
 from infra.settings import WebhookSettings
@@ -28,7 +29,7 @@ from sandbox.reseller import ReceiverState
 log = structlog.get_logger("simfleet.demo")
 
 RESELLER = "demo"
-ACTOR = "demo"
+ACTOR = SYSTEM  # the demo seed is not an operator command: it stays out of the audit
 OUTSIDE_SENDER = "+18005550100"
 NUMBERED = "SELECT iccid, current_number FROM sims WHERE current_number IS NOT NULL ORDER BY iccid"
 

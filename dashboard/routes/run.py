@@ -7,7 +7,8 @@ secret disables its action (503). GET is accepted because the old automation use
 
 A run publishes the same ``*.requested`` events as the dashboard for up to ``limit`` SIMs the
 worker would have picked (activate: pending; finalize: provisioning; rotate: active and due;
-sync: active). Cancel picks nothing itself: it needs explicit ``iccids``.
+sync: active). Cancel picks nothing itself: it needs explicit ``iccids``. The audit names the
+caller by the secret's variable (``run:BULK_RUN_SECRET``): who holds a secret is not known here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dashboard.deps import DashboardDep
+from infra.actors import run_actor
 from producers.commands import MAX_SELECTION, CommandRefused, Requested
 
 router = APIRouter(prefix="/api/run", tags=["run"])
@@ -57,7 +59,7 @@ async def run(
     authorize(
         action, dashboard.run_secrets[action], (secret, bearer.credentials if bearer else None)
     )
-    actor = f"run:{action}"
+    actor = run_actor(SECRET_VARIABLES[action])  # the secret's name, never the secret
     chosen = [i for value in iccids or [] for i in value.split(",") if i.strip()]
     if len(chosen) > limit:
         raise HTTPException(400, f"{len(chosen)} ICCIDs given but limit is {limit}")

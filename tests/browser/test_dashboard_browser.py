@@ -118,6 +118,22 @@ async def test_an_operator_finds_a_sim_and_reads_its_timeline(site: Site) -> Non
     await expect(page.get_by_text("G-666266 is your Google verification code")).to_be_visible()
 
 
+async def test_from_a_timeline_to_who_asked_and_everything_they_did(site: Site) -> None:
+    page = await site.page(f"/sims/{w.FEATURED}")
+    await page.locator("table.timeline").get_by_role("link", name=w.IMPORTER).click()
+
+    await expect(page.get_by_role("heading", name="Operator audit")).to_be_visible()
+    rows = page.locator("tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("import")
+    await page.get_by_role("link", name="clear").click()
+    await expect(rows).to_have_count(4)
+    await page.get_by_label("Action").select_option("cancel")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("returned by the customer")
+
+
 async def test_select_all_then_cancel_needs_a_confirmed_reason(site: Site) -> None:
     page = await site.page("/sims?status=suspended")
     await page.locator("input.select-all").check()
@@ -182,6 +198,7 @@ async def test_screenshots_of_the_main_pages(site: Site, screenshots: Path) -> N
         "helix": "/helix",
         "resellers": "/resellers",
         "controls": "/controls",
+        "audit": "/audit",
     }
     for name, path in pages.items():
         page = await site.page(path)

@@ -50,9 +50,10 @@ RUN_SECRETS = {
     "cancel": "cancel-secret-9c0d",
 }
 PAGES: tuple[str, ...] = ("/", "/sims", f"/sims/{w.FEATURED}", "/sms", "/deliveries", "/helix")
-PAGES += ("/resellers", "/controls")
+PAGES += ("/resellers", "/controls", "/audit")
 API_READS: tuple[str, ...] = ("/api/overview", "/api/sims", f"/api/sims/{w.FEATURED}", "/api/sms")
-API_READS += ("/api/deliveries", "/api/helix", "/api/resellers", "/api/openapi.json")
+API_READS += ("/api/deliveries", "/api/helix", "/api/resellers", "/api/audit")
+API_READS += ("/api/openapi.json",)
 
 
 class FixedClock:
@@ -159,6 +160,7 @@ def concrete_paths(app: FastAPI) -> list[tuple[str, str]]:
 async def test_every_route_refuses_missing_and_wrong_credentials(dash: Dash) -> None:
     routes = concrete_paths(dash.app)
     assert len(routes) > 25  # pages, forms, API, run, static, openapi
+    assert {("GET", "/audit"), ("GET", "/api/audit")} <= set(routes)
     wrong = {"authorization": "Basic " + base64.b64encode(f"{USER}:nope".encode()).decode()}
     for method, path in [*routes, ("GET", "/no-such-page")]:
         for headers in ({}, wrong):
@@ -324,6 +326,7 @@ async def test_the_sim_page_shows_timeline_numbers_and_sms(dash: Dash) -> None:
     assert "webhook.delivery_succeeded" in timeline  # correlated, keyed by endpoint
     assert w.ENDPOINT in timeline
     assert "sync.requested" not in timeline  # another SIM's event with the same correlation
+    assert f'<a href="/audit?actor=cli%3Aimporter">{w.IMPORTER}</a>' in timeline  # who asked
     for number in (w.NUMBER, w.OLD_NUMBER):
         assert number in html
     for body in ("VERIFY ABC123", "your code is 4411", "G-666266", "tagged by the gateway"):
@@ -333,6 +336,7 @@ async def test_the_sim_page_shows_timeline_numbers_and_sms(dash: Dash) -> None:
     assert len(detail["sms"]) == 4
     assert len(detail["numbers"]) == 2
     assert len(detail["timeline"]) == 6
+    assert [e["actor"] for e in detail["timeline"] if e["actor"]] == [w.IMPORTER]
     assert (await dash.http.get("/sims/8901260000000000999")).status_code == 404
 
 

@@ -47,7 +47,7 @@ async def registry_values(world: World) -> list[bytes]:
 async def test_commands_build_the_tables_and_secrets_stay_sealed(world: World) -> None:
     issued = await world.reseller("acme", {"main": "ok", "old": "ok"})
     rotated = await world.commands.rotate_secret("acme", "main", "ops@example.com")
-    await world.commands.remove_endpoint("acme", "old", "ops@example.com")
+    await world.commands.remove_endpoint("acme", "old", "ops@example.com", "moved to main")
     done = await world.commands.assign_sims("acme", [*ICCIDS, "12345"], "ops@example.com")
 
     assert done.assigned == ICCIDS
@@ -145,9 +145,16 @@ async def test_the_json_api(world: World) -> None:
 
         unknown = await client.post("/api/resellers/nobody/endpoints", json={"url": world.url("x")})
         unsafe = await client.post("/api/resellers/acme/endpoints", json={"url": "ftp://x.io/h"})
-        removed = await client.delete("/api/resellers/acme/endpoints/api")
+        no_reason = await client.delete("/api/resellers/acme/endpoints/api")
+        removed = await client.delete(
+            "/api/resellers/acme/endpoints/api", params={"reason": "replaced by main"}
+        )
         again = await client.post("/api/resellers", json={"reseller_id": "acme", "name": "Acme"})
     assert (unknown.status_code, unsafe.status_code, removed.status_code) == (404, 422, 202)
     assert again.status_code == 422
+    assert (no_reason.status_code, no_reason.json()["detail"]) == (
+        422,
+        "removing an endpoint needs a reason",
+    )
     paths = app.openapi()["paths"]
     assert {"/api/resellers", "/api/resellers/{reseller_id}/deliveries/resend"} <= set(paths)

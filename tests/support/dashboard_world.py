@@ -39,6 +39,7 @@ SEALED_SECRET = "gAAAAABsealed-endpoint-secret-never-shown"
 URL_TOKEN = "url-token-7c1e9d"
 HELIX_PASSWORD = "hx-grant-password-Q8z!"
 ENDPOINT = "ep-acme-1"
+IMPORTER = "cli:importer"  # the actor of the featured SIM's activation request
 
 
 def filler_iccid(n: int) -> str:
@@ -81,6 +82,11 @@ INSERT_HELIX = """
 INSERT INTO helix_api_logs (call_id, operation, iccid, method, url, status_code, ok, duration_ms,
                             request_body, response_body, error, called_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+INSERT_AUDIT = """
+INSERT INTO operator_audit (command_id, action, actor, channel, requested_at, reason, target,
+                            subjects, events)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 INSERT_EVENT = """
 INSERT INTO event_log (id, topic, partition, "offset", type, key, subject, correlationid, time,
@@ -191,6 +197,19 @@ async def seed(conn: asyncpg.Connection, now: datetime) -> World:
         "VALUES ('inbound_sms', 'sms.inbound', $1, $2, $3)",
         [(0, 41, now - hour), (1, 9, now)],
     )
+    await conn.executemany(
+        INSERT_AUDIT,
+        [
+            ("import:x", "import", IMPORTER, "cli", now - 3 * day, None, None,
+             sorted([FEATURED, PENDING]), 3),
+            ("click-1", "cancel", "dashboard:operator", "dashboard", now - 9 * day,
+             "returned by the customer", None, [CANCELED], 1),
+            ("run-1", "rotate", "run:ADMIN_RUN_SECRET", "run", now - hour, None, None,
+             list(FILLERS[:60]), 60),
+            ("ep-1", "remove-endpoint", "api:operator", "api", now - 2 * hour,
+             "endpoint retired", "ep-acme-0", ["acme"], 1),
+        ],
+    )  # fmt: skip
     correlation = await _seed_timeline(conn, now)
     return World(now, tuple(s[0] for s in sims), correlation)
 
@@ -198,7 +217,12 @@ async def seed(conn: asyncpg.Connection, now: datetime) -> World:
 async def _seed_timeline(conn: asyncpg.Connection, now: datetime) -> str:
     at = now - 3 * timedelta(days=1)
     requested = SimActivationRequested.create(
-        producer="simfleet/bulk_import", time=at, iccid=FEATURED, imei=IMEI, ref="import:x"
+        producer="simfleet/bulk_import",
+        time=at,
+        iccid=FEATURED,
+        imei=IMEI,
+        ref="import:x",
+        requested_by=IMPORTER,
     )
     activated = SimActivated.of(
         requested,
