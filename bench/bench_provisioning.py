@@ -1,6 +1,6 @@
 """Provisioning throughput: a sheet of SIMs → activation → numbers assigned, end to end.
 
-Everything simfleet runs in this process (bulk import, the four provisioning routers on a real
+Everything simfleet runs in this process (bulk import, the provisioning consumer group on a real
 broker, the sims and helix_log projections on Postgres); the Helix sandbox runs in a child
 process, so on a small machine the carrier does not share simfleet's core. The clock stops when
 ``sims`` shows every SIM ``active`` with a number.
@@ -8,8 +8,8 @@ process, so on a small machine the carrier does not share simfleet's core. The c
 1. a zero-latency carrier, 10,000 SIMs — target under 60 s;
 2. a carrier answering every API call after 300 ms — the target is the bound the configuration
    sets: each SIM needs two calls (activate, details), at most ``HX_CONCURRENCY`` calls are in
-   flight, at most ``HX_RATE_LIMIT_PER_S`` start per second, and each consumer group works on at
-   most one SIM per partition at a time.
+   flight, at most ``HX_RATE_LIMIT_PER_S`` start per second, and the provisioning group works on
+   one event per partition at a time (a SIM's two calls follow each other).
 
     .venv/bin/python -m bench.bench_provisioning
 """
@@ -32,7 +32,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from bench.support import bench_settings, dsn_of
-from consumers import activation, canceller, finalizer, number_sync
+from consumers import provisioning
 from consumers.dlq import DeadLetters
 from infra.clock import SystemClock
 from infra.helix import HelixClient
@@ -64,7 +64,8 @@ class Scenario:
         if self.latency_s == 0:
             return 0.0
         in_flight = self.concurrency / self.latency_s  # calls/s the client can have answered
-        per_group = min(self.partitions, self.concurrency) / self.latency_s  # SIMs/s per step
+        # one event per partition at a time, and a SIM's two calls in its partition's line
+        per_group = min(self.partitions, self.concurrency) / (self.latency_s * CALLS_PER_SIM)
         sims_per_s = min(in_flight / CALLS_PER_SIM, self.rate_per_s / CALLS_PER_SIM, per_group)
         return self.sims / sims_per_s
 
@@ -168,8 +169,7 @@ async def measure(base: Settings, s: Scenario, serial: int) -> Measured:
         broker = build_broker(kafka, bootstrap)
         bus = Bus(broker, kafka.topic_prefix)
         helix = HelixClient(http, settings.helix, pool, bus.emit)
-        for flow in (activation, finalizer, canceller, number_sync):
-            broker.include_router(flow.build_router(settings))
+        broker.include_router(provisioning.build_router(settings))
         clock = SystemClock()
         context = {"bus": bus, "pool": pool, "settings": settings, "helix": helix, "clock": clock}
         for name, value in context.items():

@@ -1,7 +1,8 @@
 """Activation: sim.activation_requested → Helix activate → sim.activated | sim.activation_failed.
 
-Reads ``sim.lifecycle`` (group ``activation``); partitions run concurrently, each in order, so a
-SIM's events (keyed by ICCID) are handled one at a time. Once per request by the effects ledger:
+Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py);
+partitions run concurrently, each in order, so a SIM's events (keyed by ICCID) are handled one
+at a time. Once per request by the effects ledger:
 a redelivered or re-imported request re-emits its recorded outcome and never activates twice.
 A carrier refusal is final (``retryable=False``); an unavailable carrier is a retryable failure
 (a later delivery of the same request tries again); a lost answer whose retry found the ICCID
@@ -13,30 +14,21 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
-from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetterMiddleware
 from consumers.effects import once
 from consumers.provisioning_rules import activation_failure
 from events.envelope import Event
 from events.sim import SimActivated, SimActivationFailed, SimActivationRequested
-from events.topics import SIM_LIFECYCLE
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
 from infra.helix import HelixError
-from infra.kafka import consume, is_type
-from infra.settings import Settings
+from infra.kafka import Subscriber, is_type
 
 CONSUMER = "activation"
 PRODUCER = "simfleet/activation"
 log = structlog.get_logger("simfleet.activation")
 
 
-def build_router(settings: Settings) -> KafkaRouter:
-    router = KafkaRouter(middlewares=(DeadLetterMiddleware,))
-    lifecycle = consume(
-        router, settings.kafka, SIM_LIFECYCLE, CONSUMER, max_workers=settings.helix.concurrency
-    )
-
+def register(lifecycle: Subscriber) -> None:
     @lifecycle(filter=is_type(SimActivationRequested))
     async def on_activation_requested(
         event: SimActivationRequested,
@@ -53,12 +45,6 @@ def build_router(settings: Settings) -> KafkaRouter:
             return activated(event, sub_id, now=clock.now())
 
         await once(pool, bus, CONSUMER, event, activate)
-
-    @lifecycle
-    async def ignore_other_types() -> None:
-        """Every other sim.lifecycle event is someone else's."""
-
-    return router
 
 
 def activated(request: SimActivationRequested, sub_id: str, *, now: datetime) -> SimActivated:

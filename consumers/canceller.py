@@ -2,7 +2,7 @@
 → Helix details (the current MDN) → Helix status change
 → sim.cancelled | sim.suspended | sim.restored, or sim.cancel_failed | sim.status_change_failed.
 
-Reads ``sim.lifecycle`` (group ``canceller``) and the SIM's subscription id from ``sims``. The
+Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py); reads and the SIM's subscription id from ``sims``. The
 carrier's status call takes the current number, not the subscription (EXTERNAL_APIS §2.5), so
 the details are read first. A line already where the request would take it ("already
 cancelled", already suspended) counts as done. Once per request by the effects ledger; an
@@ -15,9 +15,7 @@ from datetime import datetime
 
 import asyncpg
 import structlog
-from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetterMiddleware
 from consumers.effects import once
 from consumers.provisioning_rules import already_in_state
 from events.envelope import Event
@@ -32,12 +30,10 @@ from events.sim import (
     SimSuspendRequested,
     StatusAction,
 )
-from events.topics import SIM_LIFECYCLE
 from infra.clock import Clock
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
 from infra.helix import HelixClient, HelixError
-from infra.kafka import consume, is_type
-from infra.settings import Settings
+from infra.kafka import Subscriber, is_type
 
 CONSUMER = "canceller"
 PRODUCER = "simfleet/canceller"
@@ -56,12 +52,7 @@ SELECT_SUBSCRIPTION = "SELECT mobility_subscription_id FROM sims WHERE iccid = $
 log = structlog.get_logger("simfleet.canceller")
 
 
-def build_router(settings: Settings) -> KafkaRouter:
-    router = KafkaRouter(middlewares=(DeadLetterMiddleware,))
-    lifecycle = consume(
-        router, settings.kafka, SIM_LIFECYCLE, CONSUMER, max_workers=settings.helix.concurrency
-    )
-
+def register(lifecycle: Subscriber) -> None:
     @lifecycle(filter=is_type(SimCancelRequested, SimSuspendRequested, SimRestoreRequested))
     async def on_status_change_requested(
         event: Request, helix: HelixDep, bus: BusDep, pool: PoolDep, clock: ClockDep
@@ -70,12 +61,6 @@ def build_router(settings: Settings) -> KafkaRouter:
             return await change_status(event, ACTIONS[type(event)], helix, pool, clock)
 
         await once(pool, bus, CONSUMER, event, change)
-
-    @lifecycle
-    async def ignore_other_types() -> None:
-        """Every other sim.lifecycle event is someone else's."""
-
-    return router
 
 
 async def change_status(

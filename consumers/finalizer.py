@@ -1,6 +1,6 @@
 """Finalizer: sim.activated → Helix details → number.assigned (source=activation).
 
-Reads ``sim.lifecycle`` (group ``finalizer``). The carrier activates a line before it has a
+Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py). The carrier activates a line before it has a
 number (EXTERNAL_APIS §2.2), so the details may show none yet. Design — two tiers, neither
 blocking a partition for long:
 
@@ -24,18 +24,15 @@ import asyncio
 
 import asyncpg
 import structlog
-from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetterMiddleware
 from consumers.effects import once, record
 from consumers.provisioning_rules import finalization, finalize_outcome, number_poll_delays
 from events.envelope import Event
 from events.sim import SimActivated
-from events.topics import SIM_LIFECYCLE
 from infra.clock import Clock
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
 from infra.helix import HelixClient, HelixError, HelixUnavailable, SubscriberDetails
-from infra.kafka import Bus, consume, is_type
+from infra.kafka import Bus, Subscriber, is_type
 from infra.settings import Settings
 
 CONSUMER = "finalizer"
@@ -50,11 +47,7 @@ ORDER BY activated_at LIMIT $1
 log = structlog.get_logger("simfleet.finalizer")
 
 
-def build_router(settings: Settings) -> KafkaRouter:
-    router = KafkaRouter(middlewares=(DeadLetterMiddleware,))
-    lifecycle = consume(
-        router, settings.kafka, SIM_LIFECYCLE, CONSUMER, max_workers=settings.helix.concurrency
-    )
+def register(lifecycle: Subscriber, settings: Settings) -> None:
     delays = number_poll_delays(settings.helix.number_wait_s, settings.helix.number_poll_s)
 
     @lifecycle(filter=is_type(SimActivated))
@@ -79,12 +72,6 @@ def build_router(settings: Settings) -> KafkaRouter:
             )
 
         await once(pool, bus, CONSUMER, event, assign)
-
-    @lifecycle
-    async def ignore_other_types() -> None:
-        """Every other sim.lifecycle event is someone else's."""
-
-    return router
 
 
 async def wait_for_number(

@@ -1,6 +1,6 @@
 """Number sync: sync.requested → Helix details → number.assigned (source=sync) only on drift.
 
-Reads ``sim.lifecycle`` (group ``number_sync``) and the SIM's subscription id and current
+Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py); reads and the SIM's subscription id and current
 number from ``sims``. The carrier may change a number without being asked (EXTERNAL_APIS §2.3
 ``oldPhoneNumber``); a differing number is recorded as a new assignment, an equal one changes
 nothing. A SIM still waiting for its first number (the dashboard's "finalize", which asks for a
@@ -17,19 +17,15 @@ from collections.abc import Sequence
 
 import asyncpg
 import structlog
-from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetterMiddleware
 from consumers.effects import once
 from consumers.provisioning_rules import drifted, finalize_outcome, sync_ref
 from events.envelope import Event
 from events.sim import NumberAssigned, SyncRequested
-from events.topics import SIM_LIFECYCLE
 from infra.clock import Clock
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
 from infra.helix import HelixClient, HelixError
-from infra.kafka import Bus, consume, is_type
-from infra.settings import Settings
+from infra.kafka import Bus, Subscriber, is_type
 
 CONSUMER = "number_sync"
 PRODUCER = "simfleet/number_sync"
@@ -46,12 +42,7 @@ ORDER BY iccid
 log = structlog.get_logger("simfleet.number_sync")
 
 
-def build_router(settings: Settings) -> KafkaRouter:
-    router = KafkaRouter(middlewares=(DeadLetterMiddleware,))
-    lifecycle = consume(
-        router, settings.kafka, SIM_LIFECYCLE, CONSUMER, max_workers=settings.helix.concurrency
-    )
-
+def register(lifecycle: Subscriber) -> None:
     @lifecycle(filter=is_type(SyncRequested))
     async def on_sync_requested(
         event: SyncRequested, helix: HelixDep, bus: BusDep, pool: PoolDep, clock: ClockDep
@@ -60,12 +51,6 @@ def build_router(settings: Settings) -> KafkaRouter:
             return await compare_with_carrier(event, helix, pool, clock)
 
         await once(pool, bus, CONSUMER, event, compare)
-
-    @lifecycle
-    async def ignore_other_types() -> None:
-        """Every other sim.lifecycle event is someone else's."""
-
-    return router
 
 
 async def compare_with_carrier(

@@ -18,10 +18,9 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from consumers import (
-    activation,
-    canceller,
     finalizer,
     number_sync,
+    provisioning,
     rotation,
     verification,
     webhooks,
@@ -213,10 +212,7 @@ class RouterModule(Protocol):
 
 
 CARRIER_WORKERS: tuple[RouterModule, ...] = (
-    activation,
-    finalizer,
-    canceller,
-    number_sync,
+    provisioning,
     verification,
     rotation,
 )

@@ -74,6 +74,9 @@ def is_type(*classes: type[Event]) -> Callable[[StreamMessage[Any]], Awaitable[b
     return matches
 
 
+Subscriber = DefaultSubscriber | ConcurrentBetweenPartitionsSubscriber
+
+
 def consume(
     router: KafkaRouter,
     kafka: KafkaSettings,
@@ -81,7 +84,7 @@ def consume(
     group: str,
     *,
     max_workers: int = 1,
-) -> DefaultSubscriber | ConcurrentBetweenPartitionsSubscriber:
+) -> Subscriber:
     """A subscriber the simfleet way: explicit ACK (after the handler; failures go to the DLQ
     middleware), earliest offset for a new group, prefixed names; ``max_workers`` > 1 runs
     partitions concurrently while each partition stays in order."""

@@ -28,11 +28,11 @@ METRICS_LINE = re.compile(r"health and metrics: (http://[\d.:]+)/healthz")
 
 @contextlib.asynccontextmanager
 async def workers_process(env: dict[str, str]) -> AsyncIterator[str]:
-    """A `simfleet workers activation` process; yields its ops URL once it is running."""
+    """A `simfleet workers provisioning` process; yields its ops URL once it is running."""
     proc = await asyncio.create_subprocess_exec(
         SIMFLEET,
         "workers",
-        "activation",
+        "provisioning",
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

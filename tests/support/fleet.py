@@ -18,7 +18,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import SecretStr
 
-from consumers import activation, canceller, finalizer, number_sync
+from consumers import provisioning
 from consumers.dlq import DeadLetters
 from events import decode
 from events.topics import SIM_LIFECYCLE, Topic
@@ -142,8 +142,7 @@ async def running_fleet(
         broker = build_broker(settings.kafka, bootstrap)
         bus = Bus(broker, settings.kafka.topic_prefix)
         client = HelixClient(http, settings.helix, pool, bus.emit, policy=PATIENT)
-        for flow in (activation, finalizer, canceller, number_sync):
-            broker.include_router(flow.build_router(settings))
+        broker.include_router(provisioning.build_router(settings))
         fleet = Fleet(settings, bootstrap, world, sandbox_of(app), pool, bus, client)
         context = {"bus": bus, "pool": pool, "clock": fleet.clock, "settings": settings}
         for name, value in (context | {"helix": client}).items():

@@ -38,8 +38,7 @@ from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME
 LIVE_COMPONENTS = (
     "projector",
     "bridge",
-    "activation",
-    "finalizer",
+    "provisioning",
     "verification",
     "rotation",
     "webhooks",
