@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from consumers.endpoint_health_rules import ENDPOINT_BLOCKED
 from consumers.webhook_claims import Claims, Job
 from consumers.webhook_rules import Action, Schedule, Step, after_attempt
 from consumers.webhook_targets import EndpointDirectory
@@ -53,6 +54,11 @@ class Attempts:
         self._gone: set[str] = set()  # answered 410 here: stop before the projection says so
         self._delivered: list[tuple[Job, datetime, Event, asyncio.Future[None]]] = []
         self._delivered_waiting = asyncio.Event()
+
+    def endpoint_enabled(self, endpoint_id: str) -> None:
+        """Re-enabled by the operator: read it afresh instead of refusing it from memory."""
+        self._gone.discard(endpoint_id)
+        self._directory.forget(endpoint_id)
 
     def lease_from(self, now: datetime) -> datetime:
         """Until when an attempt starting ``now`` is ours: the POST's deadline plus a margin."""
@@ -112,7 +118,7 @@ class Attempts:
             # a deployment-key problem the operator can fix: keep to the retry schedule
             return AttemptResult(Outcome.RETRYABLE, None, 0.0, str(err))
         if endpoint is None or not endpoint.enabled or job.endpoint_id in self._gone:
-            return AttemptResult(Outcome.BLOCKED, None, 0.0, "endpoint removed or disabled")
+            return AttemptResult(Outcome.BLOCKED, None, 0.0, ENDPOINT_BLOCKED)
         return await self._sender.deliver(endpoint.target, job.message_id, job.body.encode())
 
     async def _claim_outcome(self, job: Job, step: Step, now: datetime) -> None:

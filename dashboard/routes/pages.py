@@ -153,7 +153,14 @@ async def helix_page(
 @router.get("/resellers", response_class=HTMLResponse)
 async def resellers_page(request: Request, dashboard: DashboardDep) -> HTMLResponse:
     resellers = await log_queries.resellers(dashboard.pool)
-    return dashboard.page(request, "resellers.html", resellers=resellers, nav="resellers")
+    missed = {}  # what re-enabling each disabled endpoint would redeliver
+    for r in resellers:
+        for e in r.endpoints:
+            if not e.enabled:
+                missed[e.endpoint_id], _ = await dashboard.resellers.missed(r.id, e.endpoint_id)
+    return dashboard.page(
+        request, "resellers.html", resellers=resellers, missed=missed, nav="resellers"
+    )
 
 
 @router.get("/controls", response_class=HTMLResponse)
