@@ -12,11 +12,16 @@ from datetime import datetime, timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from pydantic import SecretStr
 
 from events.topics import GATEWAY_REJECTED
+from infra.app import Endpoints, runtime
+from infra.components import carrier_objects, scheduler_service
+from infra.http import serve_http
 from infra.kafka_lag import group_lags
-from infra.settings import Settings
+from infra.settings import AlertSettings, Settings
 from producers import alert_checks
+from sandbox.reseller import create_reseller_receiver
 from tests.support.health_world import HealthWorld, health_world
 from tests.support.webhook_world import webhook_world
 
@@ -183,3 +188,32 @@ async def test_a_sink_that_is_down_gets_the_alert_on_a_later_round(hw: HealthWor
     assert await alerts.evaluate() == 0
     accepted = [d for d in hw.world.receiver.received("alerts") if d.accepted]
     assert len(accepted) == 1
+
+
+async def test_the_scheduler_component_sends_alerts_to_the_configured_sink(
+    settings: Settings, database_url: str, kafka_bootstrap: str, topics: list[str]
+) -> None:
+    """As `simfleet scheduler` runs it: ALERT_WEBHOOK_URL set, a disabled endpoint → one alert."""
+    app, receiver = create_reseller_receiver()
+    async with serve_http(app) as base:
+        url = f"{base}/hooks/ops-channel?token=hook-token-31b7"
+        configured = settings.model_copy(
+            update={"alerts": AlertSettings(webhook_url=SecretStr(url), interval_s=0.2)}
+        )
+        endpoints = Endpoints(kafka_bootstrap, database_url)
+        async with runtime(configured, endpoints, providers=[carrier_objects]) as rt:
+            await rt.pool.execute(
+                "INSERT INTO resellers (id, name, created_at) VALUES ('acme', 'Acme', now());"
+                "INSERT INTO reseller_webhooks (endpoint_id, reseller_id, url, sealed_secret, "
+                "enabled, health, disabled_reason, created_at) VALUES ('ep-9', 'acme', "
+                "'https://acme.example/h?key=k', 'x', false, 'disabled', 'endpoint answered "
+                "410 Gone', now())"
+            )
+            async with scheduler_service(rt):
+                [alert] = await receiver.wait_for(1, timeout=15)
+    assert len(receiver.received("ops-channel")) == 1
+    text = str(alert.payload["text"])
+    assert text.startswith(f"[simfleet {settings.kafka.topic_prefix.rstrip('.')}] ALERT")
+    assert "ep-9" in text
+    assert "hook-token-31b7" not in text
+    assert "acme.example" not in text
