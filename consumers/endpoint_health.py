@@ -68,6 +68,14 @@ WANTED = {
         WebhookEndpointEnabled,
     )
 }
+EndpointEvent = (
+    WebhookDeliverySucceeded
+    | WebhookDeliveryFailed
+    | WebhookEndpointAdded
+    | WebhookEndpointRemoved
+    | WebhookEndpointDisabled
+    | WebhookEndpointEnabled
+)
 TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, BrokerUnavailable)
 LOCK = """
 SELECT endpoint_id, reseller_id, state, failures, failing_since, last_failure_at, last_success_at,
@@ -87,6 +95,12 @@ ON CONFLICT (endpoint_id) DO UPDATE SET
     last_status_code = EXCLUDED.last_status_code, last_message_id = EXCLUDED.last_message_id,
     delivery_offset = EXCLUDED.delivery_offset, registry_offset = EXCLUDED.registry_offset,
     updated_at = now()
+"""
+# every row exists before the lock: two members creating one row at once would each fold from
+# nothing (delivery and registry events of an endpoint may be on different members)
+STUB = """
+INSERT INTO endpoint_health (endpoint_id, reseller_id)
+SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (endpoint_id) DO NOTHING
 """
 DELETE = "DELETE FROM endpoint_health WHERE endpoint_id = ANY($1::text[])"
 # still registered (a removed endpoint's late failures never disable anything)
@@ -143,7 +157,7 @@ async def _undecoded(_msg: StreamMessage[Any]) -> None:
 
 @dataclass(frozen=True)
 class Positioned:
-    event: Event
+    event: EndpointEvent
     topic: str
     offset: int
 
@@ -174,6 +188,8 @@ async def _decoded(
         except EventDecodeError as err:
             await dead.park(r, headers=headers, error=err, event_id=err.event_id)
             continue
+        if not isinstance(event, EndpointEvent):
+            continue
         kind = "delivery" if r.topic.endswith(WEBHOOK_DELIVERIES.name) else "registry"
         found.append(Positioned(event, kind, r.offset))
     return found
@@ -190,9 +206,11 @@ class Row:
 async def apply(tracker: HealthTracker, events: Sequence[Positioned]) -> None:
     if not events:
         return
-    ids = sorted({str(getattr(p.event.data, "endpoint_id")) for p in events})  # noqa: B009
+    owners = {_endpoint_of(p.event): _reseller_of(p.event) for p in events}
+    ids = sorted(owners)
     emitted: list[Event] = []
     async with tracker.pool.acquire() as conn, conn.transaction():
+        await conn.execute(STUB, ids, [owners[i] for i in ids])
         rows = {r["endpoint_id"]: _row(r) for r in await conn.fetch(LOCK, ids)}
         for p in events:
             emitted += _fold(tracker, rows, p)
@@ -208,8 +226,7 @@ async def apply(tracker: HealthTracker, events: Sequence[Positioned]) -> None:
 
 
 def _fold(tracker: HealthTracker, rows: dict[str, Row], p: Positioned) -> list[Event]:
-    data = p.event.data
-    endpoint_id, reseller_id = str(getattr(data, "endpoint_id")), str(getattr(data, "reseller_id"))  # noqa: B009
+    endpoint_id, reseller_id = _endpoint_of(p.event), _reseller_of(p.event)
     row = rows.get(endpoint_id)
     if row is None or row.removed:
         row = rows[endpoint_id] = Row(Health(endpoint_id, reseller_id))
@@ -237,6 +254,14 @@ def _fold(tracker: HealthTracker, rows: dict[str, Row], p: Positioned) -> list[E
         case WebhookEndpointRemoved():
             row.removed = True
     return [_announce(tracker, t, before, row.health, p.event) for t in transitions]
+
+
+def _endpoint_of(event: EndpointEvent) -> str:
+    return event.data.endpoint_id
+
+
+def _reseller_of(event: EndpointEvent) -> str:
+    return event.data.reseller_id
 
 
 def _announce(

@@ -2,7 +2,8 @@
 
 States: ``pending`` (an attempt sequence owned by ``owner`` until ``lease_until``),
 ``scheduled`` (waiting for ``due_at`` on the long schedule; swept at ``lease_until`` = due +
-grace if nobody took it), ``delivered`` and ``failed`` (final). Every attempt is counted here
+grace if nobody took it), ``delivered`` and ``failed`` (final), ``skipped`` (the endpoint was
+disabled: never attempted, kept for the resend that re-enabling it may ask for). Every attempt is counted here
 *before* it is made, so attempt numbers (part of the delivery events' ids) never repeat across
 restarts, takeovers and resends; every change checks owner and sequence, so a worker that lost
 its lease (or whose delivery was resent) stops instead of sending twice.

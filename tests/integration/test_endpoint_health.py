@@ -11,6 +11,7 @@ import pytest
 
 from consumers import endpoint_health
 from events.sim import NumberOnline
+from events.webhook import WebhookDeliveryFailed
 from infra.settings import Settings
 from producers import alert_checks
 from tests.support.eventually import eventually
@@ -134,3 +135,27 @@ async def test_failing_for_three_days_disables_alerts_once_and_reenabling_redeli
     assert texts[1].startswith("[simfleet test] RESOLVED endpoint_disabled")
     disabled = await eventually(lambda: hw.event_types("webhook.endpoint_disabled"))
     assert len(disabled) == 1
+
+
+async def test_a_redelivered_batch_changes_nothing(hw: HealthWorld) -> None:
+    now = hw.clock.now()
+    batch = [
+        endpoint_health.Positioned(
+            WebhookDeliveryFailed.create(
+                producer="t", time=now, message_id=f"m{i}", endpoint_id="ep-r",
+                reseller_id="acme", event_type="sms.received", attempt=1, status_code=503,
+                attempted_at=now, error="HTTP 503", final=False,
+            ),
+            "delivery",
+            offset=i,
+        )
+        for i in range(4)
+    ]  # fmt: skip
+
+    await endpoint_health.apply(hw.tracker, batch)
+    await endpoint_health.apply(hw.tracker, batch)  # the offset was not committed: read again
+
+    row = await hw.world.pool.fetchrow("SELECT * FROM endpoint_health WHERE endpoint_id = 'ep-r'")
+    assert (row["state"], row["failures"], row["delivery_offset"]) == ("failing", 4, 3)
+    failing = await eventually(lambda: hw.event_types("webhook.endpoint_failing"))
+    assert len(failing) == 1
