@@ -8,11 +8,13 @@ The claim row is the truth for "was it delivered" (the consumer's de-duplication
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
+from consumers.endpoint_health_rules import ENDPOINT_BLOCKED
 from consumers.webhook_claims import Claims, Job
 from consumers.webhook_rules import Action, Schedule, Step, after_attempt
 from consumers.webhook_targets import EndpointDirectory
@@ -28,6 +30,7 @@ from infra.webhook_signing import SecretUnsealError
 PRODUCER = "simfleet/webhooks"
 EMIT_RETRIES_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 GROUP_WINDOW_S = 0.005
+GONE_MEMORY_S = 60.0  # longer than the projector takes to show the endpoint disabled
 
 log = structlog.get_logger("simfleet.webhooks")
 
@@ -50,9 +53,17 @@ class Attempts:
         self._sender = sender
         self._bus = bus
         self._clock = clock
-        self._gone: set[str] = set()  # answered 410 here: stop before the projection says so
+        # answered 410 here: stop before the projection says so. Only for a while: the read
+        # table takes over, and an endpoint re-enabled through another process must not stay
+        # refused here
+        self._gone: dict[str, float] = {}
         self._delivered: list[tuple[Job, datetime, Event, asyncio.Future[None]]] = []
         self._delivered_waiting = asyncio.Event()
+
+    def endpoint_enabled(self, endpoint_id: str) -> None:
+        """Re-enabled by the operator: read it afresh instead of refusing it from memory."""
+        self._gone.pop(endpoint_id, None)
+        self._directory.forget(endpoint_id)
 
     def lease_from(self, now: datetime) -> datetime:
         """Until when an attempt starting ``now`` is ours: the POST's deadline plus a margin."""
@@ -111,9 +122,19 @@ class Attempts:
         except SecretUnsealError as err:
             # a deployment-key problem the operator can fix: keep to the retry schedule
             return AttemptResult(Outcome.RETRYABLE, None, 0.0, str(err))
-        if endpoint is None or not endpoint.enabled or job.endpoint_id in self._gone:
-            return AttemptResult(Outcome.BLOCKED, None, 0.0, "endpoint removed or disabled")
+        if endpoint is not None and not endpoint.enabled:  # the cache may predate a re-enable
+            self._directory.forget(job.endpoint_id)
+            endpoint = await self._directory.get(job.endpoint_id, now)
+        if endpoint is None or not endpoint.enabled or self._recently_gone(job.endpoint_id):
+            return AttemptResult(Outcome.BLOCKED, None, 0.0, ENDPOINT_BLOCKED)
         return await self._sender.deliver(endpoint.target, job.message_id, job.body.encode())
+
+    def _recently_gone(self, endpoint_id: str) -> bool:
+        since = self._gone.get(endpoint_id)
+        if since is not None and time.monotonic() - since > GONE_MEMORY_S:
+            del self._gone[endpoint_id]
+            return False
+        return since is not None
 
     async def _claim_outcome(self, job: Job, step: Step, now: datetime) -> None:
         due = step.at or now
@@ -170,7 +191,7 @@ class Attempts:
                 )
             )
         if step.action is Action.DISABLE:
-            self._gone.add(job.endpoint_id)
+            self._gone[job.endpoint_id] = time.monotonic()
             self._directory.forget(job.endpoint_id)
             log.warning("webhook_endpoint_gone", endpoint_id=job.endpoint_id)
             facts.append(

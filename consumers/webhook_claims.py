@@ -2,7 +2,8 @@
 
 States: ``pending`` (an attempt sequence owned by ``owner`` until ``lease_until``),
 ``scheduled`` (waiting for ``due_at`` on the long schedule; swept at ``lease_until`` = due +
-grace if nobody took it), ``delivered`` and ``failed`` (final). Every attempt is counted here
+grace if nobody took it), ``delivered`` and ``failed`` (final), ``skipped`` (the endpoint was
+disabled: never attempted, kept for the resend that re-enabling it may ask for). Every attempt is counted here
 *before* it is made, so attempt numbers (part of the delivery events' ids) never repeat across
 restarts, takeovers and resends; every change checks owner and sequence, so a worker that lost
 its lease (or whose delivery was resent) stops instead of sending twice.
@@ -17,15 +18,18 @@ from typing import Any
 
 import asyncpg
 
+# a delivery for a disabled endpoint is kept 'skipped' (no attempt) so re-enabling can send it
 CLAIM_NEW = """
-INSERT INTO webhook_claims (message_id, endpoint_id, reseller_id, event_type, correlationid, body,
-    state, attempts, tries, owner, lease_until, started_at)
-SELECT m, e, r, t, c, b, 'pending', 1, 1, $7, $8, $9
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-    AS x(m, e, r, t, c, b)
+INSERT INTO webhook_claims AS w (message_id, endpoint_id, reseller_id, event_type, correlationid,
+    body, state, attempts, tries, owner, lease_until, started_at, created_at)
+SELECT m, e, r, t, c, b, CASE WHEN s THEN 'skipped' ELSE 'pending' END,
+    CASE WHEN s THEN 0 ELSE 1 END, CASE WHEN s THEN 0 ELSE 1 END,
+    CASE WHEN s THEN NULL ELSE $8 END, $9, $10, $10
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])
+    AS x(m, e, r, t, c, b, s)
 ON CONFLICT (message_id, endpoint_id) DO NOTHING
 RETURNING message_id, endpoint_id, reseller_id, event_type, correlationid, body, sequence,
-    attempts, tries, started_at
+    attempts, tries, started_at, state
 """
 RELEASE = """
 UPDATE webhook_claims c SET attempts = c.attempts - 1, tries = c.tries - 1, owner = NULL,
@@ -90,7 +94,7 @@ WHERE reseller_id = $1
   AND ($3::text IS NULL OR endpoint_id = $3)
   AND ($4::timestamptz IS NULL OR created_at >= $4)
   AND ($5::timestamptz IS NULL OR created_at < $5)
-  AND (state = 'failed' OR (NOT $6 AND state IN ('delivered', 'scheduled')))
+  AND (state IN ('failed', 'skipped') OR (NOT $6 AND state IN ('delivered', 'scheduled')))
   AND resend_ref IS DISTINCT FROM $7
 RETURNING message_id, endpoint_id, reseller_id, event_type, correlationid, body, sequence,
     attempts, tries, started_at
@@ -140,6 +144,7 @@ class NewDelivery:
     event_type: str
     correlationid: str
     body: str
+    skipped: bool = False  # the endpoint is disabled: kept for a resend, not attempted
 
 
 class Claims:
@@ -150,12 +155,13 @@ class Claims:
     async def claim_new(
         self, deliveries: Sequence[NewDelivery], now: datetime, lease_until: datetime
     ) -> list[Job]:
-        """Inserts the deliveries not seen before; returns those (the caller sends them)."""
+        """Inserts the deliveries not seen before; returns those to send (not the skipped)."""
         if not deliveries:
             return []
         columns = [list(col) for col in zip(*(_fields(d) for d in deliveries), strict=True)]
-        rows = await self._pool.fetch(CLAIM_NEW, *columns, self.owner, lease_until, now)
-        return [Job.from_row(r) for r in rows]
+        skipped = [d.skipped for d in deliveries]
+        rows = await self._pool.fetch(CLAIM_NEW, *columns, skipped, self.owner, lease_until, now)
+        return [Job.from_row(r) for r in rows if r["state"] == "pending"]
 
     async def release(self, jobs: Sequence[Job], now: datetime) -> None:
         if jobs:

@@ -68,6 +68,9 @@ class Dispatcher:
     def lease_from(self, now: datetime) -> datetime:
         return self._attempts.lease_from(now)
 
+    def endpoint_enabled(self, endpoint_id: str) -> None:
+        self._attempts.endpoint_enabled(endpoint_id)
+
     @property
     def _low_water(self) -> int:
         return self.settings.per_endpoint_queue // 2

@@ -43,11 +43,11 @@ WITH src AS (
     ) cur ON true
 )
 SELECT sim.message_id, sim.iccid, si.id AS sim_id, si.current_number,
-       si.mobility_subscription_id, w.reseller_id, w.endpoint_id, w.event_types
+       si.mobility_subscription_id, w.reseller_id, w.endpoint_id, w.event_types, w.enabled
 FROM sim
 LEFT JOIN sims si ON si.iccid = sim.iccid
 LEFT JOIN reseller_sims rs ON rs.iccid = sim.iccid
-JOIN reseller_webhooks w ON w.reseller_id = coalesce(rs.reseller_id, si.reseller_id) AND w.enabled
+JOIN reseller_webhooks w ON w.reseller_id = coalesce(rs.reseller_id, si.reseller_id)
 ORDER BY sim.message_id, w.endpoint_id
 """
 SELECT_ENDPOINTS = """
@@ -61,11 +61,13 @@ class Subscriber:
     reseller_id: str
     endpoint_id: str
     event_types: tuple[str, ...]
+    enabled: bool = True
 
 
 @dataclass
 class Targets:
-    """What one source event needs: its SIM's facts and the reseller's enabled endpoints."""
+    """What one source event needs: its SIM's facts and the reseller's endpoints (disabled ones
+    too: their deliveries are kept unattempted, to be sent if the endpoint is re-enabled)."""
 
     sim: SimFacts
     subscribers: list[Subscriber] = field(default_factory=list)
@@ -93,7 +95,7 @@ async def resolve_targets(pool: asyncpg.Pool, events: Sequence[SourceEvent]) -> 
         sim = SimFacts(r["iccid"], r["sim_id"], r["current_number"], r["mobility_subscription_id"])
         targets = found.setdefault(r["message_id"], Targets(sim))
         targets.subscribers.append(
-            Subscriber(r["reseller_id"], r["endpoint_id"], tuple(r["event_types"]))
+            Subscriber(r["reseller_id"], r["endpoint_id"], tuple(r["event_types"]), r["enabled"])
         )
     return found
 

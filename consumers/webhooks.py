@@ -5,7 +5,8 @@ in batches → finds each event's SIM, reseller and subscribed endpoints (read t
 every (message, endpoint) in ``webhook_claims`` → hands the claims to the dispatcher's tasks →
 returns, and the offsets are committed. Emits (from the tasks) ``webhook.delivery_succeeded`` |
 ``webhook.delivery_failed`` per attempt, ``webhook.retry_scheduled`` after the fast attempts,
-``webhook.endpoint_disabled`` on 410.
+``webhook.endpoint_disabled`` on 410. A disabled endpoint's deliveries are claimed ``skipped``
+(not attempted); ``webhook.endpoint_enabled`` + ``webhook.resend_requested`` send them later.
 
 Why the offset may be committed before any POST: the claim row holds the exact body and a lease,
 so after a crash the sweeper resumes it ("nothing lost"); and a redelivered source event finds
@@ -46,7 +47,7 @@ from consumers.webhook_rules import (
 from consumers.webhook_targets import EndpointDirectory, resolve_targets
 from events import EventDecodeError, decode
 from events.envelope import Event
-from events.reseller import WebhookResendRequested
+from events.reseller import WebhookEndpointEnabled, WebhookResendRequested
 from events.sms import SmsReceived
 from events.topics import (
     HEADER_TYPE,
@@ -64,9 +65,15 @@ from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
 
 WANTED_TYPES = frozenset(
-    {*WEBHOOK_EVENT_TYPES, WebhookRetryScheduled.event_type(), WebhookResendRequested.event_type()}
+    {
+        *WEBHOOK_EVENT_TYPES,
+        WebhookRetryScheduled.event_type(),
+        WebhookResendRequested.event_type(),
+        WebhookEndpointEnabled.event_type(),
+    }
 )
 POSTGRES_RETRY_S = 1.0
+ENABLED_WAIT_S = 30.0  # for the read table to show a re-enabled endpoint before its resend
 SOURCES = (SMS_INBOUND, SIM_LIFECYCLE, WEBHOOK_RETRY, RESELLER_REGISTRY)
 
 log = structlog.get_logger("simfleet.webhooks")
@@ -117,6 +124,7 @@ async def on_batch(msg: MessageDep, webhooks: WebhooksDep) -> None:
     events = await decoded(records, webhooks.dead_letters)
     while True:
         try:
+            await enabled(webhooks, [e for e in events if isinstance(e, WebhookEndpointEnabled)])
             await deliver_sources(webhooks, [e for e in events if is_webhook_source(e)])
             await resend(webhooks, [e for e in events if isinstance(e, WebhookResendRequested)])
             break
@@ -161,14 +169,32 @@ async def deliver_sources(webhooks: Webhooks, events: Sequence[SourceEvent]) -> 
         body = webhook_body(event, found.sim) if found and wanted else ""
         new += [
             NewDelivery(
-                event.id, s.endpoint_id, s.reseller_id, event.type, event.correlationid, body
+                event.id, s.endpoint_id, s.reseller_id, event.type, event.correlationid, body,
+                skipped=not s.enabled,
             )
             for s in wanted
-        ]
+        ]  # fmt: skip
     await webhooks.dispatcher.room()
     now = webhooks.clock.now()
     jobs = await webhooks.dispatcher.claims.claim_new(new, now, webhooks.dispatcher.lease_from(now))
     await webhooks.dispatcher.submit(jobs)
+
+
+ENDPOINT_ENABLED = "SELECT enabled FROM reseller_webhooks WHERE endpoint_id = $1"
+
+
+async def enabled(webhooks: Webhooks, events: Sequence[WebhookEndpointEnabled]) -> None:
+    """A re-enabled endpoint: forget that it was disabled here, and wait (bounded) until the read
+    table says so too — the resend that usually follows would otherwise find it disabled."""
+    for event in events:
+        endpoint_id = event.data.endpoint_id
+        webhooks.dispatcher.endpoint_enabled(endpoint_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ENABLED_WAIT_S):
+                # polling Postgres (the projector's progress), not a flag of this process
+                while await webhooks.pool.fetchval(ENDPOINT_ENABLED, endpoint_id) is False:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+        webhooks.dispatcher.endpoint_enabled(endpoint_id)
 
 
 async def resend(webhooks: Webhooks, requests: Sequence[WebhookResendRequested]) -> None:

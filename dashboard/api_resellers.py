@@ -75,6 +75,23 @@ class Accepted(BaseModel):
     event_id: str = Field(description="the event recording the request")
 
 
+class EnableRequest(BaseModel):
+    redeliver: bool = Field(
+        default=False, description="send again what it missed (failed, or skipped while disabled)"
+    )
+
+
+class Missed(BaseModel):
+    missed: int = Field(description="deliveries that failed or were skipped")
+    since: datetime
+
+
+class Enabled(BaseModel):
+    event_id: str
+    resend_event_id: str | None = Field(description="the redelivery request, if asked for")
+    missed: int
+
+
 def default_actor(request: Request) -> str:
     return dashboard_actor(str(getattr(request.state, "operator", None) or "unknown"), "/api/")
 
@@ -142,6 +159,31 @@ def resellers_api(
         with _refusals():
             issued = await commands.rotate_secret(reseller_id, endpoint_id, who, reason)
         return _secret_once(issued, response)
+
+    @router.get(
+        "/{reseller_id}/endpoints/{endpoint_id}/missed",
+        summary="What re-enabling a disabled endpoint would redeliver",
+    )
+    async def missed(reseller_id: str, endpoint_id: str) -> Missed:
+        with _refusals():
+            count, since = await commands.missed(reseller_id, endpoint_id)
+        return Missed(missed=count, since=since)
+
+    @router.post(
+        "/{reseller_id}/endpoints/{endpoint_id}/enable",
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Re-enable a disabled endpoint, optionally redelivering what it missed",
+    )
+    async def enable_endpoint(
+        reseller_id: str, endpoint_id: str, body: EnableRequest, who: Actor
+    ) -> Enabled:
+        with _refusals():
+            done = await commands.enable_endpoint(
+                reseller_id, endpoint_id, who, redeliver=body.redeliver
+            )
+        return Enabled(
+            event_id=done.event_id, resend_event_id=done.resend_event_id, missed=done.missed
+        )
 
     @router.post("/{reseller_id}/sims", status_code=status.HTTP_202_ACCEPTED, summary="Assign SIMs")
     async def assign_sims(reseller_id: str, body: SimsToAssign, who: Actor) -> AssignmentResult:

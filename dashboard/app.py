@@ -24,8 +24,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from dashboard.api_resellers import resellers_api
-from dashboard.deps import STATIC_DIR, Dashboard, get_operator, template_environment
-from dashboard.routes import actions, api, audit, helix_query, imports, pages, run
+from dashboard.deps import (
+    STATIC_DIR,
+    Dashboard,
+    get_operator,
+    load_endpoint_banner,
+    template_environment,
+)
+from dashboard.routes import actions, api, audit, endpoints, helix_query, imports, pages, run
 from dashboard.security import (
     Credentials,
     CsrfTokens,
@@ -58,11 +64,15 @@ def create_dashboard_app(
         docs_url=None,  # Swagger UI loads its assets from a CDN; the CSP (rightly) forbids it
         redoc_url=None,
     )
+    reseller_commands = ResellerCommands(
+        bus=bus, pool=pool, box=secret_box(settings), settings=settings.webhooks, clock=clock
+    )
     app.state.dashboard = Dashboard(
         pool=pool,
         bus=bus,
         clock=clock,
         commands=Commands(pool, bus, clock),
+        resellers=reseller_commands,
         csrf=CsrfTokens(credentials, clock),
         templates=template_environment(),
         run_secrets={
@@ -78,14 +88,12 @@ def create_dashboard_app(
     # the last added is the outermost: headers go on every answer, the auth's refusals too
     app.add_middleware(BaseHTTPMiddleware, dispatch=basic_auth(credentials))
     app.add_middleware(BaseHTTPMiddleware, dispatch=security_headers)
-    for router in (pages.router, actions.router, imports.router, api.router, run.router):
+    app.include_router(pages.router, dependencies=[Depends(load_endpoint_banner)])
+    for router in (actions.router, endpoints.router, imports.router, api.router, run.router):
         app.include_router(router)
-    app.include_router(audit.router)
+    app.include_router(audit.router, dependencies=[Depends(load_endpoint_banner)])
     app.include_router(helix_query.router)
     app.include_router(helix_query.api_router)
-    reseller_commands = ResellerCommands(
-        bus=bus, pool=pool, box=secret_box(settings), settings=settings.webhooks, clock=clock
-    )
     app.include_router(
         resellers_api(reseller_commands, actor=get_operator),
         dependencies=[Depends(json_writes_only)],

@@ -20,6 +20,8 @@ from infra.clock import Clock
 from infra.helix import HelixClient
 from infra.kafka import Bus
 from producers.commands import Commands
+from producers.reseller_commands import ResellerCommands
+from projections.reseller_queries import unhealthy_endpoints
 
 PACKAGE_DIR = Path(__file__).parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
@@ -32,6 +34,7 @@ class Dashboard:
     bus: Bus
     clock: Clock
     commands: Commands
+    resellers: ResellerCommands
     csrf: CsrfTokens
     templates: jinja2.Environment
     run_secrets: Mapping[str, str]  # action → secret; never rendered
@@ -51,6 +54,7 @@ class Dashboard:
         html = self.templates.get_template(template).render(
             request=request,
             nav=nav,
+            endpoint_banner=getattr(request.state, "endpoint_banner", ()),
             operator=operator,
             csrf_field=CSRF_FIELD,
             csrf_token=self.csrf.issue(operator) if operator else "",
@@ -111,3 +115,9 @@ async def verify_csrf(
 
 DashboardDep = Annotated[Dashboard, Depends(get_dashboard)]
 ActorDep = Annotated[str, Depends(get_operator)]
+
+
+async def load_endpoint_banner(request: Request) -> None:
+    """Disabled and failing webhook endpoints, for the banner on every page."""
+    dashboard: Dashboard = request.app.state.dashboard
+    request.state.endpoint_banner = await unhealthy_endpoints(dashboard.pool)

@@ -102,15 +102,70 @@ class WebhookEndpointDisabledData(Payload):
     endpoint_id: EndpointId
     reason: str
     message_id: str | None = Field(
-        default=None, description="the delivery whose answer disabled the endpoint"
+        default=None,
+        description="the delivery whose answer disabled the endpoint (410), or the last one "
+        "that failed before it was disabled for failing too long",
     )
     status_code: int | None = None
+    failing_since: AwareDatetime | None = Field(
+        default=None, description="disabled for failing: the start of the failures"
+    )
 
 
 class WebhookEndpointDisabled(Event):
-    """The endpoint stays registered (history, re-adding) but receives nothing more."""
+    """The endpoint stays registered (history, re-adding, re-enabling) but receives nothing more:
+    on 410 Gone, or after failing everything for ``WEBHOOK_DISABLE_AFTER_S``."""
 
     type: Literal["webhook.endpoint_disabled"] = "webhook.endpoint_disabled"
     data: WebhookEndpointDisabledData
     identity: ClassVar[tuple[str, ...]] = ("reseller_id", "endpoint_id", "message_id")
+    subject_field: ClassVar[str] = "reseller_id"
+
+
+class WebhookEndpointFailingData(Payload):
+    reseller_id: ResellerId
+    endpoint_id: EndpointId
+    since: AwareDatetime = Field(description="the first failed attempt after the last success")
+    failures: int = Field(ge=1, description="failed attempts in a row so far")
+    last_error: str | None = None
+    last_status_code: int | None = None
+
+
+class WebhookEndpointFailing(Event):
+    """Every recent attempt failed: the endpoint is down (or refusing) but still receives."""
+
+    type: Literal["webhook.endpoint_failing"] = "webhook.endpoint_failing"
+    data: WebhookEndpointFailingData
+    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "endpoint_id", "since")
+    subject_field: ClassVar[str] = "reseller_id"
+
+
+class WebhookEndpointRecoveredData(Payload):
+    reseller_id: ResellerId
+    endpoint_id: EndpointId
+    failing_since: AwareDatetime
+    message_id: str = Field(description="the delivery that succeeded")
+
+
+class WebhookEndpointRecovered(Event):
+    type: Literal["webhook.endpoint_recovered"] = "webhook.endpoint_recovered"
+    data: WebhookEndpointRecoveredData
+    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "endpoint_id", "failing_since")
+    subject_field: ClassVar[str] = "reseller_id"
+
+
+class WebhookEndpointEnabledData(Payload):
+    reseller_id: ResellerId
+    endpoint_id: EndpointId
+    ref: str
+    requested_by: str = "system"
+
+
+class WebhookEndpointEnabled(Event):
+    """An operator re-enabled a disabled endpoint; it receives again (health: healthy). What it
+    missed is sent again by a ``webhook.resend_requested`` of the same command, if asked."""
+
+    type: Literal["webhook.endpoint_enabled"] = "webhook.endpoint_enabled"
+    data: WebhookEndpointEnabledData
+    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "endpoint_id", "ref")
     subject_field: ClassVar[str] = "reseller_id"

@@ -79,6 +79,9 @@ RESELLER_REGISTRY = Topic(
             "webhook.resend_requested",
             "webhook.secret_rotated",
             "webhook.endpoint_disabled",
+            "webhook.endpoint_failing",
+            "webhook.endpoint_recovered",
+            "webhook.endpoint_enabled",
         }
     ),
 )

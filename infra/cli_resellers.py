@@ -97,7 +97,8 @@ def list_(reuse: Reuse = True) -> None:
             lines.append(f"{r.id}  {r.name}  endpoints={r.endpoints}  sims={r.sims}")
             lines += [
                 f"    {e.endpoint_id}  {e.url}  {'enabled' if e.enabled else 'DISABLED'}  "
-                f"types={','.join(e.event_types) or 'all'}"
+                f"health={e.health}  types={','.join(e.event_types) or 'all'}"
+                + (f"  ({e.disabled_reason})" if e.disabled_reason else "")
                 for e in await reseller_queries.list_endpoints(c.pool, r.id)
             ]
         return lines
@@ -143,6 +144,40 @@ def rotate_secret(
     _show_secret(
         _run(lambda c: c.rotate_secret(reseller_id, endpoint_id, cli_actor(), reason), reuse)
     )
+
+
+@app.command("enable-endpoint")
+def enable_endpoint(
+    reseller_id: str,
+    endpoint_id: str,
+    redeliver: Annotated[
+        bool | None,
+        typer.Option(
+            "--redeliver/--no-redeliver",
+            help="send again what it missed (failed, or skipped while disabled); default: ask",
+        ),
+    ] = None,
+    reuse: Reuse = True,
+) -> None:
+    """Re-enable a disabled endpoint (410 Gone, or failing too long); offers to redeliver."""
+    if redeliver is None:
+        missed, since = _run(lambda c: c.missed(reseller_id, endpoint_id), reuse)
+        redeliver = missed > 0 and typer.confirm(
+            f"{missed} deliveries failed or were skipped since {since.isoformat()}; "
+            "redeliver them?",
+            default=True,
+        )
+    done = _run(
+        lambda c: c.enable_endpoint(
+            reseller_id, endpoint_id, cli_actor(), redeliver=bool(redeliver)
+        ),
+        reuse,
+    )
+    typer.echo(f"endpoint {endpoint_id} enabled ({done.event_id})")
+    if done.resend_event_id:
+        typer.echo(
+            f"redelivery of {done.missed} missed deliveries requested ({done.resend_event_id})"
+        )
 
 
 @app.command()

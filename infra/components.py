@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import httpx
@@ -18,6 +19,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from consumers import (
+    endpoint_health,
     finalizer,
     number_sync,
     provisioning,
@@ -28,12 +30,16 @@ from consumers import (
 from consumers.dlq import DeadLetters
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
+from infra.alert_sink import AlertSink, LogSink, SlackSink
 from infra.app import Component, Runtime, readiness_checks, supervised
 from infra.helix import HelixClient
 from infra.http import serve_http
+from infra.kafka_lag import group_lags
 from infra.ops import ops_router
 from infra.settings import KafkaSettings, Settings
 from infra.skyline import SkylineClient
+from producers import alert_checks
+from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
 from projections.registry import all_projections
@@ -78,6 +84,47 @@ def webhook_objects(rt: Runtime) -> contextlib.AbstractAsyncContextManager[dict[
         clock=rt.clock,
         box=webhooks.open_secret_box(rt.settings),
     )
+
+
+@contextlib.asynccontextmanager
+async def health_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
+    yield {"endpoint_health": health_tracker(rt)}
+
+
+def health_tracker(rt: Runtime) -> endpoint_health.HealthTracker:
+    return endpoint_health.tracker_for(rt.settings, pool=rt.pool, bus=rt.bus, clock=rt.clock)
+
+
+@contextlib.asynccontextmanager
+async def alert_sink(rt: Runtime) -> AsyncIterator[AlertSink]:
+    url = rt.settings.alerts.webhook_url
+    if url is None or not url.get_secret_value():
+        yield LogSink()
+        return
+    async with httpx.AsyncClient(timeout=rt.settings.alerts.timeout_s) as client:
+        secrets = [v for v in rt.settings.secret_values().values() if v]
+        yield SlackSink(client, url.get_secret_value(), secrets)
+
+
+def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
+    """The operational checks; each is independent (add one by appending it)."""
+    a = rt.settings.alerts
+    window = timedelta(seconds=a.window_s)
+
+    async def lag(_now: datetime) -> dict[str, float] | None:
+        return await group_lags(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
+
+    return [
+        alert_checks.DisabledEndpoints(rt.pool),
+        alert_checks.verification_failures(
+            rt.pool, window=window, min_samples=a.min_samples, threshold=a.verification_failure_rate
+        ),
+        alert_checks.helix_errors(
+            rt.pool, window=window, min_samples=a.min_samples, threshold=a.helix_error_rate
+        ),
+        alert_checks.consumer_lag(lag, a.consumer_lag),
+        alert_checks.silent_sims(alert_checks.silent_sim_count_not_built, a.silent_sims),
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -192,17 +239,32 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
     async def sync_round() -> int:
         return await number_sync.request_sync(rt.pool, rt.bus, rt.clock)
 
+    tracker = health_tracker(rt)
+
+    async def disable_failing_endpoints() -> int:
+        return await endpoint_health.disable_overdue(tracker)
+
     scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings)
-    loops = (
-        scheduler.run(),
-        scheduler.every(hx.finalize_sweep_s, finalize_sweep),
-        scheduler.every(hx.sync_interval_s, sync_round),
-    )
-    async with supervised(rt, "scheduler", *loops):
-        yield (
-            f"verification sweep every {rt.settings.rotation.verification_sweep_s:g}s, rotation "
-            f"daily at {rt.settings.rotation.at}, finalize sweep every {hx.finalize_sweep_s:g}s"
+    every_alert_round = rt.settings.alerts.interval_s
+    async with alert_sink(rt) as sink:
+        prefix = rt.settings.kafka.topic_prefix.rstrip(".")
+        alerts = Alerts(
+            rt.pool, sink, rt.clock, alert_checks_for(rt),
+            label=f"simfleet {prefix}" if prefix else "simfleet",
+        )  # fmt: skip
+        loops = (
+            scheduler.run(),
+            scheduler.every(hx.finalize_sweep_s, finalize_sweep),
+            scheduler.every(hx.sync_interval_s, sync_round),
+            scheduler.every(every_alert_round, disable_failing_endpoints),
+            scheduler.every(every_alert_round, alerts.evaluate),
         )
+        async with supervised(rt, "scheduler", *loops):
+            yield (
+                f"verification sweep every {rt.settings.rotation.verification_sweep_s:g}s, "
+                f"rotation daily at {rt.settings.rotation.at}, finalize sweep every "
+                f"{hx.finalize_sweep_s:g}s, alerts every {every_alert_round:g}s"
+            )
 
 
 class RouterModule(Protocol):
@@ -257,6 +319,12 @@ def registered_components() -> list[Component]:
             "workers",
             routers=lambda s: [webhooks.build_router(s)],
             providers=(webhook_objects,),
+        ),
+        Component(
+            "endpoint_health",
+            "workers",
+            routers=lambda s: [endpoint_health.build_router(s)],
+            providers=(health_objects,),
         ),
         Component(
             "scheduler", "scheduler", services=(scheduler_service,), providers=(carrier_objects,)

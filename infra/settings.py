@@ -145,6 +145,42 @@ class WebhookSettings(BaseSettings):
         description="Fernet key(s) sealing endpoint secrets, comma-separated, newest first; "
         "unset = a key file in the state dir (development only)",
     )
+    failing_after: int = Field(
+        default=5,
+        ge=1,
+        description="failed attempts in a row (no success) mark an endpoint failing",
+    )
+    disable_after_s: float = Field(
+        default=3 * 86400.0,
+        gt=0,
+        description="an endpoint failing everything this long is disabled (default 3 days)",
+    )
+
+
+class AlertSettings(BaseSettings):
+    """Operational alerts: checked by the scheduler, each sent once per incident, then resolved."""
+
+    model_config = _config("ALERT_")
+
+    webhook_url: SecretStr | None = Field(
+        default=None,
+        description='Slack-compatible incoming webhook (POST {"text": …}); unset = alerts are '
+        "only logged and kept in Postgres",
+    )
+    interval_s: float = Field(default=60.0, gt=0, description="how often the checks run")
+    window_s: float = Field(default=3600.0, gt=0, description="rates are measured over this")
+    min_samples: int = Field(default=10, ge=1, description="no rate alert on fewer outcomes")
+    verification_failure_rate: float = Field(
+        default=0.2, ge=0, le=1, description="failed / finished verifications in the window"
+    )
+    helix_error_rate: float = Field(
+        default=0.2, ge=0, le=1, description="failed / all Helix calls in the window"
+    )
+    consumer_lag: int = Field(
+        default=10_000, ge=1, description="records a consumer group may be behind"
+    )
+    silent_sims: int = Field(default=10, ge=1, description="silent SIMs before an alert")
+    timeout_s: float = Field(default=10.0, gt=0)
 
 
 class SecretsSettings(BaseSettings):
@@ -189,6 +225,7 @@ class Settings(BaseSettings):
     skyline: SkylineSettings = Field(default_factory=SkylineSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     rotation: RotationSettings = Field(
         default_factory=lambda: RotationSettings()  # noqa: PLW0108 (the class is defined below)
     )
@@ -217,6 +254,9 @@ class Settings(BaseSettings):
         found["HX_CLIENT_ID"] = self.helix.client_id
         sealing = self.webhooks.sealing_key
         found["WEBHOOK_SEALING_KEY"] = sealing.get_secret_value() if sealing else ""
+        alert_url = self.alerts.webhook_url
+        if alert_url and alert_url.get_secret_value():  # optional: redacted when set
+            found["ALERT_WEBHOOK_URL"] = alert_url.get_secret_value()
         return found
 
 

@@ -20,6 +20,7 @@ from events.envelope import Event, new_ref
 from events.reseller import (
     ResellerCreated,
     WebhookEndpointAdded,
+    WebhookEndpointEnabled,
     WebhookEndpointRemoved,
     WebhookResendRequested,
     WebhookSecretRotated,
@@ -31,7 +32,13 @@ from infra.settings import WebhookSettings
 from infra.url_guard import UnsafeEndpoint, validate_endpoint_url
 from infra.webhook_signing import SecretBox, generate_secret
 from producers.resync import resync_reseller
-from projections.reseller_queries import get_reseller, list_endpoints
+from projections.reseller_queries import (
+    EndpointView,
+    count_missed,
+    get_endpoint,
+    get_reseller,
+    list_endpoints,
+)
 
 PRODUCER = "simfleet/commands"
 MAX_REASON = 500
@@ -55,6 +62,14 @@ class IssuedSecret:
     event_id: str
     secret: str = field(repr=False)
     previous_valid_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Reenabled:
+    event_id: str
+    resend_event_id: str | None  # the redelivery of what it missed, if asked for
+    missed: int  # failed or skipped deliveries since the trouble began
+    missed_since: datetime
 
 
 @dataclass(frozen=True)
@@ -194,6 +209,54 @@ class ResellerCommands:
             reason=_reason(reason),
         )
         return IssuedSecret(reseller_id, endpoint_id, event.id, secret, until)
+
+    def missed_since(self, endpoint: EndpointView) -> datetime:
+        """From when its deliveries count as missed: the start of the failures (or the disable),
+        less the age a delivery may reach, so messages that began just before it count too."""
+        start = endpoint.failing_since or endpoint.disabled_at or self._clock.now()
+        return start - timedelta(seconds=self._settings.max_age_s)
+
+    async def missed(self, reseller_id: str, endpoint_id: str) -> tuple[int, datetime]:
+        """What re-enabling would offer to redeliver: how many, and since when."""
+        endpoint = await self._disabled_endpoint(reseller_id, endpoint_id)
+        since = self.missed_since(endpoint)
+        return await count_missed(self.pool, endpoint_id, since), since
+
+    async def _disabled_endpoint(self, reseller_id: str, endpoint_id: str) -> EndpointView:
+        await self._known_endpoint(reseller_id, endpoint_id)
+        endpoint = await get_endpoint(self.pool, reseller_id, endpoint_id)
+        if endpoint is None:
+            raise NotFound(f"reseller {reseller_id!r} has no endpoint {endpoint_id!r}")
+        if endpoint.enabled:
+            raise CommandRejected(f"endpoint {endpoint_id!r} is enabled")
+        return endpoint
+
+    async def enable_endpoint(
+        self, reseller_id: str, endpoint_id: str, requested_by: str, *, redeliver: bool
+    ) -> Reenabled:
+        """A disabled endpoint receives again; with ``redeliver`` the deliveries it missed
+        (failed, or skipped while disabled) are sent again, in the same command."""
+        endpoint = await self._disabled_endpoint(reseller_id, endpoint_id)
+        since = self.missed_since(endpoint)
+        missed = await count_missed(self.pool, endpoint_id, since)
+        now, ref = self._clock.now(), new_ref()
+        events: list[Event] = [
+            WebhookEndpointEnabled.create(
+                producer=PRODUCER, time=now, reseller_id=reseller_id, endpoint_id=endpoint_id,
+                ref=ref, requested_by=requested_by,
+            )
+        ]  # fmt: skip
+        if redeliver:
+            events.append(
+                WebhookResendRequested.create(
+                    producer=PRODUCER, time=now, correlationid=events[0].id,
+                    reseller_id=reseller_id, ref=f"enable:{ref}", endpoint_id=endpoint_id,
+                    since=since, only_failed=True, requested_by=requested_by,
+                )
+            )  # fmt: skip
+        await self._bus.emit_many(events)  # one partition (the reseller's): enabled, then resend
+        resend_id = events[1].id if redeliver else None
+        return Reenabled(events[0].id, resend_id, missed, since)
 
     async def resync(self, reseller_id: str, policy: RotationPolicy | None = None) -> int:
         """Re-sends ``number.online`` for the reseller's online numbers (as new deliveries)."""

@@ -24,6 +24,7 @@ from events.envelope import Event
 from events.reseller import (
     ResellerCreated,
     WebhookEndpointAdded,
+    WebhookEndpointEnabled,
     WebhookEndpointRemoved,
     WebhookResendRequested,
     WebhookSecretRotated,
@@ -56,6 +57,7 @@ ACTIONS: dict[type[Event], str] = {
     ResellerCreated: "create-reseller",
     WebhookEndpointAdded: "add-endpoint",
     WebhookEndpointRemoved: "remove-endpoint",
+    WebhookEndpointEnabled: "enable-endpoint",
     WebhookSecretRotated: "rotate-secret",
     WebhookResendRequested: "resend",
 }

@@ -78,6 +78,8 @@ class Endpoint(View):
     enabled: bool
     health: str
     disabled_reason: str | None
+    failing_since: datetime | None = None
+    health_error: str | None = None
     created_at: datetime
 
 
@@ -131,7 +133,8 @@ ORDER BY r.id
 """
 # the sealed signing secret is deliberately not selected
 ENDPOINTS = """
-SELECT reseller_id, endpoint_id, url, event_types, enabled, health, disabled_reason, created_at
+SELECT reseller_id, endpoint_id, url, event_types, enabled, health, disabled_reason, failing_since,
+       health_error, created_at
 FROM reseller_webhooks ORDER BY reseller_id, endpoint_id
 """
 

@@ -19,8 +19,20 @@ FROM resellers r ORDER BY r.id
 GET_RESELLER = "SELECT id, name, created_at, 0 AS endpoints, 0 AS sims FROM resellers WHERE id = $1"
 LIST_ENDPOINTS = """
 SELECT endpoint_id, reseller_id, url, event_types, enabled, health, disabled_reason, disabled_at,
-       previous_valid_until, created_at
+       failing_since, health_error, previous_valid_until, created_at
 FROM reseller_webhooks WHERE reseller_id = $1 ORDER BY created_at, endpoint_id
+"""
+UNHEALTHY_ENDPOINTS = """
+SELECT endpoint_id, reseller_id, url, event_types, enabled, health, disabled_reason, disabled_at,
+       failing_since, health_error, previous_valid_until, created_at
+FROM reseller_webhooks WHERE health <> 'healthy' OR NOT enabled
+ORDER BY enabled, failing_since NULLS LAST, endpoint_id LIMIT $1
+"""
+# webhook_claims is the webhook consumer's outbox (not a projection): what an endpoint missed is
+# known only there (deliveries skipped while it was disabled never reached an attempt)
+COUNT_MISSED = """
+SELECT count(*) FROM webhook_claims
+WHERE endpoint_id = $1 AND state IN ('failed', 'skipped') AND created_at >= $2
 """
 LIST_DELIVERIES = """
 SELECT message_id, endpoint, reseller_id, event_type, status, attempts, last_status_code,
@@ -52,6 +64,8 @@ class EndpointView(_Row):
     health: str
     disabled_reason: str | None
     disabled_at: datetime | None
+    failing_since: datetime | None = Field(description="first failure of the current streak")
+    health_error: str | None = Field(description="while failing: the last error")
     previous_valid_until: datetime | None = Field(
         description="during a rotation: until then the previous secret signs too"
     )
@@ -97,3 +111,20 @@ async def list_deliveries(
 ) -> list[DeliveryView]:
     rows = await pool.fetch(LIST_DELIVERIES, reseller_id, status, endpoint_id, limit)
     return [DeliveryView(**dict(r)) for r in rows]
+
+
+async def get_endpoint(
+    pool: asyncpg.Pool, reseller_id: str, endpoint_id: str
+) -> EndpointView | None:
+    found = [e for e in await list_endpoints(pool, reseller_id) if e.endpoint_id == endpoint_id]
+    return found[0] if found else None
+
+
+async def unhealthy_endpoints(pool: asyncpg.Pool, limit: int = 20) -> list[EndpointView]:
+    """Disabled and failing endpoints, disabled first (the dashboard's banner)."""
+    return [EndpointView(**dict(r)) for r in await pool.fetch(UNHEALTHY_ENDPOINTS, limit)]
+
+
+async def count_missed(pool: asyncpg.Pool, endpoint_id: str, since: datetime) -> int:
+    """Deliveries to the endpoint since ``since`` that failed or were skipped (disabled)."""
+    return int(await pool.fetchval(COUNT_MISSED, endpoint_id, since))

@@ -1,7 +1,7 @@
 """Resellers: ``resellers``, ``reseller_webhooks``, ``reseller_sims``.
 
-Reads ``reseller.registry`` (reseller.created, webhook.endpoint_added/removed/disabled,
-webhook.secret_rotated) and ``sim.reseller_assigned`` on ``sim.lifecycle``. Secrets are kept
+Reads ``reseller.registry`` (reseller.created, webhook.endpoint_added/removed/disabled/enabled,
+webhook.endpoint_failing/recovered (health), webhook.secret_rotated) and ``sim.reseller_assigned`` on ``sim.lifecycle``. Secrets are kept
 sealed, as the events carry them. The two topics interleave in any order (live and in a
 replay), so a reseller row is stubbed by whichever of its events comes first and completed
 by ``reseller.created``.
@@ -17,6 +17,9 @@ from events.reseller import (
     ResellerCreated,
     WebhookEndpointAdded,
     WebhookEndpointDisabled,
+    WebhookEndpointEnabled,
+    WebhookEndpointFailing,
+    WebhookEndpointRecovered,
     WebhookEndpointRemoved,
     WebhookSecretRotated,
 )
@@ -39,7 +42,7 @@ ON CONFLICT (endpoint_id) DO UPDATE SET
     reseller_id = EXCLUDED.reseller_id, url = EXCLUDED.url, sealed_secret = EXCLUDED.sealed_secret,
     previous_sealed_secret = NULL, previous_valid_until = NULL, event_types = EXCLUDED.event_types,
     enabled = EXCLUDED.enabled, health = 'healthy', disabled_reason = NULL, disabled_at = NULL,
-    updated_at = now()
+    failing_since = NULL, health_error = NULL, updated_at = now()
 """
 DELETE_ENDPOINT = "DELETE FROM reseller_webhooks WHERE endpoint_id = $1 AND reseller_id = $2"
 # the guard keeps a re-applied rotation from making the new secret its own "previous"
@@ -50,8 +53,24 @@ WHERE endpoint_id = $1 AND reseller_id = $2 AND sealed_secret <> $3
 """
 DISABLE_ENDPOINT = """
 UPDATE reseller_webhooks SET enabled = false, health = 'disabled', disabled_reason = $3,
-    disabled_at = $4, updated_at = now()
+    disabled_at = $4, failing_since = coalesce($5, failing_since), updated_at = now()
 WHERE endpoint_id = $1 AND reseller_id = $2
+"""
+ENABLE_ENDPOINT = """
+UPDATE reseller_webhooks SET enabled = true, health = 'healthy', disabled_reason = NULL,
+    disabled_at = NULL, failing_since = NULL, health_error = NULL, updated_at = now()
+WHERE endpoint_id = $1 AND reseller_id = $2
+"""
+# health moves only while the endpoint receives: a disabled one stays disabled until enabled
+MARK_FAILING = """
+UPDATE reseller_webhooks SET health = 'failing', failing_since = $3, health_error = $4,
+    updated_at = now()
+WHERE endpoint_id = $1 AND reseller_id = $2 AND enabled
+"""
+MARK_RECOVERED = """
+UPDATE reseller_webhooks SET health = 'healthy', failing_since = NULL, health_error = NULL,
+    updated_at = now()
+WHERE endpoint_id = $1 AND reseller_id = $2 AND enabled AND failing_since = $3
 """
 ASSIGN_SIMS = """
 INSERT INTO reseller_sims (iccid, reseller_id, assigned_at)
@@ -85,6 +104,9 @@ class ResellersProjection:
                     | WebhookEndpointRemoved()
                     | WebhookSecretRotated()
                     | WebhookEndpointDisabled()
+                    | WebhookEndpointEnabled()
+                    | WebhookEndpointFailing()
+                    | WebhookEndpointRecovered()
                 ) as e:
                     await apply_registry_event(conn, e)
         if assignments:
@@ -97,6 +119,9 @@ RegistryEvent = (
     | WebhookEndpointRemoved
     | WebhookSecretRotated
     | WebhookEndpointDisabled
+    | WebhookEndpointEnabled
+    | WebhookEndpointFailing
+    | WebhookEndpointRecovered
 )
 
 
@@ -128,7 +153,17 @@ async def apply_registry_event(conn: asyncpg.Connection, event: RegistryEvent) -
                 d.previous_valid_until,
             )
         case WebhookEndpointDisabled(data=d):
-            await conn.execute(DISABLE_ENDPOINT, d.endpoint_id, d.reseller_id, d.reason, event.time)
+            await conn.execute(
+                DISABLE_ENDPOINT, d.endpoint_id, d.reseller_id, d.reason, event.time,
+                d.failing_since,
+            )  # fmt: skip
+        case WebhookEndpointEnabled(data=d):
+            await conn.execute(ENABLE_ENDPOINT, d.endpoint_id, d.reseller_id)
+        case WebhookEndpointFailing(data=d):
+            error = d.last_error if d.last_status_code is None else f"HTTP {d.last_status_code}"
+            await conn.execute(MARK_FAILING, d.endpoint_id, d.reseller_id, d.since, error)
+        case WebhookEndpointRecovered(data=d):
+            await conn.execute(MARK_RECOVERED, d.endpoint_id, d.reseller_id, d.failing_since)
 
 
 async def assign(conn: asyncpg.Connection, events: Sequence[SimResellerAssigned]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -9,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from dashboard.deps import DashboardDep
 from producers.commands import SIM_ACTIONS, refusal
+from producers.reseller_commands import CommandRejected
 from projections import log_queries, queries
 from projections.log_queries import DeliveryStatus
 from projections.queries import SIM_STATUSES, SimStatus, SimTarget
@@ -153,7 +155,15 @@ async def helix_page(
 @router.get("/resellers", response_class=HTMLResponse)
 async def resellers_page(request: Request, dashboard: DashboardDep) -> HTMLResponse:
     resellers = await log_queries.resellers(dashboard.pool)
-    return dashboard.page(request, "resellers.html", resellers=resellers, nav="resellers")
+    missed = {}  # what re-enabling each disabled endpoint would redeliver
+    for r in resellers:
+        for e in r.endpoints:
+            if not e.enabled:
+                with contextlib.suppress(CommandRejected):  # re-enabled meanwhile
+                    missed[e.endpoint_id], _ = await dashboard.resellers.missed(r.id, e.endpoint_id)
+    return dashboard.page(
+        request, "resellers.html", resellers=resellers, missed=missed, nav="resellers"
+    )
 
 
 @router.get("/controls", response_class=HTMLResponse)

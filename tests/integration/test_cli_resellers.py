@@ -56,6 +56,30 @@ def test_the_reseller_commands(
     assert "assigned 3 SIM(s) to acme" in assigned.output
     assert "line 4: not an ICCID" in assigned.output
 
+    # a disabled endpoint (as the projection shows one) with a delivery it missed
+    asyncio.run(_execute(dsn, """
+        INSERT INTO reseller_webhooks (endpoint_id, reseller_id, url, sealed_secret, enabled,
+            health, disabled_reason, disabled_at, created_at)
+        VALUES ('ep-off', 'acme', 'https://hooks.example.com/off', 'x', false, 'disabled',
+            'endpoint answered 410 Gone', now(), now());
+        INSERT INTO webhook_claims (message_id, endpoint_id, reseller_id, event_type,
+            correlationid, body, state, lease_until, started_at, created_at)
+        VALUES ('m-1', 'ep-off', 'acme', 'sms.received', 'c', '{}', 'skipped', now(), now(), now());
+    """))  # fmt: skip
+    listed = cli.invoke(app, ["list"])
+    declined = cli.invoke(app, ["enable-endpoint", "acme", "ep-off"], input="n\n")
+    enabled = cli.invoke(app, ["enable-endpoint", "acme", "ep-off", "--redeliver"])
+    not_disabled = cli.invoke(app, ["enable-endpoint", "acme", "ep-off-unknown", "--redeliver"])
+
+    assert "DISABLED  health=disabled" in listed.output
+    assert "(endpoint answered 410 Gone)" in listed.output
+    assert "1 deliveries failed or were skipped since" in declined.output
+    assert "redelivery" not in declined.output
+    assert "endpoint ep-off enabled" in declined.output
+    assert enabled.exit_code == 0, enabled.output
+    assert "redelivery of 1 missed deliveries requested" in enabled.output
+    assert not_disabled.exit_code == 2
+
 
 async def _execute(dsn: str, sql: str) -> None:
     conn = await asyncpg.connect(dsn)

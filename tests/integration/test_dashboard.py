@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -23,7 +23,7 @@ from starlette.routing import Mount
 from dashboard.app import create_dashboard_app
 from events.codec import decode
 from events.envelope import Event
-from events.reseller import WebhookResendRequested
+from events.reseller import WebhookEndpointEnabled, WebhookResendRequested
 from events.sim import (
     MdnChangeRequested,
     SimActivationRequested,
@@ -521,3 +521,49 @@ async def test_an_uploaded_sheet_is_imported_and_summarised(dash: Dash) -> None:
     api = await dash.http.post("/api/import", content=sheet, headers={"content-type": "text/csv"})
     assert api.status_code == 200
     assert api.json()["accepted"] == ["89012600000000010002"]
+
+
+async def test_disabled_endpoint_banner_and_reenabling_with_redelivery(dash: Dash) -> None:
+    refused = await dash.http.post(
+        f"/api/resellers/acme/endpoints/{w.ENDPOINT}/enable", json={"redeliver": True}
+    )
+    assert refused.status_code == 422  # it is enabled
+    assert '<aside class="banner"' not in (await dash.http.get("/")).text
+    await dash.pool.execute(
+        "UPDATE reseller_webhooks SET enabled = false, health = 'disabled', disabled_at = $2, "
+        "disabled_reason = 'every delivery failed for 3 days', failing_since = $3 "
+        "WHERE endpoint_id = $1",
+        w.ENDPOINT, NOW, NOW - timedelta(days=3),
+    )  # fmt: skip
+    await dash.pool.execute(
+        "INSERT INTO webhook_claims (message_id, endpoint_id, reseller_id, event_type, "
+        "correlationid, body, state, lease_until, started_at, created_at) "
+        "VALUES ('msg-missed', $1, 'acme', 'sms.received', 'c', '{}', 'skipped', $2, $2, $2)",
+        w.ENDPOINT, NOW - timedelta(hours=1),
+    )  # fmt: skip
+
+    overview = (await dash.http.get("/")).text
+    banner = overview.split('<aside class="banner"', 1)[1].split("</aside>", 1)[0]
+    assert w.ENDPOINT in banner
+    assert "every delivery failed for 3 days" in banner
+    assert w.URL_TOKEN not in overview
+    page = (await dash.http.get("/resellers")).text
+    assert "redeliver 1 missed delivery" in page
+    missed = await dash.http.get(f"/api/resellers/acme/endpoints/{w.ENDPOINT}/missed")
+    assert missed.json()["missed"] == 1
+
+    action = f"/resellers/acme/endpoints/{w.ENDPOINT}/enable"
+    response = await dash.form("/resellers", action, {"redeliver": "true"})
+
+    assert response.status_code == 303
+    enabled, resend = await dash.events(RESELLER_REGISTRY.name, 2)
+    assert isinstance(enabled, WebhookEndpointEnabled)
+    assert (enabled.data.endpoint_id, enabled.data.requested_by) == (
+        w.ENDPOINT,
+        f"dashboard:{USER}",
+    )
+    assert isinstance(resend, WebhookResendRequested)
+    assert resend.data.endpoint_id == w.ENDPOINT
+    assert resend.data.only_failed
+    assert resend.data.since is not None
+    assert resend.data.since <= NOW - timedelta(days=3)

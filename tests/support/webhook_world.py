@@ -22,7 +22,7 @@ from consumers.webhook_dispatch import Dispatcher
 from consumers.webhooks import Webhooks, build_router, webhook_runtime
 from events.envelope import Event
 from events.sms import SmsReceived
-from infra.clock import SystemClock
+from infra.clock import Clock, SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
@@ -69,7 +69,11 @@ class World:
 
     @contextlib.asynccontextmanager
     async def consumer(
-        self, webhooks: WebhookSettings | None = None, *, group: str = "webhooks"
+        self,
+        webhooks: WebhookSettings | None = None,
+        *,
+        group: str = "webhooks",
+        clock: Clock | None = None,
     ) -> AsyncIterator[Dispatcher]:
         """The webhook consumer as `simfleet workers` runs it; leaving the block stops it."""
         settings = self.settings.model_copy(update={"webhooks": webhooks or self.settings.webhooks})
@@ -79,7 +83,7 @@ class World:
             settings,
             bootstrap=self.kafka_bootstrap,
             pool=self.pool,
-            clock=SystemClock(),
+            clock=clock or SystemClock(),
             box=self.box,
         ) as context:
             for name, value in context.items():

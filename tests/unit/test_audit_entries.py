@@ -133,3 +133,20 @@ def test_a_batch_folds_per_command_with_the_earliest_time_and_distinct_sims() ->
         2,
     )
     assert (second.first.command_id, second.subjects) == ("click-2", {ICCIDS[0]})
+
+
+def test_re_enabling_an_endpoint_is_audited_with_its_endpoint_as_target() -> None:
+    from events.reseller import WebhookEndpointEnabled
+
+    enabled = WebhookEndpointEnabled.create(
+        producer="simfleet/resellers",
+        time=AT,
+        reseller_id="acme",
+        endpoint_id="ep_1",
+        ref="click-9",
+        requested_by="cli:ops",
+    )
+    entry = audit_entry(enabled)
+
+    assert entry is not None
+    assert (entry.action, entry.actor, entry.target) == ("enable-endpoint", "cli:ops", "ep_1")

@@ -1,0 +1,84 @@
+"""Endpoint health and alerts on top of the webhook world: the health consumer (as `simfleet
+workers endpoint_health` runs it), the event archive, a clock the test moves, and the alert
+evaluator posting to the sandbox receiver (a real HTTP sink)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from consumers import endpoint_health
+from consumers.dlq import DeadLetters
+from infra.alert_sink import SlackSink
+from infra.kafka import build_broker
+from producers import alert_checks
+from producers.alerts import Alerts
+from projections.archive import ArchiveProjection
+from projections.runner import ProjectionRunner
+from tests.support.webhook_world import World
+
+ALERT_HOOK = "alerts"  # the receiver's "endpoint" that plays the Slack channel
+
+
+class MovingClock:
+    """Real time plus an offset the test moves forward (days pass in an instant)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, by: timedelta) -> None:
+        self.offset += by
+
+
+@dataclass
+class HealthWorld:
+    world: World
+    clock: MovingClock
+    tracker: endpoint_health.HealthTracker
+    sink: SlackSink
+
+    def alerts(self, *checks: alert_checks.Check) -> Alerts:
+        return Alerts(self.world.pool, self.sink, self.clock, checks, label="simfleet test")
+
+    def alert_texts(self) -> list[str]:
+        return [str(d.payload["text"]) for d in self.world.receiver.received(ALERT_HOOK)]
+
+    async def event_types(self, event_type: str) -> list[str]:
+        rows = await self.world.pool.fetch(
+            "SELECT id FROM event_log WHERE type = $1 ORDER BY id", event_type
+        )
+        return [r["id"] for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def health_world(world: World) -> AsyncIterator[HealthWorld]:
+    settings, clock = world.settings, MovingClock()
+    tracker = endpoint_health.tracker_for(settings, pool=world.pool, bus=world.bus, clock=clock)
+    archive = ProjectionRunner(
+        ArchiveProjection(),
+        bootstrap=world.kafka_bootstrap,
+        kafka=settings.kafka,
+        pool=world.pool,
+        dead_letters=DeadLetters(world.bus, "archive"),
+    )
+    archiving = asyncio.create_task(archive.run())
+    broker = build_broker(settings.kafka, world.kafka_bootstrap)
+    broker.include_router(endpoint_health.build_router(settings))
+    broker.context.set_global("endpoint_health", tracker)
+    await broker.start()
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            sink = SlackSink(client, world.url(ALERT_HOOK))
+            yield HealthWorld(world, clock, tracker, sink)
+    finally:
+        await broker.stop()
+        archiving.cancel()
+        await asyncio.gather(archiving, return_exceptions=True)
