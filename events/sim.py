@@ -229,3 +229,36 @@ class VerificationRequested(Event):
     type: Literal["verification.requested"] = "verification.requested"
     data: VerificationRequestedData
     identity: ClassVar[tuple[str, ...]] = ("iccid", "ref")
+
+
+class SimInboundSilentData(Payload):
+    iccid: Iccid
+    number: E164 | None = None
+    reseller_id: ResellerId | None = None
+    silent_since: AwareDatetime = Field(
+        description="the SIM's last SMS, or its number's verification if later: quiet since then"
+    )
+    threshold_s: float = Field(description="the quiet that counts as silence for this SIM")
+
+
+class SimInboundSilent(Event):
+    """An online SIM (number verified, gateway port registered) received no SMS for its
+    threshold. Once per silence: the id is over the SIM and the start of the quiet."""
+
+    type: Literal["sim.inbound_silent"] = "sim.inbound_silent"
+    data: SimInboundSilentData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "silent_since")
+
+
+class SimInboundResumedData(Payload):
+    iccid: Iccid
+    silent_event_id: str = Field(description="the sim.inbound_silent this ends")
+    silent_since: AwareDatetime
+    message_id: str = Field(description="the sms.received that ended the silence")
+    resumed_at: AwareDatetime = Field(description="that SMS's time")
+
+
+class SimInboundResumed(Event):
+    type: Literal["sim.inbound_resumed"] = "sim.inbound_resumed"
+    data: SimInboundResumedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "silent_event_id")

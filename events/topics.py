@@ -64,6 +64,8 @@ SIM_LIFECYCLE = Topic(
             "sim.reseller_assigned",
             "sync.requested",
             "verification.requested",
+            "sim.inbound_silent",
+            "sim.inbound_resumed",
         }
     ),
 )

@@ -23,6 +23,7 @@ from consumers import (
     finalizer,
     number_sync,
     rotation,
+    silence,
     verification,
     webhooks,
 )
@@ -202,7 +203,8 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
     async with supervised(rt, "scheduler", *loops):
         yield (
             f"verification sweep every {rt.settings.rotation.verification_sweep_s:g}s, rotation "
-            f"daily at {rt.settings.rotation.at}, finalize sweep every {hx.finalize_sweep_s:g}s"
+            f"daily at {rt.settings.rotation.at}, finalize sweep every {hx.finalize_sweep_s:g}s, "
+            f"silence sweep every {rt.settings.silence.sweep_s:g}s"
         )
 
 
@@ -262,6 +264,7 @@ def registered_components() -> list[Component]:
             routers=lambda s: [webhooks.build_router(s)],
             providers=(webhook_objects,),
         ),
+        Component("silence", "workers", routers=lambda s: [silence.build_router(s)]),
         Component(
             "scheduler", "scheduler", services=(scheduler_service,), providers=(carrier_objects,)
         ),

@@ -1,4 +1,4 @@
-"""Scheduler: the clock → events. Three loops, each safe to run in several processes at once:
+"""Scheduler: the clock → events. Four loops, each safe to run in several processes at once:
 
 - every ``ROTATION_VERIFICATION_SWEEP_S`` (30 s): verifications past their expiry →
   number.verification_failed (reason "timeout"). Rows are claimed with ``FOR UPDATE SKIP
@@ -11,6 +11,8 @@
   (SIM, day) row of ``rotations``: of two schedulers, one insert wins, the other waits for it
   and inserts nothing. Failed rotations whose retry time has come → a new request for the
   same day (``rotation:<date>:retry-<n>``), claimed the same way.
+- every ``SILENCE_SWEEP_S`` (5 min): online SIMs without SMS past their threshold →
+  sim.inbound_silent, once per silence (``producers/silence_sweep.py``).
 - every ``ROTATION_CLEANUP_INTERVAL_S`` (1 h): ``webhook_deliveries`` rows older than
   ``WEBHOOK_RETENTION_DAYS`` (and this flow's own finished rows) deleted in small batches, so
   no long lock is held (``event_log`` keeps every event for good).
@@ -35,6 +37,7 @@ from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import VERIFICATIONS
 from infra.settings import Settings
+from producers.silence_sweep import announce_silent
 
 PRODUCER = "simfleet/scheduler"
 CLEANUP_BATCH = 500
@@ -113,6 +116,7 @@ class Scheduler:
         async with asyncio.TaskGroup() as loops:
             loops.create_task(self.every(r.verification_sweep_s, self.expire_verifications))
             loops.create_task(self.every(r.tick_s, self.request_rotations))
+            loops.create_task(self.every(self.settings.silence.sweep_s, self.find_silent_sims))
             loops.create_task(self.every(r.cleanup_interval_s, self.clean_up))
 
     async def every(self, interval_s: float, job: Callable[[], Awaitable[int]]) -> None:
@@ -138,6 +142,11 @@ class Scheduler:
             mobility_subscription_id=p.mobility_subscription_id, reason="timeout",
         )  # fmt: skip
         return event, None
+
+    async def find_silent_sims(self) -> int:
+        """Online SIMs quiet past their threshold, announced once each; returns how many."""
+        silent = await announce_silent(self.pool, self.bus, self.clock.now(), self.settings.silence)
+        return len(silent)
 
     async def request_rotations(self) -> int:
         """Due daily rotations and due retries; returns how many requests were emitted."""

@@ -44,6 +44,7 @@ async def sims_page(
     q: Text = "",
     status: Text = "",
     reseller: Text = "",
+    silent: bool = False,
     after: Text = "",
     before: Text = "",
 ) -> HTMLResponse:
@@ -52,6 +53,7 @@ async def sims_page(
         q=q,
         status=sim_status(status),
         reseller=reseller,
+        silent=silent,
         after=after or None,
         before=before or None,
     )
@@ -63,6 +65,7 @@ async def sims_page(
         q=q,
         status=status,
         reseller=reseller,
+        silent=silent,
         statuses=SIM_STATUSES,
         resellers=resellers,
         actions=SIM_ACTIONS,
