@@ -223,6 +223,15 @@ class SyncRequested(Event):
 
 class VerificationRequestedData(SimRequest):
     number: E164 | None = None
+    attempt: int = Field(
+        default=1, ge=1, description="2 for the automatic retry after a timed-out verification"
+    )
+    avoid_senders: tuple[Iccid, ...] = Field(
+        default=(), description="senders of earlier attempts: chosen only if no other can send"
+    )
+    avoid_gateways: tuple[str, ...] = Field(
+        default=(), description="their gateways: another gateway's sender is preferred"
+    )
 
 
 class VerificationRequested(Event):
@@ -262,3 +271,30 @@ class SimInboundResumed(Event):
     type: Literal["sim.inbound_resumed"] = "sim.inbound_resumed"
     data: SimInboundResumedData
     identity: ClassVar[tuple[str, ...]] = ("iccid", "silent_event_id")
+
+
+class VerificationSenderSuspectData(Payload):
+    iccid: Iccid = Field(description="the sender SIM")
+    unanswered: int = Field(description="its verification SMS unanswered in a row")
+    request_id: str = Field(description="the verification.sent whose timeout made it suspect")
+
+
+class VerificationSenderSuspect(Event):
+    """A SIM whose verification SMS repeatedly go unanswered: avoided as a sender until one of
+    its verification SMS is answered (``verification.sender_cleared``)."""
+
+    type: Literal["verification.sender_suspect"] = "verification.sender_suspect"
+    data: VerificationSenderSuspectData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class VerificationSenderClearedData(Payload):
+    iccid: Iccid = Field(description="the sender SIM")
+    suspect_event_id: str = Field(description="the verification.sender_suspect this ends")
+    request_id: str = Field(description="the verification.sent that was answered")
+
+
+class VerificationSenderCleared(Event):
+    type: Literal["verification.sender_cleared"] = "verification.sender_cleared"
+    data: VerificationSenderClearedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "suspect_event_id")

@@ -66,6 +66,8 @@ SIM_LIFECYCLE = Topic(
             "verification.requested",
             "sim.inbound_silent",
             "sim.inbound_resumed",
+            "verification.sender_suspect",
+            "verification.sender_cleared",
         }
     ),
 )

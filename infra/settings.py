@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     silence: SilenceSettings = Field(
         default_factory=lambda: SilenceSettings()  # noqa: PLW0108 (the class is defined below)
     )
+    verification: VerificationSettings = Field(
+        default_factory=lambda: VerificationSettings()  # noqa: PLW0108 (defined below)
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -284,4 +287,23 @@ class SilenceSettings(BaseSettings):
         return self.reseller_after_s.get(reseller_id or "", self.after_s)
 
 
-Settings.model_rebuild()  # RotationSettings and SilenceSettings are defined after Settings
+class VerificationSettings(BaseSettings):
+    """Guards on verification SMS (expiry, sweep and sender tries are ``ROTATION_*``)."""
+
+    model_config = _config("VERIFICATION_")
+
+    retries: int = Field(
+        default=1, ge=0, description="automatic retries through another sender after a timeout"
+    )
+    sender_per_minute: int = Field(
+        default=10, ge=1, description="verification SMS one sender SIM may send per minute"
+    )
+    number_per_hour: int = Field(
+        default=6, ge=1, description="verification SMS one number may receive per hour"
+    )
+    suspect_after: int = Field(
+        default=3, ge=1, description="unanswered verification SMS in a row make a sender suspect"
+    )
+
+
+Settings.model_rebuild()  # the groups defined after Settings

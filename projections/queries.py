@@ -102,6 +102,7 @@ class Sim(View):
     rotation_last_error: str | None
     updated_at: datetime
     inbound_silent_since: datetime | None = None
+    verification_suspect_since: datetime | None = None
 
 
 class NumberRow(View):
@@ -256,7 +257,7 @@ SELECT_SIM = """
 SELECT iccid, imei, status, mobility_subscription_id, current_number, number_status,
        reseller_id, gateway_id, port, activated_at, last_error, rotation_status, last_rotated_at,
        next_rotation_due_at, rotation_count, rotation_last_error, inbound_silent_since,
-       updated_at
+       verification_suspect_since, updated_at
 FROM sims WHERE iccid = $1
 """
 SIM_NUMBERS = """
