@@ -231,9 +231,9 @@ def build_router(settings: Settings) -> KafkaRouter:
         if line is None or line["number"] is None:
             log.warning("verification_without_number", iccid=d.iccid)
             return
-        if d.attempt > 1 and line["valid_from"] is None:
-            # a retry (or deferral) of a number the SIM no longer has: its rotation's own
-            # verification decides the new one, and must not be superseded by this
+        if d.number is not None and line["valid_from"] is None:
+            # a retry or deferral (or a request) for a number the SIM no longer has: its
+            # rotation's own verification decides the new one, and must not be superseded
             log.info("verification_retry_of_old_number", iccid=d.iccid, ref=d.ref)
             return
         target = Target(
