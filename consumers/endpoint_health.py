@@ -23,9 +23,8 @@ from typing import Annotated, Any, cast
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from consumers.dlq import DeadLetters, observe_batch
@@ -52,6 +51,7 @@ from events.reseller import (
 from events.topics import HEADER_TYPE, RESELLER_REGISTRY, WEBHOOK_DELIVERIES
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.clock import Clock
+from infra.context import LoopContext, MessageDep
 from infra.kafka import BrokerUnavailable, Bus
 from infra.settings import Settings
 
@@ -128,7 +128,7 @@ class HealthTracker:
     dead_letters: DeadLetters
 
 
-HealthDep = Annotated[HealthTracker, Context("endpoint_health")]
+HealthDep = Annotated[HealthTracker, LoopContext("endpoint_health")]
 
 
 def build_router(settings: Settings, *, group: str = "endpoint_health") -> KafkaRouter:
@@ -162,7 +162,7 @@ class Positioned:
     offset: int
 
 
-async def track_health(msg: KafkaMessage, endpoint_health: HealthDep) -> None:
+async def track_health(msg: MessageDep, endpoint_health: HealthDep) -> None:
     records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
     events = await _decoded(records, endpoint_health.dead_letters)
     while True:

@@ -10,8 +10,13 @@ records that do not say "verify" are skipped undecoded). Picks senders from ``si
 
 Sending: a 6-character code, kept per request so a retried send repeats it; a sender that is
 not the target, whose number is verified (or was, before its own rotation), in a registered
-gateway port, least recently used first; a refusing sender makes way for the next; none left →
-verification.skipped (the fleet's first SIM: an operator asks again with verification.requested).
+gateway port, least recently used first — suspect senders and, on the automatic retry after a
+timeout (verification.requested, attempt 2), the earlier attempt's sender only when nobody else
+is left, another gateway before the same one; a refusing sender makes way for the next; none
+left → verification.skipped (the fleet's first SIM: an operator asks again with
+verification.requested). Rate limits per sender and per number (``verification_guards.py``): a
+sender without room is passed over; when nobody has room the verification is deferred (no event
+yet) and the scheduler asks again when a slot frees.
 Once per request by the effects ledger: a redelivered request re-emits its outcome, no new SMS.
 Matching: the code (case and spacing tolerant) on that number or SIM before the expiry decides
 the pending verification, whichever of reply and verification.sent is consumed first.
@@ -32,6 +37,7 @@ from faststream.message import StreamMessage
 from consumers.dlq import DeadLetterMiddleware, DeadLetters, observe_batch
 from consumers.effects import once
 from consumers.rotation_rules import RotationPolicy, next_rotation_at
+from consumers.verification_guards import Refused, mark_deferred, release_slot, take_slot
 from consumers.verification_rules import (
     Sender,
     code_in,
@@ -76,8 +82,10 @@ PROVEN_WITHIN = timedelta(days=2)  # a SIM mid-rotation sends fine: its last num
 SENDERS = """
 SELECT s.iccid, coalesce(gp.gateway_id, s.gateway_id) AS gateway_id,
        coalesce(gp.port, s.port) AS port, s.number_status = 'verified' AS verified,
-       (SELECT max(v.sent_at) FROM verifications v WHERE v.sender_iccid = s.iccid) AS last_used_at
+       (SELECT max(v.sent_at) FROM verifications v WHERE v.sender_iccid = s.iccid) AS last_used_at,
+       vs.suspect_since IS NOT NULL AS suspect
 FROM sims s
+LEFT JOIN verification_senders vs ON vs.iccid = s.iccid
 LEFT JOIN LATERAL (
     SELECT g.gateway_id, g.port, g.status_code FROM gateway_ports g
     WHERE g.iccid = s.iccid ORDER BY g.updated_at DESC LIMIT 1
@@ -87,7 +95,7 @@ WHERE s.status = 'active' AND s.iccid <> $1
   AND (s.number_status = 'verified' OR EXISTS (
         SELECT 1 FROM sim_numbers n
         WHERE n.iccid = s.iccid AND n.verification_status = 'verified' AND n.verified_at > $2))
-ORDER BY verified DESC, last_used_at NULLS FIRST LIMIT 50
+ORDER BY suspect, verified DESC, last_used_at NULLS FIRST LIMIT 50
 """
 # the number to verify on request: the one asked about, else the SIM's current one
 REQUESTED_TARGET = """
@@ -110,21 +118,36 @@ class Verifier:
         self.policy = RotationPolicy.from_settings(settings.rotation)
 
     async def verify(self, bus: Bus, request: Event, target: Target) -> None:
-        async def act(_retried: bool) -> Event:
+        async def act(_retried: bool) -> Event | None:
             return await self.send(request, target)
 
         await once(self.pool, bus, CONSUMER, request, act)
 
-    async def send(self, request: Event, target: Target) -> Event:
+    async def send(self, request: Event, target: Target) -> Event | None:
+        """verification.sent from the first sender that has room and accepts the task; None when
+        the rate limits defer it (the scheduler asks again); verification.skipped otherwise."""
         iccid, number, now = request.subject, target.number, self.clock.now()
         code = await reserve_code(self.pool, request, target, new_code(), now)
         errors: list[str] = []
-        for sender in await self.senders(iccid, now):
+        deferred: list[Refused] = []
+        for sender in await self.senders(iccid, now, target):
+            if len(errors) >= self.settings.rotation.sender_tries:
+                break
+            refused = await take_slot(
+                self.pool, request.id, sender.iccid, number, now=now,
+                limits=self.settings.verification,
+            )  # fmt: skip
+            if refused is not None:
+                deferred.append(refused)
+                if refused.by == "number":
+                    break  # no other sender helps
+                continue
             tid = task_id(request.id, sender.iccid)
             try:
                 await self.skyline.send_sms(sender.port, number, verification_text(code), tid=tid)
             except SkylineError as err:
                 log.warning("verification_sender_failed", sender=sender.iccid, error=str(err))
+                await release_slot(self.pool, request.id, sender.iccid)
                 errors.append(f"{sender.iccid}: {err}")
                 continue
             VERIFICATIONS.labels("sent").inc()
@@ -134,6 +157,13 @@ class Verifier:
                 sender_port=sender.port, sender_gateway=sender.gateway_id, sent_at=now,
                 expires_at=expiry(now, self.settings.rotation.verification_expiry_s),
             )  # fmt: skip
+        if deferred:
+            until = min(r.until for r in deferred)
+            await mark_deferred(self.pool, request.id, until, now)
+            VERIFICATIONS.labels("deferred").inc()
+            log.info("verification_deferred", iccid=iccid, until=until.isoformat(),
+                     by=sorted({r.by for r in deferred}))  # fmt: skip
+            return None
         await mark_skipped(self.pool, request.id, now)
         VERIFICATIONS.labels("skipped").inc()
         return VerificationSkipped.of(
@@ -141,13 +171,25 @@ class Verifier:
             number=number, reason=skip_reason(errors),
         )  # fmt: skip
 
-    async def senders(self, target: str, now: datetime) -> list[Sender]:
-        rows = await self.pool.fetch(SENDERS, target, now - PROVEN_WITHIN)
+    async def senders(self, iccid: str, now: datetime, target: Target) -> list[Sender]:
+        """Every possible sender, best first (the send loop stops after ``sender_tries``
+        refusals; senders without room under their rate limit do not count)."""
+        rows = await self.pool.fetch(SENDERS, iccid, now - PROVEN_WITHIN)
         found = [
-            Sender(r["iccid"], r["port"], r["gateway_id"], r["verified"], r["last_used_at"])
+            Sender(
+                iccid=r["iccid"],
+                port=r["port"],
+                gateway_id=r["gateway_id"],
+                verified=r["verified"],
+                last_used_at=r["last_used_at"],
+                suspect=r["suspect"],
+            )
             for r in rows
         ]
-        return senders_to_try(found, target, limit=self.settings.rotation.sender_tries)
+        return senders_to_try(
+            found, iccid, limit=len(found), avoid_senders=target.avoid_senders,
+            avoid_gateways=target.avoid_gateways,
+        )  # fmt: skip
 
     def online(self, p: Pending) -> tuple[Event, datetime]:
         """number.online, valid until the SIM's next rotation."""
@@ -184,11 +226,20 @@ def build_router(settings: Settings) -> KafkaRouter:
     async def on_verification_requested(
         event: VerificationRequested, flow: VerifierDep, bus: BusDep
     ) -> None:
-        line = await flow.pool.fetchrow(REQUESTED_TARGET, event.data.iccid, event.data.number)
+        d = event.data
+        line = await flow.pool.fetchrow(REQUESTED_TARGET, d.iccid, d.number)
         if line is None or line["number"] is None:
-            log.warning("verification_without_number", iccid=event.data.iccid)
+            log.warning("verification_without_number", iccid=d.iccid)
             return
-        target = Target(line["number"], line["mobility_subscription_id"], line["valid_from"])
+        if d.number is not None and line["valid_from"] is None:
+            # a retry or deferral (or a request) for a number the SIM no longer has: its
+            # rotation's own verification decides the new one, and must not be superseded
+            log.info("verification_retry_of_old_number", iccid=d.iccid, ref=d.ref)
+            return
+        target = Target(
+            line["number"], line["mobility_subscription_id"], line["valid_from"], d.attempt,
+            d.avoid_senders, d.avoid_gateways,
+        )  # fmt: skip
         await flow.verify(bus, event, target)
 
     @lifecycle(filter=is_type(VerificationSent))

@@ -6,9 +6,10 @@ import hashlib
 import re
 import secrets
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 CODE_ALPHABET = string.ascii_uppercase + string.digits
 CODE_LENGTH = 6
@@ -55,22 +56,62 @@ class Sender:
     gateway_id: str | None = None
     verified: bool = True  # False: mid-rotation, but its previous number was verified lately
     last_used_at: datetime | None = None
+    suspect: bool = False  # its verification SMS went unanswered repeatedly
 
 
-def senders_to_try(candidates: Sequence[Sender], target_iccid: str, *, limit: int) -> list[Sender]:
-    """Up to ``limit`` senders, best first: never the target itself; SIMs whose current number
-    is verified before SIMs mid-rotation; then the least recently used (spreads the load over
-    the fleet); ties broken by a hash of (target, sender), so concurrent verifications of
-    different SIMs do not all pick the same idle sender."""
+def senders_to_try(
+    candidates: Sequence[Sender],
+    target_iccid: str,
+    *,
+    limit: int,
+    avoid_senders: Collection[str] = (),
+    avoid_gateways: Collection[str] = (),
+) -> list[Sender]:
+    """Up to ``limit`` senders, best first: never the target itself; the senders of earlier
+    attempts (``avoid_senders``) and suspect senders only when nobody else is left; a gateway
+    other than the earlier attempts' before the same one; SIMs whose current number is verified
+    before SIMs mid-rotation; then the least recently used (spreads the load over the fleet);
+    ties broken by a hash of (target, sender), so concurrent verifications of different SIMs do
+    not all pick the same idle sender."""
     usable = [c for c in candidates if c.iccid != target_iccid and c.port]
     usable.sort(
         key=lambda c: (
+            c.iccid in avoid_senders,
+            c.suspect,
+            c.gateway_id is not None and c.gateway_id in avoid_gateways,
             not c.verified,
             c.last_used_at or _EPOCH,
             hashlib.sha256(f"{target_iccid}|{c.iccid}".encode()).digest(),
         )
     )
     return usable[:limit]
+
+
+def next_free_at(
+    recent: Sequence[datetime], limit: int, window: timedelta, now: datetime
+) -> datetime | None:
+    """Rate limit: None if one more send fits in the window ending ``now``; else the moment it
+    will (when the oldest send that keeps the window full leaves it)."""
+    inside = sorted(t for t in recent if t > now - window)
+    if len(inside) < limit:
+        return None
+    return inside[-limit] + window
+
+
+def after_timeout(attempt: int, retries: int) -> Literal["retry", "fail"]:
+    """A timed-out verification is tried again through another sender ``retries`` times, then
+    the number's verification has failed."""
+    return "retry" if attempt <= retries else "fail"
+
+
+def avoiding(earlier: Sequence[str], this: str | None) -> tuple[str, ...]:
+    """The avoid list of a retry: the earlier attempts' plus this one's (each once, in order)."""
+    return tuple(dict.fromkeys([*earlier, *([this] if this else [])]))
+
+
+def becomes_suspect(unanswered: int, *, already: bool, threshold: int) -> bool:
+    """A sender turns suspect when its unanswered SMS in a row reach the threshold (once)."""
+    return not already and unanswered >= threshold
 
 
 def task_id(*parts: str) -> int:

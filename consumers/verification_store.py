@@ -20,41 +20,47 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from consumers.verification_guards import answered, count_unanswered
 from consumers.verification_rules import code_in
 from events.envelope import Event
 from events.sim import VerificationSent
 from events.sms import SmsReceived
 from infra.kafka import Bus
 
+PRODUCER = "simfleet/verification"
 CODE_LOCK = 0x5E1F  # advisory lock namespace: (CODE_LOCK, hashtext(code))
 REPLY_SKEW = timedelta(minutes=10)  # a reply recorded this long before the send still counts
 
 RESERVE = """
 INSERT INTO verifications (request_id, iccid, number, code, state, correlationid,
-                           mobility_subscription_id, assigned_at, created_at, updated_at)
-VALUES ($1, $2, $3, $4, 'sending', $5, $6, $7, $8, $8)
-ON CONFLICT (request_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
+                           mobility_subscription_id, assigned_at, created_at, updated_at,
+                           attempt, avoid_senders, avoid_gateways)
+VALUES ($1, $2, $3, $4, 'sending', $5, $6, $7, $8, $8, $9, $10, $11)
+ON CONFLICT (request_id) DO UPDATE SET updated_at = EXCLUDED.updated_at,
+    state = CASE WHEN verifications.state = 'deferred' THEN 'sending' ELSE verifications.state END
 RETURNING code
 """
 # a newer verification of the SIM (a rotated number, an operator's retry) replaces the ones
 # begun before $4; a replayed older verification.sent must not replace a newer one
 SUPERSEDE = """
 UPDATE verifications SET state = 'superseded', updated_at = $3
-WHERE iccid = $1 AND request_id <> $2 AND state IN ('sending', 'sent') AND created_at < $4
+WHERE iccid = $1 AND request_id <> $2 AND state IN ('sending', 'sent', 'deferred')
+  AND created_at < $4
 """
 MARK_SKIPPED = "UPDATE verifications SET state = 'skipped', updated_at = $2 WHERE request_id = $1"
 LOCK_CODE = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 RECORD_SENT = """
 INSERT INTO verifications (request_id, iccid, number, code, state, correlationid, sender_iccid,
                            sender_port, sent_event_id, sent_at, expires_at, assigned_at,
-                           created_at, updated_at)
+                           created_at, updated_at, sender_gateway)
 SELECT $1, $2, $3, $4,
        CASE WHEN EXISTS (SELECT 1 FROM verifications o
                          WHERE o.iccid = $2 AND o.request_id <> $1 AND o.created_at > $9)
             THEN 'superseded' ELSE 'sent' END,
-       $5, $6, $7, $8, $9, $10, $9, $11, $11
+       $5, $6, $7, $8, $9, $10, $9, $11, $11, $12
 ON CONFLICT (request_id) DO UPDATE
 SET state = 'sent', code = EXCLUDED.code, sender_iccid = EXCLUDED.sender_iccid,
+    sender_gateway = EXCLUDED.sender_gateway,
     sender_port = EXCLUDED.sender_port, sent_event_id = EXCLUDED.sent_event_id,
     sent_at = EXCLUDED.sent_at, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at
 WHERE verifications.state = 'sending'
@@ -126,10 +132,17 @@ class Pending:
     correlationid: str
     mobility_subscription_id: str | None
     assigned_at: datetime | None
+    sender_iccid: str | None = None
+    sender_gateway: str | None = None
+    attempt: int = 1
+    avoid_senders: tuple[str, ...] = ()
+    avoid_gateways: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> Pending:
         fields = {k: row[k] for k in cls.__dataclass_fields__}
+        fields["avoid_senders"] = tuple(fields["avoid_senders"] or ())
+        fields["avoid_gateways"] = tuple(fields["avoid_gateways"] or ())
         return cls(**fields)
 
 
@@ -143,6 +156,9 @@ class Target:
     number: str
     subscription_id: str | None
     assigned_at: datetime | None  # when the SIM got the number: its online_until follows
+    attempt: int = 1  # 2: the automatic retry after a timeout
+    avoid_senders: tuple[str, ...] = ()  # the earlier attempts' senders and gateways
+    avoid_gateways: tuple[str, ...] = ()
 
 
 async def reserve_code(
@@ -154,7 +170,8 @@ async def reserve_code(
         await conn.execute(SUPERSEDE, iccid, request.id, now, now)
         reserved: str = await conn.fetchval(
             RESERVE, request.id, iccid, target.number, code, request.correlationid,
-            target.subscription_id, target.assigned_at, now,
+            target.subscription_id, target.assigned_at, now, target.attempt,
+            list(target.avoid_senders), list(target.avoid_gateways),
         )  # fmt: skip
     return reserved
 
@@ -174,6 +191,7 @@ async def record_sent(
         await conn.execute(
             RECORD_SENT, d.request_id, d.iccid, d.number, d.code, sent.correlationid,
             d.sender_iccid, d.sender_port, sent.id, d.sent_at, d.expires_at, now,
+            d.sender_gateway,
         )  # fmt: skip
         row = await conn.fetchrow(PENDING_BY_REQUEST, d.request_id)
         if row is None:
@@ -210,21 +228,29 @@ async def _decide(
     outcome: Outcome,
 ) -> Event:  # fmt: skip
     event, online_until = outcome(pending)
-    await bus.emit(event)  # inside the transaction: see the module docstring
+    cleared = None
+    if pending.sender_iccid is not None:
+        cleared = await answered(conn, pending.sender_iccid, pending.sent_event_id, now, PRODUCER)
+    await bus.emit_many([event, *([cleared] if cleared else [])])  # inside the transaction
     await conn.execute(MARK_ONLINE, pending.request_id, reply_id, now, online_until)
     return event
 
 
 async def expire_due(
-    pool: asyncpg.Pool, bus: Bus, now: datetime, outcome: Outcome, *, batch: int = 500
-) -> list[Event]:
-    """Fails every verification past its expiry, each once: the rows are claimed with SKIP
-    LOCKED (a second sweeper takes other rows or none) and leave ``sent`` as they are emitted."""
+    pool: asyncpg.Pool, bus: Bus, now: datetime, outcome: Outcome, *, suspect_after: int,
+    producer: str, batch: int = 500,
+) -> list[Event]:  # fmt: skip
+    """Ends every verification past its expiry, each once: the rows are claimed with SKIP
+    LOCKED (a second sweeper takes other rows or none) and leave ``sent`` as their outcome
+    (a retry or the failure) is emitted; each counts against its sender (suspects announced)."""
     failed: list[Event] = []
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(CLAIM_EXPIRED, now, batch)
-            events = [outcome(Pending.of(r))[0] for r in rows]
+            pending = [Pending.of(r) for r in rows]
+            events = [outcome(p)[0] for p in pending]
+            timed_out = [(p.sender_iccid, p.sent_event_id) for p in pending if p.sender_iccid]
+            events += await count_unanswered(conn, timed_out, now, suspect_after, producer)
             await bus.emit_many(events)
             await conn.execute(MARK_FAILED, [r["request_id"] for r in rows], now)
         failed += events

@@ -229,9 +229,78 @@ class SyncRequested(Event):
 
 class VerificationRequestedData(SimRequest):
     number: E164 | None = None
+    attempt: int = Field(
+        default=1, ge=1, description="2 for the automatic retry after a timed-out verification"
+    )
+    avoid_senders: tuple[Iccid, ...] = Field(
+        default=(), description="senders of earlier attempts: chosen only if no other can send"
+    )
+    avoid_gateways: tuple[str, ...] = Field(
+        default=(), description="their gateways: another gateway's sender is preferred"
+    )
 
 
 class VerificationRequested(Event):
     type: Literal["verification.requested"] = "verification.requested"
     data: VerificationRequestedData
     identity: ClassVar[tuple[str, ...]] = ("iccid", "ref")
+
+
+class SimInboundSilentData(Payload):
+    iccid: Iccid
+    number: E164 | None = None
+    reseller_id: ResellerId | None = None
+    silent_since: AwareDatetime = Field(
+        description="the SIM's last SMS, or its number's verification if later: quiet since then"
+    )
+    threshold_s: float = Field(description="the quiet that counts as silence for this SIM")
+
+
+class SimInboundSilent(Event):
+    """An online SIM (number verified, gateway port registered) received no SMS for its
+    threshold. Once per silence: the id is over the SIM and the start of the quiet."""
+
+    type: Literal["sim.inbound_silent"] = "sim.inbound_silent"
+    data: SimInboundSilentData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "silent_since")
+
+
+class SimInboundResumedData(Payload):
+    iccid: Iccid
+    silent_event_id: str = Field(description="the sim.inbound_silent this ends")
+    silent_since: AwareDatetime
+    message_id: str = Field(description="the sms.received that ended the silence")
+    resumed_at: AwareDatetime = Field(description="that SMS's time")
+
+
+class SimInboundResumed(Event):
+    type: Literal["sim.inbound_resumed"] = "sim.inbound_resumed"
+    data: SimInboundResumedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "silent_event_id")
+
+
+class VerificationSenderSuspectData(Payload):
+    iccid: Iccid = Field(description="the sender SIM")
+    unanswered: int = Field(description="its verification SMS unanswered in a row")
+    request_id: str = Field(description="the verification.sent whose timeout made it suspect")
+
+
+class VerificationSenderSuspect(Event):
+    """A SIM whose verification SMS repeatedly go unanswered: avoided as a sender until one of
+    its verification SMS is answered (``verification.sender_cleared``)."""
+
+    type: Literal["verification.sender_suspect"] = "verification.sender_suspect"
+    data: VerificationSenderSuspectData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "request_id")
+
+
+class VerificationSenderClearedData(Payload):
+    iccid: Iccid = Field(description="the sender SIM")
+    suspect_event_id: str = Field(description="the verification.sender_suspect this ends")
+    request_id: str = Field(description="the verification.sent that was answered")
+
+
+class VerificationSenderCleared(Event):
+    type: Literal["verification.sender_cleared"] = "verification.sender_cleared"
+    data: VerificationSenderClearedData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "suspect_event_id")

@@ -64,6 +64,10 @@ SIM_LIFECYCLE = Topic(
             "sim.reseller_assigned",
             "sync.requested",
             "verification.requested",
+            "sim.inbound_silent",
+            "sim.inbound_resumed",
+            "verification.sender_suspect",
+            "verification.sender_cleared",
         }
     ),
 )

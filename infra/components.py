@@ -24,6 +24,7 @@ from consumers import (
     number_sync,
     provisioning,
     rotation,
+    silence,
     verification,
     webhooks,
 )
@@ -42,6 +43,7 @@ from producers import alert_checks
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
+from projections import queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from sandbox import demo
@@ -114,6 +116,9 @@ def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
     async def lag(_now: datetime) -> dict[str, float] | None:
         return await group_lags(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
 
+    async def silent(_now: datetime) -> int:
+        return await queries.silent_sim_count(rt.pool)
+
     return [
         alert_checks.DisabledEndpoints(rt.pool),
         alert_checks.verification_failures(
@@ -123,7 +128,7 @@ def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
             rt.pool, window=window, min_samples=a.min_samples, threshold=a.helix_error_rate
         ),
         alert_checks.consumer_lag(lag, a.consumer_lag),
-        alert_checks.silent_sims(alert_checks.silent_sim_count_not_built, a.silent_sims),
+        alert_checks.silent_sims(silent, a.silent_sims),
     ]
 
 
@@ -263,7 +268,8 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
             yield (
                 f"verification sweep every {rt.settings.rotation.verification_sweep_s:g}s, "
                 f"rotation daily at {rt.settings.rotation.at}, finalize sweep every "
-                f"{hx.finalize_sweep_s:g}s, alerts every {every_alert_round:g}s"
+                f"{hx.finalize_sweep_s:g}s, silence sweep every "
+                f"{rt.settings.silence.sweep_s:g}s, alerts every {every_alert_round:g}s"
             )
 
 
@@ -320,6 +326,7 @@ def registered_components() -> list[Component]:
             routers=lambda s: [webhooks.build_router(s)],
             providers=(webhook_objects,),
         ),
+        Component("silence", "workers", routers=lambda s: [silence.build_router(s)]),
         Component(
             "endpoint_health",
             "workers",

@@ -229,6 +229,12 @@ class Settings(BaseSettings):
     rotation: RotationSettings = Field(
         default_factory=lambda: RotationSettings()  # noqa: PLW0108 (the class is defined below)
     )
+    silence: SilenceSettings = Field(
+        default_factory=lambda: SilenceSettings()  # noqa: PLW0108 (the class is defined below)
+    )
+    verification: VerificationSettings = Field(
+        default_factory=lambda: VerificationSettings()  # noqa: PLW0108 (defined below)
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -295,4 +301,49 @@ class RotationSettings(BaseSettings):
     )
 
 
-Settings.model_rebuild()  # RotationSettings is defined after Settings
+class SilenceSettings(BaseSettings):
+    """Inbound silence: an online SIM (number verified, gateway port registered) that receives
+    no SMS for a while is announced (``sim.inbound_silent``) and shown on the dashboard."""
+
+    model_config = _config("SILENCE_")
+
+    after_s: float = Field(
+        default=21600.0, gt=0, description="no SMS for this long makes an online SIM silent"
+    )
+    reseller_after_s: dict[str, float] = Field(
+        default_factory=dict,
+        description='per-reseller override of SILENCE_AFTER_S, JSON: {"acme": 3600}',
+    )
+    sweep_s: float = Field(default=300.0, gt=0, description="how often silent SIMs are looked for")
+
+    @model_validator(mode="after")
+    def _positive_overrides(self) -> SilenceSettings:
+        bad = sorted(r for r, after in self.reseller_after_s.items() if not after > 0)
+        if bad:
+            raise ValueError(f"SILENCE_RESELLER_AFTER_S must be > 0 seconds: {', '.join(bad)}")
+        return self
+
+    def after_for(self, reseller_id: str | None) -> float:
+        return self.reseller_after_s.get(reseller_id or "", self.after_s)
+
+
+class VerificationSettings(BaseSettings):
+    """Guards on verification SMS (expiry, sweep and sender tries are ``ROTATION_*``)."""
+
+    model_config = _config("VERIFICATION_")
+
+    retries: int = Field(
+        default=1, ge=0, description="automatic retries through another sender after a timeout"
+    )
+    sender_per_minute: int = Field(
+        default=10, ge=1, description="verification SMS one sender SIM may send per minute"
+    )
+    number_per_hour: int = Field(
+        default=6, ge=1, description="verification SMS one number may receive per hour"
+    )
+    suspect_after: int = Field(
+        default=3, ge=1, description="unanswered verification SMS in a row make a sender suspect"
+    )
+
+
+Settings.model_rebuild()  # the groups defined after Settings

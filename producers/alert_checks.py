@@ -158,13 +158,6 @@ def silent_sims(
     )
 
 
-async def silent_sim_count_not_built(_now: datetime) -> int | None:
-    """PLACEHOLDER (no-op): silent-SIM detection (issue #11 item 1) is built separately. Until
-    it provides a count of currently silent SIMs, this answers "not measured" and the
-    ``silent_sims`` check never fires. Replace it with that count function."""
-    return None
-
-
 def _span(window: timedelta) -> str:
     seconds = window.total_seconds()
     if seconds % 3600 == 0:

@@ -1,7 +1,10 @@
-"""Scheduler: the clock → events. Three loops, each safe to run in several processes at once:
+"""Scheduler: the clock → events. Five loops, each safe to run in several processes at once:
 
-- every ``ROTATION_VERIFICATION_SWEEP_S`` (30 s): verifications past their expiry →
-  number.verification_failed (reason "timeout"). Rows are claimed with ``FOR UPDATE SKIP
+- every ``ROTATION_VERIFICATION_SWEEP_S`` (30 s): verifications past their expiry → a retry
+  through another sender (verification.requested, attempt 2, ``VERIFICATION_RETRIES``), after
+  that number.verification_failed (reason "timeout"); each timeout counts against its sender
+  (verification.sender_suspect; ``consumers/verification_guards.py``). Verifications deferred by
+  the rate limits whose time has come → verification.requested again. Rows are claimed with ``FOR UPDATE SKIP
   LOCKED`` and marked failed in the transaction that emits, so each failure is emitted once,
   across restarts and concurrent schedulers (a crash between emit and commit re-emits the
   same deterministic id: a harmless duplicate).
@@ -11,6 +14,8 @@
   (SIM, day) row of ``rotations``: of two schedulers, one insert wins, the other waits for it
   and inserts nothing. Failed rotations whose retry time has come → a new request for the
   same day (``rotation:<date>:retry-<n>``), claimed the same way.
+- every ``SILENCE_SWEEP_S`` (5 min): online SIMs without SMS past their threshold →
+  sim.inbound_silent, once per silence (``producers/silence_sweep.py``).
 - every ``ROTATION_CLEANUP_INTERVAL_S`` (1 h): ``webhook_deliveries`` rows older than
   ``WEBHOOK_RETENTION_DAYS`` (and this flow's own finished rows) deleted in small batches, so
   no long lock is held (``event_log`` keeps every event for good).
@@ -21,6 +26,7 @@ A round that fails because Postgres or the broker is away is logged and tried ag
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -28,13 +34,21 @@ import asyncpg
 import structlog
 
 from consumers.rotation_rules import RotationPolicy, due_slot, retry_ref
+from consumers.verification_guards import resume_deferred
+from consumers.verification_rules import after_timeout, avoiding
 from consumers.verification_store import Pending, expire_due
 from events.envelope import Event
-from events.sim import MdnChangeRequested, NumberVerificationFailed
+from events.sim import (
+    MdnChangeRequested,
+    NumberVerificationFailed,
+    VerificationRequested,
+    VerificationSenderSuspect,
+)
 from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import VERIFICATIONS
 from infra.settings import Settings
+from producers.silence_sweep import announce_silent
 
 PRODUCER = "simfleet/scheduler"
 CLEANUP_BATCH = 500
@@ -82,6 +96,11 @@ DELETE FROM verifications WHERE request_id IN (
     SELECT request_id FROM verifications
     WHERE updated_at < $1 AND state NOT IN ('sending', 'sent') LIMIT $2 FOR UPDATE SKIP LOCKED)
 """,
+    "verification_sends": """
+DELETE FROM verification_sends WHERE (request_id, sender_iccid) IN (
+    SELECT request_id, sender_iccid FROM verification_sends WHERE sent_at < $1 LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+""",
     "rotations": """
 DELETE FROM rotations WHERE (iccid, rotation_key) IN (
     SELECT iccid, rotation_key FROM rotations
@@ -112,7 +131,9 @@ class Scheduler:
         r = self.settings.rotation
         async with asyncio.TaskGroup() as loops:
             loops.create_task(self.every(r.verification_sweep_s, self.expire_verifications))
+            loops.create_task(self.every(r.verification_sweep_s, self.resume_deferred))
             loops.create_task(self.every(r.tick_s, self.request_rotations))
+            loops.create_task(self.every(self.settings.silence.sweep_s, self.find_silent_sims))
             loops.create_task(self.every(r.cleanup_interval_s, self.clean_up))
 
     async def every(self, interval_s: float, job: Callable[[], Awaitable[int]]) -> None:
@@ -125,19 +146,50 @@ class Scheduler:
             await asyncio.sleep(interval_s)
 
     async def expire_verifications(self) -> int:
-        failed = await expire_due(self.pool, self.bus, self.clock.now(), self._timed_out)
-        if failed:
-            VERIFICATIONS.labels("failed").inc(len(failed))
-            log.info("verifications_timed_out", count=len(failed))
-        return len(failed)
+        """Timed-out verifications retried or failed; returns how many timed out."""
+        ended = await expire_due(
+            self.pool, self.bus, self.clock.now(), self._timed_out,
+            suspect_after=self.settings.verification.suspect_after, producer=PRODUCER,
+        )  # fmt: skip
+        kinds = Counter(e.type for e in ended)
+        failed = kinds[NumberVerificationFailed.event_type()]
+        retried = kinds[VerificationRequested.event_type()]
+        suspects = kinds[VerificationSenderSuspect.event_type()]
+        VERIFICATIONS.labels("failed").inc(failed)
+        VERIFICATIONS.labels("retried").inc(retried)
+        if ended:
+            log.info("verifications_timed_out", failed=failed, retried=retried, suspects=suspects)
+        return failed + retried
 
     def _timed_out(self, p: Pending) -> tuple[Event, datetime | None]:
+        """Another sender (and gateway) tries once more; after that the number has failed."""
+        now = self.clock.now()
+        if after_timeout(p.attempt, self.settings.verification.retries) == "retry":
+            retry = VerificationRequested.create(
+                producer=PRODUCER, time=now, correlationid=p.correlationid, iccid=p.iccid,
+                ref=f"retry:{p.sent_event_id}", number=p.number, attempt=p.attempt + 1,
+                avoid_senders=avoiding(p.avoid_senders, p.sender_iccid),
+                avoid_gateways=avoiding(p.avoid_gateways, p.sender_gateway), reason="timeout",
+            )  # fmt: skip
+            return retry, None
         event = NumberVerificationFailed.create(
-            producer=PRODUCER, time=self.clock.now(), correlationid=p.correlationid,
+            producer=PRODUCER, time=now, correlationid=p.correlationid,
             iccid=p.iccid, request_id=p.sent_event_id, number=p.number,
             mobility_subscription_id=p.mobility_subscription_id, reason="timeout",
         )  # fmt: skip
         return event, None
+
+    async def resume_deferred(self) -> int:
+        """Verifications the rate limits deferred, asked for again once a slot is free."""
+        asked = await resume_deferred(self.pool, self.bus, self.clock.now(), PRODUCER)
+        if asked:
+            log.info("deferred_verifications_resumed", count=len(asked))
+        return len(asked)
+
+    async def find_silent_sims(self) -> int:
+        """Online SIMs quiet past their threshold, announced once each; returns how many."""
+        silent = await announce_silent(self.pool, self.bus, self.clock.now(), self.settings.silence)
+        return len(silent)
 
     async def request_rotations(self) -> int:
         """Due daily rotations and due retries; returns how many requests were emitted."""

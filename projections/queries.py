@@ -54,6 +54,7 @@ class Overview(View):
     by_status: tuple[StatusCount, ...]
     online: int
     verification_failed: int
+    silent: int
     sms_24h: int
     delivered_24h: int
     failed_24h: int
@@ -72,6 +73,7 @@ class SimRow(View):
     last_rotated_at: datetime | None
     rotation_count: int
     sms_count: int
+    inbound_silent_since: datetime | None = None
 
 
 class SimPage(View):
@@ -99,6 +101,8 @@ class Sim(View):
     rotation_count: int
     rotation_last_error: str | None
     updated_at: datetime
+    inbound_silent_since: datetime | None = None
+    verification_suspect_since: datetime | None = None
 
 
 class NumberRow(View):
@@ -166,8 +170,12 @@ class SimTarget(View):
 SIM_COUNTS = """
 SELECT status, count(*) AS sims,
        count(*) FILTER (WHERE status = 'active' AND number_status = 'verified') AS online,
-       count(*) FILTER (WHERE status = 'active' AND number_status = 'failed') AS failed
+       count(*) FILTER (WHERE status = 'active' AND number_status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'active' AND inbound_silent_since IS NOT NULL) AS silent
 FROM sims GROUP BY status
+"""
+SILENT_SIMS = """
+SELECT count(*) FROM sims WHERE status = 'active' AND inbound_silent_since IS NOT NULL
 """
 SMS_SINCE = "SELECT count(*) FROM inbound_sms WHERE received_at >= $1"
 DELIVERIES_SINCE = """
@@ -181,32 +189,36 @@ SELECT projection, topic, count(*) AS partitions, sum("offset" + 1) AS applied,
        max(updated_at) AS updated_at
 FROM projection_checkpoints GROUP BY projection, topic ORDER BY projection, topic
 """
-# $1 status, $2 reseller, $3 search digits (ICCID prefix or number prefix, with or without +1)
+# $1 status, $2 reseller, $3 search digits (ICCID prefix or number prefix, with or without +1),
+# $4 silent only (active SIMs announced silent, see producers/silence_sweep.py)
 SIM_PAGE_AFTER = """
 SELECT iccid, current_number, status, number_status, reseller_id, mobility_subscription_id,
-       last_rotated_at, rotation_count
+       last_rotated_at, rotation_count, inbound_silent_since
 FROM sims
 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reseller_id = $2)
   AND ($3::text IS NULL OR iccid LIKE $3 || '%' OR current_number LIKE '+' || $3 || '%'
        OR current_number LIKE '+1' || $3 || '%')
-  AND ($4::text IS NULL OR iccid > $4)
-ORDER BY iccid LIMIT $5
+  AND (NOT $4::boolean OR (inbound_silent_since IS NOT NULL AND status = 'active'))
+  AND ($5::text IS NULL OR iccid > $5)
+ORDER BY iccid LIMIT $6
 """
 SIM_PAGE_BEFORE = """
 SELECT iccid, current_number, status, number_status, reseller_id, mobility_subscription_id,
-       last_rotated_at, rotation_count
+       last_rotated_at, rotation_count, inbound_silent_since
 FROM sims
 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reseller_id = $2)
   AND ($3::text IS NULL OR iccid LIKE $3 || '%' OR current_number LIKE '+' || $3 || '%'
        OR current_number LIKE '+1' || $3 || '%')
-  AND iccid < $4
-ORDER BY iccid DESC LIMIT $5
+  AND (NOT $4::boolean OR (inbound_silent_since IS NOT NULL AND status = 'active'))
+  AND iccid < $5
+ORDER BY iccid DESC LIMIT $6
 """
 SIM_MATCHES = """
 SELECT count(*) FROM sims
 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reseller_id = $2)
   AND ($3::text IS NULL OR iccid LIKE $3 || '%' OR current_number LIKE '+' || $3 || '%'
        OR current_number LIKE '+1' || $3 || '%')
+  AND (NOT $4::boolean OR (inbound_silent_since IS NOT NULL AND status = 'active'))
 """
 # The SMS the inbound_sms_resolved view gives a SIM, found through indexes instead of through
 # the view: (1) tagged with its ICCID; (2) untagged, to a number in the window the SIM held it
@@ -245,7 +257,8 @@ LEFT JOIN LATERAL (
 SELECT_SIM = """
 SELECT iccid, imei, status, mobility_subscription_id, current_number, number_status,
        reseller_id, gateway_id, port, activated_at, last_error, rotation_status, last_rotated_at,
-       next_rotation_due_at, rotation_count, rotation_last_error, updated_at
+       next_rotation_due_at, rotation_count, rotation_last_error, inbound_silent_since,
+       verification_suspect_since, updated_at
 FROM sims WHERE iccid = $1
 """
 SIM_NUMBERS = """
@@ -363,6 +376,7 @@ async def overview(pool: asyncpg.Pool, now: datetime) -> Overview:
         by_status=tuple(StatusCount(status=s, sims=by_status.get(s, 0)) for s in SIM_STATUSES),
         online=sum(r["online"] for r in counts),
         verification_failed=sum(r["failed"] for r in counts),
+        silent=sum(r["silent"] for r in counts),
         sms_24h=sms,
         delivered_24h=delivered,
         failed_24h=failed,
@@ -372,12 +386,18 @@ async def overview(pool: asyncpg.Pool, now: datetime) -> Overview:
     )
 
 
+async def silent_sim_count(pool: asyncpg.Pool) -> int:
+    """Active SIMs announced silent (``sim.inbound_silent``) and not yet resumed."""
+    return int(await pool.fetchval(SILENT_SIMS))
+
+
 async def sim_page(
     pool: asyncpg.Pool,
     *,
     q: str | None = None,
     status: SimStatus | None = None,
     reseller: str | None = None,
+    silent: bool = False,
     after: str | None = None,
     before: str | None = None,
     limit: int = PAGE_SIZE,
@@ -386,7 +406,7 @@ async def sim_page(
     digits = search_digits(q)
     if digits == "":  # letters only: nothing stored is searched by letters
         return SimPage(rows=(), matched=0, next_after=None, prev_before=None)
-    filters = (status, reseller or None, digits)
+    filters = (status, reseller or None, digits, silent)
     async with pool.acquire() as conn:
         if before is not None:
             fetched = await conn.fetch(SIM_PAGE_BEFORE, *filters, before, limit + 1)

@@ -3,7 +3,8 @@
 Reads every state-changing type on the topic: activation requested/activated/failed, number
 assigned, MDN change requested/changed/failed, verification sent/skipped, number online /
 verification failed, cancelled, suspended, restored, cancel/status-change failed, reseller
-assigned. Requests that change nothing by themselves (cancel, suspend, restore, sync,
+assigned, inbound silent/resumed (``sims.inbound_silent_since``), verification sender
+suspect/cleared (``sims.verification_suspect_since``). Requests that change nothing by themselves (cancel, suspend, restore, sync,
 verification requested) are not read.
 
 Status (the original's words): ``pending`` until activated, ``provisioning`` while the line is
@@ -140,6 +141,17 @@ UPSERT_RESELLER = """
 INSERT INTO sims (iccid, reseller_id) VALUES ($1, $2)
 ON CONFLICT (iccid) DO UPDATE SET reseller_id = EXCLUDED.reseller_id, updated_at = now()
 """
+MARK_SILENT = "UPDATE sims SET inbound_silent_since = $2, updated_at = now() WHERE iccid = $1"
+MARK_RESUMED = """
+UPDATE sims SET inbound_silent_since = NULL, updated_at = now()
+WHERE iccid = $1 AND inbound_silent_since = $2
+"""
+MARK_SUSPECT_SENDER = """
+UPDATE sims SET verification_suspect_since = $2, updated_at = now() WHERE iccid = $1
+"""
+CLEAR_SUSPECT_SENDER = """
+UPDATE sims SET verification_suspect_since = NULL, updated_at = now() WHERE iccid = $1
+"""
 
 Statement = tuple[str, Callable[[Any], tuple[Any, ...]]]  # SQL and its arguments from an event
 
@@ -188,6 +200,10 @@ STATEMENTS: dict[str, Statement] = {
     "sim.cancel_failed": (MARK_REQUEST_FAILED, lambda e: (e.data.iccid, e.data.reason)),
     "sim.status_change_failed": (MARK_REQUEST_FAILED, lambda e: (e.data.iccid, e.data.reason)),
     "sim.reseller_assigned": (UPSERT_RESELLER, lambda e: (e.data.iccid, e.data.reseller_id)),
+    "sim.inbound_silent": (MARK_SILENT, lambda e: (e.data.iccid, e.data.silent_since)),
+    "sim.inbound_resumed": (MARK_RESUMED, lambda e: (e.data.iccid, e.data.silent_since)),
+    "verification.sender_suspect": (MARK_SUSPECT_SENDER, lambda e: (e.data.iccid, e.time)),
+    "verification.sender_cleared": (CLEAR_SUSPECT_SENDER, lambda e: (e.data.iccid,)),
 }
 
 

@@ -10,8 +10,9 @@ SIM of ours has leave the network (``external``). ``push_status`` sends each gat
 and every gateway's under ``/gw/<gateway id>/``; tasks may name the port ``from`` or ``port``.
 
 Modes name the world, like the Helix sandbox's: ``happy``; ``lossy`` (accepted, then lost: a
-fraction, or every SMS to chosen numbers); ``slow`` (arrives after ``delay_s``); ``busy`` (the
-first tasks answer 16 Too Many Task); ``flaky_5xx`` (the first requests answer HTTP 500).
+fraction, or every SMS to chosen numbers or from chosen SIMs); ``slow`` (arrives after
+``delay_s``); ``busy`` (the first tasks answer 16 Too Many Task); ``flaky_5xx`` (the first
+requests answer HTTP 500).
 ``counts``, ``sent`` and ``tasks`` are what tests read; ``drain()`` waits for SMS in flight.
 """
 
@@ -45,6 +46,7 @@ log = structlog.get_logger("simfleet.sandbox.gateways")
 class GatewayFaults:
     fraction: float = 1.0  # lossy: share of SMS lost (when no ``numbers`` are named)
     numbers: frozenset[str] = frozenset()  # lossy: SMS to these numbers (E.164) are lost
+    senders: frozenset[str] = frozenset()  # lossy: SMS sent by these SIMs (ICCIDs) are lost
     delay_s: float = 1.0  # slow: how late an SMS arrives
     limit: int | None = 1  # busy, flaky_5xx: this many faults, then normal service
     seed: int = 0
@@ -138,11 +140,11 @@ class GatewayNetwork:
         self.faults_injected += 1
         return True
 
-    def _lost(self, to: str) -> bool:
+    def _lost(self, to: str, sender_iccid: str) -> bool:
         if self.mode != "lossy":
             return False
-        if self.faults.numbers:
-            return to in self.faults.numbers
+        if self.faults.numbers or self.faults.senders:
+            return to in self.faults.numbers or sender_iccid in self.faults.senders
         return self._rng.random() < self.faults.fraction
 
     async def _deliver(self, sms: SentSms) -> None:
@@ -153,7 +155,11 @@ class GatewayNetwork:
         except ValueError:
             to, fate = sms.to, "undeliverable"
         else:
-            fate = "lost" if self._lost(to) else await self._arrive(sms.sender_iccid, to, sms.text)
+            fate = (
+                "lost"
+                if self._lost(to, sms.sender_iccid)
+                else await self._arrive(sms.sender_iccid, to, sms.text)
+            )
         self.counts[fate] += 1
         self.sent.append(
             SentSms(sms.gateway_id, sms.port, sms.sender_iccid, to, sms.text, sms.tid, fate)

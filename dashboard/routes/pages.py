@@ -46,6 +46,7 @@ async def sims_page(
     q: Text = "",
     status: Text = "",
     reseller: Text = "",
+    silent: bool = False,
     after: Text = "",
     before: Text = "",
 ) -> HTMLResponse:
@@ -54,6 +55,7 @@ async def sims_page(
         q=q,
         status=sim_status(status),
         reseller=reseller,
+        silent=silent,
         after=after or None,
         before=before or None,
     )
@@ -65,6 +67,7 @@ async def sims_page(
         q=q,
         status=status,
         reseller=reseller,
+        silent=silent,
         statuses=SIM_STATUSES,
         resellers=resellers,
         actions=SIM_ACTIONS,

@@ -168,10 +168,29 @@ async def test_silent_sims_alert_through_a_count_function(hw: HealthWorld) -> No
     await fires_once_then_resolves(hw, check, traffic_resumes, "12 online SIMs")
 
 
-async def test_the_silent_sims_placeholder_measures_nothing(hw: HealthWorld) -> None:
-    check = alert_checks.silent_sims(alert_checks.silent_sim_count_not_built, 1)
-    assert await check.findings(hw.clock.now()) is None
-    assert await hw.alerts(check).evaluate() == 0
+async def test_the_silent_sims_alert_counts_the_sims_announced_silent(hw: HealthWorld) -> None:
+    """The count the scheduler gives the check: active SIMs marked silent in ``sims``."""
+    from projections.queries import silent_sim_count
+
+    pool = hw.world.pool
+    await pool.executemany(
+        "INSERT INTO sims (iccid, status, inbound_silent_since) VALUES ($1, $2, $3)",
+        [
+            (f"890126000000000{n:04d}", status, hw.clock.now() if silent else None)
+            for n, (status, silent) in enumerate(
+                [("active", True)] * 3 + [("cancelled", True), ("active", False)]
+            )
+        ],
+    )
+
+    async def count(_now: datetime) -> int:
+        return await silent_sim_count(pool)
+
+    async def traffic_resumes() -> None:
+        await pool.execute("UPDATE sims SET inbound_silent_since = NULL")
+
+    check = alert_checks.silent_sims(count, 2)
+    await fires_once_then_resolves(hw, check, traffic_resumes, "3 online SIMs")
 
 
 async def test_a_sink_that_is_down_gets_the_alert_on_a_later_round(hw: HealthWorld) -> None:

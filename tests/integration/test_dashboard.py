@@ -261,6 +261,7 @@ async def test_the_overview_counts_the_seeded_fleet(dash: Dash) -> None:
         "error": 0,
     }
     assert (stats["online"], stats["verification_failed"]) == (1 + w.FILLER_COUNT, 1)
+    assert stats["silent"] == 1  # active SIMs only
     assert stats["sms_24h"] == 4  # the SMS two days old is not counted
     assert (stats["delivered_24h"], stats["failed_24h"], stats["waiting_24h"]) == (1, 1, 1)
     assert stats["webhook_success_rate"] == 0.5
@@ -272,6 +273,8 @@ async def test_the_overview_counts_the_seeded_fleet(dash: Dash) -> None:
     )
     page = (await dash.http.get("/")).text
     assert f'data-stat="total_sims">{6 + w.FILLER_COUNT}<' in page
+    assert 'data-stat="silent">1<' in page
+    assert 'href="/sims?silent=true"' in page
     assert "50.0%" in page
     assert 'src="/static/dashboard.js"' in page
 
@@ -286,6 +289,7 @@ async def test_the_sim_table_searches_filters_and_paginates(dash: Dash) -> None:
     assert await iccids(q="5550100001") == [w.FEATURED]
     assert await iccids(q="letters") == []
     assert await iccids(status="pending") == [w.PENDING]
+    assert await iccids(silent="true") == [w.FEATURED]
     assert set(await iccids(reseller="globex", q="89012600")) == {w.PROVISIONING, w.SUSPENDED}
     assert (await dash.http.get("/api/sims", params={"status": "sleeping"})).status_code == 400
 
@@ -306,13 +310,16 @@ async def test_the_sim_table_searches_filters_and_paginates(dash: Dash) -> None:
 
     html = (await dash.http.get("/sims", params={"q": w.FEATURED})).text
     row = html[html.index(f'name="iccid" value="{w.FEATURED}"') :].split("</tr>")[0]
-    for cell in (w.NUMBER, "SUB-0001", "acme", ">4<"):  # 4 SMS reached it
+    for cell in (w.NUMBER, "SUB-0001", "acme", ">4<", ">silent<"):  # 4 SMS reached it
         assert cell in row
     first = (await dash.http.get("/sims")).text
     assert "1 SIM match" not in first
     assert f"{6 + w.FILLER_COUNT} SIMs match" in first
     assert 'rel="next"' in first
     assert 'rel="prev"' not in first
+    silent = (await dash.http.get("/sims", params={"silent": "true"})).text
+    assert "1 SIM match" in silent
+    assert 'name="silent" value="true" checked' in silent
 
 
 async def test_the_sim_page_shows_timeline_numbers_and_sms(dash: Dash) -> None:

@@ -18,7 +18,7 @@ from events.topics import SIM_LIFECYCLE
 from infra.clock import SystemClock
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
-from infra.settings import Settings
+from infra.settings import Settings, VerificationSettings
 from producers.resync import reseller_id_for, resync_reseller
 from producers.scheduler import CLEANUP_BATCH, Scheduler
 from tests.support.eventually import eventually
@@ -31,7 +31,10 @@ pytestmark = pytest.mark.integration
 async def test_each_timeout_is_emitted_once_across_a_restart_and_two_schedulers(
     settings: Settings, kafka_bootstrap: str, database_url: str, topics: list[str]
 ) -> None:
-    async with running_numbers(settings, kafka_bootstrap, database_url, flows=(verification,)) as w:
+    no_retry = VerificationSettings(retries=0)
+    async with running_numbers(
+        settings, kafka_bootstrap, database_url, flows=(verification,), verification_config=no_retry
+    ) as w:
         sender = await w.add_sim(7901)
         sims = [await w.add_sim(7902 + i, verified=False) for i in range(6)]
         past = w.clock.now() - timedelta(minutes=5)

@@ -22,7 +22,7 @@ from events.sim import (
 )
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
-from infra.settings import Settings
+from infra.settings import Settings, VerificationSettings
 from sandbox.gateways import GatewayFaults, SentSms
 from tests.support.eventually import eventually
 from tests.support.number_world import NumberWorld, Sim, rotation_settings, running_numbers
@@ -156,7 +156,10 @@ async def test_the_reply_counts_whichever_is_consumed_first(numbers: Numbers) ->
 async def test_a_lost_sms_times_out_a_late_reply_changes_nothing_and_a_retry_verifies(
     numbers: Numbers,
 ) -> None:
-    async with numbers(rotation_config=rotation_settings(verification_expiry_s=1.0)) as w:
+    async with numbers(
+        rotation_config=rotation_settings(verification_expiry_s=1.0),
+        verification_config=VerificationSettings(retries=0),
+    ) as w:
         await w.add_sim(7201)
         target = await w.add_sim(7202, verified=False)
         w.network.switch("lossy", GatewayFaults(numbers=frozenset({target.number})))

@@ -132,6 +132,12 @@ async def seed(conn: asyncpg.Connection, now: datetime) -> World:
         for n in range(FILLER_COUNT)
     ]  # fmt: skip
     await conn.executemany(INSERT_SIM, sims)
+    # silent: the featured SIM counts; a suspended one announced silent before does not
+    await conn.execute(
+        "UPDATE sims SET inbound_silent_since = $1 WHERE iccid = ANY($2::text[])",
+        now - 7 * hour,
+        [FEATURED, SUSPENDED],
+    )
     await conn.executemany(
         "INSERT INTO reseller_sims (iccid, reseller_id, assigned_at) VALUES ($1, $2, $3)",
         [(s[0], s[6], now - day) for s in sims if s[6]],

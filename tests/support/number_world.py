@@ -33,7 +33,13 @@ from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
-from infra.settings import RotationSettings, SecretsSettings, Settings, SkylineSettings
+from infra.settings import (
+    RotationSettings,
+    SecretsSettings,
+    Settings,
+    SkylineSettings,
+    VerificationSettings,
+)
 from infra.skyline import SkylineClient
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
@@ -159,9 +165,12 @@ async def running_numbers(
     database_url: str,
     *,
     rotation_config: RotationSettings | None = None,
+    verification_config: VerificationSettings | None = None,
     flows: tuple[Any, ...] = (verification, rotation),
+    clock: Clock | None = None,
 ) -> AsyncIterator[NumberWorld]:
-    """The world; ``flows``: the consumer modules to run (each costs a group join at start)."""
+    """The world; ``flows``: the consumer modules to run (each costs a group join at start);
+    ``clock``: the consumers' (and ``world.clock``), the system's by default."""
     carrier = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=GRANT_PASSWORD)
     network = GatewayNetwork(carrier, password=SK_PASSWORD)
     async with (
@@ -178,6 +187,7 @@ async def running_numbers(
                 ),
                 "secrets": SecretsSettings(gateway_secret=SecretStr(GATEWAY_SECRET)),
                 "rotation": rotation_config or rotation_settings(),
+                "verification": verification_config or settings.verification,
             }
         )
         pool = await create_pool(database_url, min_size=2, max_size=16)
@@ -196,8 +206,9 @@ async def running_numbers(
         for flow in flows:
             broker.include_router(flow.build_router(settings))
         world = NumberWorld(
-            settings, bootstrap, carrier, network, pool, bus, skyline, bridge_url, database_url
-        )
+            settings, bootstrap, carrier, network, pool, bus, skyline, bridge_url, database_url,
+            clock=clock or SystemClock(),
+        )  # fmt: skip
         context = {"bus": bus, "pool": pool, "clock": world.clock, "settings": settings}
         for name, value in (context | {"helix": helix, "skyline": skyline}).items():
             broker.context.set_global(name, value)
@@ -233,3 +244,13 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.moment
+
+
+@dataclass
+class MovedClock:
+    """The system's clock moved on by ``ahead``: consumers see time pass that a test skips."""
+
+    ahead: timedelta = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.ahead

@@ -3,7 +3,7 @@ from pydantic import SecretStr, ValidationError
 
 from infra.logging import SecretMasker
 from infra.redaction import REDACTED
-from infra.settings import SecretsSettings, Settings
+from infra.settings import SecretsSettings, Settings, SilenceSettings
 
 
 def test_reads_the_original_variables_from_the_environment(
@@ -45,3 +45,23 @@ def test_masker_hides_configured_values_and_secret_named_keys() -> None:
     line = masker(None, "info", {"event": "x", "url": "https://a/?p=hunter2-long", "password": "p"})
     assert line == {"event": "x", "url": f"https://a/?p={REDACTED}", "password": REDACTED}
     assert masker.mask({"nested": ["hunter2-long"]}) == {"nested": [REDACTED]}
+
+
+def test_silence_threshold_per_reseller_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SILENCE_AFTER_S", "7200")
+    monkeypatch.setenv("SILENCE_RESELLER_AFTER_S", '{"acme": 600}')
+    silence = Settings().silence
+    assert (silence.after_for("acme"), silence.after_for("other"), silence.after_for(None)) == (
+        600.0,
+        7200.0,
+        7200.0,
+    )
+    monkeypatch.delenv("SILENCE_AFTER_S")
+    assert SilenceSettings().after_s == 6 * 3600
+
+
+def test_a_silence_override_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="acme"):
+        SilenceSettings(reseller_after_s={"acme": 0})

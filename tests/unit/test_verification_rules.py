@@ -5,11 +5,15 @@ import pytest
 from consumers.verification_rules import (
     CODE_ALPHABET,
     Sender,
+    after_timeout,
+    avoiding,
+    becomes_suspect,
     code_in,
     expiry,
     matches,
     might_be_reply,
     new_code,
+    next_free_at,
     senders_to_try,
     skip_reason,
     task_id,
@@ -117,3 +121,49 @@ def test_task_ids_are_stable_positive_31_bit_and_differ_per_sender() -> None:
 def test_the_skip_reason_names_what_went_wrong() -> None:
     assert "no online SIM" in skip_reason([])
     assert "B: 5 SIM Unregistered" in skip_reason(["B: 5 SIM Unregistered"])
+
+
+def test_a_retry_prefers_another_sender_then_another_gateway_and_suspects_come_last() -> None:
+    earlier = Sender("B", "1.01", "gw-1", last_used_at=T0 - timedelta(hours=1))
+    same_gateway = Sender("C", "2.01", "gw-1", last_used_at=T0)
+    other_gateway = Sender("D", "1.01", "gw-2", verified=False)  # ranks below C otherwise
+    suspect = Sender("E", "3.01", "gw-3", suspect=True)
+    candidates = [earlier, same_gateway, other_gateway, suspect]
+
+    first = senders_to_try(candidates, "A", limit=9)
+    assert [s.iccid for s in first] == ["B", "C", "D", "E"]
+    retry = senders_to_try(candidates, "A", limit=9, avoid_senders={"B"}, avoid_gateways={"gw-1"})
+    assert [s.iccid for s in retry] == ["D", "C", "E", "B"]  # avoided: only if all else fails
+
+
+def test_a_retry_avoids_every_earlier_sender_once() -> None:
+    assert avoiding((), "B") == ("B",)
+    assert avoiding(("B",), "C") == ("B", "C")
+    assert avoiding(("B",), "B") == ("B",)
+    assert avoiding(("gw-1",), None) == ("gw-1",)
+
+
+def test_a_timeout_is_retried_as_often_as_configured_then_fails() -> None:
+    assert after_timeout(1, retries=1) == "retry"
+    assert after_timeout(2, retries=1) == "fail"
+    assert after_timeout(1, retries=0) == "fail"
+    assert [after_timeout(a, retries=2) for a in (1, 2, 3)] == ["retry", "retry", "fail"]
+
+
+def test_a_rate_limit_has_room_until_its_window_is_full() -> None:
+    minute = timedelta(minutes=1)
+    sends = [T0 - timedelta(seconds=s) for s in (50, 30, 10)]
+    assert next_free_at(sends, 4, minute, T0) is None
+    # full: room again when the oldest send inside the window leaves it
+    assert next_free_at(sends, 3, minute, T0) == T0 - timedelta(seconds=50) + minute
+    assert next_free_at(sends, 2, minute, T0) == T0 - timedelta(seconds=30) + minute
+    # sends older than the window do not count
+    assert next_free_at([T0 - timedelta(seconds=61), *sends[1:]], 3, minute, T0) is None
+    assert next_free_at([], 1, minute, T0) is None
+
+
+def test_a_sender_turns_suspect_once_at_the_threshold() -> None:
+    assert not becomes_suspect(2, already=False, threshold=3)
+    assert becomes_suspect(3, already=False, threshold=3)
+    assert becomes_suspect(5, already=False, threshold=3)  # counted in one sweep
+    assert not becomes_suspect(4, already=True, threshold=3)
