@@ -158,23 +158,22 @@ async def runtime(
             await broker.stop()
 
 
-async def serve(
+@contextlib.asynccontextmanager
+async def started(
     settings: Settings,
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
     announce: Callable[[str], Any] = print,
-) -> None:
-    """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
+    clock: Clock | None = None,
+) -> AsyncIterator[Runtime]:
+    """The components running in this process (consumers, providers, services, the ops
+    server) for the block; stopped in reverse order on leaving it."""
     await prepare(settings, endpoints)
     routers = [r for c in components for r in c.routers(settings)]
     providers = [p for c in components for p in c.providers]
-    stop = asyncio.Event()  # Ctrl-C / SIGTERM
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     async with (
-        runtime(settings, endpoints, routers, providers=providers) as rt,
+        runtime(settings, endpoints, routers, providers=providers, clock=clock) as rt,
         contextlib.AsyncExitStack() as stack,
     ):
         for line in endpoints.embedded:
@@ -190,6 +189,22 @@ async def serve(
                     announce(f"{component.name}: {where}")
             if not component.services:
                 announce(f"{component.name}: consuming")
+        yield rt
+
+
+async def serve(
+    settings: Settings,
+    endpoints: Endpoints,
+    components: Sequence[Component],
+    *,
+    announce: Callable[[str], Any] = print,
+) -> None:
+    """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
+    stop = asyncio.Event()  # Ctrl-C / SIGTERM
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with started(settings, endpoints, components, announce=announce) as rt:
         announce("simfleet is running; Ctrl-C stops it")
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(rt.stop.wait())
