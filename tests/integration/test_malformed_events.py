@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
 
 from events import codec
 from events.envelope import Event
@@ -42,7 +44,8 @@ from events.topics import (
     Topic,
 )
 from events.webhook import WebhookDeliverySucceeded, WebhookRetryScheduled
-from infra.settings import Settings
+from infra.http import free_port
+from infra.settings import SecretsSettings, Settings
 from projections.registry import all_projections
 from sandbox.helix import make_iccid, make_imei
 from tests.support.eventually import eventually
@@ -240,3 +243,37 @@ async def test_bad_records_on_every_topic_are_dead_lettered_and_the_partitions_m
             assert headers["dlq_partition"] == "0"
             assert bad.reason in headers["dlq_error"], (bad.kind, name, headers["dlq_error"])
     assert not valid_offsets & set(letters), "a valid event was dead-lettered"
+
+
+async def test_an_sms_with_a_nul_character_is_stored_and_archived_like_any_other(
+    settings: Settings, kafka_bootstrap: str, database_url: str, topics: list[str]
+) -> None:
+    """Postgres refuses U+0000 in text and jsonb: before events replaced it, such an SMS was
+    acknowledged by the bridge and then dead-lettered by inbound_sms and the archive."""
+    secret = "nul-test-gateway-secret"
+    settings = settings.model_copy(
+        update={
+            "bridge_port": free_port(),
+            "secrets": SecretsSettings(gateway_secret=SecretStr(secret)),
+        }
+    )
+    push = {"to": "+16465550001", "from": "+15551230000", "body": "code\u00001234"}
+    async with (
+        running(settings, kafka_bootstrap, database_url, components("projector", "bridge")) as rt,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.bridge_port}") as bridge,
+    ):
+        answer = await bridge.post(
+            "/sms/simple", json=push | {"gateway_id": "gw-1"}, headers={"x-gateway-secret": secret}
+        )
+        assert answer.status_code == 200, answer.text
+        [message_id] = answer.json()["ids"]
+
+        async def stored() -> tuple[object, object]:
+            body = await rt.pool.fetchval(
+                "SELECT body FROM inbound_sms WHERE message_id = $1", message_id
+            )
+            archived = await rt.pool.fetchval("SELECT 1 FROM event_log WHERE id = $1", message_id)
+            return body, archived
+
+        body, _ = await eventually(stored, until=all, within=30, interval=0.2)
+    assert body == "code\ufffd1234"
