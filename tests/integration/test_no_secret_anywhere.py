@@ -226,6 +226,7 @@ async def test_no_secret_in_logs_topics_tables_or_pages_after_a_full_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = configured(settings)
+    before = structlog.get_config()
     configure("json", "DEBUG", [v for v in settings.secret_values().values() if v])
     caplog.set_level(logging.INFO)
     receiver_app, receiver = create_reseller_receiver()
@@ -249,7 +250,7 @@ async def test_no_secret_in_logs_topics_tables_or_pages_after_a_full_run(
         finally:
             await conn.close()
     finally:
-        structlog.reset_defaults()
+        structlog.configure(**before)
     out, err = capfd.readouterr()
     # the HTTP clients' lines of whoever calls simfleet (the sandbox gateways, this test as a
     # gateway or a cron job) are the caller's logs, not simfleet's: the secret is in their URL
