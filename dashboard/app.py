@@ -46,6 +46,7 @@ from infra.settings import Settings
 from infra.webhook_signing import SecretBox
 from producers.commands import Commands
 from producers.reseller_commands import ResellerCommands
+from projections.log_queries import BadCursor
 
 
 def create_dashboard_app(
@@ -102,6 +103,8 @@ def create_dashboard_app(
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
+    app.add_exception_handler(BadCursor, bad_value)
+    app.add_exception_handler(asyncpg.DataError, bad_value)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -135,6 +138,15 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     dashboard: Dashboard = request.app.state.dashboard
     problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors())
     return dashboard.page(request, "error.html", status_code=422, message=problems)
+
+
+async def bad_value(request: Request, exc: Exception) -> Response:
+    """A value the queries cannot use: a forged page cursor, or text Postgres refuses to compare
+    or store (a NUL character, say; class 22 "data exception") — the request's fault, a 400."""
+    message = (
+        str(exc) if isinstance(exc, BadCursor) else f"A value in the request is unusable: {exc}"
+    )
+    return await http_error(request, HTTPException(400, message))
 
 
 async def broker_unavailable(request: Request, _exc: Exception) -> Response:

@@ -21,6 +21,7 @@ EVENT_TYPES: dict[str, builtins.type[Event]] = {}
 REQUESTED_BY = (
     "actor: dashboard:<user>, api:<user>, run:<SECRET_VARIABLE>, cli:<os user>, or system"
 )
+NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
 class Payload(BaseModel):
@@ -30,6 +31,25 @@ class Payload(BaseModel):
 def canonical_id(event_type: str, identity: dict[str, Any]) -> str:
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"{event_type}_{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def storable(value: Any) -> Any:
+    """``value`` with U+0000 replaced by U+FFFD in every string, however deep. Postgres text
+    and jsonb cannot hold U+0000: an SMS carrying one would be acknowledged, then refused by
+    every projection (dead-lettered, missing from ``inbound_sms`` and the archive)."""
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT) if NUL in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(storable(v) for v in value)
+    if isinstance(value, BaseModel):
+        dumped = value.model_dump()
+        cleaned = storable(dumped)
+        return value if cleaned == dumped else cleaned
+    return value
 
 
 def new_ref() -> str:
@@ -84,8 +104,9 @@ class Event(BaseModel):
     def create(
         cls, *, producer: str, time: datetime, correlationid: str | None = None, **fields: Any
     ) -> Self:
-        """``producer`` becomes the CloudEvents ``source`` (e.g. ``simfleet/activation``)."""
-        data = cls.payload_model().model_validate(fields)
+        """``producer`` becomes the CloudEvents ``source`` (e.g. ``simfleet/activation``); a NUL
+        character in any field becomes U+FFFD (see ``storable``)."""
+        data = cls.payload_model().model_validate(storable(fields))
         event_id = cls.id_for(data)
         return cls(
             type=cls.event_type(),

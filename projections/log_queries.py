@@ -10,7 +10,7 @@ only for a term that matches nothing. Endpoint signing secrets are never selecte
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -199,11 +199,20 @@ async def helix_page(
     )
 
 
+class BadCursor(ValueError):
+    """A page cursor this module did not hand out."""
+
+
 def _helix_cursor(older: str | None) -> tuple[datetime | None, str | None]:
     if not older:
         return None, None
     at, _, call_id = older.partition("|")
-    return datetime.fromisoformat(at), call_id
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        message = f"older={older!r} is not a Helix log cursor (<time ISO>|<call id>)"
+        raise BadCursor(message) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC), call_id
 
 
 def _helix_call(row: Any) -> HelixCall:

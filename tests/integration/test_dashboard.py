@@ -368,6 +368,24 @@ async def test_the_logs_show_sms_deliveries_helix_calls_and_resellers(dash: Dash
     assert "sealed_secret" not in str(resellers)
 
 
+async def test_values_the_queries_cannot_use_are_a_400_with_the_reason(dash: Dash) -> None:
+    """Found by test_dashboard_fuzz.py: each of these was a 500."""
+    big = str(2**63)
+    for path in ("/api/helix?older=W", "/helix?older=0000-00", f"/api/sms?older={big}"):
+        response = await dash.http.get(path)
+        assert response.status_code == 400, (path, response.text)
+    for path in ("/api/sims?after=a%00", "/sims?after=%00", "/api/sims/%00"):
+        response = await dash.http.get(path)
+        assert response.status_code == 400, (path, response.text)
+    null = await dash.http.post("/api/sims/suspend", json={"iccids": ["89\u0000"]})
+    assert (null.status_code, "0x00" in null.text) == (400, True)
+    huge = await dash.http.post("/api/deliveries/resend", json={"delivery_ids": [2**63]})
+    assert (huge.status_code, "int64" in huge.text) == (400, True)
+    assert "not a Helix log cursor" in (await dash.http.get("/api/helix?older=W")).text
+    older = (await dash.http.get("/api/helix", params={"limit": 1})).json()["older"]
+    assert (await dash.http.get("/api/helix", params={"older": older})).status_code == 200
+
+
 # --- controls --------------------------------------------------------------------------------
 
 

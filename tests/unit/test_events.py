@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from events import EVENT_TYPES, MalformedEvent, UnknownEventType, decode, encode
 from events.codec import headers_for
+from events.gateway import GatewayStatusReported, PortStatus
 from events.sim import NumberAssigned, SimActivated, SimActivationRequested
 from events.sms import SmsReceived
 from events.topics import ALL_TOPICS, SMS_INBOUND, topic_for_type
@@ -50,6 +51,20 @@ def test_same_fact_gives_same_id_whenever_it_is_seen() -> None:
 )
 def test_a_different_fact_gets_a_different_id(change: dict[str, object]) -> None:
     assert sms(**change).id != sms().id
+
+
+def test_a_nul_character_in_any_field_becomes_a_replacement_character() -> None:
+    """Postgres text and jsonb cannot hold U+0000: such an event would reach no table."""
+    event = sms(body="code\x001234", port="1.\x0001")
+    assert (event.data.body, event.data.port) == ("code\ufffd1234", "1.\ufffd01")
+    assert event.id == sms(body="code\ufffd1234", port="1.\ufffd01").id
+    assert "\\u0000" not in encode(event).decode()
+    ports = [PortStatus(port="2.\x0001", status_code=3, iccid=None)]
+    status = GatewayStatusReported.create(
+        producer="test", time=T0, gateway_id="gw\x00", ports=ports, reported_at=T0
+    )
+    assert (status.subject, status.data.ports[0].port) == ("gw\ufffd", "2.\ufffd01")
+    assert sms().data.body == "VERIFY ABC123"  # nothing else changes
 
 
 def test_subject_is_the_partition_key_of_the_topic() -> None:

@@ -1,0 +1,26 @@
+"""The runtime's own components, started in the test's process against the session's broker and
+Postgres — the same composition root ``simfleet run`` uses (``infra.app.running``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from infra.app import Component, Endpoints, Runtime, prepare
+from infra.app import running as run_components
+from infra.components import components_by_role
+from infra.settings import Settings
+
+
+def components(*roles: str) -> list[Component]:
+    return [c for role in roles for c in components_by_role(role)]
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, kafka_bootstrap: str, database_url: str, parts: Sequence[Component]
+) -> AsyncIterator[Runtime]:
+    endpoints = Endpoints(kafka_bootstrap, database_url)
+    await prepare(settings, endpoints)
+    async with run_components(settings, endpoints, parts, announce=lambda _line: None) as rt:
+        yield rt
