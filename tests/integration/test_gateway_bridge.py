@@ -265,6 +265,41 @@ async def test_a_missing_or_wrong_secret_is_401_in_every_form(
     assert base64.b64decode(rejection_of(first).data.body_base64) == b"{barrier"
 
 
+async def test_every_route_of_the_bridge_refuses_a_missing_or_wrong_secret(
+    bridge_settings: Settings, topics: list[str], kafka_bootstrap: str, http: httpx.AsyncClient
+) -> None:
+    """Walks the route table: only health and the API description are open."""
+    from fastapi.routing import iter_route_contexts
+
+    open_paths = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    broker = build_broker(bridge_settings.kafka, kafka_bootstrap)
+    async with broker:
+        bus = Bus(broker, bridge_settings.kafka.topic_prefix)
+        app = create_bridge_app(bridge_settings, bus, SystemClock())
+        routes = [
+            (method, route.path.replace("{secret}", "nope"))
+            for route in iter_route_contexts(app.routes)
+            if route.path is not None and route.path not in open_paths
+            for method in sorted(route.methods or ())
+            if method != "HEAD"
+        ]
+        async with serve_http(app) as url:
+            answers = {
+                (method, path, how): (
+                    await http.request(
+                        method,
+                        f"{url}{path}",
+                        content=b'{"type": "recv-sms", "sms_num": 0, "sms": []}',
+                        headers=headers,
+                    )
+                ).status_code
+                for method, path in routes
+                for how, headers in (("none", {}), ("wrong", {"x-gateway-secret": "nope"}))
+            }
+    assert len(routes) >= 6  # /sms, /sms/simple, /status, each also under /s/<secret>/
+    assert set(answers.values()) == {401}, answers
+
+
 async def test_an_empty_configured_secret_refuses_everything(
     settings: Settings, topics: list[str], kafka_bootstrap: str, http: httpx.AsyncClient
 ) -> None:
