@@ -25,7 +25,8 @@ from producers.reseller_commands import (
     ResellerCommands,
 )
 from projections import reseller_queries as queries
-from projections.reseller_queries import DeliveryView, EndpointView, ResellerView
+from projections.log_queries import DeliveryRow
+from projections.reseller_queries import EndpointView, ResellerView
 
 Reason = Annotated[str, Query(max_length=500, description="why (for the operator audit)")]
 
@@ -199,7 +200,7 @@ def resellers_api(
         ] = None,
         endpoint_id: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> list[DeliveryView]:
+    ) -> list[DeliveryRow]:
         return await queries.list_deliveries(
             pool, reseller_id, status=state, endpoint_id=endpoint_id, limit=limit
         )

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from pydantic import Field
 
 from infra.redaction import redact
 from projections.queries import PAGE_SIZE, SmsRow, View
@@ -29,12 +30,15 @@ class SmsPage(View):
 
 
 class DeliveryRow(View):
+    """One row of ``webhook_deliveries``: the dashboard's deliveries page and the resellers
+    JSON API both read it."""
+
     id: int
     message_id: str
     endpoint: str
     reseller_id: str
     event_type: str
-    status: str
+    status: str = Field(description="pending | retrying | delivered | failed")
     attempts: int
     last_status_code: int | None
     last_error: str | None

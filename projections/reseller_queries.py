@@ -10,6 +10,8 @@ from datetime import datetime
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
+from projections.log_queries import DeliveryRow
+
 LIST_RESELLERS = """
 SELECT r.id, r.name, r.created_at,
        (SELECT count(*) FROM reseller_webhooks w WHERE w.reseller_id = r.id) AS endpoints,
@@ -35,7 +37,7 @@ SELECT count(*) FROM webhook_claims
 WHERE endpoint_id = $1 AND state IN ('failed', 'skipped') AND created_at >= $2
 """
 LIST_DELIVERIES = """
-SELECT message_id, endpoint, reseller_id, event_type, status, attempts, last_status_code,
+SELECT id, message_id, endpoint, reseller_id, event_type, status, attempts, last_status_code,
        last_error, last_latency_ms, next_attempt_at, delivered_at, created_at, updated_at
 FROM webhook_deliveries
 WHERE reseller_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR endpoint = $3)
@@ -72,22 +74,6 @@ class EndpointView(_Row):
     created_at: datetime
 
 
-class DeliveryView(_Row):
-    message_id: str
-    endpoint: str
-    reseller_id: str
-    event_type: str
-    status: str = Field(description="pending | retrying | delivered | failed")
-    attempts: int
-    last_status_code: int | None
-    last_error: str | None
-    last_latency_ms: float | None
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
 async def list_resellers(pool: asyncpg.Pool) -> list[ResellerView]:
     return [ResellerView(**dict(r)) for r in await pool.fetch(LIST_RESELLERS)]
 
@@ -108,9 +94,9 @@ async def list_deliveries(
     status: str | None = None,
     endpoint_id: str | None = None,
     limit: int = 100,
-) -> list[DeliveryView]:
+) -> list[DeliveryRow]:
     rows = await pool.fetch(LIST_DELIVERIES, reseller_id, status, endpoint_id, limit)
-    return [DeliveryView(**dict(r)) for r in rows]
+    return [DeliveryRow(**dict(r)) for r in rows]
 
 
 async def get_endpoint(
