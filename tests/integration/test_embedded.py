@@ -151,7 +151,7 @@ async def test_postgres_reuse_attaches_without_owning(state_dir: Path) -> None:
 def test_missing_broker_binary_says_what_to_set(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded, "_tansu_path", lambda: state_dir / "no-such-tansu")
+    monkeypatch.setattr(embedded, "tansu_path", lambda: state_dir / "no-such-tansu")
     with pytest.raises(EmbeddedInfraError, match="KAFKA_BOOTSTRAP_SERVERS=host:port"):
         start_broker(state_dir)
 

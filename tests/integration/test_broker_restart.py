@@ -1,0 +1,294 @@
+"""The broker restarted while gateways push: 503 meanwhile, nothing acknowledged is lost.
+
+The broker is a Tansu that keeps its data in S3 (``tests.support.durable_broker``), so a restart
+is a real one: the process is SIGKILLed mid-stream and started again on the same storage and
+port, as a crashed Kafka brought back by its supervisor would be. Gateways keep pushing
+throughout; the bridge and the inbound_sms projection run through it and are never restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import SecretStr
+
+from consumers.dlq import DeadLetters
+from events.codec import decode
+from events.envelope import Event
+from events.sms import SmsReceived
+from events.topics import SMS_INBOUND
+from infra.clock import SystemClock
+from infra.http import serve_http
+from infra.kafka import Bus, build_broker, ensure_topics
+from infra.postgres import create_pool
+from infra.settings import SecretsSettings, Settings
+from producers.gateway_bridge import RETRY_AFTER_S, create_bridge_app
+from projections.runner import ProjectionRunner
+from projections.sms import InboundSmsProjection
+from tests.conftest import isolated_settings
+from tests.support.durable_broker import DurableBroker, S3Server
+from tests.support.eventually import eventually
+
+pytestmark = pytest.mark.integration
+
+SECRET = "gw-secret-for-restart-tests"
+GATEWAYS = 4
+ROWS = 3  # SMS per push
+PUSHED_BEFORE_KILL = 60  # acknowledged pushes before the broker is killed
+REFUSED_WHILE_DOWN = 2 * GATEWAYS  # refused pushes before the broker is started again
+PUSHED_AFTER_RESTART = 30
+T0 = 1_763_900_000
+
+
+@dataclass(frozen=True)
+class Push:
+    gateway: int
+    number: int
+
+    @property
+    def bodies(self) -> list[str]:
+        return [f"gw {self.gateway} push {self.number} row {row}" for row in range(ROWS)]
+
+    def payload(self) -> dict[str, Any]:
+        to = f"555987{self.gateway:04d}"
+        rows = [
+            [0, f"{row + 1}.01", T0 + self.number, "+15551230000", to, body]
+            for row, body in enumerate(self.bodies)
+        ]
+        return {"type": "recv-sms", "sms_num": len(rows), "sms": rows}
+
+
+@dataclass(frozen=True)
+class Answer:
+    push: Push
+    status: int
+    retry_after: str | None
+    body: dict[str, Any]
+    sent_at: float
+    answered_at: float
+
+
+@dataclass
+class Gateways:
+    """``GATEWAYS`` gateways pushing new SMS one push after the other until told to stop."""
+
+    http: httpx.AsyncClient
+    url: str
+    answers: list[Answer] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def send(self, push: Push) -> Answer:
+        sent_at = time.monotonic()
+        response = await self.http.post(f"{self.url}/s/{SECRET}/sms", json=push.payload())
+        return Answer(
+            push,
+            response.status_code,
+            response.headers.get("retry-after"),
+            response.json(),
+            sent_at,
+            time.monotonic(),
+        )
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._push(g)) for g in range(GATEWAYS)]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _push(self, gateway: int) -> None:
+        number = 0
+        while not self._stop.is_set():
+            self.answers.append(await self.send(Push(gateway, number)))
+            number += 1  # no pause: at any moment each gateway has a push in flight
+
+    async def answered(self, status: int, since: float, at_least: int) -> None:
+        def count() -> int:
+            return sum(1 for a in self.answers if a.status == status and a.sent_at >= since)
+
+        async def enough() -> bool:
+            return count() >= at_least
+
+        await eventually(enough, within=60)
+
+    async def retry_refused(self) -> list[Answer]:
+        """What a gateway does with a refused push: the same SMS again until accepted."""
+        retried = []
+        for push in [a.push for a in self.answers if a.status != 200]:
+
+            async def resend(push: Push = push) -> Answer:
+                return await self.send(push)
+
+            retried.append(await eventually(resend, until=lambda a: a.status == 200, within=30))
+        return retried
+
+
+@pytest.fixture
+async def durable_kafka(tmp_path: Path) -> AsyncIterator[DurableBroker]:
+    s3 = S3Server(tmp_path / "s3.log")
+    await asyncio.to_thread(s3.start)
+    broker = DurableBroker(s3, tmp_path / "tansu.log")
+    try:
+        await broker.start()
+        yield broker
+    finally:
+        broker.kill()
+        s3.stop()
+
+
+@pytest.fixture
+async def restart_settings(
+    durable_kafka: DurableBroker, database_url: str, topic_prefix: str
+) -> Settings:
+    settings = isolated_settings(durable_kafka.bootstrap, database_url, topic_prefix)
+    await ensure_topics(durable_kafka.bootstrap, settings.kafka)
+    return settings.model_copy(
+        update={"secrets": SecretsSettings(gateway_secret=SecretStr(SECRET))}
+    )
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(runner.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def topic_events(bootstrap: str, settings: Settings, ids: set[str]) -> list[Event]:
+    """Every event on sms.inbound from offset 0, read until all of ``ids`` were seen (or 30 s)
+    and then a little longer: a late duplicate would show up there."""
+    topic = SMS_INBOUND.full_name(settings.kafka.topic_prefix)
+    partitions = settings.kafka.partitions_for(SMS_INBOUND.name, SMS_INBOUND.partitions)
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[Event] = []
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + 30
+        rounds_after = 5
+        while rounds_after > 0:
+            batch = await consumer.getmany(timeout_ms=200)
+            found += [decode(r.value) for records in batch.values() for r in records]
+            if ids <= {e.id for e in found} or time.monotonic() > deadline:
+                rounds_after -= 1
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def rows(pool: asyncpg.Pool) -> tuple[int, set[str]]:
+    records = await pool.fetch("SELECT message_id FROM inbound_sms")
+    return len(records), {str(r["message_id"]) for r in records}
+
+
+async def rows_once_projected(pool: asyncpg.Pool, ids: set[str]) -> tuple[int, set[str]]:
+    """inbound_sms once it holds all of ``ids`` (or after 60 s) and a moment later, room for a
+    late duplicate row to show up. The caller asserts on what it returns."""
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: rows(pool), until=lambda r: ids <= r[1], within=60, interval=0.2)
+    await asyncio.sleep(1.0)
+    return await rows(pool)
+
+
+def during(answers: list[Answer], start: float, end: float) -> list[Answer]:
+    return [a for a in answers if a.sent_at >= start and a.answered_at < end]
+
+
+async def test_broker_restarted_while_gateways_push_503_meanwhile_and_nothing_acknowledged_lost(
+    restart_settings: Settings, durable_kafka: DurableBroker, pool: asyncpg.Pool
+) -> None:
+    settings, kafka = restart_settings, durable_kafka
+    marks: dict[str, float] = {}
+
+    def mark(name: str) -> float:
+        marks[name] = time.monotonic()
+        return marks[name]
+
+    broker = build_broker(settings.kafka, kafka.bootstrap)
+    async with broker, httpx.AsyncClient(timeout=30) as http:
+        bus = Bus(broker, settings.kafka.topic_prefix, timeout_s=2.0)
+        runner = ProjectionRunner(
+            InboundSmsProjection(),
+            bootstrap=kafka.bootstrap,
+            kafka=settings.kafka,
+            pool=pool,
+            dead_letters=DeadLetters(bus, "inbound_sms"),
+            retry_delay_s=0.25,
+        )
+        app = create_bridge_app(settings, bus, SystemClock())
+        async with serve_http(app) as url, running(runner) as projecting:
+            gateways = Gateways(http, url)
+            gateways.start()
+            await gateways.answered(200, since=mark("start"), at_least=PUSHED_BEFORE_KILL)
+            # the projection is reading too, so it has to live through the restart
+            await eventually(lambda: rows(pool), until=lambda r: r[0] > 0, within=30)
+            mark("kill")
+            kafka.kill()  # while pushes are in flight
+            await gateways.answered(503, since=mark("down"), at_least=REFUSED_WHILE_DOWN)
+            mark("restart")
+            await kafka.start()  # same storage, same port
+            await gateways.answered(200, since=mark("up"), at_least=PUSHED_AFTER_RESTART)
+            await gateways.stop()
+            retried = await gateways.retry_refused()
+
+            acknowledged = [a for a in gateways.answers + retried if a.status == 200]
+            ids = {i for a in acknowledged for i in a.body["ids"]}
+            row_count, row_ids = await rows_once_projected(pool, ids)
+            assert not projecting.done(), "the projection gave up"
+
+    answers = gateways.answers
+    # while the broker was down every push was refused with 503 + Retry-After, none accepted
+    outage = during(answers, marks["down"], marks["restart"])
+    assert len(outage) >= REFUSED_WHILE_DOWN
+    assert {(a.status, a.retry_after) for a in outage} == {(503, str(RETRY_AFTER_S))}
+    assert {a.body["error"] for a in outage} == {"event store unavailable, retry later"}
+    # the pushes in flight at the kill may go either way; nothing else is ever answered
+    assert {a.status for a in answers} <= {200, 503}
+    assert any(a.sent_at < marks["kill"] < a.answered_at for a in answers), "none in flight"
+
+    # every acknowledged SMS is on the topic; duplicates only as the same event again
+    assert {a.push for a in acknowledged} == {a.push for a in answers}  # all accepted at last
+    assert len(ids) == ROWS * len(answers)
+    bodies = {i: b for a in acknowledged for i, b in zip(a.body["ids"], a.push.bodies, strict=True)}
+    events = await topic_events(kafka.bootstrap, settings, ids)
+    on_topic = {e.id for e in events}
+    assert len(ids - on_topic) == 0, f"{len(ids - on_topic)} acknowledged SMS lost"
+    assert on_topic == ids
+    for event in events:
+        assert isinstance(event, SmsReceived)
+        assert event.data.body == bodies[event.id]
+
+    # the projection, which read through the restart, holds each SMS exactly once
+    assert len(ids - row_ids) == 0, f"{len(ids - row_ids)} acknowledged SMS not in inbound_sms"
+    assert (row_count, row_ids) == (len(ids), ids)
+
+    print(  # noqa: T201  (this run's figures, shown with pytest -s)
+        f"\nbroker restart: {len(answers)} pushes / {len(ids)} SMS; "
+        f"{len(outage)} refused while down, restart took {marks['up'] - marks['restart']:.2f} s; "
+        f"{len(retried)} refused pushes retried; {len(events)} records on the topic "
+        f"({len(events) - len(ids)} duplicates of acknowledged ids)"
+    )
