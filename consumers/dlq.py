@@ -6,14 +6,17 @@ from and why, so an operator can inspect, fix and re-publish it; the source part
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 
+from events import EventDecodeError, decode
+from events.envelope import Event
+from events.topics import HEADER_TYPE
 from infra.kafka import Bus
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_FAILED
 
@@ -161,3 +164,24 @@ def _record_lag(kafka_consumer: Any, group: str, record: Any) -> None:
     end = highwater(TopicPartition(record.topic, record.partition))
     if end is not None:
         CONSUMER_LAG.labels(group, record.topic, record.partition).set(end - record.offset - 1)
+
+
+async def decode_wanted(
+    records: Sequence[ConsumerRecord[Any, Any]],
+    wanted: Collection[str],
+    dead: DeadLetters,
+    *,
+    admit: Callable[[ConsumerRecord[Any, Any]], bool] = lambda _record: True,
+) -> list[tuple[ConsumerRecord[Any, Any], Event]]:
+    """A batch's records of the ``wanted`` types (by header: others are never parsed) that
+    ``admit`` lets through, decoded; a record that does not decode is parked, the rest go on."""
+    found = []
+    for record in records:
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        if headers.get(HEADER_TYPE) not in wanted or not admit(record):
+            continue
+        try:
+            found.append((record, decode(record.value, headers[HEADER_TYPE])))
+        except EventDecodeError as err:
+            await dead.park(record, headers=headers, error=err, event_id=err.event_id)
+    return found

@@ -23,11 +23,9 @@ from typing import Annotated, Any, cast
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
-from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
-from faststream.message import StreamMessage
 
-from consumers.dlq import DeadLetters, observe_batch
+from consumers.dlq import DeadLetters, decode_wanted, observe_batch
 from consumers.endpoint_health_rules import (
     Health,
     HealthPolicy,
@@ -38,7 +36,6 @@ from consumers.endpoint_health_rules import (
     overdue,
     reset,
 )
-from events import EventDecodeError, decode
 from events.envelope import Event
 from events.reseller import (
     WebhookEndpointAdded,
@@ -48,11 +45,11 @@ from events.reseller import (
     WebhookEndpointRecovered,
     WebhookEndpointRemoved,
 )
-from events.topics import HEADER_TYPE, RESELLER_REGISTRY, WEBHOOK_DELIVERIES
+from events.topics import RESELLER_REGISTRY, WEBHOOK_DELIVERIES
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
-from infra.kafka import BrokerUnavailable, Bus
+from infra.kafka import BrokerUnavailable, Bus, consume_batches
 from infra.settings import Settings
 
 PRODUCER = "simfleet/endpoint-health"
@@ -134,25 +131,9 @@ HealthDep = Annotated[HealthTracker, LoopContext("endpoint_health")]
 def build_router(settings: Settings, *, group: str = "endpoint_health") -> KafkaRouter:
     kafka = settings.kafka
     router = KafkaRouter()
-    subscriber = router.subscriber(
-        *(t.full_name(kafka.topic_prefix) for t in (WEBHOOK_DELIVERIES, RESELLER_REGISTRY)),
-        group_id=f"{kafka.topic_prefix}{group}",
-        batch=True,
-        max_records=500,
-        batch_timeout_ms=50,
-        # Postgres or the broker away is retried in the handler; anything else is a bug: re-read
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        session_timeout_ms=kafka.kafka_session_timeout_ms,
-        heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
-        decoder=_undecoded,
-    )
+    subscriber = consume_batches(router, kafka, (WEBHOOK_DELIVERIES, RESELLER_REGISTRY), group)
     subscriber(track_health)
     return router
-
-
-async def _undecoded(_msg: StreamMessage[Any]) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -178,21 +159,15 @@ async def track_health(msg: MessageDep, endpoint_health: HealthDep) -> None:
 async def _decoded(
     records: Sequence[ConsumerRecord[Any, Any]], dead: DeadLetters
 ) -> list[Positioned]:
-    found = []
-    for r in records:
-        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-        if headers.get(HEADER_TYPE) not in WANTED:
-            continue
-        try:
-            event = decode(r.value, headers[HEADER_TYPE])
-        except EventDecodeError as err:
-            await dead.park(r, headers=headers, error=err, event_id=err.event_id)
-            continue
-        if not isinstance(event, EndpointEvent):
-            continue
-        kind = "delivery" if r.topic.endswith(WEBHOOK_DELIVERIES.name) else "registry"
-        found.append(Positioned(event, kind, r.offset))
-    return found
+    return [
+        Positioned(
+            event,
+            "delivery" if record.topic.endswith(WEBHOOK_DELIVERIES.name) else "registry",
+            record.offset,
+        )
+        for record, event in await decode_wanted(records, WANTED, dead)
+        if isinstance(event, EndpointEvent)
+    ]
 
 
 @dataclass

@@ -24,18 +24,15 @@ from typing import Any, cast
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
-from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
-from faststream.message import StreamMessage
 
-from consumers.dlq import DeadLetters, observe_batch
-from events import EventDecodeError, decode
+from consumers.dlq import DeadLetters, decode_wanted, observe_batch
 from events.sim import SimInboundResumed
 from events.sms import SmsReceived
-from events.topics import HEADER_TYPE, SMS_INBOUND
+from events.topics import SMS_INBOUND
 from infra.context import MessageDep
 from infra.deps import BusDep, ClockDep, PoolDep
-from infra.kafka import Bus
+from infra.kafka import Bus, consume_batches
 from infra.settings import Settings
 
 CONSUMER = "silence"
@@ -115,26 +112,8 @@ def resumed_event(row: asyncpg.Record, now: datetime) -> SimInboundResumed:
 
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
-    router.subscriber(
-        SMS_INBOUND.full_name(settings.kafka.topic_prefix),
-        group_id=f"{settings.kafka.topic_prefix}{CONSUMER}",
-        batch=True,
-        max_records=500,
-        batch_timeout_ms=50,
-        # a failing batch means Postgres or the broker is away (or a bug): read it again rather
-        # than lose an SMS's activity; undecodable records go to the DLQ one by one instead
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka.kafka_heartbeat_interval_ms,
-        decoder=_undecoded,
-    )(on_sms_for_silence)
+    consume_batches(router, settings.kafka, (SMS_INBOUND,), CONSUMER)(on_sms_for_silence)
     return router
-
-
-async def _undecoded(_msg: StreamMessage[Any]) -> None:
-    """The handler decodes the records itself (and parks the ones it cannot)."""
-    return None
 
 
 async def on_sms_for_silence(msg: MessageDep, pool: PoolDep, bus: BusDep, clock: ClockDep) -> None:
@@ -147,13 +126,5 @@ async def on_sms_for_silence(msg: MessageDep, pool: PoolDep, bus: BusDep, clock:
 async def received(
     records: tuple[ConsumerRecord[Any, Any], ...], dead: DeadLetters
 ) -> list[SmsReceived]:
-    found = []
-    for r in records:
-        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-        if headers.get(HEADER_TYPE) != SmsReceived.event_type():
-            continue
-        try:
-            found.append(cast(SmsReceived, decode(r.value, headers[HEADER_TYPE])))
-        except EventDecodeError as err:
-            await dead.park(r, headers=headers, error=err, event_id=err.event_id)
-    return found
+    wanted = (SmsReceived.event_type(),)
+    return [cast(SmsReceived, event) for _r, event in await decode_wanted(records, wanted, dead)]

@@ -30,11 +30,10 @@ from typing import Annotated, Any, cast
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
-from faststream import AckPolicy, Depends
+from faststream import Depends
 from faststream.kafka import KafkaRouter
-from faststream.message import StreamMessage
 
-from consumers.dlq import DeadLetterMiddleware, DeadLetters, observe_batch
+from consumers.dlq import DeadLetterMiddleware, DeadLetters, decode_wanted, observe_batch
 from consumers.effects import once
 from consumers.rotation_rules import RotationPolicy, next_rotation_at
 from consumers.verification_guards import Refused, mark_deferred, release_slot, take_slot
@@ -57,7 +56,6 @@ from consumers.verification_store import (
     record_sent,
     reserve_code,
 )
-from events import EventDecodeError, decode
 from events.envelope import Event
 from events.sim import (
     NumberAssigned,
@@ -67,11 +65,11 @@ from events.sim import (
     VerificationSkipped,
 )
 from events.sms import SmsReceived
-from events.topics import HEADER_TYPE, SIM_LIFECYCLE, SMS_INBOUND
+from events.topics import SIM_LIFECYCLE, SMS_INBOUND
 from infra.clock import Clock
 from infra.context import MessageDep
 from infra.deps import BusDep, ClockDep, PoolDep, SettingsDep
-from infra.kafka import Bus, consume, is_type
+from infra.kafka import Bus, consume, consume_batches, is_type
 from infra.metrics import VERIFICATIONS
 from infra.settings import Settings
 from infra.skyline import SkylineClient, SkylineDep, SkylineError
@@ -252,28 +250,11 @@ def build_router(settings: Settings) -> KafkaRouter:
         """Every other sim.lifecycle event is someone else's."""
 
     replies_router = KafkaRouter()
-    replies_router.subscriber(
-        SMS_INBOUND.full_name(settings.kafka.topic_prefix),
-        group_id=f"{settings.kafka.topic_prefix}{CONSUMER}-replies",
-        batch=True,
-        max_records=500,
-        batch_timeout_ms=50,
-        # a failing batch means Postgres or the broker is away (or a bug): read it again rather
-        # than lose a code; undecodable records go to the DLQ one by one instead
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka.kafka_heartbeat_interval_ms,
-        decoder=_undecoded,
-    )(on_inbound_sms)
+    replies = f"{CONSUMER}-replies"
+    consume_batches(replies_router, settings.kafka, (SMS_INBOUND,), replies)(on_inbound_sms)
     router = KafkaRouter()
     router.include_routers(lifecycle_router, replies_router)
     return router
-
-
-async def _undecoded(_msg: StreamMessage[Any]) -> None:
-    """The handler decodes the few records that may be replies itself."""
-    return None
 
 
 async def on_inbound_sms(msg: MessageDep, flow: VerifierDep, bus: BusDep) -> None:
@@ -289,13 +270,7 @@ async def on_inbound_sms(msg: MessageDep, flow: VerifierDep, bus: BusDep) -> Non
 async def possible_replies(
     records: tuple[ConsumerRecord[Any, Any], ...], dead: DeadLetters
 ) -> list[SmsReceived]:
-    found = []
-    for r in records:
-        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-        if headers.get(HEADER_TYPE) != SmsReceived.event_type() or not might_be_reply(r.value):
-            continue
-        try:
-            found.append(cast(SmsReceived, decode(r.value, headers[HEADER_TYPE])))
-        except EventDecodeError as err:
-            await dead.park(r, headers=headers, error=err, event_id=err.event_id)
-    return found
+    admit = lambda record: might_be_reply(record.value)  # noqa: E731  (cheap, before parsing)
+    wanted = (SmsReceived.event_type(),)
+    found = await decode_wanted(records, wanted, dead, admit=admit)
+    return [cast(SmsReceived, event) for _record, event in found]

@@ -28,11 +28,9 @@ from typing import Annotated, Any, cast
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
-from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
-from faststream.message import StreamMessage
 
-from consumers.dlq import DeadLetters, observe_batch
+from consumers.dlq import DeadLetters, decode_wanted, observe_batch
 from consumers.verification_store import verification_sms_ids
 from consumers.webhook_attempts import Attempts
 from consumers.webhook_claims import Claims, NewDelivery
@@ -45,12 +43,10 @@ from consumers.webhook_rules import (
     webhook_body,
 )
 from consumers.webhook_targets import EndpointDirectory, resolve_targets
-from events import EventDecodeError, decode
 from events.envelope import Event
 from events.reseller import WebhookEndpointEnabled, WebhookResendRequested
 from events.sms import SmsReceived
 from events.topics import (
-    HEADER_TYPE,
     RESELLER_REGISTRY,
     SIM_LIFECYCLE,
     SMS_INBOUND,
@@ -59,7 +55,7 @@ from events.topics import (
 from events.webhook import WebhookRetryScheduled
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
-from infra.kafka import Bus, build_broker
+from infra.kafka import Bus, build_broker, consume_batches
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
@@ -95,28 +91,10 @@ WebhooksDep = Annotated[Webhooks, LoopContext("webhooks")]
 def build_router(settings: Settings, *, group: str = "webhooks") -> KafkaRouter:
     kafka = settings.kafka
     router = KafkaRouter()
-    subscriber = router.subscriber(
-        *(t.full_name(kafka.topic_prefix) for t in SOURCES),
-        group_id=f"{kafka.topic_prefix}{group}",
-        batch=True,
-        max_records=500,
-        batch_timeout_ms=20,
-        fetch_max_wait_ms=20,  # an SMS code is waited for: do not let the fetch idle 500 ms
-        # errors other than Postgres being away (retried in the handler) are bugs: re-read the
-        # batch rather than commit past it; undecodable records go to the DLQ one by one
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        session_timeout_ms=kafka.kafka_session_timeout_ms,
-        heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
-        decoder=_undecoded,
-    )
+    # an SMS code is waited for: neither the batch nor the fetch idles longer than 20 ms
+    subscriber = consume_batches(router, kafka, SOURCES, group, wait_ms=20, fetch_wait_ms=20)
     subscriber(on_batch)
     return router
-
-
-async def _undecoded(_msg: StreamMessage[Any]) -> None:
-    """The handler decodes record by record, so one bad record cannot fail the batch."""
-    return None
 
 
 async def on_batch(msg: MessageDep, webhooks: WebhooksDep) -> None:
@@ -141,16 +119,7 @@ async def on_batch(msg: MessageDep, webhooks: WebhooksDep) -> None:
 
 async def decoded(records: Sequence[ConsumerRecord[Any, Any]], dead: DeadLetters) -> list[Event]:
     """The events this flow acts on; other types are skipped by header, unparsed."""
-    events = []
-    for r in records:
-        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-        if headers.get(HEADER_TYPE) not in WANTED_TYPES:
-            continue
-        try:
-            events.append(decode(r.value, headers[HEADER_TYPE]))
-        except EventDecodeError as err:
-            await dead.park(r, headers=headers, error=err, event_id=err.event_id)
-    return events
+    return [event for _record, event in await decode_wanted(records, WANTED_TYPES, dead)]
 
 
 async def deliver_sources(webhooks: Webhooks, events: Sequence[SourceEvent]) -> None:

@@ -99,6 +99,40 @@ def consume(
     )
 
 
+def consume_batches(
+    router: KafkaRouter,
+    kafka: KafkaSettings,
+    topics: Sequence[Topic],
+    group: str,
+    *,
+    wait_ms: int = 50,
+    fetch_wait_ms: int = 500,
+) -> Any:
+    """A batch subscriber the simfleet way (webhooks, endpoint health, silence, verification
+    replies): up to 500 records handed over undecoded — the handler decodes them one by one
+    (``consumers.dlq.decode_wanted``), so one bad record cannot fail the batch — and a batch
+    whose handler raised is read again (Postgres or the broker away) rather than committed
+    past. ``wait_ms`` bounds how long a batch is gathered, ``fetch_wait_ms`` how long one fetch
+    idles on the broker (lower it where a waiting record is awaited by someone)."""
+    return router.subscriber(
+        *(t.full_name(kafka.topic_prefix) for t in topics),
+        group_id=f"{kafka.topic_prefix}{group}",
+        batch=True,
+        max_records=500,
+        batch_timeout_ms=wait_ms,
+        fetch_max_wait_ms=fetch_wait_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        session_timeout_ms=kafka.kafka_session_timeout_ms,
+        heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
+        decoder=_undecoded,
+    )
+
+
+async def _undecoded(_msg: StreamMessage[Any]) -> None:
+    return None
+
+
 class Bus:
     """Publishes events to their topic, keyed by subject, with CloudEvents headers."""
 
