@@ -49,7 +49,8 @@ GATEWAY_SECRET = "bench-gateway-secret"  # noqa: S105 (a bench's own throwaway)
 RESELLERS = 8
 TARGET = 2_000
 P99_TARGET_MS = 250
-STEP_RATES = (500, 1000, 1500, 2000, 2500, 3000, 4000, 5000)  # SMS/s
+STEP_RATES = (500, 1000, 1500, 2000, 3000, 4000, 6000)  # SMS/s
+RESOLUTION = 250  # SMS/s: the search stops when the gap is this small
 STEP_S = 4  # seconds of pushing per step
 DRAIN_S = 10  # a step's SMS not delivered this long after its last push are left behind
 
@@ -288,9 +289,13 @@ class Step:
 
 
 async def _step_search(pool: asyncpg.Pool, push: Pusher, first: int) -> list[Step]:
-    """Steps up the rate until a step does not keep up; returns every step tried."""
+    """Steps up the rate until a step does not keep up, then halves the gap between the last
+    rate kept up with and the first one not, down to RESOLUTION; returns every step tried."""
     steps: list[Step] = []
-    for rate in STEP_RATES:
+
+    async def step(rate: int) -> bool:
+        nonlocal first
+        await asyncio.sleep(1)  # each step starts idle
         count = rate * STEP_S
         pushed = await push(rate, count, first)
         first += count
@@ -298,9 +303,20 @@ async def _step_search(pool: asyncpg.Pool, push: Pusher, first: int) -> list[Ste
         latencies = await _latencies(pool, pushed.pushed)
         cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [math.inf] * 99
         steps.append(Step(rate, pushed, delivered, cuts[49], cuts[98]))
-        if not steps[-1].kept_up:
+        return steps[-1].kept_up
+
+    kept, failed = 0, 0
+    for rate in STEP_RATES:
+        if not await step(rate):
+            failed = rate
             break
-        await asyncio.sleep(1)  # the next step starts idle
+        kept = rate
+    while failed and failed - kept > RESOLUTION:
+        middle = (kept + failed) // 2 // RESOLUTION * RESOLUTION
+        if await step(middle):
+            kept = middle
+        else:
+            failed = middle
     return steps
 
 
@@ -318,8 +334,7 @@ async def _delivered_within(pool: asyncpg.Pool, ids: list[str], limit_s: float) 
 
 
 def _sustainable_row(steps: list[Step]) -> Row:
-    kept = [s for s in steps if s.kept_up]
-    best = kept[-1] if kept else None
+    best = max((s for s in steps if s.kept_up), key=lambda s: s.rate, default=None)
     tried = "; ".join(s.describe() for s in steps)
     return {
         "benchmark": "gateway push → webhook received, sustainable maximum",
