@@ -49,8 +49,7 @@ GATEWAY_SECRET = "bench-gateway-secret"  # noqa: S105 (a bench's own throwaway)
 RESELLERS = 8
 TARGET = 2_000
 P99_TARGET_MS = 250
-STEP_RATES = (500, 1000, 1500, 2000, 3000, 4000, 6000)  # SMS/s
-RESOLUTION = 250  # SMS/s: the search stops when the gap is this small
+STEP_RATES = (500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000)  # SMS/s
 STEP_S = 4  # seconds of pushing per step
 DRAIN_S = 10  # a step's SMS not delivered this long after its last push are left behind
 
@@ -289,13 +288,11 @@ class Step:
 
 
 async def _step_search(pool: asyncpg.Pool, push: Pusher, first: int) -> list[Step]:
-    """Steps up the rate until a step does not keep up, then halves the gap between the last
-    rate kept up with and the first one not, down to RESOLUTION; returns every step tried."""
+    """Steps the rate up until a step does not keep up; returns every step tried. Upwards only:
+    a step after an overloaded one would measure the overload's aftermath."""
     steps: list[Step] = []
-
-    async def step(rate: int) -> bool:
-        nonlocal first
-        await asyncio.sleep(1)  # each step starts idle
+    for rate in STEP_RATES:
+        await asyncio.sleep(2)  # each step starts idle
         count = rate * STEP_S
         pushed = await push(rate, count, first)
         first += count
@@ -303,20 +300,8 @@ async def _step_search(pool: asyncpg.Pool, push: Pusher, first: int) -> list[Ste
         latencies = await _latencies(pool, pushed.pushed)
         cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [math.inf] * 99
         steps.append(Step(rate, pushed, delivered, cuts[49], cuts[98]))
-        return steps[-1].kept_up
-
-    kept, failed = 0, 0
-    for rate in STEP_RATES:
-        if not await step(rate):
-            failed = rate
+        if not steps[-1].kept_up:
             break
-        kept = rate
-    while failed and failed - kept > RESOLUTION:
-        middle = (kept + failed) // 2 // RESOLUTION * RESOLUTION
-        if await step(middle):
-            kept = middle
-        else:
-            failed = middle
     return steps
 
 
