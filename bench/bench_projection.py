@@ -25,6 +25,7 @@ from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 
 EVENTS = 200_000
+CATCH_UP_S = 120
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -60,10 +61,11 @@ async def lone_event_latencies(bus: Bus, pool: asyncpg.Pool, samples: int = 20) 
         )
         started = time.perf_counter()
         await bus.emit(event)
-        while not await pool.fetchval(  # noqa: ASYNC110  (polling the table is the measurement)
-            "SELECT 1 FROM inbound_sms WHERE message_id = $1", event.id
-        ):
-            await asyncio.sleep(0.002)
+        async with asyncio.timeout(30):
+            while not await pool.fetchval(  # noqa: ASYNC110  (polling the table is the measurement)
+                "SELECT 1 FROM inbound_sms WHERE message_id = $1", event.id
+            ):
+                await asyncio.sleep(0.002)
         latencies.append((time.perf_counter() - started) * 1000)
         await asyncio.sleep(0.3)  # idle again before the next one
     return latencies
@@ -109,7 +111,8 @@ async def run() -> list[dict[str, object]]:
         )
         task = asyncio.create_task(runner.run())
         try:
-            await caught_up.wait()
+            async with asyncio.timeout(CATCH_UP_S):  # fail loudly, never hang `make bench`
+                await caught_up.wait()
             catch_up = list(batches)
             idle_ms = await lone_event_latencies(Bus(broker, settings.kafka.topic_prefix), pool)
         finally:

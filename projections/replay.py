@@ -28,8 +28,11 @@ from projections.runner import Projection, ProjectionRunner, Record
 
 Progress = Callable[[int, int | None], None]  # (events applied so far, total if known)
 
+# only the topics the projection reads under this prefix: a checkpoint left by another prefix
+# (or a topic since dropped) is a position the rebuild can never reach
 CHECKPOINTS = """
-SELECT topic, partition, "offset" FROM projection_checkpoints WHERE projection = $1
+SELECT topic, partition, "offset" FROM projection_checkpoints
+WHERE projection = $1 AND topic = ANY($2::text[])
 """
 LIVE_CHECKPOINTS = CHECKPOINTS.replace(
     "FROM projection_checkpoints", "FROM public.projection_checkpoints"
@@ -53,6 +56,7 @@ WHERE ($1::text[] IS NULL OR type = ANY($1)) AND ($2::timestamptz IS NULL OR tim
 ORDER BY topic, partition, "offset" LIMIT $7
 """
 VOLATILE_DEFAULTS = ("nextval(", "now()")
+STALL_S = 60.0  # behind the live position with no batch applied for this long: give up, loudly
 # Table and schema names below come from the projections' own declarations, never from input.
 
 
@@ -63,6 +67,7 @@ class ReplayError(RuntimeError):
 @dataclass
 class Shadow:
     projection: Projection
+    topics: list[str]
     schema: str
     pool: asyncpg.Pool
     applied: int = 0
@@ -70,7 +75,10 @@ class Shadow:
     archive_position: tuple[str, int, int] = ("", -1, -1)
 
     async def checkpoints(self) -> dict[tuple[str, int], int]:
-        return await _checkpoints(self.pool, self.projection.name, CHECKPOINTS)
+        return await _checkpoints(self.pool, self.projection.name, self.topics, CHECKPOINTS)
+
+    async def live_checkpoints(self, live_pool: asyncpg.Pool) -> dict[tuple[str, int], int]:
+        return await _checkpoints(live_pool, self.projection.name, self.topics)
 
 
 def _shadow_schema(name: str) -> str:
@@ -78,7 +86,9 @@ def _shadow_schema(name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def shadow_tables(dsn: str, projection: Projection) -> AsyncIterator[Shadow]:
+async def shadow_tables(
+    dsn: str, projection: Projection, kafka: KafkaSettings
+) -> AsyncIterator[Shadow]:
     schema = _shadow_schema(projection.name)
     conn = await asyncpg.connect(dsn)
     try:
@@ -89,7 +99,8 @@ async def shadow_tables(dsn: str, projection: Projection) -> AsyncIterator[Shado
         await conn.close()
     pool = await create_pool(dsn, min_size=1, max_size=4, search_path=f"{schema},public")
     try:
-        yield Shadow(projection, schema, pool)
+        topics = [t.full_name(kafka.topic_prefix) for t in projection.topics]
+        yield Shadow(projection, topics, schema, pool)
     finally:
         await pool.close()
         conn = await asyncpg.connect(dsn)
@@ -100,9 +111,9 @@ async def shadow_tables(dsn: str, projection: Projection) -> AsyncIterator[Shado
 
 
 async def _checkpoints(
-    pool: asyncpg.Pool, name: str, sql: str = LIVE_CHECKPOINTS
+    pool: asyncpg.Pool, name: str, topics: list[str], sql: str = LIVE_CHECKPOINTS
 ) -> dict[tuple[str, int], int]:
-    rows = await pool.fetch(sql, name)
+    rows = await pool.fetch(sql, name, topics)
     return {(r["topic"], r["partition"]): r["offset"] for r in rows}
 
 
@@ -120,10 +131,11 @@ async def projecting_from_topics(
     live_pool: asyncpg.Pool,
     progress: Progress,
     idle_s: float = 1.0,
+    stall_s: float = STALL_S,
 ) -> AsyncIterator[None]:
     """Projects from offset 0; enters once the shadow reached the live checkpoints and is idle,
-    and keeps projecting until the block exits."""
-    live = await _checkpoints(live_pool, shadow.projection.name)
+    and keeps projecting until the block exits. Raises ``ReplayError`` when it stalls behind."""
+    live = await shadow.live_checkpoints(live_pool)
     total = sum(offset + 1 for offset in live.values()) or None
 
     def on_batch(applied: int) -> None:
@@ -146,10 +158,14 @@ async def projecting_from_topics(
             await asyncio.sleep(0.2)
             if task.done():
                 await task
-            live = await _checkpoints(live_pool, shadow.projection.name)
-            idle = time.monotonic() - shadow.last_batch_at > idle_s
-            if idle and not _behind(await shadow.checkpoints(), live):
-                break
+            live = await shadow.live_checkpoints(live_pool)
+            quiet_s = time.monotonic() - shadow.last_batch_at
+            rebuilt = await shadow.checkpoints()
+            if not _behind(rebuilt, live):
+                if quiet_s > idle_s:
+                    break
+            elif quiet_s > stall_s:
+                raise ReplayError(_stalled(rebuilt, live, quiet_s))
         yield
     finally:
         task.cancel()
@@ -157,15 +173,23 @@ async def projecting_from_topics(
             await task
 
 
-async def fill_from_archive(
-    shadow: Shadow, *, kafka: KafkaSettings, live_pool: asyncpg.Pool, progress: Progress
-) -> None:
-    topics = [t.full_name(kafka.topic_prefix) for t in shadow.projection.topics]
+def _stalled(
+    rebuilt: dict[tuple[str, int], int], live: dict[tuple[str, int], int], s: float
+) -> str:
+    behind = [
+        f"{topic}[{partition}] at {rebuilt.get((topic, partition), -1)} of {offset}"
+        for (topic, partition), offset in sorted(live.items())
+        if rebuilt.get((topic, partition), -1) < offset
+    ]
+    return f"no event read for {s:.0f} s while behind the live projection: {', '.join(behind)}"
+
+
+async def fill_from_archive(shadow: Shadow, *, live_pool: asyncpg.Pool, progress: Progress) -> None:
     total = await live_pool.fetchval(
-        "SELECT count(*) FROM event_log WHERE topic = ANY($1::text[])", topics
+        "SELECT count(*) FROM event_log WHERE topic = ANY($1::text[])", shadow.topics
     )
     while True:
-        rows = await live_pool.fetch(ARCHIVE_PAGE, topics, *shadow.archive_position, 5000)
+        rows = await live_pool.fetch(ARCHIVE_PAGE, shadow.topics, *shadow.archive_position, 5000)
         if not rows:
             return
         records = [
@@ -236,7 +260,7 @@ async def finish(
     """Under the live checkpoint lock: swap the rows in, or return the differences."""
     for _ in range(50):
         async with live_pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(LOCK_LIVE_CHECKPOINTS, shadow.projection.name)
+            rows = await conn.fetch(LOCK_LIVE_CHECKPOINTS, shadow.projection.name, shadow.topics)
             live = {(r["topic"], r["partition"]): r["offset"] for r in rows}
             rebuilt = await shadow.checkpoints()
             if _behind(rebuilt, live) or (not swap and _behind(live, rebuilt)):
@@ -311,13 +335,14 @@ async def rebuild(
     from_archive: bool,
     swap: bool,
     progress: Progress,
+    stall_s: float = STALL_S,
 ) -> list[str]:
     """Rebuilds into shadow tables, then swaps them in (``swap``) or returns the differences."""
-    async with shadow_tables(dsn, projection) as shadow:
+    async with shadow_tables(dsn, projection, kafka) as shadow:
         if from_archive:
 
             async def more_from_archive() -> None:
-                await fill_from_archive(shadow, kafka=kafka, live_pool=live_pool, progress=progress)
+                await fill_from_archive(shadow, live_pool=live_pool, progress=progress)
 
             await more_from_archive()
             return await finish(shadow, live_pool, swap=swap, refill=more_from_archive)
@@ -328,5 +353,6 @@ async def rebuild(
             bus=bus,
             live_pool=live_pool,
             progress=progress,
+            stall_s=stall_s,
         ):
             return await finish(shadow, live_pool, swap=swap, refill=lambda: None)
