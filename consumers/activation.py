@@ -15,36 +15,27 @@ from datetime import datetime
 
 import structlog
 
+from consumers.carrier_deps import CarrierDeps
 from consumers.effects import once
 from consumers.provisioning_rules import activation_failure
 from events.envelope import Event
 from events.sim import SimActivated, SimActivationFailed, SimActivationRequested
-from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
 from infra.helix import HelixError
-from infra.kafka import Subscriber, is_type
 
 CONSUMER = "activation"
 PRODUCER = "simfleet/activation"
 log = structlog.get_logger("simfleet.activation")
 
 
-def register(lifecycle: Subscriber) -> None:
-    @lifecycle(filter=is_type(SimActivationRequested))
-    async def on_activation_requested(
-        event: SimActivationRequested,
-        helix: HelixDep,
-        bus: BusDep,
-        pool: PoolDep,
-        clock: ClockDep,
-    ) -> None:
-        async def activate(retried: bool) -> Event:
-            try:
-                sub_id = await helix.activate(event.data.iccid, event.data.imei)
-            except HelixError as err:
-                return failed(event, err, retried=retried, now=clock.now())
-            return activated(event, sub_id, now=clock.now())
+async def on_activation_requested(event: SimActivationRequested, deps: CarrierDeps) -> None:
+    async def activate(retried: bool) -> Event:
+        try:
+            sub_id = await deps.helix.activate(event.data.iccid, event.data.imei)
+        except HelixError as err:
+            return failed(event, err, retried=retried, now=deps.clock.now())
+        return activated(event, sub_id, now=deps.clock.now())
 
-        await once(pool, bus, CONSUMER, event, activate)
+    await once(deps.pool, deps.bus, CONSUMER, event, activate)
 
 
 def activated(request: SimActivationRequested, sub_id: str, *, now: datetime) -> SimActivated:

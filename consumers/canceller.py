@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from consumers.carrier_deps import CarrierDeps
 from consumers.effects import once
 from consumers.provisioning_rules import already_in_state
 from events.envelope import Event
@@ -31,9 +32,7 @@ from events.sim import (
     StatusAction,
 )
 from infra.clock import Clock
-from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
 from infra.helix import HelixClient, HelixError
-from infra.kafka import Subscriber, is_type
 
 CONSUMER = "canceller"
 PRODUCER = "simfleet/canceller"
@@ -52,15 +51,12 @@ SELECT_SUBSCRIPTION = "SELECT mobility_subscription_id FROM sims WHERE iccid = $
 log = structlog.get_logger("simfleet.canceller")
 
 
-def register(lifecycle: Subscriber) -> None:
-    @lifecycle(filter=is_type(SimCancelRequested, SimSuspendRequested, SimRestoreRequested))
-    async def on_status_change_requested(
-        event: Request, helix: HelixDep, bus: BusDep, pool: PoolDep, clock: ClockDep
-    ) -> None:
-        async def change(_retried: bool) -> Event:
-            return await change_status(event, ACTIONS[type(event)], helix, pool, clock)
+async def on_status_change_requested(event: Request, deps: CarrierDeps) -> None:
+    async def change(_retried: bool) -> Event:
+        action = ACTIONS[type(event)]
+        return await change_status(event, action, deps.helix, deps.pool, deps.clock)
 
-        await once(pool, bus, CONSUMER, event, change)
+    await once(deps.pool, deps.bus, CONSUMER, event, change)
 
 
 async def change_status(

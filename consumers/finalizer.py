@@ -21,19 +21,19 @@ unavailable past the client's retries leaves the SIM to the sweep as well.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 import structlog
 
+from consumers.carrier_deps import CarrierDeps
 from consumers.effects import once, record
-from consumers.provisioning_rules import finalization, finalize_outcome, number_poll_delays
+from consumers.provisioning_rules import finalization, finalize_outcome
 from events.envelope import Event
 from events.sim import SimActivated
 from infra.clock import Clock
-from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
 from infra.helix import HelixClient, HelixError, HelixUnavailable, SubscriberDetails
-from infra.kafka import Bus, Subscriber, is_type
-from infra.settings import Settings
+from infra.kafka import Bus
 
 CONSUMER = "finalizer"
 PRODUCER = "simfleet/finalizer"
@@ -47,35 +47,25 @@ ORDER BY activated_at LIMIT $1
 log = structlog.get_logger("simfleet.finalizer")
 
 
-def register(lifecycle: Subscriber, settings: Settings) -> None:
-    delays = number_poll_delays(settings.helix.number_wait_s, settings.helix.number_poll_s)
+async def on_sim_activated(event: SimActivated, deps: CarrierDeps) -> None:
+    async def assign(_retried: bool) -> Event | None:
+        details = await wait_for_number(deps.helix, event, deps.number_delays)
+        if details is None:
+            return None  # the carrier is unavailable: the sweep asks again later
+        return finalize_outcome(
+            details,
+            iccid=event.data.iccid,
+            activation_id=event.id,
+            correlationid=event.correlationid,
+            producer=PRODUCER,
+            now=deps.clock.now(),
+        )
 
-    @lifecycle(filter=is_type(SimActivated))
-    async def on_sim_activated(
-        event: SimActivated,
-        helix: HelixDep,
-        bus: BusDep,
-        pool: PoolDep,
-        clock: ClockDep,
-    ) -> None:
-        async def assign(_retried: bool) -> Event | None:
-            details = await wait_for_number(helix, event, delays)
-            if details is None:
-                return None  # the carrier is unavailable: the sweep asks again later
-            return finalize_outcome(
-                details,
-                iccid=event.data.iccid,
-                activation_id=event.id,
-                correlationid=event.correlationid,
-                producer=PRODUCER,
-                now=clock.now(),
-            )
-
-        await once(pool, bus, CONSUMER, event, assign)
+    await once(deps.pool, deps.bus, CONSUMER, event, assign)
 
 
 async def wait_for_number(
-    helix: HelixClient, event: SimActivated, delays: list[float]
+    helix: HelixClient, event: SimActivated, delays: Sequence[float]
 ) -> SubscriberDetails | None:
     """The line's details once it has a number (or failed) or the waiting time is up; None
     when the carrier is unavailable."""

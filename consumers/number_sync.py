@@ -18,14 +18,14 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
+from consumers.carrier_deps import CarrierDeps
 from consumers.effects import once
 from consumers.provisioning_rules import drifted, finalize_outcome, sync_ref
 from events.envelope import Event
 from events.sim import NumberAssigned, SyncRequested
 from infra.clock import Clock
-from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
 from infra.helix import HelixClient, HelixError
-from infra.kafka import Bus, Subscriber, is_type
+from infra.kafka import Bus
 
 CONSUMER = "number_sync"
 PRODUCER = "simfleet/number_sync"
@@ -42,15 +42,11 @@ ORDER BY iccid
 log = structlog.get_logger("simfleet.number_sync")
 
 
-def register(lifecycle: Subscriber) -> None:
-    @lifecycle(filter=is_type(SyncRequested))
-    async def on_sync_requested(
-        event: SyncRequested, helix: HelixDep, bus: BusDep, pool: PoolDep, clock: ClockDep
-    ) -> None:
-        async def compare(_retried: bool) -> Event | None:
-            return await compare_with_carrier(event, helix, pool, clock)
+async def on_sync_requested(event: SyncRequested, deps: CarrierDeps) -> None:
+    async def compare(_retried: bool) -> Event | None:
+        return await compare_with_carrier(event, deps.helix, deps.pool, deps.clock)
 
-        await once(pool, bus, CONSUMER, event, compare)
+    await once(deps.pool, deps.bus, CONSUMER, event, compare)
 
 
 async def compare_with_carrier(

@@ -1,42 +1,128 @@
 """Provisioning: the carrier-side flows on ``sim.lifecycle``, in one consumer group.
 
 Activation, finalizer, canceller and number sync each handle their own request types (their
-modules say how). They share one subscriber — consumer group ``provisioning`` — because a
-consumer group reads every event of its topic whether it wants it or not: as four groups, each
-SIM cost four deliveries and four offset commits per lifecycle event for one useful handling,
-which made those groups the bulk of the provisioning CPU (bench/bench_provisioning.py: 2,000 SIMs
-took 34 s as four groups, 16 s with two of them removed).
+modules say how). They share one consumer group, ``provisioning``, because a group reads every
+event of its topic whether it wants it or not: as four groups, each SIM cost four deliveries
+and four offset commits per lifecycle event for one useful handling.
 
-Partitions run concurrently (up to ``HX_CONCURRENCY``), each in order, so a SIM's events are
-handled one at a time across the flows. The price: while the finalizer waits (bounded by
-``HX_NUMBER_WAIT_S``) for a number, the requests behind it on that partition wait too.
+The group reads batches and runs **SIMs** concurrently rather than partitions: a batch's events
+are lined up per SIM (the partition key, so a SIM's events arrive in order) and up to
+``HX_CONCURRENCY`` handlers run at once across the lines, each line in order. A slow carrier
+call or a finalizer waiting for a number (bounded by ``HX_NUMBER_WAIT_S``) holds only its own
+SIM, and the batch's offsets are committed once, after every line is done. A redelivered batch
+is harmless: each flow acts once per request through the effects ledger.
+
+A handler that fails on Postgres or the broker being away waits and tries again (nothing is
+parked for an outage); any other failure parks the event on ``sim.lifecycle.dlq``.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import asyncpg
+import structlog
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
 from consumers import activation, canceller, finalizer, number_sync
-from consumers.dlq import DeadLetterMiddleware
+from consumers.carrier_deps import CarrierDeps
+from consumers.dlq import DeadLetters, decode_wanted, observe_batch
+from consumers.provisioning_rules import number_poll_delays
+from events.envelope import Event
+from events.sim import (
+    SimActivated,
+    SimActivationRequested,
+    SimCancelRequested,
+    SimRestoreRequested,
+    SimSuspendRequested,
+    SyncRequested,
+)
 from events.topics import SIM_LIFECYCLE
-from infra.kafka import consume
+from infra.context import MessageDep
+from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
+from infra.kafka import BrokerUnavailable, consume_batches
 from infra.settings import Settings
 
 GROUP = "provisioning"
+RETRY_S = 1.0
+TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, BrokerUnavailable)
+Handler = Callable[[Any, CarrierDeps], Awaitable[None]]
+HANDLERS: dict[str, Handler] = {
+    SimActivationRequested.event_type(): activation.on_activation_requested,
+    SimActivated.event_type(): finalizer.on_sim_activated,
+    SimCancelRequested.event_type(): canceller.on_status_change_requested,
+    SimSuspendRequested.event_type(): canceller.on_status_change_requested,
+    SimRestoreRequested.event_type(): canceller.on_status_change_requested,
+    SyncRequested.event_type(): number_sync.on_sync_requested,
+}
+Line = list[tuple[ConsumerRecord[Any, Any], Event]]
+
+log = structlog.get_logger("simfleet.provisioning")
 
 
 def build_router(settings: Settings) -> KafkaRouter:
-    router = KafkaRouter(middlewares=(DeadLetterMiddleware,))
-    lifecycle = consume(
-        router, settings.kafka, SIM_LIFECYCLE, GROUP, max_workers=settings.helix.concurrency
-    )
-    activation.register(lifecycle)
-    finalizer.register(lifecycle, settings)
-    canceller.register(lifecycle)
-    number_sync.register(lifecycle)
-
-    @lifecycle
-    async def ignore_other_types() -> None:
-        """Every other sim.lifecycle event belongs to another group."""
-
+    router = KafkaRouter()
+    consume_batches(router, settings.kafka, (SIM_LIFECYCLE,), GROUP)(on_lifecycle_batch)
     return router
+
+
+async def on_lifecycle_batch(  # noqa: PLR0917  (FastStream passes the dependencies)
+    msg: MessageDep,
+    helix: HelixDep,
+    bus: BusDep,
+    pool: PoolDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> None:
+    records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
+    dead = DeadLetters(bus, GROUP)
+    hx = settings.helix
+    delays = tuple(number_poll_delays(hx.number_wait_s, hx.number_poll_s))
+    deps = CarrierDeps(helix, bus, pool, clock, delays)
+    lines = per_sim(await decode_wanted(records, HANDLERS, dead))
+    gate = asyncio.Semaphore(hx.concurrency)
+    await asyncio.gather(*(run_line(line, deps, dead, gate) for line in lines))
+    observe_batch(msg, records)
+
+
+def per_sim(decoded: Sequence[tuple[ConsumerRecord[Any, Any], Event]]) -> list[Line]:
+    """The batch's events lined up per SIM, each line in the order the SIM's events came."""
+    lines: dict[str, Line] = {}
+    for record, event in decoded:
+        lines.setdefault(event.subject, []).append((record, event))
+    return list(lines.values())
+
+
+async def run_line(
+    line: Line, deps: CarrierDeps, dead: DeadLetters, gate: asyncio.Semaphore
+) -> None:
+    for record, event in line:
+        async with gate:
+            await handle(record, event, deps, dead)
+
+
+async def handle(
+    record: ConsumerRecord[Any, Any], event: Event, deps: CarrierDeps, dead: DeadLetters
+) -> None:
+    handler = HANDLERS[event.type]
+    with structlog.contextvars.bound_contextvars(
+        event_id=event.id,
+        event_type=event.type,
+        correlationid=event.correlationid,
+        partition=record.partition,
+        offset=record.offset,
+    ):
+        while True:
+            try:
+                await handler(event, deps)
+            except TRANSIENT as err:
+                log.warning("provisioning_waiting", error=repr(err))
+                await asyncio.sleep(RETRY_S)
+                continue
+            except Exception as err:  # the one place a flow's failure is caught: parked
+                headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+                await dead.park(record, headers=headers, error=err, event_id=event.id)
+            return

@@ -120,7 +120,7 @@ def bad_records(valid: Event) -> list[Bad]:
 # their dead letters name them: FastStream subscribers by their (prefixed) Kafka group
 def type_consumers(topic: Topic, prefix: str) -> set[str]:
     wanting = {
-        SIM_LIFECYCLE: {f"{prefix}provisioning"},
+        SIM_LIFECYCLE: {"provisioning"},
         SMS_INBOUND: {"webhooks"},
         WEBHOOK_RETRY: {"webhooks"},
     }
