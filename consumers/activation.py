@@ -20,7 +20,7 @@ from consumers.provisioning_rules import activation_failure
 from events.envelope import Event
 from events.sim import SimActivated, SimActivationFailed, SimActivationRequested
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
-from infra.helix import HelixError
+from infra.helix_errors import HelixError
 from infra.kafka import Subscriber, is_type
 
 CONSUMER = "activation"

@@ -32,7 +32,8 @@ from events.sim import (
 )
 from infra.clock import Clock
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
-from infra.helix import HelixClient, HelixError
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError
 from infra.kafka import Subscriber, is_type
 
 CONSUMER = "canceller"

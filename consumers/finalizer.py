@@ -31,7 +31,9 @@ from events.envelope import Event
 from events.sim import SimActivated
 from infra.clock import Clock
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
-from infra.helix import HelixClient, HelixError, HelixUnavailable, SubscriberDetails
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError, HelixUnavailable
+from infra.helix_models import SubscriberDetails
 from infra.kafka import Bus, Subscriber, is_type
 from infra.settings import Settings
 

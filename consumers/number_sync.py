@@ -24,7 +24,8 @@ from events.envelope import Event
 from events.sim import NumberAssigned, SyncRequested
 from infra.clock import Clock
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep
-from infra.helix import HelixClient, HelixError
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError
 from infra.kafka import Bus, Subscriber, is_type
 
 CONSUMER = "number_sync"

@@ -18,7 +18,8 @@ from fastapi import HTTPException
 from pydantic import BaseModel, Field
 
 from dashboard.deps import Dashboard
-from infra.helix import HelixClient, HelixError, HelixRejected
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError, HelixRejected
 from infra.redaction import redact
 from projections import queries
 
