@@ -43,7 +43,7 @@ from producers import alert_checks
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
-from projections import queries
+from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from sandbox import demo
@@ -117,7 +117,7 @@ def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
         return await group_lags(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
 
     async def silent(_now: datetime) -> int:
-        return await queries.silent_sim_count(rt.pool)
+        return await overview_queries.silent_sim_count(rt.pool)
 
     return [
         alert_checks.DisabledEndpoints(rt.pool),
