@@ -48,7 +48,8 @@ from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from sandbox import demo
 from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
-from sandbox.helix import HelixWorld, create_helix_sandbox
+from sandbox.helix import create_helix_sandbox
+from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 
 log = structlog.get_logger("simfleet")
