@@ -142,7 +142,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if configured := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield configured
         return
-    from infra.embedded import embedded_broker
+    from infra.embedded_kafka import embedded_broker
 
     with embedded_broker(STATE_DIR) as broker:
         yield broker.url

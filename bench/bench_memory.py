@@ -34,7 +34,8 @@ from infra.http import serve_http
 from infra.postgres import create_pool
 from infra.settings import Settings
 from infra.webhook_signing import SecretBox
-from sandbox.helix import HelixWorld, create_helix_sandbox
+from sandbox.helix import create_helix_sandbox
+from sandbox.helix_world import HelixWorld
 
 PROCESSES = ("bridge", "workers", "projector", "scheduler", "dashboard")
 SMS = 5_000

@@ -44,7 +44,7 @@ from producers.bulk_import import import_sims, parse_rows
 from projections.helix_log import HelixLogProjection
 from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
-from sandbox.helix import make_iccid, make_imei
+from sandbox.helix_world import make_iccid, make_imei
 
 CLIENT_ID, USERNAME, PASSWORD = "bench-client", "bench@simfleet.example", "bench-grant-pass"
 CALLS_PER_SIM = 2  # activate + details (the token is fetched once)
@@ -120,7 +120,8 @@ async def sandbox_process(latency_s: float) -> AsyncIterator[str]:
 def serve_sandbox(port: int, latency_s: float) -> None:
     import uvicorn
 
-    from sandbox.helix import HelixFaults, HelixWorld, create_helix_sandbox
+    from sandbox.helix import HelixFaults, create_helix_sandbox
+    from sandbox.helix_world import HelixWorld
 
     world = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=PASSWORD)
     faults = HelixFaults(latency_s=latency_s)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra import embedded
+from infra import embedded_kafka, embedded_postgresql
 from infra.kafka import ensure_topics
 from infra.postgres import migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings
@@ -24,12 +24,12 @@ async def bench_settings() -> AsyncIterator[Settings]:
     with contextlib.ExitStack() as stack:
         bootstrap = (
             os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-            or stack.enter_context(embedded.embedded_broker(STATE_DIR, reuse=True)).url
+            or stack.enter_context(embedded_kafka.embedded_broker(STATE_DIR, reuse=True)).url
         )
         dsn = (
             os.environ.get("DATABASE_URL")
             or stack.enter_context(
-                embedded.embedded_postgres(STATE_DIR, reuse=True, fast_unsafe=True)
+                embedded_postgresql.embedded_postgres(STATE_DIR, reuse=True, fast_unsafe=True)
             ).url
         )
         settings = Settings(

@@ -20,7 +20,7 @@ from consumers.effects import once
 from consumers.provisioning_rules import activation_failure
 from events.envelope import Event
 from events.sim import SimActivated, SimActivationFailed, SimActivationRequested
-from infra.helix import HelixError
+from infra.helix_errors import HelixError
 
 CONSUMER = "activation"
 PRODUCER = "simfleet/activation"

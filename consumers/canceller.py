@@ -32,7 +32,8 @@ from events.sim import (
     StatusAction,
 )
 from infra.clock import Clock
-from infra.helix import HelixClient, HelixError
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError
 
 CONSUMER = "canceller"
 PRODUCER = "simfleet/canceller"

@@ -32,7 +32,9 @@ from consumers.provisioning_rules import finalization, finalize_outcome
 from events.envelope import Event
 from events.sim import SimActivated
 from infra.clock import Clock
-from infra.helix import HelixClient, HelixError, HelixUnavailable, SubscriberDetails
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError, HelixUnavailable
+from infra.helix_models import SubscriberDetails
 from infra.kafka import Bus
 
 CONSUMER = "finalizer"

@@ -24,7 +24,8 @@ from consumers.provisioning_rules import drifted, finalize_outcome, sync_ref
 from events.envelope import Event
 from events.sim import NumberAssigned, SyncRequested
 from infra.clock import Clock
-from infra.helix import HelixClient, HelixError
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError
 from infra.kafka import Bus
 
 CONSUMER = "number_sync"

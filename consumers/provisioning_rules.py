@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from events.sim import NumberAssigned, SimActivationFailed, StatusAction
-from infra.helix import ALREADY_ACTIVE, HelixError, HelixOutcomeUnknown, SubscriberDetails
+from infra.helix_errors import ALREADY_ACTIVE, HelixError, HelixOutcomeUnknown
+from infra.helix_models import SubscriberDetails
 
 Finalization = Literal["assign", "wait", "failed"]
 

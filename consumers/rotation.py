@@ -34,7 +34,8 @@ from events.topics import SIM_LIFECYCLE
 from events.types import normalize_e164
 from infra.clock import Clock
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
-from infra.helix import HelixClient, HelixError
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError
 from infra.kafka import consume, is_type
 from infra.settings import Settings
 

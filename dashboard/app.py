@@ -1,6 +1,6 @@
 """The operator dashboard: server-rendered pages, a JSON API, and the old automation's run URLs.
 
-Reads only through ``projections.queries``/``projections.log_queries``; writes only through
+Reads only through the ``projections.*_queries`` modules; writes only through
 ``producers.commands``; the Helix page's read-only carrier lookups call the ``HelixClient``
 (``dashboard.helix_query``) when the process has one. Pages work without JavaScript;
 ``static/dashboard.js`` only refreshes the overview's numbers and adds "select all". Security is

@@ -18,9 +18,10 @@ from fastapi import HTTPException
 from pydantic import BaseModel, Field
 
 from dashboard.deps import Dashboard
-from infra.helix import HelixClient, HelixError, HelixRejected
+from infra.helix import HelixClient
+from infra.helix_errors import HelixError, HelixRejected
 from infra.redaction import redact
-from projections import queries
+from projections import sim_target_queries
 
 DETAILS_OPERATION = "dashboard_details"  # the Helix log's operation: told apart from the workers'
 NOT_AVAILABLE = "The carrier (Helix) client is not available in this process: lookups are off."
@@ -77,9 +78,11 @@ async def _subscription(dashboard: Dashboard, query: DetailsQuery) -> tuple[str,
     if bool(subscription_id) == bool(iccid):
         raise HTTPException(400, "Give either a subscription id or an ICCID (one of them).")
     if subscription_id:
-        ref = await queries.subscription_ref(dashboard.pool, subscription_id=subscription_id)
+        ref = await sim_target_queries.subscription_ref(
+            dashboard.pool, subscription_id=subscription_id
+        )
         return subscription_id, ref.iccid if ref else None
-    ref = await queries.subscription_ref(dashboard.pool, iccid=iccid)
+    ref = await sim_target_queries.subscription_ref(dashboard.pool, iccid=iccid)
     if ref is None:
         raise HTTPException(404, f"no SIM with ICCID {iccid}")
     if not ref.mobility_subscription_id:

@@ -21,7 +21,7 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from infra import embedded
+from infra import embedded_kafka, embedded_postgresql
 from infra.clock import Clock, SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
@@ -99,14 +99,16 @@ def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[En
         started = []
         bootstrap = settings.kafka.kafka_bootstrap_servers
         if not bootstrap:
-            broker = stack.enter_context(embedded.embedded_broker(settings.state_dir, reuse=reuse))
+            broker = stack.enter_context(
+                embedded_kafka.embedded_broker(settings.state_dir, reuse=reuse)
+            )
             bootstrap = broker.url
             started.append(f"kafka {broker.url}")
         dsn_secret = settings.postgres.database_url
         dsn = dsn_secret.get_secret_value() if dsn_secret else None
         if not dsn:
             postgres = stack.enter_context(
-                embedded.embedded_postgres(settings.state_dir, reuse=reuse)
+                embedded_postgresql.embedded_postgres(settings.state_dir, reuse=reuse)
             )
             dsn = postgres.url
             started.append(f"postgres {postgres.url}")

@@ -43,12 +43,13 @@ from producers import alert_checks
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
-from projections import queries
+from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from sandbox import demo
 from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
-from sandbox.helix import HelixWorld, create_helix_sandbox
+from sandbox.helix import create_helix_sandbox
+from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 
 log = structlog.get_logger("simfleet")
@@ -117,7 +118,7 @@ def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
         return await group_lags(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
 
     async def silent(_now: datetime) -> int:
-        return await queries.silent_sim_count(rt.pool)
+        return await overview_queries.silent_sim_count(rt.pool)
 
     return [
         alert_checks.DisabledEndpoints(rt.pool),

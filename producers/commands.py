@@ -1,7 +1,7 @@
 """Operator commands (dashboard, CLI, the old ``/run`` endpoints) → ``*.requested`` events.
 
-The only write path from the UI. Reads the SIMs' read rows (``projections.queries``) to decide
-per SIM whether the request makes sense, emits one request per eligible SIM on
+The only write path from the UI. Reads the SIMs' read rows (``projections.sim_target_queries``)
+to decide per SIM whether the request makes sense, emits one request per eligible SIM on
 ``sim.lifecycle`` (resends on ``reseller.registry``), and returns the ids it emitted and the
 SIMs it skipped with the reason. Every request names its actor (``infra.actors``: who asked,
 through which channel) and, where the action is destructive, the operator's reason; both land
@@ -34,8 +34,9 @@ from events.sim import (
 )
 from infra.clock import Clock
 from infra.kafka import Bus
-from projections import log_queries, queries
-from projections.queries import RunAction, SimTarget, View
+from projections import log_queries, sim_target_queries
+from projections.read_models import View
+from projections.sim_target_queries import RunAction, SimTarget
 
 PRODUCER = "simfleet/commands"
 MAX_SELECTION = 1000
@@ -146,7 +147,7 @@ class Commands:
             raise CommandRefused(f"at most {MAX_SELECTION} SIMs per request")
         if action in REASON_REQUIRED and reason is None:
             raise CommandRefused(f"a {action} needs a reason")
-        known = {t.iccid: t for t in await queries.sim_targets(self.pool, wanted)}
+        known = {t.iccid: t for t in await sim_target_queries.sim_targets(self.pool, wanted)}
         missing = [Skipped(subject=i, reason="unknown SIM") for i in wanted if i not in known]
         return await self._emit(action, list(known.values()), actor, reason, missing)
 
@@ -154,7 +155,9 @@ class Commands:
         """The old per-worker run endpoints: up to ``limit`` SIMs the worker would pick."""
         if not 1 <= limit <= MAX_SELECTION:
             raise CommandRefused(f"limit must be between 1 and {MAX_SELECTION}")
-        targets = await queries.run_candidates(self.pool, action, limit, self.clock.now())
+        targets = await sim_target_queries.run_candidates(
+            self.pool, action, limit, self.clock.now()
+        )
         return await self._emit(action, targets, actor, None, [])
 
     async def _emit(

@@ -38,19 +38,21 @@ from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import PUSHES_REJECTED, SMS_INGESTED
 from infra.settings import Settings
+from producers.push_fields import PushRejected
 from producers.skyline_push import (
     PRODUCER,
-    WIRE_MODELS,
-    DevStatusPush,
     ParsedPush,
-    PortStatusPush,
-    PushRejected,
-    RecvSmsPush,
-    SimpleSms,
     gateway_id_from,
     parse_http_push,
     parse_json_push,
     parse_simple_push,
+)
+from producers.skyline_wire import (
+    WIRE_MODELS,
+    DevStatusPush,
+    PortStatusPush,
+    RecvSmsPush,
+    SimpleSms,
 )
 
 SECRET_HEADER = "x-gateway-secret"  # noqa: S105  (a header name, not a secret)

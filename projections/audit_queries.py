@@ -16,7 +16,7 @@ from pydantic import computed_field
 
 from infra.actors import CHANNELS
 from projections.audit import ACTIONS
-from projections.queries import PAGE_SIZE, View
+from projections.read_models import PAGE_SIZE, View
 
 SUBJECTS_SHOWN = 50
 AUDIT_ACTIONS: tuple[str, ...] = (

@@ -18,7 +18,7 @@ import asyncpg
 from pydantic import Field
 
 from infra.redaction import redact
-from projections.queries import PAGE_SIZE, SmsRow, View
+from projections.read_models import PAGE_SIZE, SmsRow, View
 
 DeliveryStatus = Literal["pending", "retrying", "delivered", "failed"]
 BODY_MAX_CHARS = 2000

@@ -23,7 +23,7 @@ from producers.bulk_import import import_sims, parse_rows
 from producers.reseller_commands import CommandRejected, ResellerCommands
 from projections.reseller_queries import get_reseller, list_endpoints
 from sandbox.gateways import GatewayNetwork
-from sandbox.helix import make_iccid, make_imei
+from sandbox.helix_world import make_iccid, make_imei
 from sandbox.reseller import ReceiverState
 
 log = structlog.get_logger("simfleet.demo")

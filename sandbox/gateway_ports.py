@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from events.types import normalize_e164
-from sandbox.helix import HelixWorld
+from sandbox.helix_world import HelixWorld
 from sandbox.skyline import DEFAULT_GATEWAY_ID
 
 REGISTERED, NO_SIM, REGISTRATION_FAILED = 3, 0, 6

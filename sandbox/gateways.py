@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 
 from events.types import normalize_e164
 from sandbox.gateway_ports import REGISTERED, PortRegistry
-from sandbox.helix import HelixWorld
+from sandbox.helix_world import HelixWorld
 from sandbox.skyline import DEFAULT_GATEWAY_ID, BridgeRefused, SandboxGateway
 
 GatewayMode = Literal["happy", "lossy", "slow", "busy", "flaky_5xx"]

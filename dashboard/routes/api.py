@@ -17,9 +17,12 @@ from dashboard.deps import ActorDep, DashboardDep
 from dashboard.routes.pages import delivery_status, sim_status
 from dashboard.security import json_writes_only
 from producers.commands import MAX_SELECTION, CommandRefused, Requested, SimAction
-from projections import log_queries, queries
+from projections import log_queries, overview_queries, sim_detail_queries, sim_list_queries
 from projections.log_queries import DeliveryPage, HelixPage, SmsPage
-from projections.queries import PAGE_SIZE, Overview, SimDetail, SimPage
+from projections.overview_queries import Overview
+from projections.read_models import PAGE_SIZE
+from projections.sim_detail_queries import SimDetail
+from projections.sim_list_queries import SimPage
 
 router = APIRouter(prefix="/api", tags=["dashboard"], dependencies=[Depends(json_writes_only)])
 Text = Annotated[str, Query(max_length=200)]
@@ -39,7 +42,7 @@ class ResendCommand(BaseModel):
 
 @router.get("/overview")
 async def overview(dashboard: DashboardDep) -> Overview:
-    return await queries.overview(dashboard.pool, dashboard.clock.now())
+    return await overview_queries.overview(dashboard.pool, dashboard.clock.now())
 
 
 @router.get("/sims")
@@ -54,7 +57,7 @@ async def sims(
     before: Text = "",
     limit: Limit = PAGE_SIZE,
 ) -> SimPage:
-    return await queries.sim_page(
+    return await sim_list_queries.sim_page(
         dashboard.pool,
         q=q,
         status=sim_status(status),
@@ -68,7 +71,7 @@ async def sims(
 
 @router.get("/sims/{iccid}")
 async def sim(dashboard: DashboardDep, iccid: str) -> SimDetail:
-    detail = await queries.sim_detail(dashboard.pool, iccid)
+    detail = await sim_detail_queries.sim_detail(dashboard.pool, iccid)
     if detail is None:
         raise HTTPException(404, f"no SIM with ICCID {iccid}")
     return detail

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from dashboard.deps import DashboardDep
 from projections.audit_queries import AUDIT_ACTIONS, AUDIT_CHANNELS, AuditPage, audit_page
 from projections.audit_queries import audit_actors as known_actors
-from projections.queries import PAGE_SIZE
+from projections.read_models import PAGE_SIZE
 
 router = APIRouter()
 Text = Annotated[str, Query(max_length=200)]

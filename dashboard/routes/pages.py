@@ -11,9 +11,10 @@ from fastapi.responses import HTMLResponse
 from dashboard.deps import DashboardDep
 from producers.commands import SIM_ACTIONS, refusal
 from producers.reseller_commands import CommandRejected
-from projections import log_queries, queries
+from projections import log_queries, overview_queries, sim_detail_queries, sim_list_queries
 from projections.log_queries import DeliveryStatus
-from projections.queries import SIM_STATUSES, SimStatus, SimTarget
+from projections.read_models import SIM_STATUSES, SimStatus
+from projections.sim_target_queries import SimTarget
 
 router = APIRouter(include_in_schema=False)
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
@@ -34,7 +35,7 @@ def delivery_status(value: str) -> DeliveryStatus | None:
 
 @router.get("/", response_class=HTMLResponse)
 async def overview_page(request: Request, dashboard: DashboardDep) -> HTMLResponse:
-    stats = await queries.overview(dashboard.pool, dashboard.clock.now())
+    stats = await overview_queries.overview(dashboard.pool, dashboard.clock.now())
     return dashboard.page(request, "overview.html", stats=stats, nav="overview")
 
 
@@ -50,7 +51,7 @@ async def sims_page(
     after: Text = "",
     before: Text = "",
 ) -> HTMLResponse:
-    page = await queries.sim_page(
+    page = await sim_list_queries.sim_page(
         dashboard.pool,
         q=q,
         status=sim_status(status),
@@ -71,14 +72,14 @@ async def sims_page(
         statuses=SIM_STATUSES,
         resellers=resellers,
         actions=SIM_ACTIONS,
-        sms_count_cap=queries.SMS_COUNT_CAP,
+        sms_count_cap=sim_list_queries.SMS_COUNT_CAP,
         nav="sims",
     )
 
 
 @router.get("/sims/{iccid}", response_class=HTMLResponse)
 async def sim_page(request: Request, dashboard: DashboardDep, iccid: str) -> HTMLResponse:
-    detail = await queries.sim_detail(dashboard.pool, iccid)
+    detail = await sim_detail_queries.sim_detail(dashboard.pool, iccid)
     if detail is None:
         raise HTTPException(404, f"no SIM with ICCID {iccid}")
     target = SimTarget.model_validate(detail.sim.model_dump())

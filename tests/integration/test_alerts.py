@@ -170,7 +170,7 @@ async def test_silent_sims_alert_through_a_count_function(hw: HealthWorld) -> No
 
 async def test_the_silent_sims_alert_counts_the_sims_announced_silent(hw: HealthWorld) -> None:
     """The count the scheduler gives the check: active SIMs marked silent in ``sims``."""
-    from projections.queries import silent_sim_count
+    from projections.overview_queries import silent_sim_count
 
     pool = hw.world.pool
     await pool.executemany(

@@ -35,7 +35,7 @@ from infra.postgres import create_pool
 from infra.settings import Settings, WebhookSettings
 from infra.webhook_signing import SecretBox
 from producers.reseller_commands import ResellerCommands
-from sandbox.helix import make_iccid
+from sandbox.helix_world import make_iccid
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from tests.support.eventually import eventually
 from tests.support.processes import SimfleetProcess

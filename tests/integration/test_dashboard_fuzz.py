@@ -29,7 +29,8 @@ from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
-from sandbox.helix import HelixWorld, create_helix_sandbox
+from sandbox.helix import create_helix_sandbox
+from sandbox.helix_world import HelixWorld
 from tests.integration.test_dashboard import PASSWORD, USER, FixedClock
 from tests.integration.test_dashboard_helix_query import (
     CLIENT_ID,

@@ -23,15 +23,8 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings
-from sandbox.helix import (
-    HelixFaults,
-    HelixSandbox,
-    HelixWorld,
-    create_helix_sandbox,
-    make_iccid,
-    make_imei,
-    sandbox_of,
-)
+from sandbox.helix import HelixFaults, HelixSandbox, create_helix_sandbox, sandbox_of
+from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from tests.integration.test_dashboard import (
     PASSWORD,
     USER,

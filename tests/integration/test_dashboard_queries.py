@@ -13,7 +13,13 @@ import asyncpg
 import pytest
 
 from infra.postgres import create_pool
-from projections import log_queries, queries
+from projections import (
+    log_queries,
+    overview_queries,
+    read_models,
+    sim_detail_queries,
+    sim_list_queries,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -77,22 +83,22 @@ async def fleet(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def test_sim_pages_at_any_depth_of_100k_sims(fleet: asyncpg.Pool) -> None:
-    probes: dict[str, Callable[[], Awaitable[queries.SimPage]]] = {
-        "first page": lambda: queries.sim_page(fleet),
-        "page at 90,000": lambda: queries.sim_page(fleet, after=iccid(90_000)),
-        "previous of the last": lambda: queries.sim_page(fleet, before=iccid(SIMS)),
-        "rare status": lambda: queries.sim_page(fleet, status="error"),
-        "reseller, deep": lambda: queries.sim_page(
+    probes: dict[str, Callable[[], Awaitable[sim_list_queries.SimPage]]] = {
+        "first page": lambda: sim_list_queries.sim_page(fleet),
+        "page at 90,000": lambda: sim_list_queries.sim_page(fleet, after=iccid(90_000)),
+        "previous of the last": lambda: sim_list_queries.sim_page(fleet, before=iccid(SIMS)),
+        "rare status": lambda: sim_list_queries.sim_page(fleet, status="error"),
+        "reseller, deep": lambda: sim_list_queries.sim_page(
             fleet, reseller="reseller-7", after=iccid(80_000)
         ),
-        "number prefix": lambda: queries.sim_page(fleet, q="555 004 2"),
-        "ICCID prefix": lambda: queries.sim_page(fleet, q="890126000000007"),
-        "no match": lambda: queries.sim_page(fleet, q="8999"),
+        "number prefix": lambda: sim_list_queries.sim_page(fleet, q="555 004 2"),
+        "ICCID prefix": lambda: sim_list_queries.sim_page(fleet, q="890126000000007"),
+        "no match": lambda: sim_list_queries.sim_page(fleet, q="8999"),
     }
     # speed at this size is measured by `make bench`, not asserted here; the pages must be right
     deep = await probes["page at 90,000"]()
     assert deep.rows[0].iccid == iccid(90_001)
-    assert len(deep.rows) == queries.PAGE_SIZE
+    assert len(deep.rows) == read_models.PAGE_SIZE
     assert deep.matched == SIMS
     assert {r.status for r in (await probes["rare status"]()).rows} == {"error"}
     by_number = await probes["number prefix"]()
@@ -129,7 +135,7 @@ async def test_sms_counts_agree_with_the_resolved_view(fleet: asyncpg.Pool) -> N
     await fleet.execute(HANDOVER, NOW, iccid(302))
     await fleet.execute(LATER_HOLDERS, NOW, iccid(303), iccid(305))
     await fleet.execute(CORNER_SMS, NOW)
-    page = await queries.sim_page(fleet, after=iccid(300), limit=40)
+    page = await sim_list_queries.sim_page(fleet, after=iccid(300), limit=40)
     expected = dict(
         await fleet.fetch(
             "SELECT sim_iccid, count(*) FROM inbound_sms_resolved "
@@ -142,7 +148,7 @@ async def test_sms_counts_agree_with_the_resolved_view(fleet: asyncpg.Pool) -> N
     }
     assert sum(expected.values()) > 20  # the page holds SIMs with SMS by all three paths
     for n in (301, 302, 303, 304, 305, 306):
-        detail = await queries.sim_detail(fleet, iccid(n), sms=1000)
+        detail = await sim_detail_queries.sim_detail(fleet, iccid(n), sms=1000)
         assert detail is not None
         listed = await fleet.fetch(
             "SELECT message_id FROM inbound_sms_resolved WHERE sim_iccid = $1", iccid(n)
@@ -159,6 +165,6 @@ async def test_log_pages_and_the_overview_at_100k_sims(fleet: asyncpg.Pool) -> N
     searched = await log_queries.sms_page(fleet, q="hello 9999")
     assert newest.rows
     assert all("hello 9999" in m.body for m in searched.rows)
-    stats = await queries.overview(fleet, NOW)
+    stats = await overview_queries.overview(fleet, NOW)
     assert stats.total_sims == SIMS
     assert stats.sms_24h == 3 * len(range(1, SIMS + 1, 3))

@@ -15,14 +15,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra import embedded
-from infra.embedded import (
-    EmbeddedInfraError,
-    embedded_broker,
-    embedded_postgres,
-    start_broker,
-    start_postgres,
-)
+from infra import embedded_kafka, embedded_postgresql
+from infra.embedded import EmbeddedInfraError
+from infra.embedded_kafka import embedded_broker, start_broker
+from infra.embedded_postgresql import embedded_postgres, start_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +147,7 @@ async def test_postgres_reuse_attaches_without_owning(state_dir: Path) -> None:
 def test_missing_broker_binary_says_what_to_set(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded, "tansu_path", lambda: state_dir / "no-such-tansu")
+    monkeypatch.setattr(embedded_kafka, "tansu_path", lambda: state_dir / "no-such-tansu")
     with pytest.raises(EmbeddedInfraError, match="KAFKA_BOOTSTRAP_SERVERS=host:port"):
         start_broker(state_dir)
 
@@ -159,6 +155,6 @@ def test_missing_broker_binary_says_what_to_set(
 def test_missing_postgres_says_what_to_set(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded, "_postgres_bindir", lambda: None)
+    monkeypatch.setattr(embedded_postgresql, "_postgres_bindir", lambda: None)
     with pytest.raises(EmbeddedInfraError, match=r"no PostgreSQL server found.*DATABASE_URL="):
         start_postgres(state_dir)

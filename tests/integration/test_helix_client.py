@@ -14,27 +14,16 @@ import pytest
 from pydantic import SecretStr
 
 from events.helix import HelixApiCalled
-from infra.helix import (
-    HelixClient,
-    HelixOutcomeUnknown,
-    HelixRejected,
-    HelixUnavailable,
-    SubscriberDetails,
-)
+from infra.helix import HelixClient
+from infra.helix_errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
+from infra.helix_models import SubscriberDetails
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings
-from sandbox.helix import (
-    HelixFaults,
-    HelixSandbox,
-    HelixWorld,
-    create_helix_sandbox,
-    make_iccid,
-    make_imei,
-    sandbox_of,
-)
+from sandbox.helix import HelixFaults, HelixSandbox, create_helix_sandbox, sandbox_of
+from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.integration

@@ -47,7 +47,7 @@ from events.webhook import WebhookDeliverySucceeded, WebhookRetryScheduled
 from infra.http import free_port
 from infra.settings import SecretsSettings, Settings
 from projections.registry import all_projections
-from sandbox.helix import make_iccid, make_imei
+from sandbox.helix_world import make_iccid, make_imei
 from tests.support.eventually import eventually
 from tests.support.stack import components, running
 

@@ -37,7 +37,7 @@ from infra.http import free_port, serve_http
 from infra.logging import configure
 from infra.settings import HelixSettings, SecretsSettings, Settings
 from sandbox.gateways import GatewayNetwork
-from sandbox.helix import HelixWorld, make_iccid, make_imei
+from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from tests.support.eventually import eventually
 from tests.support.stack import components, running

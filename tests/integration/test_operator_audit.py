@@ -28,7 +28,7 @@ from infra.settings import Settings
 from projections.audit import OperatorAuditProjection
 from projections.replay import rebuild
 from projections.runner import ProjectionRunner
-from sandbox.helix import make_iccid, make_imei
+from sandbox.helix_world import make_iccid, make_imei
 from tests.integration.test_dashboard import (
     NOW,
     PASSWORD,

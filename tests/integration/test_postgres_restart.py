@@ -26,7 +26,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumers.dlq import DeadLetters
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
-from infra.embedded import RunningService, start_postgres
+from infra.embedded import RunningService
+from infra.embedded_postgresql import start_postgres
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool, migrate
 from infra.settings import Settings

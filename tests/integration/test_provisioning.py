@@ -27,7 +27,8 @@ from events.topics import HELIX_CALLS, SIM_LIFECYCLE
 from infra.settings import Settings
 from projections import replay
 from projections.sims import SimsProjection
-from sandbox.helix import HelixFaults, HelixSandbox, HelixWorld, make_iccid, make_imei
+from sandbox.helix import HelixFaults, HelixSandbox
+from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from tests.support.eventually import eventually
 from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME, Fleet, running_fleet
 

@@ -15,7 +15,7 @@ import pytest
 from consumers import silence
 from events.sim import SimInboundResumed, SimInboundSilent
 from infra.settings import Settings, SilenceSettings
-from projections import queries
+from projections import overview_queries, sim_list_queries
 from sandbox.skyline import SandboxGateway
 from tests.support.eventually import eventually
 from tests.support.number_world import (
@@ -102,11 +102,11 @@ async def test_an_online_sim_without_sms_for_its_threshold_is_announced_once(
         assert never.iccid not in {e.data.iccid for e in await w.events(SimInboundSilent)}
 
         # the read side: the sims projection, the count alerts use, the filter, the overview
-        await eventually(lambda: queries.silent_sim_count(w.pool), until=lambda n: n == 2)
-        page = await queries.sim_page(w.pool, silent=True)
+        await eventually(lambda: overview_queries.silent_sim_count(w.pool), until=lambda n: n == 2)
+        page = await sim_list_queries.sim_page(w.pool, silent=True)
         assert {r.iccid for r in page.rows} == {plain.iccid, quick.iccid}
         assert {r.inbound_silent_since for r in page.rows} == {now}
-        assert (await queries.overview(w.pool, now)).silent == 2
+        assert (await overview_queries.overview(w.pool, now)).silent == 2
         assert await w.dead_letters() == 0
 
 
@@ -118,7 +118,7 @@ async def test_the_next_sms_ends_a_silence_and_the_quiet_starts_again_from_it(
         silent = await w.scheduler(FixedClock(now + 6 * HOUR))
         assert await silent.find_silent_sims() == 2
         announced = {e.data.iccid: e for e in await w.wait_for(SimInboundSilent)}
-        await eventually(lambda: queries.silent_sim_count(w.pool), until=lambda n: n == 2)
+        await eventually(lambda: overview_queries.silent_sim_count(w.pool), until=lambda n: n == 2)
 
         # an SMS to the plain SIM's number (the gateway names no ICCID) ends its silence
         async with SandboxGateway(w.bridge_url, plain.gateway_id, GATEWAY_SECRET) as gateway:
@@ -128,14 +128,14 @@ async def test_the_next_sms_ends_a_silence_and_the_quiet_starts_again_from_it(
         assert resumed.data.silent_event_id == announced[plain.iccid].id
         assert resumed.data.silent_since == now
         await eventually(lambda: silent_since(w, plain), until=lambda t: t is None)
-        assert await queries.silent_sim_count(w.pool) == 1
+        assert await overview_queries.silent_sim_count(w.pool) == 1
 
         # more SMS resume nothing more; the quiet is measured from the last SMS
         await w.reply(plain, "and again")
         await w.reply(quick, "hello quick")  # the gateway names the ICCID this time
         both = await w.wait_for(SimInboundResumed, until=lambda es: len(es) == 2)
         assert sorted(e.data.iccid for e in both) == sorted((plain.iccid, quick.iccid))
-        await eventually(lambda: queries.silent_sim_count(w.pool), until=lambda n: n == 0)
+        await eventually(lambda: overview_queries.silent_sim_count(w.pool), until=lambda n: n == 0)
         assert await silent.find_silent_sims() == 1  # quick's 1 h has passed by then, not 6 h
         again = await w.scheduler(FixedClock(w.clock.now() + 6 * HOUR + timedelta(minutes=1)))
         assert await again.find_silent_sims() == 1

@@ -23,7 +23,7 @@ from sandbox.gateways import (
     GatewayNetwork,
     create_gateways_sandbox,
 )
-from sandbox.helix import HelixWorld, make_iccid, make_imei
+from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ from events.sim import SimActivationRequested
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.settings import Settings
-from sandbox.helix import HelixWorld, create_helix_sandbox, make_iccid, make_imei
+from sandbox.helix import create_helix_sandbox
+from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.integration

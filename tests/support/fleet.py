@@ -33,7 +33,8 @@ from producers.bulk_import import ImportReport, import_sims, parse_rows
 from projections.helix_log import HelixLogProjection
 from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
-from sandbox.helix import HelixSandbox, HelixWorld, create_helix_sandbox, sandbox_of
+from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
+from sandbox.helix_world import HelixWorld
 
 CLIENT_ID = "auth0-client-Fleet7"
 USERNAME = "ops@simfleet.example"

@@ -1,7 +1,7 @@
 """Choose the Kafka broker and PostgreSQL server a test session runs against.
 
 Order: an explicitly configured service (``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``), then
-testcontainers when a Docker engine answers, then the embedded services of ``infra.embedded``.
+testcontainers when a Docker engine answers, then the embedded services of ``infra.embedded_*``.
 Tests never skip for lack of infrastructure: if nothing works, these functions raise.
 """
 
@@ -12,7 +12,9 @@ import os
 import warnings
 from pathlib import Path
 
-from infra.embedded import EmbeddedInfraError, embedded_broker, embedded_postgres
+from infra.embedded import EmbeddedInfraError
+from infra.embedded_kafka import embedded_broker
+from infra.embedded_postgresql import embedded_postgres
 
 __all__ = ["database_url", "docker_available", "kafka_bootstrap"]
 

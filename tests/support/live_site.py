@@ -31,7 +31,7 @@ from infra.settings import (
     WebhookSettings,
 )
 from sandbox.gateways import GatewayNetwork
-from sandbox.helix import HelixWorld
+from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME
 

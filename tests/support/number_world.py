@@ -47,7 +47,8 @@ from projections.gateways import GatewaysProjection
 from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
 from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
-from sandbox.helix import HelixWorld, create_helix_sandbox, make_iccid, make_imei
+from sandbox.helix import create_helix_sandbox
+from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.skyline import SandboxGateway
 from tests.support.eventually import eventually
 from tests.support.fleet import (

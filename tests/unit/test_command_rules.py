@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from producers.commands import SIM_ACTIONS, SimAction, refusal
-from projections.queries import SimTarget
+from projections.sim_target_queries import SimTarget
 
 
 def sim(status: str, **fields: str | None) -> SimTarget:

@@ -15,8 +15,9 @@ from consumers.provisioning_rules import (
     sync_ref,
 )
 from events.sim import NumberAssigned, SimActivationFailed, StatusAction
-from infra.helix import HelixOutcomeUnknown, HelixRejected, HelixUnavailable, SubscriberDetails
-from sandbox.helix import make_iccid
+from infra.helix_errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
+from infra.helix_models import SubscriberDetails
+from sandbox.helix_world import make_iccid
 
 NOW = datetime(2026, 2, 4, 12, 30, tzinfo=UTC)
 ALREADY = HelixRejected("400", 400, "ICCID 89 already has an active subscription")

@@ -16,7 +16,7 @@ from consumers.rotation_rules import (
     spread_offset,
 )
 from infra.settings import RotationSettings
-from sandbox.helix import make_iccid
+from sandbox.helix_world import make_iccid
 
 D = date(2026, 2, 4)
 FLEET = [make_iccid(i) for i in range(2000)]

@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 
 from events.sms import SmsDeliveryReported, SmsReceived
+from producers.push_fields import PushRejected
+from producers.skyline_content import decode_content, scts_time
 from producers.skyline_push import (
-    PushRejected,
-    decode_content,
     gateway_id_from,
     parse_http_push,
     parse_json_push,
     parse_simple_push,
-    scts_time,
 )
 
 NOW = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)

@@ -1,0 +1,174 @@
+"""SIM page read queries: one SIM's row, its numbers, its timeline and its recent SMS.
+
+Reads ``sims``, ``sim_numbers``, ``event_log``, ``inbound_sms`` and ``gateway_ports``; owns no
+table. The SIM's SMS are found as the SIM table counts them (``sim_list_queries``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from events.topics import SIM_LIFECYCLE
+from infra.redaction import redact
+from projections.read_models import SmsRow, View
+
+
+class Sim(View):
+    iccid: str
+    imei: str | None
+    status: str
+    mobility_subscription_id: str | None
+    current_number: str | None
+    number_status: str | None
+    reseller_id: str | None
+    gateway_id: str | None
+    port: str | None
+    activated_at: datetime | None
+    last_error: str | None
+    rotation_status: str
+    last_rotated_at: datetime | None
+    next_rotation_due_at: datetime | None
+    rotation_count: int
+    rotation_last_error: str | None
+    updated_at: datetime
+    inbound_silent_since: datetime | None = None
+    verification_suspect_since: datetime | None = None
+
+
+class NumberRow(View):
+    e164: str
+    source: str
+    valid_from: datetime
+    valid_to: datetime | None
+    verification_status: str
+    verification_code: str | None
+    sender_iccid: str | None
+    sent_at: datetime | None
+    verified_at: datetime | None
+    failed_at: datetime | None
+
+
+class TimelineEntry(View):
+    id: str
+    time: datetime
+    type: str
+    source: str
+    subject: str
+    correlationid: str
+    actor: str | None = None  # who asked, on requests (``requested_by``)
+    details: tuple[tuple[str, str], ...]
+
+
+class SimDetail(View):
+    sim: Sim
+    numbers: tuple[NumberRow, ...]
+    timeline: tuple[TimelineEntry, ...]
+    sms: tuple[SmsRow, ...]
+
+
+SELECT_SIM = """
+SELECT iccid, imei, status, mobility_subscription_id, current_number, number_status,
+       reseller_id, gateway_id, port, activated_at, last_error, rotation_status, last_rotated_at,
+       next_rotation_due_at, rotation_count, rotation_last_error, inbound_silent_since,
+       verification_suspect_since, updated_at
+FROM sims WHERE iccid = $1
+"""
+SIM_NUMBERS = """
+SELECT e164, source, valid_from, valid_to, verification_status, verification_code,
+       sender_iccid, sent_at, verified_at, failed_at
+FROM sim_numbers WHERE iccid = $1
+ORDER BY valid_from DESC LIMIT 100
+"""
+# the SIM's own events, plus events elsewhere (Helix calls, webhook deliveries) that share
+# their correlation ids; other SIMs' lifecycle events are left out even when correlated
+SIM_TIMELINE = """
+WITH own AS (
+    SELECT id, time, type, payload->>'source' AS source, subject, correlationid, payload
+    FROM event_log WHERE subject = $1 ORDER BY time DESC LIMIT $2
+)
+SELECT * FROM own
+UNION ALL
+(SELECT e.id, e.time, e.type, e.payload->>'source', e.subject, e.correlationid, e.payload
+ FROM event_log e
+ WHERE e.correlationid IN (SELECT correlationid FROM own) AND e.subject <> $1
+   AND e.type <> ALL($3::text[])
+ ORDER BY e.time DESC LIMIT $2)
+ORDER BY time DESC LIMIT $2
+"""
+# the same three paths as sim_list_queries.SIM_SMS_COUNTS, newest first, each stopping at the limit
+SIM_RECENT_SMS = """
+SELECT id, message_id, received_at, gateway_id, port, sender, to_number,
+       $1::text AS sim_iccid, false AS unknown_sim, body
+FROM (
+    (SELECT m.* FROM inbound_sms m WHERE m.iccid = $1 ORDER BY m.received_at DESC LIMIT $2)
+    UNION ALL
+    (SELECT m.* FROM sim_numbers n
+     JOIN inbound_sms m ON m.to_number = n.e164 AND m.received_at >= n.valid_from
+          AND (n.valid_to IS NULL OR m.received_at < n.valid_to)
+     WHERE n.iccid = $1 AND m.iccid IS NULL
+       AND NOT EXISTS (
+           SELECT 1 FROM sim_numbers later
+           WHERE later.e164 = m.to_number AND later.valid_from > n.valid_from
+             AND later.valid_from <= m.received_at
+             AND (later.valid_to IS NULL OR later.valid_to > m.received_at))
+     ORDER BY m.received_at DESC LIMIT $2)
+    UNION ALL
+    (SELECT m.* FROM gateway_ports p
+     JOIN inbound_sms m ON m.gateway_id = p.gateway_id AND m.port = p.port
+     WHERE p.iccid = $1 AND m.iccid IS NULL
+       AND (m.to_number IS NULL OR NOT EXISTS (
+           SELECT 1 FROM sim_numbers held
+           WHERE held.e164 = m.to_number AND held.valid_from <= m.received_at
+             AND (held.valid_to IS NULL OR held.valid_to > m.received_at)))
+     ORDER BY m.received_at DESC LIMIT $2)
+) found
+ORDER BY received_at DESC LIMIT $2
+"""
+HIDDEN_DETAILS = frozenset(
+    {"iccid", "ref", "command", "requested_by", "body", "request_body", "response_body"}
+)
+DETAIL_MAX_CHARS = 160
+
+
+async def sim_detail(
+    pool: asyncpg.Pool, iccid: str, *, events: int = 200, sms: int = 20
+) -> SimDetail | None:
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(SELECT_SIM, iccid)
+        if row is None:
+            return None
+        numbers = await conn.fetch(SIM_NUMBERS, iccid)
+        timeline = await conn.fetch(SIM_TIMELINE, iccid, events, sorted(SIM_LIFECYCLE.types))
+        recent = await conn.fetch(SIM_RECENT_SMS, iccid, sms)
+    return SimDetail(
+        sim=Sim.model_validate(dict(row)),
+        numbers=tuple(NumberRow.model_validate(dict(r)) for r in numbers),
+        timeline=tuple(_timeline_entry(r) for r in timeline),
+        sms=tuple(SmsRow.model_validate(dict(r)) for r in recent),
+    )
+
+
+def _timeline_entry(row: Any) -> TimelineEntry:
+    data = redact(row["payload"].get("data") or {})
+    return TimelineEntry(
+        id=row["id"],
+        time=row["time"],
+        type=row["type"],
+        source=row["source"],
+        subject=row["subject"],
+        correlationid=row["correlationid"],
+        actor=data.get("requested_by"),
+        details=tuple(
+            (key, _short(value))
+            for key, value in data.items()
+            if key not in HIDDEN_DETAILS and value not in (None, "", [], {})
+        ),
+    )
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= DETAIL_MAX_CHARS else text[: DETAIL_MAX_CHARS - 1] + "…"
