@@ -7,9 +7,9 @@ process, so on a small machine the carrier does not share simfleet's core. The c
 
 1. a zero-latency carrier, 10,000 SIMs — target under 60 s;
 2. a carrier answering every API call after 300 ms — the target is the bound the configuration
-   sets: each SIM needs two calls (activate, details), at most ``HX_CONCURRENCY`` calls are in
-   flight, at most ``HX_RATE_LIMIT_PER_S`` start per second, and the provisioning group works on
-   one event per partition at a time (a SIM's two calls follow each other).
+   sets: each SIM needs two calls (activate, details) one after the other, at most
+   ``HX_CONCURRENCY`` calls are in flight and at most ``HX_RATE_LIMIT_PER_S`` start per second
+   (the provisioning group runs SIMs, not partitions, concurrently).
 
     .venv/bin/python -m bench.bench_provisioning
 """
@@ -64,9 +64,7 @@ class Scenario:
         if self.latency_s == 0:
             return 0.0
         in_flight = self.concurrency / self.latency_s  # calls/s the client can have answered
-        # one event per partition at a time, and a SIM's two calls in its partition's line
-        per_group = min(self.partitions, self.concurrency) / (self.latency_s * CALLS_PER_SIM)
-        sims_per_s = min(in_flight / CALLS_PER_SIM, self.rate_per_s / CALLS_PER_SIM, per_group)
+        sims_per_s = min(in_flight / CALLS_PER_SIM, self.rate_per_s / CALLS_PER_SIM)
         return self.sims / sims_per_s
 
 

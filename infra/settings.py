@@ -75,7 +75,12 @@ class HelixSettings(BaseSettings):
     timeout_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
     rate_limit_per_s: float = Field(default=10.0, gt=0)
-    concurrency: int = Field(default=8, ge=1)
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="carrier calls in flight at once, and SIMs the provisioning group works on "
+        "at once (each SIM's events in order)",
+    )
     number_wait_s: float = Field(
         default=10.0,
         ge=0,
