@@ -4,7 +4,9 @@ webhook was received at least once, duplicates only as redeliveries of the same 
 
 Processes as an operator runs them, against the session's broker and Postgres: ``simfleet
 bridge`` (never killed: it is the gateways' side), ``simfleet projector`` (inbound_sms and the
-other read tables) and ``simfleet workers webhooks``, the two victims. The reseller's endpoint is
+other read tables), ``simfleet workers webhooks`` and ``simfleet workers verification silence
+endpoint_health`` (the other consumers of this traffic: verification replies, last-SMS times,
+endpoint health), the three victims. The reseller's endpoint is
 the sandbox receiver in this process, checking every signature. Pushes are paced (~300 SMS/s),
 so the kills land while records are in flight: a projector dies mid-batch (its transaction
 rolled back, its Kafka offsets uncommitted), a webhook worker dies holding leased deliveries
@@ -165,6 +167,9 @@ async def test_sigkilled_consumers_lose_nothing_and_deliver_every_webhook(
     env = environment(settings, database_url, sealing_key, bridge_port)
     projector = SimfleetProcess(["projector"], env, tmp_path / "projector.log")
     webhooks = SimfleetProcess(["workers", "webhooks"], env, tmp_path / "webhooks.log")
+    others = SimfleetProcess(
+        ["workers", "verification", "silence", "endpoint_health"], env, tmp_path / "others.log"
+    )
     bridge = SimfleetProcess(["bridge"], env, tmp_path / "bridge.log")
     receiver_app, receiver = create_reseller_receiver()
     pool = await create_pool(database_url, min_size=1, max_size=4)
@@ -182,13 +187,14 @@ async def test_sigkilled_consumers_lose_nothing_and_deliver_every_webhook(
             await projector.start()
             await fleet(pool, commands, receiver, receiver_url)
             await webhooks.start()
+            await others.start()
             await bridge.start()
 
             pushed = asyncio.Event()
-            chaos = asyncio.create_task(keep_killing([projector, webhooks], pushed))
+            chaos = asyncio.create_task(keep_killing([projector, webhooks, others], pushed))
             acknowledged = await push_all(f"http://127.0.0.1:{bridge_port}")
             pushed.set()
-            while_pushing = (projector.kills, webhooks.kills)
+            while_pushing = (projector.kills, webhooks.kills, others.kills)
             await chaos
 
             stored = await eventually(
@@ -207,12 +213,12 @@ async def test_sigkilled_consumers_lose_nothing_and_deliver_every_webhook(
                 kafka_bootstrap, SMS_INBOUND.dlq.full_name(settings.kafka.topic_prefix)
             )
     finally:
-        for process in (projector, webhooks, bridge):
+        for process in (projector, webhooks, others, bridge):
             await process.stop()
         await broker.stop()
         await pool.close()
 
-    assert min(projector.kills, webhooks.kills) >= KILLS_EACH
+    assert min(projector.kills, webhooks.kills, others.kills) >= KILLS_EACH
     assert min(while_pushing) >= 1, f"kills while SMS were flowing: {while_pushing}"
     assert len(acknowledged) == SMS_TOTAL
     # inbound_sms: every SMS exactly once (message_id is unique; the bodies tell them apart)
@@ -232,5 +238,5 @@ async def test_sigkilled_consumers_lose_nothing_and_deliver_every_webhook(
     )
     print(  # noqa: T201 - the figures for docs/reliability.md
         f"\nchaos: {SMS_TOTAL} SMS, projector killed {projector.kills}x, webhook worker killed "
-        f"{webhooks.kills}x; webhooks received {len(got)} (duplicates {len(got) - SMS_TOTAL})"
+        f"{webhooks.kills}x, the other workers {others.kills}x; webhooks received {len(got)} (duplicates {len(got) - SMS_TOTAL})"
     )
