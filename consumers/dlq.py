@@ -157,11 +157,22 @@ def _group_of(kafka_consumer: Any) -> str:
 
 
 def _record_lag(kafka_consumer: Any, group: str, record: Any) -> None:
-    """Records behind the partition's end, from the high watermark the last fetch reported."""
+    """Records behind the partition's end, from the high watermark the last fetch reported.
+    A metric never fails the work it measures: a partition revoked meanwhile (a rebalance
+    during a long batch) is skipped, as is anything else the consumer objects to."""
     highwater = getattr(kafka_consumer, "highwater", None)
     if highwater is None or not hasattr(record, "topic"):
         return
-    end = highwater(TopicPartition(record.topic, record.partition))
+    partition = TopicPartition(record.topic, record.partition)
+    try:
+        if partition not in kafka_consumer.assignment():
+            return
+        end = highwater(partition)
+    except Exception as err:
+        log.debug(
+            "lag_not_measured", topic=record.topic, partition=record.partition, error=repr(err)
+        )
+        return
     if end is not None:
         CONSUMER_LAG.labels(group, record.topic, record.partition).set(end - record.offset - 1)
 

@@ -49,7 +49,8 @@ from events.topics import RESELLER_REGISTRY, WEBHOOK_DELIVERIES
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
-from infra.kafka import BrokerUnavailable, Bus, consume_batches
+from infra.kafka import Bus, consume_batches
+from infra.outages import OUTAGE_TYPES
 from infra.settings import Settings
 
 PRODUCER = "simfleet/endpoint-health"
@@ -73,7 +74,7 @@ EndpointEvent = (
     | WebhookEndpointDisabled
     | WebhookEndpointEnabled
 )
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, BrokerUnavailable)
+TRANSIENT = OUTAGE_TYPES  # Postgres or the broker away: waited out
 LOCK = """
 SELECT endpoint_id, reseller_id, state, failures, failing_since, last_failure_at, last_success_at,
     last_error, last_status_code, last_message_id,

@@ -13,7 +13,9 @@ SIM, and the batch's offsets are committed once, after every line is done. A red
 is harmless: each flow acts once per request through the effects ledger.
 
 A handler that fails on Postgres or the broker being away waits and tries again (nothing is
-parked for an outage); any other failure parks the event on ``sim.lifecycle.dlq``.
+parked for an outage, ``infra.outages``); any other failure parks the event on
+``sim.lifecycle.dlq``. A batch is worked on for at most ``MAX_BATCH_MS`` before the group
+hands this member's partitions to another, which then redoes the unfinished SIMs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
@@ -44,11 +45,14 @@ from events.topics import SIM_LIFECYCLE
 from infra.context import MessageDep
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
 from infra.kafka import BrokerUnavailable, consume_batches
+from infra.outages import is_outage
 from infra.settings import Settings
 
 GROUP = "provisioning"
 RETRY_S = 1.0
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, BrokerUnavailable)
+# a batch may be worked on this long (an outage waited out) before the group counts this
+# member gone and gives its partitions to another
+MAX_BATCH_MS = 15 * 60 * 1000
 Handler = Callable[[Any, CarrierDeps], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {
     SimActivationRequested.event_type(): activation.on_activation_requested,
@@ -65,7 +69,10 @@ log = structlog.get_logger("simfleet.provisioning")
 
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
-    consume_batches(router, settings.kafka, (SIM_LIFECYCLE,), GROUP)(on_lifecycle_batch)
+    subscriber = consume_batches(
+        router, settings.kafka, (SIM_LIFECYCLE,), GROUP, max_poll_interval_ms=MAX_BATCH_MS
+    )
+    subscriber(on_lifecycle_batch)
     return router
 
 
@@ -84,7 +91,11 @@ async def on_lifecycle_batch(  # noqa: PLR0917  (FastStream passes the dependenc
     deps = CarrierDeps(helix, bus, pool, clock, delays)
     lines = per_sim(await decode_wanted(records, HANDLERS, dead))
     gate = asyncio.Semaphore(hx.concurrency)
-    await asyncio.gather(*(run_line(line, deps, dead, gate) for line in lines))
+    # a line ends only when its events are handled or parked; should one fail anyway, the
+    # group cancels the others before the batch is read again (no line left running)
+    async with asyncio.TaskGroup() as running:
+        for line in lines:
+            running.create_task(run_line(line, deps, dead, gate))
     observe_batch(msg, records)
 
 
@@ -118,11 +129,25 @@ async def handle(
         while True:
             try:
                 await handler(event, deps)
-            except TRANSIENT as err:
-                log.warning("provisioning_waiting", error=repr(err))
-                await asyncio.sleep(RETRY_S)
-                continue
-            except Exception as err:  # the one place a flow's failure is caught: parked
-                headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-                await dead.park(record, headers=headers, error=err, event_id=event.id)
+            except Exception as err:  # the one place a flow's failure is caught
+                if is_outage(err):
+                    log.warning("provisioning_waiting", error=repr(err))
+                    await asyncio.sleep(RETRY_S)
+                    continue
+                await park(record, event, err, dead)
             return
+
+
+async def park(
+    record: ConsumerRecord[Any, Any], event: Event, err: Exception, dead: DeadLetters
+) -> None:
+    """Onto the DLQ, waiting for the broker if it is away: the line does not end before."""
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    while True:
+        try:
+            await dead.park(record, headers=headers, error=err, event_id=event.id)
+        except BrokerUnavailable as away:
+            log.warning("provisioning_park_waiting", error=repr(away))
+            await asyncio.sleep(RETRY_S)
+            continue
+        return

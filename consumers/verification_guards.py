@@ -29,7 +29,9 @@ from events.sim import VerificationRequested, VerificationSenderCleared, Verific
 from infra.kafka import Bus
 from infra.settings import VerificationSettings
 
-SEND_LOCK = 0x5E2D  # advisory lock namespace: (SEND_LOCK, hashtext("number:…" | "sender:…"))
+# advisory lock namespaces, one per kind, so a number's and a sender's hashes never collide
+# (a collision would let two takers lock in opposite orders: a deadlock)
+NUMBER_LOCK, SENDER_LOCK = 0x5E2D, 0x5E2E
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 LOCK = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 OWN_SLOT = "SELECT 1 FROM verification_sends WHERE request_id = $1 AND sender_iccid = $2"
@@ -89,8 +91,8 @@ async def take_slot(
 ) -> Refused | None:  # fmt: skip
     """A send slot for (request, sender) — None when taken (or already this request's)."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(LOCK, SEND_LOCK, f"number:{number}")
-        await conn.execute(LOCK, SEND_LOCK, f"sender:{sender}")
+        await conn.execute(LOCK, NUMBER_LOCK, number)
+        await conn.execute(LOCK, SENDER_LOCK, sender)
         if await conn.fetchval(OWN_SLOT, request_id, sender):
             return None  # a redelivered request: the gateway recognises its task id
         to_number = [r[0] for r in await conn.fetch(TO_NUMBER, number, now - HOUR)]

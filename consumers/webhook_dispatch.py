@@ -22,20 +22,19 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-import asyncpg
 import structlog
 
 from consumers.webhook_attempts import Attempts
 from consumers.webhook_claims import Claims, Job
 from consumers.webhook_rules import Action
 from infra.clock import Clock
-from infra.kafka import BrokerUnavailable
+from infra.outages import OUTAGE_TYPES
 from infra.settings import WebhookSettings
 
 HEAP_HORIZON_S = 900.0  # later retries stay in Postgres only; the sweeper brings them back
 SWEEP_BATCH = 500
 # a task hitting these leaves its claim to the sweeper instead of failing the process
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, BrokerUnavailable)
+TRANSIENT = OUTAGE_TYPES  # Postgres or the broker away: waited out
 
 log = structlog.get_logger("simfleet.webhooks")
 

@@ -118,7 +118,14 @@ class WebhookEndpointDisabled(Event):
 
     type: Literal["webhook.endpoint_disabled"] = "webhook.endpoint_disabled"
     data: WebhookEndpointDisabledData
-    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "endpoint_id", "message_id")
+    # failing_since tells two disables apart that end on the same message (disabled, re-enabled
+    # with that message resent, failing again): the same fact twice would otherwise share an id
+    identity: ClassVar[tuple[str, ...]] = (
+        "reseller_id",
+        "endpoint_id",
+        "message_id",
+        "failing_since",
+    )
     subject_field: ClassVar[str] = "reseller_id"
 
 

@@ -107,6 +107,7 @@ def consume_batches(
     *,
     wait_ms: int = 50,
     fetch_wait_ms: int = 500,
+    max_poll_interval_ms: int = 300_000,
 ) -> Any:
     """A batch subscriber the simfleet way (webhooks, endpoint health, silence, verification
     replies): up to 500 records handed over undecoded — the handler decodes them one by one
@@ -125,6 +126,7 @@ def consume_batches(
         auto_offset_reset="earliest",
         session_timeout_ms=kafka.kafka_session_timeout_ms,
         heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
+        max_poll_interval_ms=max_poll_interval_ms,
         decoder=_undecoded,
     )
 

@@ -45,8 +45,9 @@ from events.sim import (
     VerificationSenderSuspect,
 )
 from infra.clock import Clock
-from infra.kafka import BrokerUnavailable, Bus
+from infra.kafka import Bus
 from infra.metrics import VERIFICATIONS
+from infra.outages import OUTAGE_TYPES
 from infra.settings import Settings
 from producers.silence_sweep import announce_silent
 
@@ -109,15 +110,7 @@ DELETE FROM rotations WHERE (iccid, rotation_key) IN (
 }
 # Postgres or the broker away (or a deadlock/serialization rollback): the next round tries again;
 # anything else is a bug and ends the loop (the composition root stops the process)
-TRANSIENT = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.TransactionRollbackError,
-    asyncpg.OperatorInterventionError,
-    OSError,
-    TimeoutError,
-    BrokerUnavailable,
-)
+TRANSIENT = OUTAGE_TYPES
 log = structlog.get_logger("simfleet.scheduler")
 
 

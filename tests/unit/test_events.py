@@ -148,3 +148,23 @@ def test_events_are_frozen() -> None:
     event = sms()
     with pytest.raises(ValidationError):
         event.subject = "x"  # type: ignore[misc]
+
+
+def test_two_disables_ending_on_the_same_message_have_their_own_ids() -> None:
+    from events.reseller import WebhookEndpointDisabled
+
+    def disabled(failing_since: datetime | None) -> WebhookEndpointDisabled:
+        return WebhookEndpointDisabled.create(
+            producer="simfleet/endpoint_health",
+            time=datetime(2026, 3, 9, tzinfo=UTC),
+            reseller_id="acme",
+            endpoint_id="ep_1",
+            reason="every delivery failed for 3 days",
+            message_id="sms.received_1",
+            failing_since=failing_since,
+        )
+
+    first = disabled(datetime(2026, 3, 1, tzinfo=UTC))
+    again = disabled(datetime(2026, 3, 6, tzinfo=UTC))  # re-enabled, the same message failing
+    assert first.id != again.id
+    assert disabled(datetime(2026, 3, 1, tzinfo=UTC)).id == first.id
