@@ -1,27 +1,33 @@
 """Verification hardening end to end (real broker and Postgres, the sandbox gateways and the
 bridge over real HTTP): a timed-out verification is retried once through another sender; senders
 whose SMS vanish turn suspect and are avoided until one is answered; rate limits per sender and
-per number defer verifications, and the scheduler asks again once there is room."""
+per number defer verifications, and the scheduler asks again once there is room; a late request
+for the number a SIM rotated away from leaves the new number's verification alone."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from consumers import verification
+from consumers import rotation, verification
 from events.sim import (
+    MdnChanged,
+    MdnChangeRequested,
     NumberOnline,
     NumberVerificationFailed,
     VerificationRequested,
     VerificationSenderCleared,
     VerificationSenderSuspect,
     VerificationSent,
+    VerificationSkipped,
 )
 from infra.settings import Settings, VerificationSettings
+from infra.skyline import wire_number
 from sandbox.gateways import GatewayFaults
 from tests.support.eventually import eventually
 from tests.support.number_world import (
@@ -43,9 +49,8 @@ def numbers(
 ) -> Numbers:
     def start(**options: Any) -> contextlib.AbstractAsyncContextManager[NumberWorld]:
         options.setdefault("rotation_config", rotation_settings(verification_expiry_s=1.0))
-        return running_numbers(
-            settings, kafka_bootstrap, database_url, flows=(verification,), **options
-        )
+        options.setdefault("flows", (verification,))
+        return running_numbers(settings, kafka_bootstrap, database_url, **options)
 
     return start
 
@@ -212,6 +217,79 @@ async def test_rate_limits_defer_verifications_and_the_scheduler_asks_again(
         assert row is not None
         assert row["deferred_until"] > clock.now() + timedelta(minutes=55)
         assert w.network.counts["accepted"] == 4
+        assert await w.dead_letters() == 0
+
+
+async def test_a_late_request_for_the_number_a_sim_rotated_away_from_changes_nothing(
+    numbers: Numbers,
+) -> None:
+    async with numbers(flows=(verification, rotation), rotation_config=rotation_settings()) as w:
+        sender = await w.add_sim(8501)
+        sim = await w.add_sim(8502)  # verified on its number A
+        old = sim.number
+        # the SMS to the new number B is lost: B's verification stays in flight (30 s expiry)
+        w.network.switch("lossy", GatewayFaults(senders=frozenset({sender.iccid})))
+        await w.emit(
+            MdnChangeRequested.create(
+                producer="simfleet/commands", time=w.clock.now(), iccid=sim.iccid, ref="op-1"
+            )
+        )
+        (changed,) = await w.wait_for(MdnChanged)
+        new = changed.data.new_number
+        assert (changed.data.old_number, new != old) == (old, True)
+        (in_flight,) = await w.wait_for(VerificationSent)
+        assert (in_flight.data.iccid, in_flight.data.number) == (sim.iccid, new)
+        await eventually(lambda: _now(w.network.counts["lost"]), until=lambda n: n == 1)
+        await eventually(  # the SIM no longer has A: the sims projection closed it
+            lambda: w.pool.fetchval(
+                "SELECT valid_to FROM sim_numbers WHERE iccid = $1 AND e164 = $2", sim.iccid, old
+            ),
+            until=lambda closed: closed is not None,
+        )
+
+        # a retry of A's verification, asked for before the rotation, consumed after it
+        stale = VerificationRequested.create(
+            producer="simfleet/scheduler", time=w.clock.now(), iccid=sim.iccid,
+            ref="retry:verification-of-a", number=old, attempt=2, avoid_senders=(sender.iccid,),
+        )  # fmt: skip
+        # then A's own verification.sent from before the rotation, replayed: the SIM's partition
+        # is consumed in order, so once its row is there the stale request has been consumed
+        long_ago = w.clock.now() - timedelta(days=1)
+        replayed = VerificationSent.create(
+            producer="simfleet/verification", time=long_ago, iccid=sim.iccid,
+            request_id=f"before-rotation:{sim.iccid}", number=old, code="OLD123",
+            sender_iccid=sender.iccid, sender_port=sender.port, sent_at=long_ago,
+            expires_at=long_ago + timedelta(seconds=30),
+        )  # fmt: skip
+        await w.emit(stale, replayed)
+        await eventually(
+            lambda: w.verification(request_id=replayed.data.request_id),
+            until=lambda row: row is not None and row["state"] == "superseded",
+        )
+
+        assert [t["to"] for t in w.network.tasks] == [wire_number(new)]  # nothing sent to A
+        assert await w.verification(request_id=stale.id) is None
+        pending = await w.verification(request_id=in_flight.data.request_id)
+        assert pending is not None
+        assert (pending["state"], pending["number"]) == ("sent", new)  # B's, undisturbed
+
+        # B's code arrives (its SMS was lost: a late copy): B's own verification decides it
+        await w.reply(dataclasses.replace(sim, number=new), f"VERIFY {in_flight.data.code}")
+        (online,) = await w.wait_for(NumberOnline)
+        assert (online.data.iccid, online.data.number) == (sim.iccid, new)
+        assert online.data.request_id == in_flight.id
+        # nothing left to time out, even 31 s on (the scheduler's clock, moved)
+        sweeper = await w.scheduler(MovedClock(timedelta(seconds=31)))
+        assert await sweeper.expire_verifications() == 0
+        assert await w.events(NumberVerificationFailed) == []
+        assert await w.events(VerificationSkipped) == []
+        assert [s.data.number for s in await w.events(VerificationSent)] == [new, old]
+        await eventually(
+            lambda: w.pool.fetchrow(
+                "SELECT current_number, number_status FROM sims WHERE iccid = $1", sim.iccid
+            ),
+            until=lambda row: row is not None and tuple(row) == (new, "verified"),
+        )
         assert await w.dead_letters() == 0
 
 
