@@ -6,8 +6,9 @@ from and why, so an operator can inspect, fix and re-publish it; the source part
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
@@ -19,8 +20,10 @@ from events.envelope import Event
 from events.topics import HEADER_TYPE
 from infra.kafka import Bus
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_FAILED
+from infra.outages import is_outage
 
 log = structlog.get_logger("simfleet.dlq")
+T = TypeVar("T")
 
 MAX_ERROR_CHARS = 2000
 
@@ -196,3 +199,37 @@ async def decode_wanted(
         except EventDecodeError as err:
             await dead.park(record, headers=headers, error=err, event_id=err.event_id)
     return found
+
+
+async def apply_isolating(
+    items: Sequence[tuple[ConsumerRecord[Any, Any], T]],
+    apply: Callable[[list[T]], Awaitable[None]],
+    dead: DeadLetters,
+    *,
+    retry_s: float = 1.0,
+) -> None:
+    """Applies a batch's items, waiting out outages (``infra.outages``). Should the batch fail
+    otherwise, the items are applied one at a time and those that still fail are parked: a
+    batch subscriber reads a failed batch again, so one bad event would hold its partition."""
+    if await _applied(apply, [item for _record, item in items], retry_s) is None:
+        return
+    for record, item in items:
+        if (err := await _applied(apply, [item], retry_s)) is not None:
+            headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+            await dead.park(record, headers=headers, error=err, event_id=headers.get("ce_id"))
+
+
+async def _applied(
+    apply: Callable[[list[T]], Awaitable[None]], items: list[T], retry_s: float
+) -> Exception | None:
+    """None once applied; the failure if it is not an outage (an outage is waited out)."""
+    while True:
+        try:
+            await apply(items)
+        except Exception as err:
+            if not is_outage(err):
+                return err
+            log.warning("batch_waiting", error=repr(err))
+            await asyncio.sleep(retry_s)
+            continue
+        return None

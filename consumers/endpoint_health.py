@@ -15,7 +15,6 @@ an endpoint whose failures stopped arriving.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
@@ -25,7 +24,7 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetters, decode_wanted, observe_batch
+from consumers.dlq import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from consumers.endpoint_health_rules import (
     Health,
     HealthPolicy,
@@ -50,11 +49,9 @@ from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
 from infra.kafka import Bus, consume_batches
-from infra.outages import OUTAGE_TYPES
 from infra.settings import Settings
 
 PRODUCER = "simfleet/endpoint-health"
-POSTGRES_RETRY_S = 1.0
 WANTED = {
     cls.event_type(): cls
     for cls in (
@@ -74,7 +71,6 @@ EndpointEvent = (
     | WebhookEndpointDisabled
     | WebhookEndpointEnabled
 )
-TRANSIENT = OUTAGE_TYPES  # Postgres or the broker away: waited out
 LOCK = """
 SELECT endpoint_id, reseller_id, state, failures, failing_since, last_failure_at, last_success_at,
     last_error, last_status_code, last_message_id,
@@ -146,25 +142,26 @@ class Positioned:
 
 async def track_health(msg: MessageDep, endpoint_health: HealthDep) -> None:
     records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
-    events = await _decoded(records, endpoint_health.dead_letters)
-    while True:
-        try:
-            await apply(endpoint_health, events)
-            break
-        except TRANSIENT as err:
-            log.warning("endpoint_health_waiting", error=repr(err))
-            await asyncio.sleep(POSTGRES_RETRY_S)
+    items = await _decoded(records, endpoint_health.dead_letters)
+
+    async def apply_events(events: list[Positioned]) -> None:
+        await apply(endpoint_health, events)
+
+    await apply_isolating(items, apply_events, endpoint_health.dead_letters)
     observe_batch(msg, records)
 
 
 async def _decoded(
     records: Sequence[ConsumerRecord[Any, Any]], dead: DeadLetters
-) -> list[Positioned]:
+) -> list[tuple[ConsumerRecord[Any, Any], Positioned]]:
     return [
-        Positioned(
-            event,
-            "delivery" if record.topic.endswith(WEBHOOK_DELIVERIES.name) else "registry",
-            record.offset,
+        (
+            record,
+            Positioned(
+                event,
+                "delivery" if record.topic.endswith(WEBHOOK_DELIVERIES.name) else "registry",
+                record.offset,
+            ),
         )
         for record, event in await decode_wanted(records, WANTED, dead)
         if isinstance(event, EndpointEvent)

@@ -26,7 +26,7 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetters, decode_wanted, observe_batch
+from consumers.dlq import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from events.sim import SimInboundResumed
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
@@ -118,13 +118,18 @@ def build_router(settings: Settings) -> KafkaRouter:
 
 async def on_sms_for_silence(msg: MessageDep, pool: PoolDep, bus: BusDep, clock: ClockDep) -> None:
     records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
-    batch = await received(records, DeadLetters(bus, CONSUMER))
-    await record_activity(pool, bus, batch, clock.now())
+    dead = DeadLetters(bus, CONSUMER)
+
+    async def record(batch: list[SmsReceived]) -> None:
+        await record_activity(pool, bus, batch, clock.now())
+
+    await apply_isolating(await received(records, dead), record, dead)
     observe_batch(msg, records)
 
 
 async def received(
     records: tuple[ConsumerRecord[Any, Any], ...], dead: DeadLetters
-) -> list[SmsReceived]:
+) -> list[tuple[ConsumerRecord[Any, Any], SmsReceived]]:
     wanted = (SmsReceived.event_type(),)
-    return [cast(SmsReceived, event) for _r, event in await decode_wanted(records, wanted, dead)]
+    found = await decode_wanted(records, wanted, dead)
+    return [(record, cast(SmsReceived, event)) for record, event in found]

@@ -33,7 +33,13 @@ from aiokafka import ConsumerRecord
 from faststream import Depends
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetterMiddleware, DeadLetters, decode_wanted, observe_batch
+from consumers.dlq import (
+    DeadLetterMiddleware,
+    DeadLetters,
+    apply_isolating,
+    decode_wanted,
+    observe_batch,
+)
 from consumers.effects import once
 from consumers.rotation_rules import RotationPolicy, next_rotation_at
 from consumers.verification_guards import Refused, mark_deferred, release_slot, take_slot
@@ -259,18 +265,23 @@ def build_router(settings: Settings) -> KafkaRouter:
 
 async def on_inbound_sms(msg: MessageDep, flow: VerifierDep, bus: BusDep) -> None:
     records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
-    for sms in await possible_replies(records, DeadLetters(bus, f"{CONSUMER}-replies")):
-        code = code_in(sms.data.body)
-        now = flow.clock.now()
-        if code and await record_reply(flow.pool, bus, sms, code, now=now, outcome=flow.online):
-            VERIFICATIONS.labels("online").inc()
+    dead = DeadLetters(bus, f"{CONSUMER}-replies")
+
+    async def record_replies(replies: list[SmsReceived]) -> None:
+        for sms in replies:
+            code = code_in(sms.data.body)
+            now = flow.clock.now()
+            if code and await record_reply(flow.pool, bus, sms, code, now=now, outcome=flow.online):
+                VERIFICATIONS.labels("online").inc()
+
+    await apply_isolating(await possible_replies(records, dead), record_replies, dead)
     observe_batch(msg, records)
 
 
 async def possible_replies(
     records: tuple[ConsumerRecord[Any, Any], ...], dead: DeadLetters
-) -> list[SmsReceived]:
+) -> list[tuple[ConsumerRecord[Any, Any], SmsReceived]]:
     admit = lambda record: might_be_reply(record.value)  # noqa: E731  (cheap, before parsing)
     wanted = (SmsReceived.event_type(),)
     found = await decode_wanted(records, wanted, dead, admit=admit)
-    return [cast(SmsReceived, event) for _record, event in found]
+    return [(record, cast(SmsReceived, event)) for record, event in found]
