@@ -30,11 +30,11 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetters, decode_wanted, observe_batch
+from consumers.dlq import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from consumers.verification_store import verification_sms_ids
 from consumers.webhook_attempts import Attempts
 from consumers.webhook_claims import Claims, NewDelivery
-from consumers.webhook_dispatch import TRANSIENT, Dispatcher
+from consumers.webhook_dispatch import Dispatcher
 from consumers.webhook_rules import (
     WEBHOOK_EVENT_TYPES,
     SourceEvent,
@@ -99,27 +99,21 @@ def build_router(settings: Settings, *, group: str = "webhooks") -> KafkaRouter:
 
 async def on_batch(msg: MessageDep, webhooks: WebhooksDep) -> None:
     records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
-    events = await decoded(records, webhooks.dead_letters)
-    while True:
-        try:
-            await enabled(webhooks, [e for e in events if isinstance(e, WebhookEndpointEnabled)])
-            await deliver_sources(webhooks, [e for e in events if is_webhook_source(e)])
-            await resend(webhooks, [e for e in events if isinstance(e, WebhookResendRequested)])
-            break
-        except TRANSIENT as err:
-            log.warning("webhooks_waiting_for_postgres", error=repr(err))
-            await asyncio.sleep(POSTGRES_RETRY_S)
-    for e in events:
+    items = await decode_wanted(records, WANTED_TYPES, webhooks.dead_letters)
+
+    async def act(events: list[Event]) -> None:
+        await enabled(webhooks, [e for e in events if isinstance(e, WebhookEndpointEnabled)])
+        await deliver_sources(webhooks, [e for e in events if is_webhook_source(e)])
+        await resend(webhooks, [e for e in events if isinstance(e, WebhookResendRequested)])
+
+    # outages waited out; a bad event parked rather than the batch read again forever
+    await apply_isolating(items, act, webhooks.dead_letters, retry_s=POSTGRES_RETRY_S)
+    for _record, e in items:
         if isinstance(e, WebhookRetryScheduled):
             webhooks.dispatcher.schedule(
                 e.data.message_id, e.data.endpoint_id, e.data.attempt, e.data.due_at
             )
     observe_batch(msg, records)
-
-
-async def decoded(records: Sequence[ConsumerRecord[Any, Any]], dead: DeadLetters) -> list[Event]:
-    """The events this flow acts on; other types are skipped by header, unparsed."""
-    return [event for _record, event in await decode_wanted(records, WANTED_TYPES, dead)]
 
 
 async def deliver_sources(webhooks: Webhooks, events: Sequence[SourceEvent]) -> None:
