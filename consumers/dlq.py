@@ -7,6 +7,7 @@ from and why, so an operator can inspect, fix and re-publish it; the source part
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -191,7 +192,7 @@ async def decode_wanted(
     ``admit`` lets through, decoded; a record that does not decode is parked, the rest go on."""
     found = []
     for record in records:
-        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        headers = headers_of(record)
         if headers.get(HEADER_TYPE) not in wanted or not admit(record):
             continue
         try:
@@ -211,25 +212,31 @@ async def apply_isolating(
     """Applies a batch's items, waiting out outages (``infra.outages``). Should the batch fail
     otherwise, the items are applied one at a time and those that still fail are parked: a
     batch subscriber reads a failed batch again, so one bad event would hold its partition."""
-    if await _applied(apply, [item for _record, item in items], retry_s) is None:
+    whole = [item for _record, item in items]
+    if await outlasting_outages(functools.partial(apply, whole), retry_s) is None:
         return
     for record, item in items:
-        if (err := await _applied(apply, [item], retry_s)) is not None:
-            headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        if (err := await outlasting_outages(functools.partial(apply, [item]), retry_s)) is not None:
+            headers = headers_of(record)
             await dead.park(record, headers=headers, error=err, event_id=headers.get("ce_id"))
 
 
-async def _applied(
-    apply: Callable[[list[T]], Awaitable[None]], items: list[T], retry_s: float
+async def outlasting_outages(
+    act: Callable[[], Awaitable[None]], retry_s: float
 ) -> Exception | None:
-    """None once applied; the failure if it is not an outage (an outage is waited out)."""
+    """Runs ``act`` until it succeeds (None) or fails other than by an outage (that failure,
+    to park); an outage (``infra.outages``) is waited out and ``act`` run again."""
     while True:
         try:
-            await apply(items)
+            await act()
         except Exception as err:
             if not is_outage(err):
                 return err
-            log.warning("batch_waiting", error=repr(err))
+            log.warning("waiting_out_outage", error=repr(err))
             await asyncio.sleep(retry_s)
             continue
         return None
+
+
+def headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    return {k: v.decode(errors="replace") for k, v in (record.headers or ())}

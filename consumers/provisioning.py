@@ -30,7 +30,13 @@ from faststream.kafka import KafkaRouter
 
 from consumers import activation, canceller, finalizer, number_sync
 from consumers.carrier_deps import CarrierDeps
-from consumers.dlq import DeadLetters, decode_wanted, observe_batch
+from consumers.dlq import (
+    DeadLetters,
+    decode_wanted,
+    headers_of,
+    observe_batch,
+    outlasting_outages,
+)
 from consumers.provisioning_rules import number_poll_delays
 from events.envelope import Event
 from events.sim import (
@@ -45,7 +51,6 @@ from events.topics import SIM_LIFECYCLE
 from infra.context import MessageDep
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
 from infra.kafka import BrokerUnavailable, consume_batches
-from infra.outages import is_outage
 from infra.settings import Settings
 
 GROUP = "provisioning"
@@ -126,23 +131,16 @@ async def handle(
         partition=record.partition,
         offset=record.offset,
     ):
-        while True:
-            try:
-                await handler(event, deps)
-            except Exception as err:  # the one place a flow's failure is caught
-                if is_outage(err):
-                    log.warning("provisioning_waiting", error=repr(err))
-                    await asyncio.sleep(RETRY_S)
-                    continue
-                await park(record, event, err, dead)
-            return
+        # the one place a flow's failure is caught: an outage waited out, anything else parked
+        if (err := await outlasting_outages(lambda: handler(event, deps), RETRY_S)) is not None:
+            await park(record, event, err, dead)
 
 
 async def park(
     record: ConsumerRecord[Any, Any], event: Event, err: Exception, dead: DeadLetters
 ) -> None:
     """Onto the DLQ, waiting for the broker if it is away: the line does not end before."""
-    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    headers = headers_of(record)
     while True:
         try:
             await dead.park(record, headers=headers, error=err, event_id=event.id)

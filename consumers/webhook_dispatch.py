@@ -34,7 +34,6 @@ from infra.settings import WebhookSettings
 HEAP_HORIZON_S = 900.0  # later retries stay in Postgres only; the sweeper brings them back
 SWEEP_BATCH = 500
 # a task hitting these leaves its claim to the sweeper instead of failing the process
-TRANSIENT = OUTAGE_TYPES  # Postgres or the broker away: waited out
 
 log = structlog.get_logger("simfleet.webhooks")
 
@@ -142,7 +141,7 @@ class Dispatcher:
                 if step.action is not Action.RETRY_SOON or not await self._pause_until(step.at):
                     return
                 job = await self.claims.next_attempt(job, self.lease_from(self._clock.now()))
-        except TRANSIENT as err:
+        except OUTAGE_TYPES as err:  # Postgres or the broker away
             log.warning("webhook_delivery_interrupted", endpoint_id=endpoint, error=repr(err))
         finally:
             self._live[endpoint] -= 1
@@ -177,7 +176,7 @@ class Dispatcher:
         while not self._closing.is_set():
             free = self.settings.max_in_flight - self._live.total()
             if free > 0:
-                with contextlib.suppress(*TRANSIENT):
+                with contextlib.suppress(*OUTAGE_TYPES):
                     await self._sweep(min(free, SWEEP_BATCH))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sweep_now.wait(), self.settings.sweep_interval_s)

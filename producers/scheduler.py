@@ -108,9 +108,6 @@ DELETE FROM rotations WHERE (iccid, rotation_key) IN (
     WHERE updated_at < $1 AND state IN ('changed', 'failed') LIMIT $2 FOR UPDATE SKIP LOCKED)
 """,
 }
-# Postgres or the broker away (or a deadlock/serialization rollback): the next round tries again;
-# anything else is a bug and ends the loop (the composition root stops the process)
-TRANSIENT = OUTAGE_TYPES
 log = structlog.get_logger("simfleet.scheduler")
 
 
@@ -134,7 +131,9 @@ class Scheduler:
         while True:
             try:
                 await job()
-            except TRANSIENT as err:
+            # Postgres or the broker away: the next round tries again; anything else is a bug
+            # and ends the loop (the composition root stops the process)
+            except OUTAGE_TYPES as err:
                 log.warning("scheduler_round_failed", job=job.__name__, error=repr(err))
             await asyncio.sleep(interval_s)
 

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from consumers.dlq import DeadLetters
+from consumers.dlq import DeadLetters, headers_of
 from events import EventDecodeError, decode
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic
@@ -115,10 +115,6 @@ class Projection(Protocol):
     tables: tuple[str, ...]
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None: ...
-
-
-def headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
-    return {k: v.decode(errors="replace") for k, v in (record.headers or ())}
 
 
 class _ResumeFromCheckpoints(ConsumerRebalanceListener):  # type: ignore[misc]
