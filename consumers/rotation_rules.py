@@ -109,10 +109,6 @@ def rotation_key(ref: str) -> str:
     return ref
 
 
-def is_daily(key: str) -> bool:
-    return key.startswith(ROTATION_PREFIX)
-
-
 def retry_at(attempts: int, failed_at: datetime, policy: RotationPolicy) -> datetime | None:
     """When a failed rotation is tried again (doubling waits); None once attempts are spent."""
     if attempts >= policy.max_attempts:

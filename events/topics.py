@@ -111,7 +111,6 @@ ALL_TOPICS: tuple[Topic, ...] = (
     HELIX_CALLS,
     GATEWAY_REJECTED,
 )
-TOPICS_BY_NAME = {t.name: t for t in ALL_TOPICS}
 
 
 def topic_for_type(event_type: str) -> Topic:

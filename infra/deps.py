@@ -11,11 +11,9 @@ from infra.context import LoopContext
 from infra.helix import HelixClient
 from infra.kafka import Bus
 from infra.settings import Settings
-from infra.webhook_sender import WebhookSender
 
 BusDep = Annotated[Bus, LoopContext("bus")]
 PoolDep = Annotated[asyncpg.Pool, LoopContext("pool")]
 ClockDep = Annotated[Clock, LoopContext("clock")]
 SettingsDep = Annotated[Settings, LoopContext("settings")]
 HelixDep = Annotated[HelixClient, LoopContext("helix")]
-WebhookSenderDep = Annotated[WebhookSender, LoopContext("webhook_sender")]

@@ -1,7 +1,8 @@
 """structlog set-up: JSON lines in production, readable console on a terminal, secrets masked.
 
-Consumers bind event id / type / correlation id through ``structlog.contextvars`` (see
-``infra.kafka.EventContextMiddleware``), so every line a handler logs names its event.
+Consumers bind event id / type / correlation id through ``structlog.contextvars`` (the
+dead-letter middleware in ``consumers.dlq`` and the provisioning lines), so every line a handler
+logs names its event.
 """
 
 from __future__ import annotations

@@ -61,7 +61,6 @@ ACTIONS: dict[type[Event], str] = {
     WebhookSecretRotated: "rotate-secret",
     WebhookResendRequested: "resend",
 }
-AUDITED_TYPES = frozenset(cls.event_type() for cls in ACTIONS)
 
 CLAIM_EVENTS = """
 INSERT INTO operator_audit_events (event_id, command_id)
