@@ -96,8 +96,9 @@ async def _consumer(settings: Settings, pool: asyncpg.Pool, box: SecretBox) -> A
     bootstrap = settings.kafka.kafka_bootstrap_servers or ""
     broker = build_broker(settings.kafka, bootstrap)
     broker.include_router(build_router(settings))
+    failed = asyncio.Event()
     async with webhook_runtime(
-        settings, bootstrap=bootstrap, pool=pool, clock=SystemClock(), box=box
+        settings, bootstrap=bootstrap, pool=pool, clock=SystemClock(), box=box, stop=failed
     ) as context:
         for name, value in context.items():
             broker.context.set_global(name, value)
@@ -106,6 +107,8 @@ async def _consumer(settings: Settings, pool: asyncpg.Pool, box: SecretBox) -> A
             yield
         finally:
             await broker.stop()
+    if failed.is_set():
+        raise RuntimeError("a webhook dispatcher loop failed; see the log")
 
 
 async def _delivered(pool: asyncpg.Pool, tag: str) -> int:

@@ -30,6 +30,7 @@ from consumers.webhook_rules import Action
 from infra.clock import Clock
 from infra.outages import OUTAGE_TYPES
 from infra.settings import WebhookSettings
+from infra.supervision import supervised
 
 HEAP_HORIZON_S = 900.0  # later retries stay in Postgres only; the sweeper brings them back
 SWEEP_BATCH = 500
@@ -74,23 +75,29 @@ class Dispatcher:
         return self.settings.per_endpoint_queue // 2
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Dispatcher]:
-        """Runs the sweeper and heap for the block; on exit, in-flight POSTs may finish."""
-        loops = [
-            asyncio.create_task(self._sweep_loop()),
-            asyncio.create_task(self._heap_loop()),
-            asyncio.create_task(self._attempts.record_delivered()),
-        ]
-        try:
-            yield self
-        finally:
-            self._closing.set()
-            self._sweep_now.set()
-            if self._tasks:
-                await asyncio.wait(set(self._tasks), timeout=self.settings.timeout_s + 2)
-            for task in (*self._tasks, *loops):
-                task.cancel()
-            await asyncio.gather(*self._tasks, *loops, return_exceptions=True)
+    async def running(self, stop: asyncio.Event) -> AsyncIterator[Dispatcher]:
+        """Runs the sweeper, heap and recorder for the block, supervised: one of them failing
+        sets ``stop`` (the process ends rather than leave deliveries waiting). On exit,
+        in-flight POSTs may finish."""
+        loops = supervised(
+            "webhook-dispatcher",
+            stop,
+            self._sweep_loop(),
+            self._heap_loop(),
+            self._attempts.record_delivered(),
+            finishing=self._closing,
+        )
+        async with loops:
+            try:
+                yield self
+            finally:
+                self._closing.set()
+                self._sweep_now.set()
+                if self._tasks:
+                    await asyncio.wait(set(self._tasks), timeout=self.settings.timeout_s + 2)
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def room(self) -> None:
         await self._room.wait()
@@ -176,8 +183,10 @@ class Dispatcher:
         while not self._closing.is_set():
             free = self.settings.max_in_flight - self._live.total()
             if free > 0:
-                with contextlib.suppress(*OUTAGE_TYPES):
+                try:
                     await self._sweep(min(free, SWEEP_BATCH))
+                except OUTAGE_TYPES as err:  # waited out: the next round sweeps again
+                    log.warning("webhook_sweep_interrupted", error=repr(err))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sweep_now.wait(), self.settings.sweep_interval_s)
             self._sweep_now.clear()

@@ -189,11 +189,18 @@ def open_secret_box(settings: Settings) -> SecretBox:
 
 @contextlib.asynccontextmanager
 async def webhook_runtime(
-    settings: Settings, *, bootstrap: str, pool: asyncpg.Pool, clock: Clock, box: SecretBox
+    settings: Settings,
+    *,
+    bootstrap: str,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    box: SecretBox,
+    stop: asyncio.Event,
 ) -> AsyncIterator[dict[str, object]]:
     """The objects the router needs, by context name. Enter before the consuming broker starts,
     leave after it stopped: delivery tasks publish through a producer of their own, so they can
-    finish and record what they sent after the consumer stopped taking new work."""
+    finish and record what they sent after the consumer stopped taking new work. ``stop`` is set
+    when a dispatcher loop fails."""
     publisher = build_broker(settings.kafka, bootstrap, client_id="simfleet-webhooks")
     await publisher.start()
     bus = Bus(publisher, settings.kafka.topic_prefix)
@@ -211,7 +218,7 @@ async def webhook_runtime(
             dispatcher = Dispatcher(
                 settings.webhooks, claims=claims, attempts=attempts, clock=clock
             )
-            async with dispatcher.running():
+            async with dispatcher.running(stop):
                 webhooks = Webhooks(pool, dispatcher, DeadLetters(bus, "webhooks"), clock)
                 yield {"webhooks": webhooks, "webhook_sender": sender, "secret_box": box}
     finally:

@@ -21,7 +21,7 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from infra import embedded_kafka, embedded_postgresql
+from infra import embedded_kafka, embedded_postgresql, supervision
 from infra.clock import Clock, SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
@@ -69,27 +69,9 @@ class Component:
     providers: Sequence[Provider] = ()
 
 
-@contextlib.asynccontextmanager
-async def supervised(rt: Runtime, name: str, *coros: Any) -> AsyncIterator[None]:
+def supervised(rt: Runtime, name: str, *coros: Any) -> contextlib.AbstractAsyncContextManager[None]:
     """Runs background loops for the block; one ending unexpectedly stops the process."""
-
-    def on_done(task: asyncio.Task[Any]) -> None:
-        if not task.cancelled():
-            log.error(
-                "component_stopped_unexpectedly", component=name, error=repr(task.exception())
-            )
-            rt.stop.set()
-
-    tasks = [asyncio.create_task(c, name=f"{name}:{i}") for i, c in enumerate(coros)]
-    for task in tasks:
-        task.add_done_callback(on_done)
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.remove_done_callback(on_done)
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    return supervision.supervised(name, rt.stop, *coros)
 
 
 @contextlib.contextmanager

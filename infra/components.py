@@ -86,6 +86,7 @@ def webhook_objects(rt: Runtime) -> contextlib.AbstractAsyncContextManager[dict[
         pool=rt.pool,
         clock=rt.clock,
         box=webhooks.open_secret_box(rt.settings),
+        stop=rt.stop,
     )
 
 

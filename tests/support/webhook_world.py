@@ -79,12 +79,14 @@ class World:
         settings = self.settings.model_copy(update={"webhooks": webhooks or self.settings.webhooks})
         broker = build_broker(settings.kafka, self.kafka_bootstrap)
         broker.include_router(build_router(settings, group=group))
+        failed = asyncio.Event()
         async with webhook_runtime(
             settings,
             bootstrap=self.kafka_bootstrap,
             pool=self.pool,
             clock=clock or SystemClock(),
             box=self.box,
+            stop=failed,
         ) as context:
             for name, value in context.items():
                 broker.context.set_global(name, value)
@@ -95,6 +97,8 @@ class World:
                 yield webhooks_obj.dispatcher
             finally:
                 await broker.stop()
+        # the process would have stopped: a dispatcher loop failed (its error is in the log)
+        assert not failed.is_set(), "a webhook dispatcher loop failed"
 
     async def reseller(
         self, reseller_id: str, modes: dict[str, ReceiverMode], *, failures: int = 2
