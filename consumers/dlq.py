@@ -6,7 +6,6 @@ from and why, so an operator can inspect, fix and re-publish it; the source part
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -21,12 +20,13 @@ from events.envelope import Event
 from events.topics import HEADER_TYPE
 from infra.kafka import Bus
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_FAILED
-from infra.outages import is_outage
+from infra.outages import outlasting_outages
 
 log = structlog.get_logger("simfleet.dlq")
 T = TypeVar("T")
 
 MAX_ERROR_CHARS = 2000
+OUTAGE_RETRY_S = 1.0
 
 
 class KafkaRecord(Protocol):
@@ -109,9 +109,11 @@ class DeadLetterMiddleware(BaseMiddleware):
 
     Subscribers run with ``AckPolicy.ACK``, which commits the offset even when the handler
     raised; publishing the record to ``<topic>.dlq`` first is what makes that safe. Business
-    outcomes are events emitted by handlers, transient errors are retried inside the clients,
-    so whatever reaches this point cannot be processed as it is. Every line the handler logs
-    carries the event's id, type, correlation id and position.
+    outcomes are events emitted by handlers. A failure is sorted by ``infra.outages``: an
+    outage (Postgres restarting, the broker away) is waited out and the handler run again, so
+    a live request is never parked for it; anything else cannot be processed as it is and is
+    parked. Every line the handler logs carries the event's id, type, correlation id and
+    position.
     """
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
@@ -127,19 +129,25 @@ class DeadLetterMiddleware(BaseMiddleware):
             partition=getattr(record, "partition", None),
             offset=getattr(record, "offset", None),
         ):
-            try:
+            if not hasattr(record, "topic"):  # not a Kafka record (test harness): no DLQ
                 result = await call_next(msg)
-            except Exception as err:
-                if not hasattr(record, "topic"):
-                    raise  # not a single Kafka record (batch or test harness): nothing to park
-                bus: Bus = self.context.get("bus")
-                await DeadLetters(bus, group).park(
-                    record,
-                    headers=headers,
-                    error=err,
-                    event_id=getattr(err, "event_id", None) or headers.get("ce_id"),
-                )
-                return None
+            else:
+                results: list[Any] = []
+
+                async def handle() -> None:
+                    results.append(await call_next(msg))
+
+                # an outage is waited out (handlers are idempotent by event id); the rest parked
+                if (err := await outlasting_outages(handle, OUTAGE_RETRY_S)) is not None:
+                    bus: Bus = self.context.get("bus")
+                    await DeadLetters(bus, group).park(
+                        record,
+                        headers=headers,
+                        error=err,
+                        event_id=getattr(err, "event_id", None) or headers.get("ce_id"),
+                    )
+                    return None
+                result = results[-1]
             EVENTS_CONSUMED.labels(group).inc()
             _record_lag(kafka_consumer, group, record)
             return result
@@ -219,23 +227,6 @@ async def apply_isolating(
         if (err := await outlasting_outages(functools.partial(apply, [item]), retry_s)) is not None:
             headers = headers_of(record)
             await dead.park(record, headers=headers, error=err, event_id=headers.get("ce_id"))
-
-
-async def outlasting_outages(
-    act: Callable[[], Awaitable[None]], retry_s: float
-) -> Exception | None:
-    """Runs ``act`` until it succeeds (None) or fails other than by an outage (that failure,
-    to park); an outage (``infra.outages``) is waited out and ``act`` run again."""
-    while True:
-        try:
-            await act()
-        except Exception as err:
-            if not is_outage(err):
-                return err
-            log.warning("waiting_out_outage", error=repr(err))
-            await asyncio.sleep(retry_s)
-            continue
-        return None
 
 
 def headers_of(record: ConsumerRecord[Any, Any]) -> dict[str, str]:

@@ -35,7 +35,6 @@ from consumers.dlq import (
     decode_wanted,
     headers_of,
     observe_batch,
-    outlasting_outages,
 )
 from consumers.provisioning_rules import number_poll_delays
 from events.envelope import Event
@@ -51,6 +50,7 @@ from events.topics import SIM_LIFECYCLE
 from infra.context import MessageDep
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
 from infra.kafka import BrokerUnavailable, consume_batches
+from infra.outages import outlasting_outages
 from infra.settings import Settings
 
 GROUP = "provisioning"

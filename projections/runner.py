@@ -7,9 +7,10 @@ last offset into ``projection_checkpoints`` in the same transaction, and only th
 Kafka. On every partition assignment it seeks to the Postgres checkpoint, so a crash between
 the two commits re-reads records whose effects are already in the tables — and skips them.
 
-Events that cannot be applied (unknown type, invalid data, a violated constraint) go to the DLQ
-and the partition moves on; Postgres being unavailable is not the event's fault: the batch is
-retried until Postgres answers, and nothing is committed meanwhile.
+Failures are sorted by ``infra.outages``. Events that cannot be applied (unknown type, invalid
+data, a violated constraint, a missing column) go to the DLQ and the partition moves on; an
+outage (Postgres restarting, the network) is not the event's fault: the batch is retried until
+Postgres answers, and nothing is committed meanwhile.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from events import EventDecodeError, decode
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED
+from infra.outages import is_outage
 from infra.settings import KafkaSettings
 
 log = structlog.get_logger("simfleet.projections")
@@ -48,24 +50,6 @@ SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS c(t, p, o
 ON CONFLICT (projection, topic, partition) DO UPDATE
 SET "offset" = GREATEST(projection_checkpoints."offset", EXCLUDED."offset"), updated_at = now()
 """
-# errors that say "Postgres is unavailable": the batch is retried. InternalClientError too: a
-# server shutting down sends its FATAL error to connections idle in a transaction, and the
-# next statement on such a connection (typically COMMIT) fails with it before asyncpg has
-# noticed the connection is gone (the pool then replaces it).
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
-# errors that say "this event cannot be applied", as opposed to "Postgres is unavailable"
-POISON_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.IntegrityConstraintViolationError,
-    asyncpg.DataError,
-    ValueError,
-    TypeError,
-    KeyError,
-)
 
 
 @dataclass(frozen=True)
@@ -206,9 +190,11 @@ class ProjectionRunner:
             try:
                 applied = await self._apply_durably(batch)
                 break
-            except UNAVAILABLE_ERRORS as err:
+            except Exception as err:
+                if not is_outage(err):
+                    raise  # the runner's own statements failed: a bug, the process stops
                 log.warning(
-                    "projection_waiting_for_postgres",
+                    "projection_waiting_out_outage",
                     projection=self.projection.name,
                     error=f"{type(err).__name__}: {err}",
                 )
@@ -269,16 +255,20 @@ class ProjectionRunner:
         try:
             async with conn.transaction():
                 await self.projection.apply(conn, records)
-        except POISON_ERRORS:
-            pass
+        except Exception as err:
+            if is_outage(err):
+                raise  # the whole batch is tried again once Postgres is back
         else:
             return
-        # slow path, only after a failure: one savepoint per event finds the poison ones
+        # slow path, only after a failure: one savepoint per event finds the poison ones (a
+        # missing column included: parked with its error, never waited on as an outage)
         for record in records:
             try:
                 async with conn.transaction():
                     await self.projection.apply(conn, [record])
-            except POISON_ERRORS as err:
+            except Exception as err:
+                if is_outage(err):
+                    raise
                 await self._dead.park(
                     record, headers=record.headers, error=err, event_id=record.event.id
                 )

@@ -249,7 +249,7 @@ async def test_postgres_restarted_mid_stream_consumers_wait_and_resume_with_noth
                     await asyncpg.connect(url, timeout=2)
                 assert not sms_task.done(), "the inbound_sms runner gave up"
                 assert not archive_task.done(), "the archive runner gave up"
-                waited = [e for e in logs if e["event"] == "projection_waiting_for_postgres"]
+                waited = [e for e in logs if e["event"] == "projection_waiting_out_outage"]
                 assert {e["projection"] for e in waited} == {"inbound_sms", "archive"}
 
                 await asyncio.to_thread(postgres.start)  # same port, same data directory

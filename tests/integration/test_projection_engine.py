@@ -246,3 +246,52 @@ async def test_a_lone_event_is_applied_quickly_when_idle(
         await eventually(
             lambda: count(pool, "SELECT count(*) FROM inbound_sms"), until=lambda n: n == 2
         )
+
+
+class SchemaDriftProjection(CountingProjection):
+    """Fails like a table missing a column on one event, like a Postgres restart on another."""
+
+    def __init__(self) -> None:
+        self.restarts = [ConnectionResetError("server closed the connection")] * 2
+
+    async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        bodies = [r.event.data.body for r in records]  # type: ignore[attr-defined]
+        if "during restart" in bodies and self.restarts:
+            raise self.restarts.pop()
+        if "missing column" in bodies:
+            await conn.execute("UPDATE applied_events SET no_such_column = 1")
+        await super().apply(conn, records)
+
+
+async def test_an_outage_is_waited_out_and_a_missing_column_parked_not_retried_forever(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    topic = SMS_INBOUND.full_name(settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for i, body in enumerate(("during restart", "missing column", "after")):
+            event = sms(i, body=body)
+            await producer.send_and_wait(topic, event.model_dump_json().encode(), partition=0)
+    finally:
+        await producer.stop()
+
+    projection = SchemaDriftProjection()
+    runner = runner_for(projection, settings, kafka_bootstrap, pool, bus)
+    async with running(runner):
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM applied_events"), until=lambda n: n == 2
+        )
+    assert projection.restarts == []
+
+    dlq = AIOKafkaConsumer(
+        f"{topic}.dlq", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await dlq.start()
+    try:
+        batch = await dlq.getmany(timeout_ms=5000)
+    finally:
+        await dlq.stop()
+    letters = [dict(r.headers) for rs in batch.values() for r in rs]
+    assert [h["dlq_offset"] for h in letters] == [b"1"]
+    assert letters[0]["dlq_error"].startswith(b"UndefinedColumnError")
