@@ -182,11 +182,6 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def open_secret_box(settings: Settings) -> SecretBox:
-    key = settings.webhooks.sealing_key
-    return SecretBox.from_setting(key.get_secret_value() if key else None, settings.state_dir)
-
-
 @contextlib.asynccontextmanager
 async def webhook_runtime(
     settings: Settings,

@@ -66,7 +66,11 @@ def create_dashboard_app(
         redoc_url=None,
     )
     reseller_commands = ResellerCommands(
-        bus=bus, pool=pool, box=secret_box(settings), settings=settings.webhooks, clock=clock
+        bus=bus,
+        pool=pool,
+        box=SecretBox.of_deployment(settings),
+        settings=settings.webhooks,
+        clock=clock,
     )
     app.state.dashboard = Dashboard(
         pool=pool,
@@ -111,12 +115,6 @@ def create_dashboard_app(
         return {"status": "ok"}
 
     return app
-
-
-def secret_box(settings: Settings) -> SecretBox:
-    """Seals new endpoint secrets (the reseller API); the same key the webhook workers open."""
-    key = settings.webhooks.sealing_key
-    return SecretBox.from_setting(key.get_secret_value() if key else None, settings.state_dir)
 
 
 def wants_json(request: Request) -> bool:

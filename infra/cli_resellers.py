@@ -17,12 +17,12 @@ from typing import Annotated, TypeVar
 import typer
 
 from consumers.rotation_rules import RotationPolicy
-from consumers.webhooks import open_secret_box
 from infra import app as composition
 from infra.actors import cli_actor
 from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
 from infra.settings import Settings
+from infra.webhook_signing import SecretBox
 from producers.reseller_commands import (
     CommandRejected,
     IssuedSecret,
@@ -51,7 +51,7 @@ async def _commands(
 ) -> AsyncIterator[ResellerCommands]:
     await composition.prepare(settings, endpoints)
     async with composition.runtime(settings, endpoints) as rt:
-        box = open_secret_box(settings)
+        box = SecretBox.of_deployment(settings)
         yield ResellerCommands(
             bus=rt.bus, pool=rt.pool, box=box, settings=settings.webhooks, clock=rt.clock
         )

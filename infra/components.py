@@ -39,6 +39,7 @@ from infra.kafka_lag import group_lags
 from infra.ops import ops_router
 from infra.settings import KafkaSettings, Settings
 from infra.skyline import SkylineClient
+from infra.webhook_signing import SecretBox
 from producers import alert_checks
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
@@ -85,7 +86,7 @@ def webhook_objects(rt: Runtime) -> contextlib.AbstractAsyncContextManager[dict[
         bootstrap=rt.endpoints.kafka_bootstrap,
         pool=rt.pool,
         clock=rt.clock,
-        box=webhooks.open_secret_box(rt.settings),
+        box=SecretBox.of_deployment(rt.settings),
         stop=rt.stop,
     )
 
@@ -159,7 +160,7 @@ async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
         rt.bus,
         clock=rt.clock,
         webhooks=rt.settings.webhooks,
-        box=webhooks.open_secret_box(rt.settings),
+        box=SecretBox.of_deployment(rt.settings),
         receiver=receiver,
         receiver_url=url,
         sims=sims,

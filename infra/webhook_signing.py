@@ -23,6 +23,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from infra.settings import Settings
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 SECRET_BYTES = 32
 KEY_FILE_NAME = "webhook-sealing.key"
@@ -95,6 +97,13 @@ class SecretBox:
             self._fernet = MultiFernet([Fernet(key) for key in keys])
         except (ValueError, binascii.Error):
             raise ValueError("webhook sealing key must be 32 url-safe base64 bytes") from None
+
+    @classmethod
+    def of_deployment(cls, settings: Settings) -> SecretBox:
+        """The deployment's box: what the dashboard, the CLI and the webhook workers seal and
+        open endpoint secrets with (``WEBHOOK_SEALING_KEY``, else the state dir's key file)."""
+        key = settings.webhooks.sealing_key
+        return cls.from_setting(key.get_secret_value() if key else None, settings.state_dir)
 
     @classmethod
     def from_setting(cls, value: str | None, state_dir: Path) -> SecretBox:
