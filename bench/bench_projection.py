@@ -15,10 +15,10 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from bench.support import bench_settings, dsn_of
-from consumers.dlq import DeadLetters
 from events import codec
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.dead_letters import DeadLetters
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from projections.runner import ProjectionRunner

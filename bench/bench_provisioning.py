@@ -33,8 +33,8 @@ from pydantic import SecretStr
 
 from bench.support import bench_settings, dsn_of
 from consumers import provisioning
-from consumers.dlq import DeadLetters
 from infra.clock import SystemClock
+from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import free_port
 from infra.kafka import Bus, build_broker, ensure_topics

@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaProducer
 
 from bench.bench_projection import backlog
 from bench.support import STATE_DIR, bench_settings, dsn_of
-from consumers.dlq import DeadLetters
 from events.topics import SMS_INBOUND
+from infra.dead_letters import DeadLetters
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings

@@ -24,7 +24,6 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from consumers.endpoint_health_rules import (
     Health,
     HealthPolicy,
@@ -48,6 +47,7 @@ from events.topics import RESELLER_REGISTRY, WEBHOOK_DELIVERIES
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
+from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from infra.kafka import Bus, consume_batches
 from infra.settings import Settings
 

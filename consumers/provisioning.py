@@ -30,12 +30,6 @@ from faststream.kafka import KafkaRouter
 
 from consumers import activation, canceller, finalizer, number_sync
 from consumers.carrier_deps import CarrierDeps
-from consumers.dlq import (
-    DeadLetters,
-    decode_wanted,
-    headers_of,
-    observe_batch,
-)
 from consumers.provisioning_rules import number_poll_delays
 from events.envelope import Event
 from events.sim import (
@@ -48,6 +42,12 @@ from events.sim import (
 )
 from events.topics import SIM_LIFECYCLE
 from infra.context import MessageDep
+from infra.dead_letters import (
+    DeadLetters,
+    decode_wanted,
+    headers_of,
+    observe_batch,
+)
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
 from infra.kafka import BrokerUnavailable, consume_batches
 from infra.outages import outlasting_outages

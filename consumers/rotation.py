@@ -25,7 +25,6 @@ import structlog
 from faststream import Depends
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetterMiddleware
 from consumers.rotation_rules import Decision, RotationPolicy, decide, retry_at, rotation_key
 from events import codec
 from events.envelope import Event
@@ -33,6 +32,7 @@ from events.sim import MdnChanged, MdnChangeFailed, MdnChangeRequested, NumberAs
 from events.topics import SIM_LIFECYCLE
 from events.types import normalize_e164
 from infra.clock import Clock
+from infra.dead_letters import DeadLetterMiddleware
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
 from infra.helix import HelixClient
 from infra.helix_errors import HelixError

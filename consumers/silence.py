@@ -26,11 +26,11 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from events.sim import SimInboundResumed
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
 from infra.context import MessageDep
+from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from infra.deps import BusDep, ClockDep, PoolDep
 from infra.kafka import Bus, consume_batches
 from infra.settings import Settings

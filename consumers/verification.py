@@ -33,13 +33,6 @@ from aiokafka import ConsumerRecord
 from faststream import Depends
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import (
-    DeadLetterMiddleware,
-    DeadLetters,
-    apply_isolating,
-    decode_wanted,
-    observe_batch,
-)
 from consumers.effects import once
 from consumers.rotation_rules import RotationPolicy, next_rotation_at
 from consumers.verification_guards import Refused, mark_deferred, release_slot, take_slot
@@ -74,6 +67,13 @@ from events.sms import SmsReceived
 from events.topics import SIM_LIFECYCLE, SMS_INBOUND
 from infra.clock import Clock
 from infra.context import MessageDep
+from infra.dead_letters import (
+    DeadLetterMiddleware,
+    DeadLetters,
+    apply_isolating,
+    decode_wanted,
+    observe_batch,
+)
 from infra.deps import BusDep, ClockDep, PoolDep, SettingsDep
 from infra.kafka import Bus, consume, consume_batches, is_type
 from infra.metrics import VERIFICATIONS

@@ -30,7 +30,6 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
-from consumers.dlq import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from consumers.verification_store import verification_sms_ids
 from consumers.webhook_attempts import Attempts
 from consumers.webhook_claims import Claims, NewDelivery
@@ -55,6 +54,7 @@ from events.topics import (
 from events.webhook import WebhookRetryScheduled
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
+from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from infra.kafka import Bus, build_broker, consume_batches
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender

@@ -28,11 +28,11 @@ from consumers import (
     verification,
     webhooks,
 )
-from consumers.dlq import DeadLetters
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.alert_sink import AlertSink, LogSink, SlackSink
 from infra.app import Component, Runtime, readiness_checks, supervised
+from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka_lag import group_lags

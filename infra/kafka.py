@@ -111,7 +111,7 @@ def consume_batches(
 ) -> Any:
     """A batch subscriber the simfleet way (webhooks, endpoint health, silence, verification
     replies): up to 500 records handed over undecoded — the handler decodes them one by one
-    (``consumers.dlq.decode_wanted``), so one bad record cannot fail the batch — and a batch
+    (``infra.dead_letters.decode_wanted``), so one bad record cannot fail the batch — and a batch
     whose handler raised is read again (Postgres or the broker away) rather than committed
     past. ``wait_ms`` bounds how long a batch is gathered, ``fetch_wait_ms`` how long one fetch
     idles on the broker (lower it where a waiting record is awaited by someone)."""

@@ -1,7 +1,7 @@
 """structlog set-up: JSON lines in production, readable console on a terminal, secrets masked.
 
 Consumers bind event id / type / correlation id through ``structlog.contextvars`` (the
-dead-letter middleware in ``consumers.dlq`` and the provisioning lines), so every line a handler
+dead-letter middleware in ``infra.dead_letters`` and the provisioning lines), so every line a handler
 logs names its event.
 """
 

@@ -19,8 +19,8 @@ from datetime import datetime
 
 import asyncpg
 
-from consumers.dlq import DeadLetters
 from events import decode
+from infra.dead_letters import DeadLetters
 from infra.kafka import Bus
 from infra.postgres import create_pool
 from infra.settings import KafkaSettings

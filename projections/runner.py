@@ -27,10 +27,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from consumers.dlq import DeadLetters, headers_of
 from events import EventDecodeError, decode
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic
+from infra.dead_letters import DeadLetters, headers_of
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from infra.outages import is_outage
 from infra.settings import KafkaSettings

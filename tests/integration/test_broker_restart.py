@@ -22,12 +22,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
-from consumers.dlq import DeadLetters
 from events.codec import decode
 from events.envelope import Event
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
 from infra.clock import SystemClock
+from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool

@@ -7,10 +7,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaRouter
 from prometheus_client import REGISTRY
 
-from consumers.dlq import DeadLetterMiddleware
 from events import Event
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.dead_letters import DeadLetterMiddleware
 from infra.kafka import Bus, build_broker, consume
 from infra.settings import Settings
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from consumers.dlq import DeadLetters
 from events.gateway import GatewayStatusReported
 from events.sms import SmsReceived
+from infra.dead_letters import DeadLetters
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings

@@ -18,9 +18,9 @@ import pytest
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
-from consumers.dlq import DeadLetters
 from dashboard.app import create_dashboard_app
 from infra.cli import app as cli_app
+from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool

@@ -23,9 +23,9 @@ import pytest
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumers.dlq import DeadLetters
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.dead_letters import DeadLetters
 from infra.embedded import RunningService
 from infra.embedded_postgresql import start_postgres
 from infra.kafka import Bus, build_broker

@@ -8,9 +8,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumers.dlq import DeadLetters
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND, Topic
+from infra.dead_letters import DeadLetters
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings

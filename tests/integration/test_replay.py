@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from consumers.dlq import DeadLetters
 from events import Event
 from events.sim import SimActivationRequested
 from events.sms import SmsDeliveryReported, SmsReceived
+from infra.dead_letters import DeadLetters
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings

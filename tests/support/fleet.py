@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import SecretStr
 
 from consumers import provisioning
-from consumers.dlq import DeadLetters
 from events import decode
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import SystemClock
+from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker

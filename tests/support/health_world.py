@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from consumers import endpoint_health
-from consumers.dlq import DeadLetters
 from infra.alert_sink import SlackSink
+from infra.dead_letters import DeadLetters
 from infra.kafka import build_broker
 from producers import alert_checks
 from producers.alerts import Alerts

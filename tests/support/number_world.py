@@ -22,12 +22,12 @@ import httpx
 from pydantic import SecretStr
 
 from consumers import rotation, verification
-from consumers.dlq import DeadLetters
 from events import decode
 from events.envelope import Event
 from events.sim import NumberAssigned
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import Clock, SystemClock
+from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker

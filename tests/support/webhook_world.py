@@ -17,12 +17,12 @@ from typing import Any
 import asyncpg
 from cryptography.fernet import Fernet
 
-from consumers.dlq import DeadLetters
 from consumers.webhook_dispatch import Dispatcher
 from consumers.webhooks import Webhooks, build_router, webhook_runtime
 from events.envelope import Event
 from events.sms import SmsReceived
 from infra.clock import Clock, SystemClock
+from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool

@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from aiokafka import ConsumerRecord
 
-from consumers.dlq import DeadLetters, apply_isolating
+from infra.dead_letters import DeadLetters, apply_isolating
 
 
 def record(offset: int) -> ConsumerRecord[Any, Any]:

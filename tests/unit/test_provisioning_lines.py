@@ -13,9 +13,9 @@ from aiokafka import ConsumerRecord
 
 from consumers import provisioning
 from consumers.carrier_deps import CarrierDeps
-from consumers.dlq import DeadLetters
 from events.envelope import Event
 from events.sim import SyncRequested
+from infra.dead_letters import DeadLetters
 from infra.kafka import BrokerUnavailable
 from infra.outages import is_outage
 
