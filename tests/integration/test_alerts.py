@@ -15,13 +15,13 @@ from aiokafka.structs import OffsetAndMetadata
 from pydantic import SecretStr
 
 from events.topics import GATEWAY_REJECTED
-from infra.app import Endpoints, runtime
-from infra.components import carrier_objects, scheduler_service
 from infra.http import serve_http
 from infra.kafka_lag import group_lags
 from infra.settings import AlertSettings, Settings
 from producers import alert_checks
 from sandbox.reseller import create_reseller_receiver
+from simfleet.app import Endpoints, runtime
+from simfleet.components import carrier_objects, scheduler_service
 from tests.support.health_world import HealthWorld, health_world
 from tests.support.webhook_world import webhook_world
 

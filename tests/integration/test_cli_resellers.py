@@ -10,8 +10,8 @@ import pytest
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
-from infra.cli_resellers import app
 from infra.settings import Settings
+from simfleet.cli_resellers import app
 
 pytestmark = pytest.mark.integration
 

@@ -32,13 +32,13 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from events.topics import all_topics_with_dlqs
-from infra.app import Runtime
 from infra.http import free_port, serve_http
 from infra.logging import configure
 from infra.settings import HelixSettings, SecretsSettings, Settings
 from sandbox.gateways import GatewayNetwork
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.reseller import ReceiverState, create_reseller_receiver
+from simfleet.app import Runtime
 from tests.support.eventually import eventually
 from tests.support.stack import components, running
 

@@ -19,7 +19,6 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from dashboard.app import create_dashboard_app
-from infra.cli import app as cli_app
 from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
@@ -29,6 +28,7 @@ from projections.audit import OperatorAuditProjection
 from projections.replay import rebuild
 from projections.runner import ProjectionRunner
 from sandbox.helix_world import make_iccid, make_imei
+from simfleet.cli import app as cli_app
 from tests.integration.test_dashboard import (
     NOW,
     PASSWORD,

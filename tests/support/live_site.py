@@ -1,5 +1,5 @@
 """simfleet running whole in the test's process, composed as ``simfleet run`` composes it
-(``infra.components`` + ``infra.app.running``), for tests that drive it only from outside.
+(``simfleet.components`` + ``simfleet.app.running``), for tests that drive it only from outside.
 
 Running: the projector (every read table), the gateway bridge, the carrier workers — activation,
 finalizer, rotation, verification — on the Helix and Skyline sandboxes sharing one ``HelixWorld``,
@@ -20,8 +20,6 @@ import asyncpg
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from infra.app import Endpoints, Runtime, prepare, running
-from infra.components import registered_components
 from infra.http import free_port, serve_http
 from infra.settings import (
     HelixSettings,
@@ -33,6 +31,8 @@ from infra.settings import (
 from sandbox.gateways import GatewayNetwork
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
+from simfleet.app import Endpoints, Runtime, prepare, running
+from simfleet.components import registered_components
 from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME
 
 LIVE_COMPONENTS = (

@@ -1,15 +1,15 @@
 """The runtime's own components, started in the test's process against the session's broker and
-Postgres — the same composition root ``simfleet run`` uses (``infra.app.running``)."""
+Postgres — the same composition root ``simfleet run`` uses (``simfleet.app.running``)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-from infra.app import Component, Endpoints, Runtime, prepare
-from infra.app import running as run_components
-from infra.components import components_by_role
 from infra.settings import Settings
+from simfleet.app import Component, Endpoints, Runtime, prepare
+from simfleet.app import running as run_components
+from simfleet.components import components_by_role
 
 
 def components(*roles: str) -> list[Component]:

@@ -3,7 +3,7 @@ import yaml
 from events.envelope import EVENT_TYPES
 from events.topics import ALL_TOPICS
 from infra.asyncapi import DOC_PATH
-from infra.components import asyncapi_document
+from simfleet.components import asyncapi_document
 
 
 def test_checked_in_asyncapi_document_is_current() -> None:

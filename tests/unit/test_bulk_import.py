@@ -11,9 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from events.sim import SimActivationRequested, SimResellerAssigned
-from infra.cli_import import import_app
 from producers.bulk_import import ImportFileError, fetch_source, parse_rows, requests_for
 from sandbox.helix_world import make_iccid, make_imei
+from simfleet.cli_import import import_app
 
 ICCID, IMEI = make_iccid(1), make_imei(1)
 HEADER = "iccid,imei,reseller_id,status\n"

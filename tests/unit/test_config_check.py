@@ -4,9 +4,9 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from infra.cli import app
 from infra.config_check import check
 from infra.settings import HelixSettings, KafkaSettings, PostgresSettings, SecretsSettings, Settings
+from simfleet.cli import app
 
 
 def levels(settings: Settings) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""``simfleet resellers …``: the operator's reseller commands (mounted by ``infra.cli``).
+"""``simfleet resellers …``: the operator's reseller commands (mounted by ``simfleet.cli``).
 
 Each command: settings → the running system's Kafka and Postgres → one call of
 ``producers.reseller_commands`` → print. Signing secrets are printed once, to this terminal.
@@ -17,7 +17,6 @@ from typing import Annotated, TypeVar
 import typer
 
 from consumers.rotation_rules import RotationPolicy
-from infra import app as composition
 from infra.actors import cli_actor
 from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
@@ -31,6 +30,7 @@ from producers.reseller_commands import (
 )
 from producers.resync import reseller_id_for
 from projections import reseller_queries
+from simfleet import app as composition
 
 app = typer.Typer(help="Resellers, their webhook endpoints and SIMs.")
 T = TypeVar("T")

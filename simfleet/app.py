@@ -1,5 +1,5 @@
 """Composition root, machinery: resolves infrastructure, builds the broker, pool and shared
-clients, and runs components until a signal. What the components are is ``infra.components``.
+clients, and runs components until a signal. What the components are is ``simfleet.components``.
 
 A component contributes FastStream routers (consumers), context providers (clients its handlers
 need, entered before the broker starts and left after it stopped) and services (HTTP servers,

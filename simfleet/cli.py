@@ -1,4 +1,4 @@
-"""The ``simfleet`` command line: each command builds settings, calls ``infra.app``, runs."""
+"""The ``simfleet`` command line: each command builds settings, calls ``simfleet.app``, runs."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import Annotated
 
 import typer
 
-from infra import app as composition
-from infra import components
-from infra.cli_import import import_app
-from infra.cli_resellers import app as resellers_app
 from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
 from infra.progress import progress_bar
 from infra.settings import Settings
+from simfleet import app as composition
+from simfleet import components
+from simfleet.cli_import import import_app
+from simfleet.cli_resellers import app as resellers_app
 
 app = typer.Typer(help="simfleet: SIM fleet provisioning, verification and reseller webhooks.")
 topics_app = typer.Typer(help="Kafka topics.")

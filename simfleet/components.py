@@ -1,6 +1,6 @@
 """Composition root, contents: every component simfleet has and what each needs.
 
-With ``infra.app`` and ``infra.cli`` the only modules that import the flow packages.
+With ``simfleet.app`` and ``simfleet.cli`` the only modules that import the flow packages.
 Roles: ``projector`` (read tables, archive), ``bridge`` (gateway pushes), ``workers`` (side-effect
 consumers), ``scheduler`` (clock-driven requests and sweeps), ``dashboard``, ``sandbox``.
 """
@@ -31,7 +31,6 @@ from consumers import (
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.alert_sink import AlertSink, LogSink, SlackSink
-from infra.app import Component, Runtime, readiness_checks, supervised
 from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import serve_http
@@ -47,11 +46,12 @@ from producers.scheduler import Scheduler
 from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
-from sandbox import demo
 from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
 from sandbox.helix import create_helix_sandbox
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
+from simfleet import demo
+from simfleet.app import Component, Runtime, readiness_checks, supervised
 
 log = structlog.get_logger("simfleet")
 

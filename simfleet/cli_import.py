@@ -1,6 +1,6 @@
 """``simfleet import [FILE|URL]``: a SIM sheet → activation requests, with a summary.
 
-Mounted by ``infra.cli`` with ``app.add_typer(import_app)`` (no name: the command is top level).
+Mounted by ``simfleet.cli`` with ``app.add_typer(import_app)`` (no name: the command is top level).
 
 Exit codes: 0 — the sheet was read and its good rows published, even when some rows were
 rejected, skipped or duplicated (each is listed with its line); 2 — the file itself could not be
@@ -18,7 +18,6 @@ from typing import Annotated
 
 import typer
 
-from infra import app as composition
 from infra.actors import cli_actor
 from infra.kafka import BrokerUnavailable
 from infra.logging import configure
@@ -33,6 +32,7 @@ from producers.bulk_import import (
     parse_rows,
 )
 from producers.sheet_rows import ParsedImport
+from simfleet import app as composition
 
 import_app = typer.Typer()
 SHOWN_ISSUES = 50

@@ -1,0 +1,1 @@
+"""The composition root and the command line: the top of the house, above every flow."""

@@ -1,0 +1,99 @@
+"""The house's floors: every import points down (or within its own package).
+
+    simfleet                       composition root and CLI: may import everything
+    bench, dashboard               entry points of their own
+    producers                      what turns the outside world and the clock into events
+    consumers | projections        side effects | read tables: neither imports the other
+    sandbox                        the simulated carrier, gateways and reseller
+    infra                          adapters: settings, Kafka, Postgres, HTTP clients, signing
+    events                         the facts
+
+What several flows share lives below all of them. ``SIDE_IMPORTS`` lists, import by import, the
+ones still waiting for their shared part to move down; it may only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FLOORS: dict[str, int] = {
+    "simfleet": 7,
+    "bench": 6,
+    "dashboard": 6,
+    "producers": 5,
+    "consumers": 4,
+    "projections": 4,
+    "sandbox": 2,
+    "infra": 1,
+    "events": 0,
+}
+# producers reading the rotation and verification rules of the consumers' flows
+SIDE_IMPORTS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("producers/scheduler.py", "consumers.rotation_rules"),
+        ("producers/scheduler.py", "consumers.verification_guards"),
+        ("producers/scheduler.py", "consumers.verification_rules"),
+        ("producers/scheduler.py", "consumers.verification_store"),
+        ("producers/resync.py", "consumers.rotation_rules"),
+        ("producers/reseller_commands.py", "consumers.rotation_rules"),
+    }
+)
+
+
+def imports_of(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+    return found
+
+
+def arrows() -> list[tuple[str, str, str, str]]:
+    """(file, its package, imported module, that module's package) for our own packages."""
+    found = []
+    for package in FLOORS:
+        for path in (ROOT / package).rglob("*.py"):
+            for module in imports_of(path):
+                target = module.split(".")[0]
+                if target in FLOORS and target != package:
+                    found.append((str(path.relative_to(ROOT)), package, module, target))
+    return found
+
+
+def test_every_import_points_down() -> None:
+    upward = [
+        f"{file} imports {module}"
+        for file, package, module, target in arrows()
+        if FLOORS[target] > FLOORS[package]
+    ]
+    assert upward == []
+
+
+def test_flows_on_one_floor_do_not_import_each_other() -> None:
+    sideways = {
+        (file, module)
+        for file, package, module, target in arrows()
+        if FLOORS[target] == FLOORS[package]
+    }
+    assert sideways == set()
+
+
+def test_producers_reach_consumers_only_through_the_listed_side_imports() -> None:
+    reaching = {
+        (file, module)
+        for file, package, module, target in arrows()
+        if package == "producers" and target == "consumers"
+    }
+    assert reaching <= SIDE_IMPORTS, "a new side import: move what is shared down instead"
+    assert SIDE_IMPORTS <= reaching, "a side import went: take it off SIDE_IMPORTS"
+
+
+def test_infra_imports_no_flow_package() -> None:
+    flows = {"producers", "consumers", "projections", "dashboard", "sandbox", "simfleet", "bench"}
+    assert [f"{f} imports {m}" for f, p, m, t in arrows() if p == "infra" and t in flows] == []
