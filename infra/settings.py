@@ -116,6 +116,10 @@ class WebhookSettings(BaseSettings):
 
     allow_private: bool = Field(default=False, description="allow loopback/private targets")
     allow_http: bool = Field(default=False, description="allow plain-http endpoint URLs")
+    allowed_ports: tuple[int, ...] = Field(
+        default=(),
+        description="ports endpoint URLs may use, JSON: [443, 8443]; empty = any port",
+    )
     timeout_s: float = Field(default=10.0, gt=0)
     concurrency: int = Field(default=256, ge=1)
     per_endpoint_concurrency: int = Field(default=16, ge=1)
