@@ -94,7 +94,19 @@ async def supervised(rt: Runtime, name: str, *coros: Any) -> AsyncIterator[None]
 
 @contextlib.contextmanager
 def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[Endpoints]:
-    """Configured infrastructure where set, otherwise embedded processes stopped on exit."""
+    """Configured infrastructure where set, otherwise embedded processes stopped on exit
+    (never in production: it names its own broker and database or does not start)."""
+    if settings.env == "production":
+        unset = [
+            name
+            for name, value in (
+                ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka.kafka_bootstrap_servers),
+                ("DATABASE_URL", settings.postgres.database_url),
+            )
+            if not value
+        ]
+        if unset:
+            raise RuntimeError(f"production starts no embedded infrastructure: set {unset}")
     with contextlib.ExitStack() as stack:
         started = []
         bootstrap = settings.kafka.kafka_bootstrap_servers

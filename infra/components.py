@@ -177,6 +177,8 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
     """The Helix and Skyline clients; their sandboxes (one shared world) where none is set."""
     settings = rt.settings
     hx, sk = settings.helix, settings.skyline
+    if settings.env == "production" and (hx.api_base is None or sk.host is None):
+        raise RuntimeError("production runs no sandbox: set HX_API_BASE and SK_HOST")
     async with contextlib.AsyncExitStack() as stack:
         world: HelixWorld | None = None
         if hx.api_base is None:

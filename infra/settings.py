@@ -13,8 +13,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "admin:admin"})
-
 
 def _config(prefix: str = "") -> SettingsConfigDict:
     return SettingsConfigDict(
@@ -246,16 +244,13 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Settings:
+    def _refuse_weak_production(self) -> Settings:
         if self.env != "production":
             return self
-        weak = [
-            name for name, value in self.secret_values().items() if value in PLACEHOLDER_SECRETS
-        ]
-        if weak:
-            raise ValueError(
-                f"placeholder or empty secrets in production: {', '.join(sorted(weak))}"
-            )
+        from infra.production_policy import production_problems
+
+        if problems := production_problems(self):
+            raise ValueError("not allowed in production: " + "; ".join(problems))
         return self
 
     def secret_values(self) -> dict[str, str]:
