@@ -192,9 +192,12 @@ async def running(
     ):
         for line in endpoints.embedded:
             announce(f"embedded {line}")
+        ops = ops_app(readiness_checks(rt))
         ops_url = await stack.enter_async_context(
-            serve_http(ops_app(readiness_checks(rt)), settings.ops_host, settings.ops_port)
+            serve_http(ops, settings.ops_host, settings.ops_port)
         )
+        # components add their private pages (the bridge's API description) to the ops port
+        rt.objects |= {"ops_app": ops, "ops_url": ops_url}
         announce(f"health and metrics: {ops_url}/healthz {ops_url}/readyz {ops_url}/metrics")
         for component in components:
             for factory in component.services:

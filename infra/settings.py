@@ -204,6 +204,11 @@ class SecretsSettings(BaseSettings):
     dashboard_auth: SecretStr = Field(
         default=SecretStr(""), description="user:password for the dashboard's HTTP Basic auth"
     )
+    dashboard_csrf_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="random key signing the dashboard's CSRF tokens (the same on every replica); "
+        "unset = a key file in the state dir",
+    )
 
 
 class Settings(BaseSettings):
@@ -216,6 +221,11 @@ class Settings(BaseSettings):
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8080
     bridge_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    secrets_in_urls: bool = Field(
+        default=True,
+        description="accept GATEWAY_SECRET as ?secret= or /s/<secret>/ and run secrets as "
+        "?secret= (for gateways and cron jobs that only take a URL); false = headers only",
+    )
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
     demo_sims: int = Field(
