@@ -28,8 +28,9 @@ browser-deps:
 	  else echo "Chromium missing at $(CHROMIUM): as root run 'apt-get install -y chromium' (Debian)" >&2; exit 1; fi; }
 	@test -x $(CHROMIUM) || { echo "apt-get finished but $(CHROMIUM) is still missing" >&2; exit 1; }
 
+# the local demo: development said explicitly (webhooks may reach the sandbox on loopback)
 run: install
-	$(RUN) simfleet run
+	SIMFLEET_ENV=$${SIMFLEET_ENV:-development} $(RUN) simfleet run
 
 demo: run
 

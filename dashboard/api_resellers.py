@@ -31,6 +31,10 @@ from projections.reseller_queries import EndpointView, ResellerView
 Reason = Annotated[str, Query(max_length=500, description="why (for the operator audit)")]
 
 
+# one resend request names at most this many messages (a time window covers more)
+MAX_RESEND_IDS = 10_000
+
+
 class NewReseller(BaseModel):
     reseller_id: str = Field(pattern=r"^[a-z0-9_\-]{1,64}$", examples=["acme"])
     name: str = Field(min_length=1, max_length=200)
@@ -39,7 +43,9 @@ class NewReseller(BaseModel):
 class NewEndpoint(BaseModel):
     url: str = Field(description="https URL receiving the webhooks", examples=["https://x.io/h"])
     event_types: list[str] = Field(
-        default_factory=list, description=f"subset of {list(WEBHOOK_TYPES)}; empty = all"
+        default_factory=list,
+        max_length=len(WEBHOOK_TYPES),
+        description=f"subset of {list(WEBHOOK_TYPES)}; empty = all",
     )
     endpoint_id: str | None = Field(default=None, max_length=64, description="default: generated")
 
@@ -64,7 +70,7 @@ class AssignmentResult(BaseModel):
 
 
 class ResendRequest(BaseModel):
-    message_ids: list[str] = Field(default_factory=list)
+    message_ids: list[str] = Field(default_factory=list, max_length=MAX_RESEND_IDS)
     endpoint_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None

@@ -43,10 +43,12 @@ from infra.clock import Clock
 from infra.helix import HelixClient
 from infra.kafka import BrokerUnavailable, Bus
 from infra.settings import Settings
-from infra.webhook_signing import SecretBox
+from infra.webhook_signing import SecretBox, load_or_create_key
 from producers.commands import Commands
 from producers.reseller_commands import ResellerCommands
 from projections.log_queries import BadCursor
+
+CSRF_KEY = "dashboard-csrf.key"
 
 
 def create_dashboard_app(
@@ -78,7 +80,7 @@ def create_dashboard_app(
         clock=clock,
         commands=Commands(pool, bus, clock),
         resellers=reseller_commands,
-        csrf=CsrfTokens(credentials, clock),
+        csrf=CsrfTokens(credentials, clock, csrf_secret(settings)),
         templates=template_environment(),
         run_secrets={
             "activate": secrets.bulk_run_secret.get_secret_value(),
@@ -89,6 +91,7 @@ def create_dashboard_app(
         },
         helix=helix,
         secrets=frozenset(v for v in settings.secret_values().values() if v),
+        run_secret_in_url=settings.secrets_in_urls,
     )
     # the last added is the outermost: headers go on every answer, the auth's refusals too
     app.add_middleware(BaseHTTPMiddleware, dispatch=basic_auth(credentials))
@@ -115,6 +118,12 @@ def create_dashboard_app(
         return {"status": "ok"}
 
     return app
+
+
+def csrf_secret(settings: Settings) -> bytes:
+    """``DASHBOARD_CSRF_SECRET``, else a random key kept (0600) in the state dir."""
+    configured = settings.secrets.dashboard_csrf_secret.get_secret_value()
+    return configured.encode() if configured else load_or_create_key(settings.state_dir / CSRF_KEY)
 
 
 def wants_json(request: Request) -> bool:

@@ -40,6 +40,7 @@ class Dashboard:
     run_secrets: Mapping[str, str]  # action → secret; never rendered
     helix: HelixClient | None = None  # the carrier client, where this process has one
     secrets: frozenset[str] = frozenset()  # every configured secret: masked in carrier answers
+    run_secret_in_url: bool = True  # /api/run/*?secret= (SIMFLEET_SECRETS_IN_URLS)
 
     def page(
         self,

@@ -3,8 +3,10 @@
 - HTTP Basic against ``DASHBOARD_AUTH`` (``user:password``) on every path but ``/healthz`` and
   ``/api/run/*`` (the old automation's per-action secrets). Unset → 503 on every path: the
   dashboard never runs open.
-- Forms carry a CSRF token signed with a key derived from ``DASHBOARD_AUTH`` and bound to the
-  user, so it survives restarts, works across replicas and dies when the password changes.
+- Forms carry a CSRF token bound to the user, signed with a key derived from a random server
+  secret (``DASHBOARD_CSRF_SECRET``, else a key file in the state dir) and ``DASHBOARD_AUTH``:
+  knowing the password is not enough to forge one; it survives restarts, works across replicas
+  that share the secret and dies when the password changes.
   Basic credentials are ambient (a browser sends them cross-site), hence the token.
 - API writes must not use a content type a cross-site form can send (form, multipart, text):
   JSON (or the import's CSV) needs a CORS preflight, which nothing here answers.
@@ -71,9 +73,11 @@ class Credentials:
 
 
 class CsrfTokens:
-    def __init__(self, credentials: Credentials | None, clock: Clock) -> None:
-        secret = f"{credentials.user}:{credentials.password}" if credentials else ""
-        self._key = hashlib.sha256(b"simfleet-dashboard-csrf\0" + secret.encode()).digest()
+    def __init__(self, credentials: Credentials | None, clock: Clock, server_secret: bytes) -> None:
+        if len(server_secret) < 16:
+            raise ValueError("the CSRF server secret must be random, 16 bytes or more")
+        bound = f"{credentials.user}:{credentials.password}" if credentials else ""
+        self._key = hmac.new(server_secret, b"csrf\0" + bound.encode(), hashlib.sha256).digest()
         self._clock = clock
 
     def issue(self, user: str) -> str:

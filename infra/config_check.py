@@ -83,11 +83,22 @@ def check(settings: Settings) -> list[Finding]:
     return found
 
 
+def start_problems(settings: Settings) -> list[str]:
+    """What stops a production process from starting (``config check``'s errors); never
+    anything outside production, where unset infrastructure means the embedded one."""
+    if settings.env != "production":
+        return []
+    return [f"{f.name}: {f.note}" for f in check(settings) if f.level == "missing"]
+
+
+def invalid_reasons(err: ValidationError) -> str:
+    # pydantic's message names fields and reasons; the input values are not printed
+    return "\n".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+
+
 def load_and_check() -> tuple[list[Finding], str | None]:
     """The findings, or the validation error of a configuration that does not even load."""
     try:
         return check(with_development_defaults(Settings())), None
     except ValidationError as err:
-        # pydantic's message names fields and reasons; the input values are not printed
-        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-        return [], "\n".join(lines)
+        return [], invalid_reasons(err)

@@ -1,8 +1,10 @@
 """Development defaults: secrets the operator did not set are generated once per state dir, and
 webhooks may target the local sandbox receiver (http, loopback) unless set otherwise.
 
-Only in ``SIMFLEET_ENV=development``: ``make run`` must work on a fresh machine without
-configuration, yet never run the bridge or dashboard open. The generated values live in
+Only in development: ``make run`` must work on a fresh machine without configuration, yet never
+run the bridge or dashboard open. Webhooks to loopback over http open an SSRF hole, so they
+need ``SIMFLEET_ENV=development`` said explicitly (``make run`` does): a deployment that merely
+forgot to set ``SIMFLEET_ENV`` keeps the guard. The generated values live in
 ``<state_dir>/dev-secrets.json`` (mode 0600) so they stay the same between runs.
 """
 
@@ -39,6 +41,8 @@ def _generated(path: Path) -> dict[str, str]:
 def with_development_defaults(settings: Settings) -> Settings:
     if settings.env != "development":
         return settings
+    if "env" not in settings.model_fields_set:  # the default, not a choice: no opening
+        return with_development_secrets(settings)
     local = {
         name: True
         for name in ("allow_http", "allow_private")

@@ -39,6 +39,7 @@ from infra.helix_token import SharedToken, Token, token_from_grant
 from infra.redaction import Redactor
 from infra.retry import RateLimiter, RetryPolicy, retry
 from infra.settings import HelixSettings
+from infra.webhook_signing import SecretBox
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -79,6 +80,7 @@ class HelixClient:
         policy: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
         subscriber_name: tuple[str, str] = ("Simfleet", "Line"),
+        box: SecretBox | None = None,
     ) -> None:
         if not settings.token_url or not str(http.base_url):
             # unset means "use the sandbox": the composition root must have filled both in
@@ -92,8 +94,9 @@ class HelixClient:
         self._subscriber_name = subscriber_name
         self._redact = Redactor([settings.grant_password.get_secret_value(), settings.client_id])
         self._audit = HelixAudit(emit, self._clock, self._redact, http.base_url)
+        # box: seals the token in token_cache (the composition root always passes one)
         self._token = SharedToken(
-            pool, self._clock, self._redact, lambda: self._retry(self._fetch_token)
+            pool, self._clock, self._redact, lambda: self._retry(self._fetch_token), box
         )
 
     # --- operations ---------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 
 Single flight twice over: an ``asyncio.Lock`` in the process, then an advisory lock across
 processes, each re-reading before fetching, so a fleet of callers asks the token endpoint once.
+
+The row holds the token sealed with the deployment's sealing key (``WEBHOOK_SEALING_KEY``, as
+endpoint secrets are): a database dump or a read-only role does not hand out carrier access. A
+row that does not open (a plain one from before, another key) is as good as none: refetched.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncpg
 from infra.clock import Clock
 from infra.helix_errors import HelixError, HelixUnavailable
 from infra.redaction import Redactor
+from infra.webhook_signing import SecretBox, SecretUnsealError
 
 CACHE_ROW = "helix"  # token_cache.name of the Helix token
 TOKEN_LOCK_KEY = 0x4E11C5  # the advisory lock every process takes to refresh the Helix token
@@ -56,8 +61,10 @@ class SharedToken:
         clock: Clock,
         redact: Redactor,
         fetch: Callable[[], Awaitable[Token]],
+        box: SecretBox | None = None,
     ) -> None:
         self._pool, self._clock, self._redact, self._fetch = pool, clock, redact, fetch
+        self._box = box
         self._token: Token | None = None
         self._lock = asyncio.Lock()
         self._failure: tuple[float, HelixError] | None = None
@@ -90,13 +97,24 @@ class SharedToken:
         """Single flight across processes: advisory lock, re-read, fetch only if still needed."""
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(SELECT_CACHE_ROW, CACHE_ROW)
-            if row and (found := self._usable(Token(row[0], row[1]), stale)):
+            if found := self._usable(self._opened(row), stale):
                 return found
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", TOKEN_LOCK_KEY)
                 row = await conn.fetchrow(SELECT_CACHE_ROW, CACHE_ROW)
-                if row and (found := self._usable(Token(row[0], row[1]), stale)):
+                if found := self._usable(self._opened(row), stale):
                     return found
                 token = await self._fetch()
-                await conn.execute(UPSERT_CACHE_ROW, CACHE_ROW, token.value, token.expires_at)
+                stored = self._box.seal_text(token.value) if self._box else token.value
+                await conn.execute(UPSERT_CACHE_ROW, CACHE_ROW, stored, token.expires_at)
                 return token
+
+    def _opened(self, row: asyncpg.Record | None) -> Token | None:
+        if row is None:
+            return None
+        if self._box is None:
+            return Token(row[0], row[1])
+        try:
+            return Token(self._box.unseal(row[0]), row[1])
+        except SecretUnsealError:
+            return None

@@ -13,8 +13,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "admin:admin"})
-
 
 def _config(prefix: str = "") -> SettingsConfigDict:
     return SettingsConfigDict(
@@ -116,6 +114,10 @@ class WebhookSettings(BaseSettings):
 
     allow_private: bool = Field(default=False, description="allow loopback/private targets")
     allow_http: bool = Field(default=False, description="allow plain-http endpoint URLs")
+    allowed_ports: tuple[int, ...] = Field(
+        default=(),
+        description="ports endpoint URLs may use, JSON: [443, 8443]; empty = any port",
+    )
     timeout_s: float = Field(default=10.0, gt=0)
     concurrency: int = Field(default=256, ge=1)
     per_endpoint_concurrency: int = Field(default=16, ge=1)
@@ -202,6 +204,11 @@ class SecretsSettings(BaseSettings):
     dashboard_auth: SecretStr = Field(
         default=SecretStr(""), description="user:password for the dashboard's HTTP Basic auth"
     )
+    dashboard_csrf_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="random key signing the dashboard's CSRF tokens (the same on every replica); "
+        "unset = a key file in the state dir",
+    )
 
 
 class Settings(BaseSettings):
@@ -214,6 +221,11 @@ class Settings(BaseSettings):
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8080
     bridge_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    secrets_in_urls: bool = Field(
+        default=True,
+        description="accept GATEWAY_SECRET as ?secret= or /s/<secret>/ and run secrets as "
+        "?secret= (for gateways and cron jobs that only take a URL); false = headers only",
+    )
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
     demo_sims: int = Field(
@@ -242,16 +254,13 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Settings:
+    def _refuse_weak_production(self) -> Settings:
         if self.env != "production":
             return self
-        weak = [
-            name for name, value in self.secret_values().items() if value in PLACEHOLDER_SECRETS
-        ]
-        if weak:
-            raise ValueError(
-                f"placeholder or empty secrets in production: {', '.join(sorted(weak))}"
-            )
+        from infra.production_policy import production_problems
+
+        if problems := production_problems(self):
+            raise ValueError("not allowed in production: " + "; ".join(problems))
         return self
 
     def secret_values(self) -> dict[str, str]:

@@ -4,8 +4,15 @@ Registration (`validate_endpoint_url`) is a pure check of the URL text. It canno
 name points, and DNS can change afterwards (rebinding), so the sender resolves through
 `resolve_public` and connects only to the addresses it approved.
 
+The host is judged as the HTTP client will connect to it (`client_url`: yarl, which aiohttp
+uses), not as ``urlsplit`` reads it: the client maps Unicode hosts through IDNA, so ``127``
+written with ideographic full stops (U+3002), fullwidth digits (U+FF11…) or circled digits
+(U+2460…) becomes the bare IP ``127.0.0.1``, which never reaches a resolver. A host that is
+not valid IDNA (either way: Unicode in, punycode out) is refused.
+
 "Public" means globally routable unicast: loopback, RFC 1918, CGNAT, link-local (cloud
-metadata 169.254.169.254), documentation, reserved, multicast and unspecified are refused.
+metadata 169.254.169.254), documentation, reserved, multicast, unspecified and the deprecated
+IPv6 site-local ``fec0::/10`` (still routed inside some networks) are refused.
 IPv6 forms that embed an IPv4 address (mapped ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``,
 6to4 ``2002::/16``) are judged by that IPv4 address, because that is where traffic ends up.
 """
@@ -16,7 +23,9 @@ import asyncio
 import ipaddress
 import re
 import socket
-from urllib.parse import SplitResult, urlsplit
+from collections.abc import Collection
+
+from yarl import URL
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -44,8 +53,9 @@ def is_public(ip: IpAddress) -> bool:
     inner = embedded_ipv4(ip)
     if inner is not None:
         return is_public(inner)
-    # is_global alone lets multicast (224/4, ff00::/8) through
-    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+    # is_global alone lets multicast (224/4, ff00::/8) and site-local (fec0::/10) through
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved and not site_local
 
 
 def ip_literal(host: str) -> IpAddress | None:
@@ -62,30 +72,45 @@ def ip_literal(host: str) -> IpAddress | None:
     return None
 
 
-def _host(parts: SplitResult) -> str:
+def client_url(url: str) -> URL:
+    """The URL as the HTTP client will use it (host IDNA-mapped); refuses what it cannot parse."""
     try:
-        parts.port  # noqa: B018 - raises on a malformed or out-of-range port
-    except ValueError:
-        raise UnsafeEndpoint("endpoint URL has an invalid port") from None
-    host = (parts.hostname or "").rstrip(".")
+        parsed = URL(url)
+        parsed.port  # noqa: B018 - raises on a malformed or out-of-range port
+        parsed.host  # noqa: B018 - decodes punycode: raises on an invalid "xn--" label
+    except (ValueError, UnicodeError):
+        raise UnsafeEndpoint("endpoint URL is malformed or its host is not valid IDNA") from None
+    return parsed
+
+
+def _host(parsed: URL) -> str:
+    host = (parsed.raw_host or "").rstrip(".")
     if not host:
         raise UnsafeEndpoint("endpoint URL has no host")
+    if not host.isascii():  # yarl encodes names to ASCII; anything else is not a host we know
+        raise UnsafeEndpoint("endpoint host is not valid IDNA")
     return host
 
 
-def validate_endpoint_url(url: str, *, allow_http: bool, allow_private: bool) -> str:
-    """The URL, stripped, if it may be registered; raises `UnsafeEndpoint` with the reason."""
+def validate_endpoint_url(
+    url: str, *, allow_http: bool, allow_private: bool, allowed_ports: Collection[int] = ()
+) -> str:
+    """The URL, stripped, if it may be registered; raises `UnsafeEndpoint` with the reason.
+    ``allowed_ports`` empty: any port."""
     url = url.strip()
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise UnsafeEndpoint("endpoint URL contains whitespace or control characters")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    parsed = client_url(url)
+    scheme = parsed.scheme.lower()
     if scheme != "https" and not (scheme == "http" and allow_http):
         allowed = "http or https" if allow_http else "https"
         raise UnsafeEndpoint(f"endpoint URL must use {allowed}, not {scheme or 'no scheme'!r}")
-    if "@" in parts.netloc:
+    if parsed.raw_user is not None or parsed.raw_password is not None or "@" in parsed.authority:
         raise UnsafeEndpoint("endpoint URL may not carry user:password@")
-    host = _host(parts)
+    host = _host(parsed)
+    if allowed_ports and parsed.port not in allowed_ports:
+        ports = ", ".join(str(p) for p in sorted(allowed_ports))
+        raise UnsafeEndpoint(f"endpoint port {parsed.port} is not allowed (allowed: {ports})")
     if allow_private:
         return url
     if host.lower() in _LOCAL_NAMES or host.lower().endswith(".localhost"):

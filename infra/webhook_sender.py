@@ -15,7 +15,8 @@ aiohttp keeps a margin once Kafka and the consumer share the cores. Besides that
   server disconnect or a connection reset becomes ``ConnectTimeout``), on a one-method client.
 
 Safety on every send (DNS rebinding, SSRF):
-- the URL is re-validated (IP literals, ``localhost``), then the connector resolves names
+- the URL is re-validated (IP literals, ``localhost``, allowed ports) as the client parses it
+  (IDNA-mapped host), and that parsed URL is what is posted to; the connector resolves names
   only through `url_guard.resolve_public`, so a connection can only ever be opened to an
   address the guard approved — no gap between checking and connecting. The connector
   caches answers for ``DNS_TTL_S`` (cheap), and pooled keep-alive connections skip it;
@@ -55,11 +56,12 @@ from functools import lru_cache
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from infra.clock import Clock, SystemClock
 from infra.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from infra.settings import WebhookSettings
-from infra.url_guard import UnsafeEndpoint, resolve_public, validate_endpoint_url
+from infra.url_guard import UnsafeEndpoint, client_url, resolve_public, validate_endpoint_url
 from infra.webhook_signing import headers_for
 
 DNS_TTL_S = 10
@@ -157,8 +159,14 @@ class _Slot:
 
 
 @lru_cache(maxsize=4096)
-def _checked_url(url: str, allow_http: bool, allow_private: bool) -> str:
-    return validate_endpoint_url(url, allow_http=allow_http, allow_private=allow_private)
+def _checked_url(
+    url: str, allow_http: bool, allow_private: bool, allowed_ports: tuple[int, ...]
+) -> URL:
+    """The URL to post to: exactly what was checked (an unchecked re-parse could differ)."""
+    checked = validate_endpoint_url(
+        url, allow_http=allow_http, allow_private=allow_private, allowed_ports=allowed_ports
+    )
+    return client_url(checked)
 
 
 class WebhookSender:
@@ -227,9 +235,11 @@ class WebhookSender:
         self, url: str, headers: dict[str, str], body: bytes, started: float
     ) -> AttemptResult:
         settings = self._settings
-        _checked_url(url, settings.allow_http, settings.allow_private)
+        target = _checked_url(
+            url, settings.allow_http, settings.allow_private, settings.allowed_ports
+        )
         async with self._client().post(
-            url, data=body, headers=headers, allow_redirects=False
+            target, data=body, headers=headers, allow_redirects=False
         ) as response:
             outcome = classify(response.status)
             answer = await _read_capped(response)

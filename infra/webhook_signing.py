@@ -114,7 +114,11 @@ class SecretBox:
 
     def seal(self, secret: str) -> str:
         secret_key(secret)  # refuse to seal something that could never sign
-        return self._fernet.encrypt(secret.encode()).decode()
+        return self.seal_text(secret)
+
+    def seal_text(self, value: str) -> str:
+        """Any other secret kept in a table (the Helix token), under the same keys."""
+        return self._fernet.encrypt(value.encode()).decode()
 
     def unseal(self, token: str) -> str:
         try:

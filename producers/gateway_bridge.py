@@ -7,9 +7,14 @@ Routes (each also under ``/s/<secret>/`` for gateways that only let you set a UR
   POST /status       dev-status / port-status (the same parser: a gateway with one URL is fine)
   GET  /healthz      liveness, no secret
 
+Nothing else is on this port: metrics, readiness and this API's description (``/bridge/docs``)
+are on the process's ops port.
+
 A gateway's push URL: ``http://bridge/s/<GATEWAY_SECRET>/sms?gateway_id=<its MAC>`` (the JSON
 push does not name its gateway). The secret is also accepted as header ``x-gateway-secret`` or
-query ``?secret=``; an empty GATEWAY_SECRET refuses every push (401): it must be set.
+query ``?secret=``; an empty GATEWAY_SECRET refuses every push (401): it must be set. With
+``SIMFLEET_SECRETS_IN_URLS=false`` only the header counts (no ``/s/…`` routes, ``?secret=``
+ignored): URLs end up in access logs and proxies.
 
 Contract: 200 only after Kafka acknowledged every event (acks=all). Broker unreachable → 503 +
 ``Retry-After`` (the gateway retries; ids are deterministic, so a retry is a harmless duplicate).
@@ -86,13 +91,12 @@ class Bridge:
     max_body_bytes: int
     bus: Bus
     clock: Clock
+    secret_in_url: bool = True
 
     def authenticate(self, request: Request) -> None:
-        offered = (
-            request.path_params.get("secret"),
-            request.headers.get(SECRET_HEADER),
-            request.query_params.get("secret"),
-        )
+        offered: tuple[str | None, ...] = (request.headers.get(SECRET_HEADER),)
+        if self.secret_in_url:
+            offered += (request.path_params.get("secret"), request.query_params.get("secret"))
         expected = self.secret.encode()
         if not expected or not any(
             hmac.compare_digest(o.encode(), expected) for o in offered if o is not None
@@ -364,11 +368,18 @@ def create_bridge_app(settings: Settings, bus: Bus, clock: Clock) -> FastAPI:
         summary="Skyline SMS gateway pushes → Kafka (sms.inbound, gateway.status)",
         description=__doc__,
         version="1",
+        # not on the public port: served by the ops port (infra.api_docs), without a CDN
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
-    app.state.bridge = Bridge(secret, settings.bridge_max_body_bytes, bus, clock)
-    # the same operations for gateways that can only be given a URL; hidden: same schema.
-    # First, because that is how gateways are configured: routes are matched in order.
-    _add_push_routes(app, "/s/{secret}", documented=False)
+    app.state.bridge = Bridge(
+        secret, settings.bridge_max_body_bytes, bus, clock, settings.secrets_in_urls
+    )
+    if settings.secrets_in_urls:
+        # the same operations for gateways that can only be given a URL; hidden: same schema.
+        # First, because that is how gateways are configured: routes are matched in order.
+        _add_push_routes(app, "/s/{secret}", documented=False)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     _add_push_routes(app)
     app.add_exception_handler(PushRejected, _on_rejected)

@@ -20,6 +20,11 @@ _M = TypeVar("_M", bound=BaseModel)
 
 MALFORMED = 400
 INVALID = 422
+# the most a concatenated SMS can carry: 255 parts of 153 GSM-7 characters (UCS-2 carries less)
+MAX_SMS_BODY_CHARS = 255 * 153
+# rows or items in one push: a gateway pushes what it received since the last push, a few
+# dozen at most; a bound keeps one request from becoming an unbounded batch of events
+MAX_PUSH_ITEMS = 1000
 
 
 class PushRejected(ValueError):
@@ -136,6 +141,17 @@ def load_json(body: object) -> object:
         ) from err
     except UnicodeDecodeError as err:
         raise PushRejected("body is not UTF-8 JSON", MALFORMED) from err
+    except RecursionError as err:  # "[[[[…" thousands deep: the decoder's stack, not ours
+        raise PushRejected("body is not usable JSON: nested too deeply", MALFORMED) from err
+
+
+def sms_body_of(text: str, where: str) -> str:
+    if len(text) > MAX_SMS_BODY_CHARS:
+        raise PushRejected(
+            f"{where}SMS text of {len(text)} characters is longer than an SMS can be "
+            f"({MAX_SMS_BODY_CHARS}: 255 concatenated parts)"
+        )
+    return text
 
 
 def validated(model: type[_M], raw: Mapping[str, Any], where: str = "") -> _M:

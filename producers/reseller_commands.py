@@ -154,6 +154,7 @@ class ResellerCommands:
                 url,
                 allow_http=self._settings.allow_http,
                 allow_private=self._settings.allow_private,
+                allowed_ports=self._settings.allowed_ports,
             )
         except UnsafeEndpoint as err:
             raise CommandRejected(str(err)) from None

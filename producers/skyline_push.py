@@ -28,6 +28,7 @@ from events.gateway import GatewayStatusReported, PortStatus
 from events.sms import SmsDeliveryReported, SmsReceived
 from producers.push_fields import (
     MALFORMED,
+    MAX_PUSH_ITEMS,
     PushRejected,
     iccid_of,
     lenient_iccid,
@@ -38,6 +39,7 @@ from producers.push_fields import (
     receiver_of,
     sender_of,
     short_repr,
+    sms_body_of,
     string_of,
     unix_time_of,
     validated,
@@ -126,6 +128,8 @@ def parse_simple_push(
     """``{"to", "from", "body", "received_at", "gateway_id", "port"}``, one object or a list."""
     loaded = load_json(body)
     items = loaded if isinstance(loaded, list) else [loaded]
+    if len(items) > MAX_PUSH_ITEMS:
+        raise PushRejected(f"{len(items)} SMS in one push; at most {MAX_PUSH_ITEMS}")
     events = []
     for n, item in enumerate(items, 1):
         where = f"item {n}: " if isinstance(loaded, list) else ""
@@ -141,6 +145,7 @@ def parse_simple_push(
                 iccid=iccid_of(sms.iccid, f"{where}iccid"),
                 imsi=None,
                 body=sms.body,
+                where=where,
                 received_at=sms.received_at or now,
                 now=now,
             )
@@ -200,6 +205,7 @@ def _sms_row(
         imsi=optional_string_of(imsi, f"{where}: imsi"),
         gateway_sms_id=None if inbox_id in (None, "") else str(inbox_id),
         body=text.text,
+        where=f"{where}: ",
         received_at=unix_time_of(stamp, where) or scts_time(text.headers.get("scts")) or now,
         now=now,
     )
@@ -228,9 +234,11 @@ def _report_row(row: list[Any], where: str, gateway_id: str, now: datetime) -> S
     )
 
 
-def _sms(*, now: datetime, **fields: Any) -> SmsReceived:
+def _sms(*, now: datetime, body: str, where: str = "", **fields: Any) -> SmsReceived:
     try:
-        return SmsReceived.create(producer=PRODUCER, time=now, **fields)
+        return SmsReceived.create(
+            producer=PRODUCER, time=now, body=sms_body_of(body, where), **fields
+        )
     except ValidationError as err:  # every field was checked above; this is the last guard
         raise PushRejected(validation_reason(err)) from err
 

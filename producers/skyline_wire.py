@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from producers.push_fields import MAX_PUSH_ITEMS
+
 
 def _leading_int(value: object) -> object:
     # some firmware writes the port state as "3 OK" instead of 3
@@ -43,7 +45,7 @@ class DevStatusPush(_Wire):
     max_slots: int | None = Field(
         default=None, validation_alias=AliasChoices("max-slots", "max-slot")
     )
-    status: list[PortStatusRow]
+    status: list[PortStatusRow] = Field(max_length=MAX_PUSH_ITEMS)
 
 
 class PortStatusPush(PortStatusRow):
@@ -59,9 +61,10 @@ class RecvSmsPush(_Wire):
     type: Literal["recv-sms"]
     sms_num: int | None = None
     sms: list[list[Any]] = Field(
+        max_length=MAX_PUSH_ITEMS,
         description="rows [flag, port, unix_seconds, from, to, content] + optional "
         "[iccid, imsi, extra]; flag 0 = SMS, 1 = delivery report; content = base64 of UTF-8 "
-        "(header block, blank line, message) or plain text; unix_seconds 0 = now"
+        "(header block, blank line, message) or plain text; unix_seconds 0 = now",
     )
 
 

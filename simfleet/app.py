@@ -76,7 +76,19 @@ def supervised(rt: Runtime, name: str, *coros: Any) -> contextlib.AbstractAsyncC
 
 @contextlib.contextmanager
 def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[Endpoints]:
-    """Configured infrastructure where set, otherwise embedded processes stopped on exit."""
+    """Configured infrastructure where set, otherwise embedded processes stopped on exit
+    (never in production: it names its own broker and database or does not start)."""
+    if settings.env == "production":
+        unset = [
+            name
+            for name, value in (
+                ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka.kafka_bootstrap_servers),
+                ("DATABASE_URL", settings.postgres.database_url),
+            )
+            if not value
+        ]
+        if unset:
+            raise RuntimeError(f"production starts no embedded infrastructure: set {unset}")
     with contextlib.ExitStack() as stack:
         started = []
         bootstrap = settings.kafka.kafka_bootstrap_servers
@@ -162,9 +174,12 @@ async def running(
     ):
         for line in endpoints.embedded:
             announce(f"embedded {line}")
+        ops = ops_app(readiness_checks(rt))
         ops_url = await stack.enter_async_context(
-            serve_http(ops_app(readiness_checks(rt)), settings.ops_host, settings.ops_port)
+            serve_http(ops, settings.ops_host, settings.ops_port)
         )
+        # components add their private pages (the bridge's API description) to the ops port
+        rt.objects |= {"ops_app": ops, "ops_url": ops_url}
         announce(f"health and metrics: {ops_url}/healthz {ops_url}/readyz {ops_url}/metrics")
         for component in components:
             for factory in component.services:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
@@ -38,9 +39,19 @@ Reuse = Annotated[
 ]
 
 
-def load_settings() -> Settings:
-    settings = with_development_defaults(Settings())
+def load_settings(*, starting: bool = True) -> Settings:
+    """The settings; in production ``config check`` runs first and its errors stop the start."""
+    from infra.config_check import invalid_reasons, start_problems
+
+    try:
+        settings = with_development_defaults(Settings())
+    except ValidationError as err:
+        typer.echo("invalid configuration:\n" + invalid_reasons(err), err=True)
+        raise typer.Exit(2) from None
     configure(settings.log_format, settings.log_level, settings.secret_values().values())
+    if starting and (problems := start_problems(settings)):
+        typer.echo("refusing to start in production:\n" + "\n".join(problems), err=True)
+        raise typer.Exit(2)
     return settings
 
 
@@ -327,7 +338,7 @@ def config_reference(
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective configuration with secrets masked."""
-    settings = load_settings()
+    settings = load_settings(starting=False)
     typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2, default=str))
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import httpx
 import structlog
+from fastapi import FastAPI
 from faststream.kafka import KafkaRouter
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
@@ -31,11 +32,11 @@ from consumers import (
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.alert_sink import AlertSink, LogSink, SlackSink
+from infra.api_docs import api_docs_router
 from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka_lag import group_lags
-from infra.ops import ops_router
 from infra.settings import KafkaSettings, Settings
 from infra.skyline import SkylineClient
 from infra.webhook_signing import SecretBox
@@ -51,7 +52,7 @@ from sandbox.helix import create_helix_sandbox
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from simfleet import demo
-from simfleet.app import Component, Runtime, readiness_checks, supervised
+from simfleet.app import Component, Runtime, supervised
 
 log = structlog.get_logger("simfleet")
 
@@ -74,10 +75,14 @@ async def projector_service(rt: Runtime) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
+    """The public port carries the gateway routes and /healthz only; metrics, readiness and the
+    API description are on the ops port (not for gateways, nor for whoever can reach them)."""
     app = create_bridge_app(rt.settings, rt.bus, rt.clock)
-    app.include_router(ops_router(readiness_checks(rt)))
+    ops, ops_url = rt.objects.get("ops_app"), rt.objects.get("ops_url")
+    if isinstance(ops, FastAPI):
+        ops.include_router(api_docs_router("/bridge", app.openapi))
     async with serve_http(app, rt.settings.bridge_host, rt.settings.bridge_port) as url:
-        yield f"gateway pushes to {url}/sms and {url}/status (OpenAPI at {url}/docs)"
+        yield f"gateway pushes to {url}/sms and {url}/status (API at {ops_url}/bridge/docs)"
 
 
 def webhook_objects(rt: Runtime) -> contextlib.AbstractAsyncContextManager[dict[str, object]]:
@@ -179,6 +184,8 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
     """The Helix and Skyline clients; their sandboxes (one shared world) where none is set."""
     settings = rt.settings
     hx, sk = settings.helix, settings.skyline
+    if settings.env == "production" and (hx.api_base is None or sk.host is None):
+        raise RuntimeError("production runs no sandbox: set HX_API_BASE and SK_HOST")
     async with contextlib.AsyncExitStack() as stack:
         world: HelixWorld | None = None
         if hx.api_base is None:
@@ -226,7 +233,9 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
             httpx.AsyncClient(base_url=f"http://{sk.host}:{sk.port}", timeout=sk.timeout_s)
         )
         objects: dict[str, object] = {
-            "helix": HelixClient(helix_http, hx, rt.pool, rt.bus.emit),
+            "helix": HelixClient(
+                helix_http, hx, rt.pool, rt.bus.emit, box=SecretBox.of_deployment(settings)
+            ),
             "skyline": SkylineClient(skyline_http, sk),
         }
         if settings.skyline.host is None:

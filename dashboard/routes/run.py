@@ -2,8 +2,10 @@
 
 Each action has its own secret (activate = BULK_RUN_SECRET, finalize = FINALIZER_RUN_SECRET,
 rotate = ADMIN_RUN_SECRET, sync = SYNC_SECRET, cancel = CANCEL_SECRET), offered as
-``Authorization: Bearer <secret>`` or, as the old cron jobs do, ``?secret=<secret>``. An unset
-secret disables its action (503). GET is accepted because the old automation used it.
+``Authorization: Bearer <secret>`` or, as the old cron jobs do, ``?secret=<secret>`` (refused
+with ``SIMFLEET_SECRETS_IN_URLS=false``: URLs end up in logs and proxies). An unset secret
+disables its action (503), production included. GET is accepted because the old automation
+used it.
 
 A run publishes the same ``*.requested`` events as the dashboard for up to ``limit`` SIMs the
 worker would have picked (activate: pending; finalize: provisioning; rotate: active and due;
@@ -56,8 +58,9 @@ async def run(
     ] = None,
     reason: Annotated[str, Query(max_length=500)] = "requested via /api/run/cancel",
 ) -> Requested:
+    in_url = secret if dashboard.run_secret_in_url else None
     authorize(
-        action, dashboard.run_secrets[action], (secret, bearer.credentials if bearer else None)
+        action, dashboard.run_secrets[action], (in_url, bearer.credentials if bearer else None)
     )
     actor = run_actor(SECRET_VARIABLES[action])  # the secret's name, never the secret
     chosen = [i for value in iccids or [] for i in value.split(",") if i.strip()]

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -224,9 +224,12 @@ async def test_the_sandbox_gateway_pushes_arrive(
     assert by_body["hello from the CLI"].data.sender == "+15550001111"
 
 
-async def test_health_and_openapi_need_no_secret(bridge_url: str, http: httpx.AsyncClient) -> None:
+async def test_health_needs_no_secret_and_the_api_is_described(
+    bridge_url: str, bridge_settings: Settings, http: httpx.AsyncClient
+) -> None:
     assert (await http.get(f"{bridge_url}/healthz")).json() == {"status": "ok"}
-    spec = (await http.get(f"{bridge_url}/openapi.json")).json()
+    # the description itself is served on the ops port (tests/integration/test_bridge_ports.py)
+    spec = create_bridge_app(bridge_settings, cast(Bus, None), SystemClock()).openapi()
     sms_body = spec["paths"]["/sms"]["post"]["requestBody"]["content"]
     assert {"application/json", "text/plain"} <= set(sms_body)
     assert {"RecvSmsPush", "DevStatusPush", "SimpleSms"} <= set(spec["components"]["schemas"])

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import os
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from dashboard.security import CSRF_TTL_S, Credentials, CsrfTokens
 
@@ -38,14 +43,37 @@ def test_only_the_configured_pair_is_accepted() -> None:
     assert credentials.check(None) is None
 
 
+SERVER_SECRET = b"k" * 32
+
+
+def test_knowing_the_password_is_not_enough_to_forge_a_csrf_token() -> None:
+    """The key is not a hash of DASHBOARD_AUTH: another server secret, another key."""
+    clock = Clock()
+    operator = Credentials("operator", "one")
+    token = CsrfTokens(operator, clock, os.urandom(32)).issue("operator")
+    assert not CsrfTokens(operator, clock, os.urandom(32)).valid("operator", token)
+    forged_the_old_way = hmac.new(
+        hashlib.sha256(b"simfleet-dashboard-csrf\0operator:one").digest(),
+        f"operator|{token.partition('.')[0]}".encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    assert not CsrfTokens(operator, clock, os.urandom(32)).valid(
+        "operator", f"{token.partition('.')[0]}.{forged_the_old_way}"
+    )
+    with pytest.raises(ValueError, match="random"):
+        CsrfTokens(operator, clock, b"short")
+
+
 def test_a_csrf_token_is_bound_to_user_password_and_time() -> None:
     clock = Clock()
-    tokens = CsrfTokens(Credentials("operator", "one"), clock)
+    tokens = CsrfTokens(Credentials("operator", "one"), clock, SERVER_SECRET)
     token = tokens.issue("operator")
 
     assert tokens.valid("operator", token)
     assert not tokens.valid("someone-else", token)
-    assert not CsrfTokens(Credentials("operator", "two"), clock).valid("operator", token)
+    assert not CsrfTokens(Credentials("operator", "two"), clock, SERVER_SECRET).valid(
+        "operator", token
+    )
     assert not tokens.valid("operator", token[:-1] + ("0" if token[-1] != "0" else "1"))
     assert not tokens.valid("operator", "")
     clock.at += timedelta(seconds=CSRF_TTL_S + 1)

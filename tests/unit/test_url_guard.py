@@ -129,3 +129,52 @@ async def test_a_name_that_passes_validation_but_resolves_to_loopback_is_refused
 async def test_unresolvable_name_raises_a_resolution_error() -> None:
     with pytest.raises(socket.gaierror):
         await resolve_public("no-such-host.invalid", 443, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127\u30020\u30020\u30021/hook",
+        "https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/hook",
+        "https://\u2460\u2461\u2466.0.0.1/hook",
+        "https://127.0.0.1\uff0e/hook",
+        "https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/hook",  # fullwidth localhost
+        "https://[fec0::1]/hook",  # deprecated site-local
+        "https://[feff::1]/hook",
+    ],
+)
+def test_hosts_are_judged_as_the_client_connects_to_them(url: str) -> None:
+    with pytest.raises(UnsafeEndpoint):
+        ok(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://xn--zz.example/hook", "https://a\u200bb.example/hook", "https://a\u0000b/"]
+)
+def test_hosts_that_are_not_valid_idna_are_refused(url: str) -> None:
+    with pytest.raises(UnsafeEndpoint):
+        ok(url)
+
+
+def test_an_international_name_is_a_name_like_any_other() -> None:
+    assert ok("https://b\u00fccher.example/hook") == "https://b\u00fccher.example/hook"
+
+
+def test_ports_can_be_restricted() -> None:
+    ports = (443, 8443)
+    assert validate_endpoint_url(
+        "https://hooks.example.com/x", allow_http=False, allow_private=False, allowed_ports=ports
+    )
+    assert validate_endpoint_url(
+        "https://hooks.example.com:8443/x",
+        allow_http=False,
+        allow_private=False,
+        allowed_ports=ports,
+    )
+    with pytest.raises(UnsafeEndpoint, match="port 22 is not allowed"):
+        validate_endpoint_url(
+            "https://hooks.example.com:22/x",
+            allow_http=False,
+            allow_private=False,
+            allowed_ports=ports,
+        )
