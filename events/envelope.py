@@ -24,8 +24,15 @@ REQUESTED_BY = (
 NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
+# Every field is on the wire (defaults included), so the exported schemas (serialization mode)
+# require them all: a subscriber reading a record may rely on each one being there.
+WIRE_CONFIG = ConfigDict(
+    frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+)
+
+
 class Payload(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
 
 def canonical_id(event_type: str, identity: dict[str, Any]) -> str:
@@ -58,7 +65,7 @@ def new_ref() -> str:
 
 
 class Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_CONFIG
 
     specversion: Literal["1.0"] = "1.0"
     id: str
