@@ -24,15 +24,12 @@ REQUESTED_BY = (
 NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
-# Every field is on the wire (defaults included), so the exported schemas (serialization mode)
-# require them all: a subscriber reading a record may rely on each one being there.
-WIRE_CONFIG = ConfigDict(
-    frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
-)
-
-
 class Payload(BaseModel):
-    model_config = WIRE_CONFIG
+    # every field is on the wire, defaults included: the exported schemas (serialization mode)
+    # require them all, so a subscriber may rely on each one being there
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
 
 def canonical_id(event_type: str, identity: dict[str, Any]) -> str:
@@ -65,7 +62,9 @@ def new_ref() -> str:
 
 
 class Event(BaseModel):
-    model_config = WIRE_CONFIG
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
     specversion: Literal["1.0"] = "1.0"
     id: str

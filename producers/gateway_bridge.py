@@ -37,6 +37,7 @@ from events.gateway import GatewayPayloadRejected
 from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import PUSHES_REJECTED, SMS_INGESTED
+from infra.openapi import Contract, complete
 from infra.settings import Settings
 from producers.push_fields import PushRejected
 from producers.skyline_push import (
@@ -238,7 +239,6 @@ _SMS_DOC = {
         _query("mac", "gateway MAC (text push)"),
         _query("iccid", "text push: receiving SIM"),
         _query("gateway_id", "gateway id when the push has no mac"),
-        _query("secret", "GATEWAY_SECRET (or header x-gateway-secret)"),
     ],
 }
 _SIMPLE_DOC = {
@@ -269,6 +269,29 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "broker unavailable: retry after Retry-After seconds",
     }.items()
 }
+
+_SECRET_SCHEMES = {
+    "gatewaySecretHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": SECRET_HEADER,
+        "description": "GATEWAY_SECRET (also accepted as the first path segment: /s/<secret>/sms)",
+    },
+    "gatewaySecretQuery": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "secret",
+        "description": "GATEWAY_SECRET, for gateways that can only be given a URL",
+    },
+}
+CONTRACT = Contract(
+    schemes=_SECRET_SCHEMES,
+    security=lambda path, _method: (
+        [] if path == "/healthz" else [{name: []} for name in _SECRET_SCHEMES]
+    ),
+    refusals=lambda _path, _method: {},  # each push route declares its own (_ERRORS)
+    tags={"pushes": "what Skyline gateways send", "health": "liveness, no secret"},
+)
 
 # --- routes: authenticate → read → parse → publish ---------------------------------
 
@@ -321,6 +344,7 @@ def _add_push_routes(app: FastAPI, prefix: str = "", *, documented: bool = True)
             responses=_ERRORS,
             openapi_extra=doc,
             summary=summary,
+            tags=["pushes"],
             include_in_schema=documented,
         )
 
@@ -352,6 +376,7 @@ class _BridgeApp(FastAPI):
             schema.setdefault("components", {}).setdefault("schemas", {}).update(
                 defs.get("$defs", {})
             )
+            complete(schema, CONTRACT)
         return self.openapi_schema or {}
 
 
@@ -369,7 +394,7 @@ def create_bridge_app(settings: Settings, bus: Bus, clock: Clock) -> FastAPI:
     # the same operations for gateways that can only be given a URL; hidden: same schema.
     # First, because that is how gateways are configured: routes are matched in order.
     _add_push_routes(app, "/s/{secret}", documented=False)
-    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     _add_push_routes(app)
     app.add_exception_handler(PushRejected, _on_rejected)
     app.add_exception_handler(NotAuthenticated, _on_unauthenticated)
