@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
@@ -36,7 +37,7 @@ from events.envelope import new_ref
 from events.gateway import GatewayPayloadRejected
 from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
-from infra.metrics import PUSHES_REJECTED, SMS_INGESTED
+from infra.metrics import PUSHES_REJECTED, SMS_INGESTED, RequestMetrics, bridge_routes_known
 from infra.openapi import Contract, complete
 from infra.settings import Settings
 from producers.push_fields import PushRejected
@@ -290,7 +291,7 @@ CONTRACT = Contract(
         [] if path == "/healthz" else [{name: []} for name in _SECRET_SCHEMES]
     ),
     refusals=lambda _path, _method: {},  # each push route declares its own (_ERRORS)
-    tags={"pushes": "what Skyline gateways send", "health": "liveness, no secret"},
+    tags={"pushes": "what Skyline gateways send"},
 )
 
 # --- routes: authenticate → read → parse → publish ---------------------------------
@@ -394,9 +395,14 @@ def create_bridge_app(settings: Settings, bus: Bus, clock: Clock) -> FastAPI:
     # the same operations for gateways that can only be given a URL; hidden: same schema.
     # First, because that is how gateways are configured: routes are matched in order.
     _add_push_routes(app, "/s/{secret}", documented=False)
-    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
+    app.add_api_route("/healthz", healthz, methods=["GET"])
     _add_push_routes(app)
     app.add_exception_handler(PushRejected, _on_rejected)
     app.add_exception_handler(NotAuthenticated, _on_unauthenticated)
     app.add_exception_handler(BrokerUnavailable, _on_unavailable)
+    app.add_middleware(RequestMetrics)
+    bridge_routes_known(
+        [(r.path, "POST") for r in app.routes if isinstance(r, APIRoute) and r.path != "/healthz"],
+        (200, *(int(code) for code in _ERRORS)),
+    )
     return app
