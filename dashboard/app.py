@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from dashboard import openapi_contract
 from dashboard.api_resellers import resellers_api
 from dashboard.deps import (
     STATIC_DIR,
@@ -63,6 +64,7 @@ def create_dashboard_app(
     credentials = Credentials.parse(secrets.dashboard_auth.get_secret_value())
     app = FastAPI(
         title="simfleet dashboard",
+        description="The operator dashboard's JSON API (docs/dashboard.md).",
         openapi_url="/api/openapi.json",
         docs_url=None,  # Swagger UI loads its assets from a CDN; the CSP (rightly) forbids it
         redoc_url=None,
@@ -112,6 +114,8 @@ def create_dashboard_app(
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.add_exception_handler(BadCursor, bad_value)
     app.add_exception_handler(asyncpg.DataError, bad_value)
+
+    openapi_contract.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

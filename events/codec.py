@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from events import gateway, helix, reseller, sim, sms, webhook  # noqa: F401  (registers types)
 from events.envelope import EVENT_TYPES, Event
@@ -45,12 +45,21 @@ class MalformedEvent(EventDecodeError):
     pass
 
 
+_TIME = TypeAdapter(AwareDatetime)
+
+
+def wire_time(event: Event) -> str:
+    """``time`` spelled as the JSON value spells it (``…Z`` for UTC), so the ``ce_time`` header
+    and the body's ``time`` are the same string and a subscriber can compare them as text."""
+    return str(_TIME.dump_python(event.time, mode="json"))
+
+
 def headers_for(event: Event) -> dict[str, str]:
     return {
         "content-type": CLOUDEVENTS_JSON,
         HEADER_ID: event.id,
         HEADER_TYPE: event.type,
-        HEADER_TIME: event.time.isoformat(),
+        HEADER_TIME: wire_time(event),
         HEADER_SOURCE: event.source,
         HEADER_SUBJECT: event.subject,
         HEADER_SPECVERSION: event.specversion,

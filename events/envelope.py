@@ -25,7 +25,11 @@ NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # every field is on the wire, defaults included: the exported schemas (serialization mode)
+    # require them all, so a subscriber may rely on each one being there
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
 
 def canonical_id(event_type: str, identity: dict[str, Any]) -> str:
@@ -58,7 +62,9 @@ def new_ref() -> str:
 
 
 class Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
     specversion: Literal["1.0"] = "1.0"
     id: str

@@ -1,18 +1,46 @@
-"""JSON Schemas of every event type, written to ``events/schemas/`` and checked in."""
+"""JSON Schemas of every event type, written to ``events/schemas/`` and checked in.
+
+Each describes a record's value exactly as it is on the wire (serialization mode: every field
+is written, so every field is required), declares its dialect (``$schema``) and identity
+(``$id``), and requires the CloudEvents attributes whatever the model's defaults say.
+"""
 
 from __future__ import annotations
 
+import builtins
 import json
 from pathlib import Path
+from typing import Any
 
-from events.envelope import EVENT_TYPES
+from events.envelope import EVENT_TYPES, Event
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+CLOUDEVENTS_REQUIRED = ("id", "source", "specversion", "type")
+
+
+def schema_id(event_type: str) -> str:
+    return f"urn:simfleet:event:{event_type}"
+
+
+def event_schema(
+    cls: builtins.type[Event], ref_template: str = "#/$defs/{model}"
+) -> dict[str, Any]:
+    """The schema of one event type; ``ref_template`` places its sub-schemas (the AsyncAPI
+    document gathers them under ``components/schemas``)."""
+    schema = cls.model_json_schema(mode="serialization", ref_template=ref_template)
+    required = set(schema.get("required", ())) | set(CLOUDEVENTS_REQUIRED)
+    return {
+        "$schema": DIALECT,
+        "$id": schema_id(cls.event_type()),
+        **schema,
+        "required": sorted(required),
+    }
 
 
 def render_schemas() -> dict[str, str]:
     return {
-        f"{event_type}.json": json.dumps(cls.model_json_schema(), indent=2, sort_keys=True) + "\n"
+        f"{event_type}.json": json.dumps(event_schema(cls), indent=2, sort_keys=True) + "\n"
         for event_type, cls in sorted(EVENT_TYPES.items())
     }
 

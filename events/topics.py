@@ -31,7 +31,7 @@ class Topic:
 
 SMS_INBOUND = Topic(
     "sms.inbound",
-    "receiving number (E.164)",
+    "phone number (E.164): an SMS's receiving number, a delivery report's recipient",
     6,
     frozenset({"sms.received", "sms.delivery_reported"}),
 )
@@ -96,7 +96,9 @@ WEBHOOK_DELIVERIES = Topic(
     frozenset({"webhook.delivery_succeeded", "webhook.delivery_failed"}),
 )
 WEBHOOK_RETRY = Topic("webhook.retry", "endpoint id", 6, frozenset({"webhook.retry_scheduled"}))
-HELIX_CALLS = Topic("helix.calls", "ICCID or subscription id", 3, frozenset({"helix.api_called"}))
+HELIX_CALLS = Topic(
+    "helix.calls", "ICCID, else subscription id, else operation", 3, frozenset({"helix.api_called"})
+)
 GATEWAY_REJECTED = Topic(
     "gateway.rejected", "gateway id", 1, frozenset({"gateway.payload_rejected"})
 )

@@ -19,7 +19,7 @@ from events import EventDecodeError, decode
 from events.envelope import Event
 from events.topics import HEADER_TYPE
 from infra.kafka import Bus
-from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_FAILED
+from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_FAILED, consumer_started
 from infra.outages import outlasting_outages
 
 log = structlog.get_logger("simfleet.dlq")
@@ -48,6 +48,7 @@ class DeadLetters:
     def __init__(self, bus: Bus, consumer: str) -> None:
         self._bus = bus
         self._consumer = consumer
+        consumer_started(consumer)
 
     async def park(
         self,

@@ -24,6 +24,7 @@ from faststream.message import StreamMessage
 from events import codec
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic, all_topics_with_dlqs, topic_for_type
+from infra.metrics import consumer_started
 from infra.settings import KafkaSettings
 
 
@@ -88,6 +89,7 @@ def consume(
     """A subscriber the simfleet way: explicit ACK (after the handler; failures go to the DLQ
     middleware), earliest offset for a new group, prefixed names; ``max_workers`` > 1 runs
     partitions concurrently while each partition stays in order."""
+    consumer_started(f"{kafka.topic_prefix}{group}")
     return router.subscriber(
         topic.full_name(kafka.topic_prefix),
         group_id=f"{kafka.topic_prefix}{group}",
@@ -115,6 +117,7 @@ def consume_batches(
     whose handler raised is read again (Postgres or the broker away) rather than committed
     past. ``wait_ms`` bounds how long a batch is gathered, ``fetch_wait_ms`` how long one fetch
     idles on the broker (lower it where a waiting record is awaited by someone)."""
+    consumer_started(f"{kafka.topic_prefix}{group}")
     return router.subscriber(
         *(t.full_name(kafka.topic_prefix) for t in topics),
         group_id=f"{kafka.topic_prefix}{group}",

@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
@@ -41,7 +42,8 @@ from events.envelope import new_ref
 from events.gateway import GatewayPayloadRejected
 from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
-from infra.metrics import PUSHES_REJECTED, SMS_INGESTED
+from infra.metrics import PUSHES_REJECTED, SMS_INGESTED, RequestMetrics, bridge_routes_known
+from infra.openapi import Contract, complete
 from infra.settings import Settings
 from producers.push_fields import PushRejected
 from producers.skyline_push import (
@@ -242,7 +244,6 @@ _SMS_DOC = {
         _query("mac", "gateway MAC (text push)"),
         _query("iccid", "text push: receiving SIM"),
         _query("gateway_id", "gateway id when the push has no mac"),
-        _query("secret", "GATEWAY_SECRET (or header x-gateway-secret)"),
     ],
 }
 _SIMPLE_DOC = {
@@ -273,6 +274,29 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "broker unavailable: retry after Retry-After seconds",
     }.items()
 }
+
+_SECRET_SCHEMES = {
+    "gatewaySecretHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": SECRET_HEADER,
+        "description": "GATEWAY_SECRET (also accepted as the first path segment: /s/<secret>/sms)",
+    },
+    "gatewaySecretQuery": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "secret",
+        "description": "GATEWAY_SECRET, for gateways that can only be given a URL",
+    },
+}
+CONTRACT = Contract(
+    schemes=_SECRET_SCHEMES,
+    security=lambda path, _method: (
+        [] if path == "/healthz" else [{name: []} for name in _SECRET_SCHEMES]
+    ),
+    refusals=lambda _path, _method: {},  # each push route declares its own (_ERRORS)
+    tags={"pushes": "what Skyline gateways send"},
+)
 
 # --- routes: authenticate → read → parse → publish ---------------------------------
 
@@ -325,6 +349,7 @@ def _add_push_routes(app: FastAPI, prefix: str = "", *, documented: bool = True)
             responses=_ERRORS,
             openapi_extra=doc,
             summary=summary,
+            tags=["pushes"],
             include_in_schema=documented,
         )
 
@@ -356,6 +381,7 @@ class _BridgeApp(FastAPI):
             schema.setdefault("components", {}).setdefault("schemas", {}).update(
                 defs.get("$defs", {})
             )
+            complete(schema, CONTRACT)
         return self.openapi_schema or {}
 
 
@@ -385,4 +411,9 @@ def create_bridge_app(settings: Settings, bus: Bus, clock: Clock) -> FastAPI:
     app.add_exception_handler(PushRejected, _on_rejected)
     app.add_exception_handler(NotAuthenticated, _on_unauthenticated)
     app.add_exception_handler(BrokerUnavailable, _on_unavailable)
+    app.add_middleware(RequestMetrics)
+    bridge_routes_known(
+        [(r.path, "POST") for r in app.routes if isinstance(r, APIRoute) and r.path != "/healthz"],
+        (200, *(int(code) for code in _ERRORS)),
+    )
     return app

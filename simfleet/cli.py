@@ -224,6 +224,7 @@ def docs(
     port: Annotated[int, typer.Option(help="port to serve the document on")] = 8095,
 ) -> None:
     """Serve (or write/check) the AsyncAPI document of every topic and message schema."""
+    from infra import asyncapi
     from infra.asyncapi import DOC_PATH, docs_app
     from infra.http import serve_http
 
@@ -237,9 +238,12 @@ def docs(
             raise typer.Exit(1)
         typer.echo("docs/asyncapi.yaml is up to date")
     else:
+        # served, the server address is this deployment's own
+        bootstrap = load_settings().kafka.kafka_bootstrap_servers
+        served = asyncapi.render(bootstrap) if bootstrap else document
 
         async def serve_docs() -> None:
-            async with serve_http(docs_app(document), port=port) as url:
+            async with serve_http(docs_app(served), port=port) as url:
                 typer.echo(f"AsyncAPI document at {url}/ ({url}/asyncapi.yaml); Ctrl-C stops")
                 await asyncio.Event().wait()
 

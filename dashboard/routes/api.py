@@ -8,6 +8,7 @@ cross-site form cannot reach them with the browser's cached credentials.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -16,7 +17,13 @@ from pydantic import BaseModel, Field
 from dashboard.deps import ActorDep, DashboardDep
 from dashboard.routes.pages import delivery_status, sim_status
 from dashboard.security import json_writes_only
-from producers.commands import MAX_SELECTION, CommandRefused, Requested, SimAction
+from producers.commands import (
+    MAX_SELECTION,
+    SIM_ACTIONS,
+    CommandRefused,
+    Requested,
+    SimAction,
+)
 from projections import log_queries, overview_queries, sim_detail_queries, sim_list_queries
 from projections.log_queries import DeliveryPage, HelixPage, SmsPage
 from projections.overview_queries import Overview
@@ -77,15 +84,29 @@ async def sim(dashboard: DashboardDep, iccid: str) -> SimDetail:
     return detail
 
 
-@router.post("/sims/{action}")
-async def request_sim_action(
-    dashboard: DashboardDep, actor: ActorDep, action: SimAction, command: SimCommand
-) -> Requested:
-    """Publishes the action's ``*.requested`` event for each eligible SIM."""
-    try:
-        return await dashboard.commands.request(action, command.iccids, actor, command.reason)
-    except CommandRefused as err:
-        raise HTTPException(400, str(err)) from err
+def _sim_action(action: SimAction) -> Callable[..., Awaitable[Requested]]:
+    async def request_sim_action(
+        dashboard: DashboardDep, actor: ActorDep, command: SimCommand
+    ) -> Requested:
+        try:
+            return await dashboard.commands.request(action, command.iccids, actor, command.reason)
+        except CommandRefused as err:
+            raise HTTPException(400, str(err)) from err
+
+    return request_sim_action
+
+
+# One fixed path per action rather than POST /sims/{action}: a template beside GET /sims/{iccid}
+# would make two equivalent paths in the OpenAPI document, ambiguous to clients generated from it.
+for _action in SIM_ACTIONS:
+    router.add_api_route(
+        f"/sims/{_action}",
+        _sim_action(_action),
+        methods=["POST"],
+        operation_id=f"request_sim_{_action}",
+        summary=f"Request {_action} for SIMs",
+        description=f"Publishes the {_action} request event for each eligible SIM.",
+    )
 
 
 @router.get("/sms")

@@ -26,7 +26,9 @@ from infra.actors import run_actor
 from producers.commands import MAX_SELECTION, CommandRefused, Requested
 
 router = APIRouter(prefix="/api/run", tags=["run"])
-BEARER = HTTPBearer(auto_error=False, description="the action's secret")
+BEARER = HTTPBearer(
+    auto_error=False, scheme_name="runSecretBearer", description="the action's secret"
+)
 RunEndpoint = Literal["activate", "finalize", "rotate", "sync", "cancel"]
 SECRET_VARIABLES: dict[RunEndpoint, str] = {
     "activate": "BULK_RUN_SECRET",

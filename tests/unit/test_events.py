@@ -1,4 +1,5 @@
-from datetime import UTC, datetime, timedelta
+import json
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -97,6 +98,14 @@ def test_wire_round_trip_and_headers() -> None:
     assert headers["ce_type"] == "sms.received"
     assert headers["content-type"] == "application/cloudevents+json"
     assert datetime.fromisoformat(headers["ce_time"]) == event.time
+
+
+@pytest.mark.parametrize("offset_h", [0, 2, -5])
+def test_ce_time_header_is_the_bodys_time_string(offset_h: int) -> None:
+    moment = T0.astimezone(timezone(timedelta(hours=offset_h)))
+    event = sms().model_copy(update={"time": moment})
+    body_time = json.loads(encode(event))["time"]
+    assert headers_for(event)["ce_time"] == body_time
 
 
 def test_unknown_type_raises_a_specific_error_naming_the_event() -> None:
