@@ -48,7 +48,7 @@ from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from sandbox import demo
 from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
-from sandbox.helix import create_helix_sandbox
+from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 
@@ -179,13 +179,16 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
     hx, sk = settings.helix, settings.skyline
     async with contextlib.AsyncExitStack() as stack:
         world: HelixWorld | None = None
+        helix_sandbox: HelixSandbox | None = None
         if hx.api_base is None:
             world = HelixWorld(
                 client_id=hx.client_id,
                 username=hx.grant_username,
                 password=hx.grant_password.get_secret_value(),
             )
-            url = await stack.enter_async_context(serve_http(create_helix_sandbox(world)))
+            helix_app = create_helix_sandbox(world)
+            helix_sandbox = sandbox_of(helix_app)
+            url = await stack.enter_async_context(serve_http(helix_app))
             hx = hx.model_copy(update={"api_base": url, "token_url": f"{url}/oauth/token"})
             log.info("sandbox_started", system="helix", url=url)
         # aiohttp underneath: httpx's own transport costs ~3.4 ms CPU per carrier call here
@@ -229,6 +232,8 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
         }
         if settings.skyline.host is None:
             objects["gateway_network"] = network
+        if helix_sandbox is not None:
+            objects["helix_sandbox"] = helix_sandbox
         yield objects
 
 

@@ -268,7 +268,7 @@ class HelixClient:
         reply = reply_body(response)
         if response.is_success:
             return reply
-        raise error_for(response, reply)
+        raise error_for(response, self._redact(reply))
 
     async def _request(self, call: HelixCall, token: str | None) -> httpx.Response:
         if token is not None:  # the token endpoint is Auth0's, outside the account's quota
@@ -285,7 +285,7 @@ class HelixClient:
             sent = not isinstance(
                 err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
             )
-            error = HelixUnavailable(f"{type(err).__name__}: {err}", ambiguous=sent)
+            error = HelixUnavailable(self._redact(f"{type(err).__name__}: {err}"), ambiguous=sent)
             await self._audit.record(call, started, None, error)
             raise error from err
         await self._audit.record(call, started, response, None)
@@ -304,5 +304,5 @@ class HelixClient:
         response = await self._request(HelixCall("token", "POST", self._token_url, grant), None)
         reply = reply_body(response)
         if not response.is_success:
-            raise error_for(response, reply)
+            raise error_for(response, self._redact(reply))
         return token_from_grant(reply, fetched_at, self._redact)
