@@ -43,6 +43,7 @@ from producers import alert_checks
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
+from producers.sms_arrivals import SmsArrivals
 from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
@@ -73,7 +74,8 @@ async def projector_service(rt: Runtime) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
-    app = create_bridge_app(rt.settings, rt.bus, rt.clock)
+    arrivals = SmsArrivals(rt.pool, rt.settings.bridge_retry_window_s)
+    app = create_bridge_app(rt.settings, rt.bus, rt.clock, arrivals)
     app.include_router(ops_router(readiness_checks(rt)))
     async with serve_http(app, rt.settings.bridge_host, rt.settings.bridge_port) as url:
         yield f"gateway pushes to {url}/sms and {url}/status (OpenAPI at {url}/docs)"

@@ -214,6 +214,12 @@ class Settings(BaseSettings):
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8080
     bridge_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    bridge_retry_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="an SMS pushed without a time of its own and pushed again within this long "
+        "(a gateway's retry) is the same SMS",
+    )
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
     demo_sims: int = Field(

@@ -11,6 +11,9 @@ A gateway's push URL: ``http://bridge/s/<GATEWAY_SECRET>/sms?gateway_id=<its MAC
 push does not name its gateway). The secret is also accepted as header ``x-gateway-secret`` or
 query ``?secret=``; an empty GATEWAY_SECRET refuses every push (401): it must be set.
 
+Before publishing, an SMS without a receiving number gets its SIM's, and one without a time of
+its own gets its first arrival's (``producers.sms_arrivals``: a gateway's retry is the same SMS).
+
 Contract: 200 only after Kafka acknowledged every event (acks=all). Broker unreachable → 503 +
 ``Retry-After`` (the gateway retries; ids are deterministic, so a retry is a harmless duplicate).
 A push that cannot be parsed → 400/422 ``{"error": reason}``, kept verbatim (secret removed) on
@@ -54,6 +57,7 @@ from producers.skyline_wire import (
     RecvSmsPush,
     SimpleSms,
 )
+from producers.sms_arrivals import SmsArrivals
 
 SECRET_HEADER = "x-gateway-secret"  # noqa: S105  (a header name, not a secret)
 RETRY_AFTER_S = 5
@@ -86,6 +90,7 @@ class Bridge:
     max_body_bytes: int
     bus: Bus
     clock: Clock
+    arrivals: SmsArrivals | None = None  # None: SMS published as parsed (benchmarks, bare tests)
 
     def authenticate(self, request: Request) -> None:
         offered = (
@@ -121,6 +126,8 @@ class Bridge:
     async def publish(self, push: ParsedPush) -> Response:
         """Publishes the push's events; the answer is a ``PushAccepted`` (as documented), encoded
         here: FastAPI's response-model validation was a tenth of the bridge's cost per push."""
+        if self.arrivals is not None:
+            push = await self.arrivals.settle(push)
         await self.bus.emit_many(push.events)  # raises BrokerUnavailable; answered as 503
         SMS_INGESTED.inc(len(push.sms))
         # debug: the events themselves are the record of what arrived (and are archived)
@@ -355,7 +362,9 @@ class _BridgeApp(FastAPI):
         return self.openapi_schema or {}
 
 
-def create_bridge_app(settings: Settings, bus: Bus, clock: Clock) -> FastAPI:
+def create_bridge_app(
+    settings: Settings, bus: Bus, clock: Clock, arrivals: SmsArrivals | None = None
+) -> FastAPI:
     secret = settings.secrets.gateway_secret.get_secret_value()
     if not secret:
         log.warning("gateway_secret_not_configured", effect="every push is refused with 401")
@@ -365,7 +374,7 @@ def create_bridge_app(settings: Settings, bus: Bus, clock: Clock) -> FastAPI:
         description=__doc__,
         version="1",
     )
-    app.state.bridge = Bridge(secret, settings.bridge_max_body_bytes, bus, clock)
+    app.state.bridge = Bridge(secret, settings.bridge_max_body_bytes, bus, clock, arrivals)
     # the same operations for gateways that can only be given a URL; hidden: same schema.
     # First, because that is how gateways are configured: routes are matched in order.
     _add_push_routes(app, "/s/{secret}", documented=False)
