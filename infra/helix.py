@@ -143,6 +143,18 @@ class HelixClient:
         iccid: str | None = None,
         operation: str = "subscriber_details",
     ) -> SubscriberDetails:
+        row, _ = await self.details_answer(subscription_id, iccid=iccid, operation=operation)
+        return SubscriberDetails.model_validate(row)
+
+    async def details_answer(
+        self,
+        subscription_id: str,
+        *,
+        iccid: str | None = None,
+        operation: str = "subscriber_details",
+    ) -> tuple[dict[str, Any], Any]:
+        """The subscription's row and the whole answer, as the carrier sent them: every field,
+        also those ``SubscriberDetails`` does not model (an operator lookup shows them all)."""
         body = {"mobilitySubscriptionId": _wire_id(subscription_id)}
         call = HelixCall(operation, "POST", DETAILS_PATH, body, iccid, subscription_id)
         reply = await self._retry(lambda: self._send(call))
@@ -150,7 +162,7 @@ class HelixClient:
             with contextlib.suppress(ValidationError):
                 found = SubscriberDetails.model_validate(row)
                 if found.mobility_subscription_id == str(subscription_id):
-                    return found
+                    return row, reply
         raise HelixRejected(f"Helix has no subscription {subscription_id}", 404)
 
     async def reason_codes(self) -> list[ReasonCode]:
