@@ -13,10 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
-from events.envelope import Event
-from events.sim import NumberOnline, NumberVerificationFailed, SimCancelled
+from events.envelope import Event, canonical_id
+from events.sim import (
+    MdnChanged,
+    NumberOnline,
+    NumberVerificationFailed,
+    SimCancelled,
+    SimResellerAssigned,
+)
 from events.sms import SmsReceived
 from infra.settings import WebhookSettings
 from infra.webhook_sender import Outcome
@@ -27,11 +33,55 @@ WEBHOOK_EVENT_TYPES: tuple[str, ...] = (
     NumberVerificationFailed.event_type(),
     SimCancelled.event_type(),
 )
+NUMBER_OFFLINE = "number.offline"
+# events that may take a number away from a reseller (each also read for ``number.offline``)
+OFFLINE_CAUSE_TYPES: tuple[str, ...] = (
+    MdnChanged.event_type(),
+    SimCancelled.event_type(),
+    SimResellerAssigned.event_type(),
+)
 SourceEvent = SmsReceived | NumberOnline | NumberVerificationFailed | SimCancelled
+OfflineReason = Literal["rotation", "cancellation", "reassignment"]
 
 
 def is_webhook_source(event: Event) -> TypeGuard[SourceEvent]:
     return isinstance(event, SmsReceived | NumberOnline | NumberVerificationFailed | SimCancelled)
+
+
+@dataclass(frozen=True)
+class NumberLeft:
+    """A number taken away from a reseller, read off the event that took it: a rotation (its
+    replacement in ``replaced_by``), a cancellation, or the SIM assigned to another reseller.
+    Told as a ``number.offline`` webhook; the new number's ``number.online`` only follows its
+    verification, so the reseller hears of the old number's end first."""
+
+    cause: Event
+    iccid: str
+    number: str
+    replaced_by: str | None
+    reason: OfflineReason
+    reseller_id: str | None  # whom it left; None: the SIM's reseller (it keeps the SIM)
+
+    @property
+    def message_id(self) -> str:
+        """One per cause: a redelivered cause finds its claim and sends nothing again."""
+        return canonical_id(NUMBER_OFFLINE, {"cause": self.cause.id})
+
+
+def number_left(event: Event) -> NumberLeft | None:
+    match event:
+        case MdnChanged(data=d) if d.old_number and d.old_number != d.new_number:
+            return NumberLeft(event, d.iccid, d.old_number, d.new_number, "rotation", None)
+        case SimCancelled(data=d) if d.number:
+            return NumberLeft(event, d.iccid, d.number, None, "cancellation", None)
+        case SimResellerAssigned(data=d) if (
+            d.number and d.previous_reseller_id and d.previous_reseller_id != d.reseller_id
+        ):
+            left = NumberLeft(
+                event, d.iccid, d.number, None, "reassignment", d.previous_reseller_id
+            )
+            return left
+    return None
 
 
 def subscribed(event_type: str, endpoint_types: Sequence[str]) -> bool:
@@ -107,6 +157,26 @@ def webhook_body(event: SourceEvent, sim: SimFacts) -> str:
         "message_id": event.id,
         "created_at": iso(event.time),
         "data": webhook_data(event, sim),
+    }
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+
+
+def offline_body(left: NumberLeft, sim: SimFacts) -> str:
+    """``number.offline``: the number no longer reaches the reseller's SIM (``online: false``)."""
+    envelope = {
+        "event_type": NUMBER_OFFLINE,
+        "message_id": left.message_id,
+        "created_at": iso(left.cause.time),
+        "data": {
+            "sim_id": sim.sim_id,
+            "iccid": left.iccid,
+            "number": left.number,
+            "online": False,
+            "reason": left.reason,
+            "replaced_by": left.replaced_by,
+            "offline_since": iso(left.cause.time),
+            "mobilitySubscriptionId": _subscription_id(sim.mobility_subscription_id),
+        },
     }
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
-from consumers.webhook_rules import SimFacts, SourceEvent
+from consumers.webhook_rules import NumberLeft, SimFacts, SourceEvent
 from events.sms import SmsReceived
 from infra.webhook_sender import EndpointTarget
 from infra.webhook_signing import SecretBox
@@ -49,6 +49,16 @@ LEFT JOIN sims si ON si.iccid = sim.iccid
 LEFT JOIN reseller_sims rs ON rs.iccid = sim.iccid
 JOIN reseller_webhooks w ON w.reseller_id = coalesce(rs.reseller_id, si.reseller_id)
 ORDER BY sim.message_id, w.endpoint_id
+"""
+# whom a number left: the reseller named, else the SIM's
+RESOLVE_LEFT = """
+SELECT l.message_id, l.iccid, si.id AS sim_id, si.mobility_subscription_id,
+       w.reseller_id, w.endpoint_id, w.event_types, w.enabled
+FROM unnest($1::text[], $2::text[], $3::text[]) AS l(message_id, iccid, reseller_id)
+LEFT JOIN sims si ON si.iccid = l.iccid
+LEFT JOIN reseller_sims rs ON rs.iccid = l.iccid
+JOIN reseller_webhooks w ON w.reseller_id = coalesce(l.reseller_id, rs.reseller_id, si.reseller_id)
+ORDER BY l.message_id, w.endpoint_id
 """
 SELECT_ENDPOINTS = """
 SELECT endpoint_id, url, sealed_secret, previous_sealed_secret, previous_valid_until, enabled
@@ -93,6 +103,24 @@ async def resolve_targets(pool: asyncpg.Pool, events: Sequence[SourceEvent]) -> 
     found: dict[str, Targets] = {}
     for r in rows:
         sim = SimFacts(r["iccid"], r["sim_id"], r["current_number"], r["mobility_subscription_id"])
+        targets = found.setdefault(r["message_id"], Targets(sim))
+        targets.subscribers.append(
+            Subscriber(r["reseller_id"], r["endpoint_id"], tuple(r["event_types"]), r["enabled"])
+        )
+    return found
+
+
+async def resolve_left(pool: asyncpg.Pool, left: Sequence[NumberLeft]) -> dict[str, Targets]:
+    """``number.offline`` message id → targets: the endpoints of the reseller the number left."""
+    if not left:
+        return {}
+    rows = await pool.fetch(
+        RESOLVE_LEFT, [n.message_id for n in left], [n.iccid for n in left],
+        [n.reseller_id for n in left],
+    )  # fmt: skip
+    found: dict[str, Targets] = {}
+    for r in rows:
+        sim = SimFacts(r["iccid"], r["sim_id"], None, r["mobility_subscription_id"])
         targets = found.setdefault(r["message_id"], Targets(sim))
         targets.subscribers.append(
             Subscriber(r["reseller_id"], r["endpoint_id"], tuple(r["event_types"]), r["enabled"])

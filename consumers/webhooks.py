@@ -1,4 +1,5 @@
-"""Webhooks: sms.received, number.online, number.verification_failed, sim.cancelled → signed POSTs.
+"""Webhooks: sms.received, number.online, number.verification_failed, sim.cancelled → signed POSTs;
+mdn.changed, sim.cancelled, sim.reseller_assigned taking a number from a reseller → number.offline.
 
 Reads ``sms.inbound``, ``sim.lifecycle``, ``webhook.retry`` and ``reseller.registry`` (resends)
 in batches → finds each event's SIM, reseller and subscribed endpoints (read tables) → claims
@@ -35,13 +36,18 @@ from consumers.webhook_attempts import Attempts
 from consumers.webhook_claims import Claims, NewDelivery
 from consumers.webhook_dispatch import Dispatcher
 from consumers.webhook_rules import (
+    NUMBER_OFFLINE,
+    OFFLINE_CAUSE_TYPES,
     WEBHOOK_EVENT_TYPES,
+    NumberLeft,
     SourceEvent,
     is_webhook_source,
+    number_left,
+    offline_body,
     subscribed,
     webhook_body,
 )
-from consumers.webhook_targets import EndpointDirectory, resolve_targets
+from consumers.webhook_targets import EndpointDirectory, Targets, resolve_left, resolve_targets
 from events.envelope import Event
 from events.reseller import WebhookEndpointEnabled, WebhookResendRequested
 from events.sms import SmsReceived
@@ -63,6 +69,7 @@ from infra.webhook_signing import SecretBox
 WANTED_TYPES = frozenset(
     {
         *WEBHOOK_EVENT_TYPES,
+        *OFFLINE_CAUSE_TYPES,
         WebhookRetryScheduled.event_type(),
         WebhookResendRequested.event_type(),
         WebhookEndpointEnabled.event_type(),
@@ -103,7 +110,7 @@ async def on_batch(msg: MessageDep, webhooks: WebhooksDep) -> None:
 
     async def act(events: list[Event]) -> None:
         await enabled(webhooks, [e for e in events if isinstance(e, WebhookEndpointEnabled)])
-        await deliver_sources(webhooks, [e for e in events if is_webhook_source(e)])
+        await deliver_sources(webhooks, events)
         await resend(webhooks, [e for e in events if isinstance(e, WebhookResendRequested)])
 
     # outages waited out; a bad event parked rather than the batch read again forever
@@ -116,31 +123,55 @@ async def on_batch(msg: MessageDep, webhooks: WebhooksDep) -> None:
     observe_batch(msg, records)
 
 
-async def deliver_sources(webhooks: Webhooks, events: Sequence[SourceEvent]) -> None:
+async def deliver_sources(webhooks: Webhooks, events: Sequence[Event]) -> None:
+    """Claims every delivery the events make, in their order (a number's ``number.offline``
+    before a later ``number.online``), and hands them to the dispatcher."""
     # our own VERIFY codes reaching a SIM are not the reseller's SMS
     ours = await verification_sms_ids(
         webhooks.pool, [e for e in events if isinstance(e, SmsReceived)]
     )
-    events = [e for e in events if e.id not in ours]
-    targets = await resolve_targets(webhooks.pool, events)
-    new = []
+    sources = [e for e in events if is_webhook_source(e) and e.id not in ours]
+    left = {n.cause.id: n for n in map(number_left, events) if n is not None}
+    targets = await resolve_targets(webhooks.pool, sources)
+    left_targets = await resolve_left(webhooks.pool, list(left.values()))
+    new: list[NewDelivery] = []
     for event in events:
-        found = targets.get(event.id)
-        wanted = (
-            [s for s in found.subscribers if subscribed(event.type, s.event_types)] if found else []
-        )
-        body = webhook_body(event, found.sim) if found and wanted else ""
-        new += [
-            NewDelivery(
-                event.id, s.endpoint_id, s.reseller_id, event.type, event.correlationid, body,
-                skipped=not s.enabled,
-            )
-            for s in wanted
-        ]  # fmt: skip
+        if is_webhook_source(event) and event.id not in ours:
+            new += deliveries(event, targets.get(event.id))
+        if (n := left.get(event.id)) is not None:
+            new += offline_deliveries(n, left_targets.get(n.message_id))
     await webhooks.dispatcher.room()
     now = webhooks.clock.now()
     jobs = await webhooks.dispatcher.claims.claim_new(new, now, webhooks.dispatcher.lease_from(now))
     await webhooks.dispatcher.submit(jobs)
+
+
+def deliveries(event: SourceEvent, found: Targets | None) -> list[NewDelivery]:
+    wanted = (
+        [s for s in found.subscribers if subscribed(event.type, s.event_types)] if found else []
+    )
+    body = webhook_body(event, found.sim) if found and wanted else ""
+    return [
+        NewDelivery(
+            event.id, s.endpoint_id, s.reseller_id, event.type, event.correlationid, body,
+            skipped=not s.enabled,
+        )
+        for s in wanted
+    ]  # fmt: skip
+
+
+def offline_deliveries(left: NumberLeft, found: Targets | None) -> list[NewDelivery]:
+    wanted = (
+        [s for s in found.subscribers if subscribed(NUMBER_OFFLINE, s.event_types)] if found else []
+    )
+    body = offline_body(left, found.sim) if found and wanted else ""
+    return [
+        NewDelivery(
+            left.message_id, s.endpoint_id, s.reseller_id, NUMBER_OFFLINE,
+            left.cause.correlationid, body, skipped=not s.enabled,
+        )
+        for s in wanted
+    ]  # fmt: skip
 
 
 ENDPOINT_ENABLED = "SELECT enabled FROM reseller_webhooks WHERE endpoint_id = $1"

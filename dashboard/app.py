@@ -104,6 +104,7 @@ def create_dashboard_app(
     app.include_router(audit.router, dependencies=[Depends(load_endpoint_banner)])
     app.include_router(helix_query.router)
     app.include_router(helix_query.api_router)
+    app.include_router(helix_query.legacy_router)
     app.include_router(
         resellers_api(reseller_commands, actor=get_operator),
         dependencies=[Depends(json_writes_only)],

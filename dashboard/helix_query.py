@@ -5,19 +5,23 @@ Read-only at the carrier, yet each is a real call to an external system: ``Helix
 like every call (a redacted ``helix.api_called`` on ``helix.calls``, so it shows in the Helix log),
 and the answer is redacted again here with every configured secret before anything shows it.
 Carrier failures become the operator's 404/502/503 with the (redacted) reason, never a 500.
+Answers are the carrier's as received (no field dropped by a model); each lookup is a run of its
+own (``run_id``), which its Helix log row names.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from fastapi import HTTPException
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 
 from dashboard.deps import Dashboard
+from events.envelope import new_ref
 from infra.helix import HelixClient
 from infra.helix_errors import HelixError, HelixRejected
 from infra.redaction import redact
@@ -29,8 +33,26 @@ log = structlog.get_logger(__name__)
 
 
 class DetailsQuery(BaseModel):
-    subscription_id: str = Field(default="", max_length=64, description="give this or iccid")
+    subscription_id: str = Field(
+        default="",
+        max_length=64,
+        description="give this or iccid",
+        validation_alias=AliasChoices("subscription_id", "mobilitySubscriptionId"),
+    )
     iccid: str = Field(default="", max_length=32, description="looked up in the SIM table")
+
+    @field_validator("subscription_id", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value  # the carrier's ids are numbers
+
+
+@dataclass(frozen=True)
+class CarrierAnswer:
+    """A lookup's whole answer as the carrier sent it (redacted), and the run that asked."""
+
+    answer: Any
+    run_id: str
 
 
 class DetailsAnswer(BaseModel):
@@ -50,17 +72,27 @@ def carrier(dashboard: Dashboard) -> HelixClient:
 
 
 async def details(dashboard: Dashboard, query: DetailsQuery, actor: str) -> DetailsAnswer:
-    helix = carrier(dashboard)
     subscription_id, iccid = await _subscription(dashboard, query)
-    log.info("helix_lookup", operation=DETAILS_OPERATION, actor=actor, iccid=iccid)
-    with carrier_errors(dashboard.secrets):
-        found = await helix.details(subscription_id, iccid=iccid, operation=DETAILS_OPERATION)
-    answer = {
-        "subscription_id": subscription_id,
-        "iccid": iccid,
-        "details": found.model_dump(mode="json", by_alias=True),  # the carrier's field names
-    }
+    row, _ = await _details(dashboard, subscription_id, iccid, actor, f"helix-lookup:{new_ref()}")
+    answer = {"subscription_id": subscription_id, "iccid": iccid, "details": row}
     return DetailsAnswer.model_validate(redact(answer, dashboard.secrets))
+
+
+async def query(dashboard: Dashboard, query: DetailsQuery, actor: str) -> CarrierAnswer:
+    """The original's ``/api/helix-query``: the carrier's whole details answer, as received."""
+    subscription_id, iccid = await _subscription(dashboard, query)
+    run_id = f"helix-query:{new_ref()}"
+    _, answer = await _details(dashboard, subscription_id, iccid, actor, run_id)
+    return CarrierAnswer(redact(answer, dashboard.secrets), run_id)
+
+
+async def _details(
+    dashboard: Dashboard, subscription_id: str, iccid: str | None, actor: str, run_id: str
+) -> tuple[dict[str, Any], Any]:
+    helix = carrier(dashboard)
+    log.info("helix_lookup", operation=DETAILS_OPERATION, actor=actor, iccid=iccid, run_id=run_id)
+    with carrier_errors(dashboard.secrets), structlog.contextvars.bound_contextvars(run_id=run_id):
+        return await helix.details_answer(subscription_id, iccid=iccid, operation=DETAILS_OPERATION)
 
 
 async def reason_codes(dashboard: Dashboard, actor: str) -> ReasonCodesAnswer:

@@ -23,6 +23,18 @@ class HelixApiCalledData(Payload):
     response_body: Any = Field(default=None, description="redacted")
     error: str | None = None
     called_at: AwareDatetime
+    request_headers: dict[str, str] | None = Field(default=None, description="as sent, redacted")
+    response_headers: dict[str, str] | None = Field(
+        default=None, description="as received, redacted"
+    )
+    response_text: str | None = Field(
+        default=None, description="the answer as the carrier sent it (raw text), redacted"
+    )
+    run_id: str | None = Field(
+        default=None,
+        description="the run that made the call: an operator lookup's id, else the id of the "
+        "event whose handling made it",
+    )
 
 
 class HelixApiCalled(Event):

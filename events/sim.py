@@ -213,6 +213,12 @@ class SimStatusChangeFailed(Event):
 
 class SimResellerAssignedData(SimRequest):
     reseller_id: ResellerId
+    previous_reseller_id: ResellerId | None = Field(
+        default=None, description="the reseller the SIM leaves, where it had one"
+    )
+    number: E164 | None = Field(
+        default=None, description="the SIM's number when it moved (it leaves the previous reseller)"
+    )
 
 
 class SimResellerAssigned(Event):

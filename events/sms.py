@@ -1,4 +1,4 @@
-"""Inbound SMS facts → topic ``sms.inbound`` (key: the receiving number)."""
+"""Inbound SMS facts → topic ``sms.inbound`` (key: the receiving number; see ``events.topics``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ class SmsReceivedData(Payload):
     gateway_id: str = Field(description="gateway MAC or configured id")
     port: str | None = Field(default=None, description="receiving port, e.g. 1.01 or 61A")
     sender: str = Field(description="originating number (E.164 when numeric) or alphanumeric id")
-    to: E164 | None = Field(default=None, description="receiving number; gateways often omit it")
+    to: E164 | None = Field(
+        default=None,
+        description="receiving number: as pushed, else the receiving SIM's current number "
+        "(looked up by the bridge); empty only while that SIM is unknown",
+    )
     iccid: Iccid | None = Field(default=None, description="receiving SIM, when the gateway says")
     imsi: str | None = None
     gateway_sms_id: str | None = Field(

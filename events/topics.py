@@ -31,7 +31,10 @@ class Topic:
 
 SMS_INBOUND = Topic(
     "sms.inbound",
-    "phone number (E.164): an SMS's receiving number, a delivery report's recipient",
+    "receiving number (E.164): sms.received: the push's receiving number, else the current "
+    "number of the receiving SIM (by the pushed ICCID, else by the gateway port it arrived on); "
+    "only when no SIM is known yet its ICCID, else '<gateway id>:<port>'. "
+    "sms.delivery_reported: the recipient of the reported SMS",
     6,
     frozenset({"sms.received", "sms.delivery_reported"}),
 )

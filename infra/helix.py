@@ -146,6 +146,18 @@ class HelixClient:
         iccid: str | None = None,
         operation: str = "subscriber_details",
     ) -> SubscriberDetails:
+        row, _ = await self.details_answer(subscription_id, iccid=iccid, operation=operation)
+        return SubscriberDetails.model_validate(row)
+
+    async def details_answer(
+        self,
+        subscription_id: str,
+        *,
+        iccid: str | None = None,
+        operation: str = "subscriber_details",
+    ) -> tuple[dict[str, Any], Any]:
+        """The subscription's row and the whole answer, as the carrier sent them: every field,
+        also those ``SubscriberDetails`` does not model (an operator lookup shows them all)."""
         body = {"mobilitySubscriptionId": _wire_id(subscription_id)}
         call = HelixCall(operation, "POST", DETAILS_PATH, body, iccid, subscription_id)
         reply = await self._retry(lambda: self._send(call))
@@ -153,7 +165,7 @@ class HelixClient:
             with contextlib.suppress(ValidationError):
                 found = SubscriberDetails.model_validate(row)
                 if found.mobility_subscription_id == str(subscription_id):
-                    return found
+                    return row, reply
         raise HelixRejected(f"Helix has no subscription {subscription_id}", 404)
 
     async def reason_codes(self) -> list[ReasonCode]:
@@ -271,7 +283,7 @@ class HelixClient:
         reply = reply_body(response)
         if response.is_success:
             return reply
-        raise error_for(response, reply)
+        raise error_for(response, self._redact(reply))
 
     async def _request(self, call: HelixCall, token: str | None) -> httpx.Response:
         if token is not None:  # the token endpoint is Auth0's, outside the account's quota
@@ -288,7 +300,7 @@ class HelixClient:
             sent = not isinstance(
                 err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
             )
-            error = HelixUnavailable(f"{type(err).__name__}: {err}", ambiguous=sent)
+            error = HelixUnavailable(self._redact(f"{type(err).__name__}: {err}"), ambiguous=sent)
             await self._audit.record(call, started, None, error)
             raise error from err
         await self._audit.record(call, started, response, None)
@@ -307,5 +319,5 @@ class HelixClient:
         response = await self._request(HelixCall("token", "POST", self._token_url, grant), None)
         reply = reply_body(response)
         if not response.is_success:
-            raise error_for(response, reply)
+            raise error_for(response, self._redact(reply))
         return token_from_grant(reply, fetched_at, self._redact)

@@ -24,6 +24,15 @@ Emit = Callable[[HelixApiCalled], Awaitable[None]]
 log = structlog.get_logger(__name__)
 
 PRODUCER = "simfleet/helix"
+MAX_RESPONSE_TEXT = 64 * 1024  # a carrier answer is a few KB; an HTML error page is cut here
+
+
+def run_id() -> str | None:
+    """The run making calls now: bound as ``run_id`` by an operator lookup, else the event being
+    handled (consumers bind ``event_id``)."""
+    bound = structlog.contextvars.get_contextvars()
+    found = bound.get("run_id") or bound.get("event_id")
+    return str(found) if found else None
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class HelixAudit:
         """``started`` is the call's ``time.monotonic()``; ``error`` one raised without a reply."""
         now = self._clock.now()
         reply = reply_body(response) if response is not None else None
+        text = response.text[:MAX_RESPONSE_TEXT] if response is not None else None
         if call.operation == "token" and isinstance(reply, dict):
             self._redact.add(str(reply.get("access_token") or ""))
         if response is not None and not response.is_success:
@@ -71,6 +81,10 @@ class HelixAudit:
             response_body=self._redact(reply),
             error=self._redact(str(error)) if error is not None else None,
             called_at=now,
+            request_headers=self._headers(response.request.headers) if response else None,
+            response_headers=self._headers(response.headers) if response else None,
+            response_text=self._redact(text) if text is not None else None,
+            run_id=run_id(),
         )
         HELIX_CALLS.labels(call.operation, str(event.data.ok).lower()).inc()
         HELIX_LATENCY.labels(call.operation).observe(event.data.duration_ms / 1000)
@@ -78,3 +92,7 @@ class HelixAudit:
             await self._emit(event)
         except Exception as err:  # the audit trail must never change a carrier call's outcome
             log.warning("helix_audit_failed", operation=call.operation, error=type(err).__name__)
+
+    def _headers(self, headers: httpx.Headers) -> dict[str, str]:
+        redacted: dict[str, str] = self._redact(dict(headers.items()))
+        return redacted

@@ -226,6 +226,12 @@ class Settings(BaseSettings):
         description="accept GATEWAY_SECRET as ?secret= or /s/<secret>/ and run secrets as "
         "?secret= (for gateways and cron jobs that only take a URL); false = headers only",
     )
+    bridge_retry_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="an SMS pushed without a time of its own and pushed again within this long "
+        "(a gateway's retry) is the same SMS",
+    )
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
     demo_sims: int = Field(

@@ -151,12 +151,24 @@ class SkylineClient:
         def retrying(attempt: int, err: BaseException, delay: float) -> None:
             log.warning("skyline_call_retrying", attempt=attempt, delay_s=delay, error=str(err))
 
+        async def scrubbed() -> T:
+            try:
+                return await op()
+            except SkylineError as err:
+                raise self._scrubbed(err) from None
+
         return await retry(
-            op,
+            scrubbed,
             policy=self._policy,
             is_retryable=lambda err: isinstance(err, SkylineError) and err.retryable,
             on_retry=retrying,
         )
+
+    def _scrubbed(self, err: SkylineError) -> SkylineError:
+        """``err`` with the credentials masked: gateways echo the request in errors ("Server
+        Error for username=…&password=…"), and these messages reach events, tables and pages."""
+        message = self._redact(mask_query_password(str(err)))
+        return type(err)(message, code=err.code, status_code=err.status_code)
 
     async def _call(self, method: str, path: str, **request: Any) -> dict[str, Any]:
         params = {**request.pop("params", {}), **self._credentials}

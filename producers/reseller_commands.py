@@ -42,7 +42,19 @@ from projections.reseller_queries import (
 
 PRODUCER = "simfleet/commands"
 MAX_REASON = 500
-WEBHOOK_TYPES = ("sms.received", "number.online", "number.verification_failed", "sim.cancelled")
+WEBHOOK_TYPES = (
+    "sms.received",
+    "number.online",
+    "number.verification_failed",
+    "sim.cancelled",
+    "number.offline",
+)
+# where each SIM is now: the reseller (and number) an assignment takes it from
+CURRENT_OWNERS = """
+SELECT s.iccid, coalesce(rs.reseller_id, s.reseller_id) AS reseller_id, s.current_number
+FROM sims s LEFT JOIN reseller_sims rs ON rs.iccid = s.iccid
+WHERE s.iccid = ANY($1::text[])
+"""
 
 
 class CommandRejected(ValueError):
@@ -274,9 +286,16 @@ class ResellerCommands:
         # one ref per command: moving a SIM A → B → A must be three facts, not a duplicate of
         # the first (the archive would drop it and a rebuild would leave the SIM with B)
         command = f"assign:{reseller_id}:{now.isoformat()}"
-        for iccid in dict.fromkeys(i.strip() for i in iccids if i.strip()):
+        wanted = list(dict.fromkeys(i.strip() for i in iccids if i.strip()))
+        owners = {r["iccid"]: r for r in await self.pool.fetch(CURRENT_OWNERS, wanted)}
+        for iccid in wanted:
             ref = f"{command}:{iccid}"
             fields = {"iccid": iccid, "reseller_id": reseller_id, "ref": ref, "command": command}
+            if (owner := owners.get(iccid)) is not None:  # the number leaves its reseller
+                fields |= {
+                    "previous_reseller_id": owner["reseller_id"],
+                    "number": owner["current_number"],
+                }
             try:
                 event = SimResellerAssigned.create(
                     producer=PRODUCER, time=now, requested_by=requested_by, **fields

@@ -11,6 +11,8 @@ is accepted or rejected whole; the bridge keeps rejected pushes verbatim on ``ga
 
 Ids are deterministic (see ``events.sms``), so a push must not depend on the time it arrives when
 it carries its own: the row's unix time, else the ``SCTS`` header line, and only then ``now``.
+SMS dated ``now`` are named in ``ParsedPush.arrival_timed``: the bridge gives a gateway's retry
+of one the time of its first arrival (``producers.sms_arrivals``), so a retry is the same SMS.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class ParsedPush:
     sms: tuple[SmsReceived, ...] = ()
     reports: tuple[SmsDeliveryReported, ...] = ()
     statuses: tuple[GatewayStatusReported, ...] = ()
+    arrival_timed: frozenset[str] = frozenset()  # ids of SMS dated by arrival: no time of their own
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -113,10 +116,10 @@ def parse_http_push(query: Mapping[str, str], body: bytes, *, now: datetime) -> 
         iccid=iccid_of(query.get("iccid"), "iccid"),
         imsi=query.get("imsi") or None,
         body=content.text,
-        received_at=scts_time(content.headers.get("scts")) or now,
+        received_at=scts_time(content.headers.get("scts")),
         now=now,
     )
-    return ParsedPush(sms=(sms,))
+    return _sms_push([sms])
 
 
 def parse_simple_push(
@@ -130,7 +133,7 @@ def parse_simple_push(
     items = loaded if isinstance(loaded, list) else [loaded]
     if len(items) > MAX_PUSH_ITEMS:
         raise PushRejected(f"{len(items)} SMS in one push; at most {MAX_PUSH_ITEMS}")
-    events = []
+    events: list[tuple[SmsReceived, bool]] = []
     for n, item in enumerate(items, 1):
         where = f"item {n}: " if isinstance(loaded, list) else ""
         if not isinstance(item, Mapping):
@@ -146,11 +149,11 @@ def parse_simple_push(
                 imsi=None,
                 body=sms.body,
                 where=where,
-                received_at=sms.received_at or now,
+                received_at=sms.received_at,
                 now=now,
             )
         )
-    return ParsedPush(sms=tuple(events))
+    return _sms_push(events)
 
 
 def gateway_id_from(query: Mapping[str, str]) -> str:
@@ -172,7 +175,7 @@ def normalize_mac(raw: object) -> str | None:
 
 
 def _recv_sms(push: RecvSmsPush, gateway_id: str, now: datetime) -> ParsedPush:
-    sms: list[SmsReceived] = []
+    sms: list[tuple[SmsReceived, bool]] = []
     reports: list[SmsDeliveryReported] = []
     for n, row in enumerate(push.sms, 1):
         where = f"sms row {n}"
@@ -187,12 +190,12 @@ def _recv_sms(push: RecvSmsPush, gateway_id: str, now: datetime) -> ParsedPush:
             reports.append(_report_row(row, where, gateway_id, now))
         else:
             raise PushRejected(f"{where}: unknown flag {short_repr(flag)} (0 = SMS, 1 = report)")
-    return ParsedPush(sms=tuple(sms), reports=tuple(reports))
+    return _sms_push(sms, reports=tuple(reports))
 
 
 def _sms_row(
     row: list[int | str | None], where: str, gateway_id: str, now: datetime
-) -> SmsReceived:
+) -> tuple[SmsReceived, bool]:
     _, port, stamp, sender, to, content = row[:6]
     iccid, imsi, inbox_id = [*row[6:9], None, None, None][:3]
     text = decode_content(string_of(content, f"{where}: content"))
@@ -206,7 +209,7 @@ def _sms_row(
         gateway_sms_id=None if inbox_id in (None, "") else str(inbox_id),
         body=text.text,
         where=f"{where}: ",
-        received_at=unix_time_of(stamp, where) or scts_time(text.headers.get("scts")) or now,
+        received_at=unix_time_of(stamp, where) or scts_time(text.headers.get("scts")),
         now=now,
     )
 
@@ -234,13 +237,31 @@ def _report_row(row: list[Any], where: str, gateway_id: str, now: datetime) -> S
     )
 
 
-def _sms(*, now: datetime, body: str, where: str = "", **fields: Any) -> SmsReceived:
+def _sms(
+    *, now: datetime, body: str, received_at: datetime | None, where: str = "", **fields: Any
+) -> tuple[SmsReceived, bool]:
+    """The event, and whether it is dated by arrival (the push said no time of its own)."""
     try:
-        return SmsReceived.create(
-            producer=PRODUCER, time=now, body=sms_body_of(body, where), **fields
+        event = SmsReceived.create(
+            producer=PRODUCER,
+            time=now,
+            body=sms_body_of(body, where),
+            received_at=received_at or now,
+            **fields,
         )
     except ValidationError as err:  # every field was checked above; this is the last guard
         raise PushRejected(validation_reason(err)) from err
+    return event, received_at is None
+
+
+def _sms_push(
+    sms: Sequence[tuple[SmsReceived, bool]], reports: tuple[SmsDeliveryReported, ...] = ()
+) -> ParsedPush:
+    return ParsedPush(
+        sms=tuple(event for event, _ in sms),
+        reports=reports,
+        arrival_timed=frozenset(event.id for event, by_arrival in sms if by_arrival),
+    )
 
 
 # --- dev-status / port-status -----------------------------------------------------------------

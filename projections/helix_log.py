@@ -1,7 +1,8 @@
 """Helix audit: ``helix.api_called`` → ``helix_api_logs`` (one row per call id).
 
-Reads topic ``helix.calls``. Bodies arrive already redacted by the Helix client; they are
-stored as jsonb (a body that was not JSON is kept as a JSON string).
+Reads topic ``helix.calls``. Bodies, headers and the raw answer arrive already redacted by the
+Helix client; bodies and headers are stored as jsonb (a body that was not JSON is kept as a JSON
+string), the answer as the carrier sent it as text, with the run that made the call.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from projections.runner import Record
 
 INSERT_CALLS = """
 INSERT INTO helix_api_logs (call_id, operation, iccid, mobility_subscription_id, method, url,
-    status_code, ok, duration_ms, request_body, response_body, error, called_at)
-SELECT c, op, i, s, m, u, st, ok, d, req::jsonb, resp::jsonb, err, t
+    status_code, ok, duration_ms, request_body, response_body, error, called_at,
+    request_headers, response_headers, response_text, run_id)
+SELECT c, op, i, s, m, u, st, ok, d, req::jsonb, resp::jsonb, err, t, rqh::jsonb, rsh::jsonb,
+    txt, run
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
-    $8::bool[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::timestamptz[])
-    AS x(c, op, i, s, m, u, st, ok, d, req, resp, err, t)
+    $8::bool[], $9::float8[], $10::text[], $11::text[], $12::text[], $13::timestamptz[],
+    $14::text[], $15::text[], $16::text[], $17::text[])
+    AS x(c, op, i, s, m, u, st, ok, d, req, resp, err, t, rqh, rsh, txt, run)
 ON CONFLICT (call_id) DO NOTHING
 """
 
@@ -55,4 +59,8 @@ class HelixLogProjection:
             [_json(c.response_body) for c in calls],
             [c.error for c in calls],
             [c.called_at for c in calls],
+            [_json(c.request_headers) for c in calls],
+            [_json(c.response_headers) for c in calls],
+            [c.response_text for c in calls],
+            [c.run_id for c in calls],
         )

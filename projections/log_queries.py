@@ -68,6 +68,7 @@ class HelixCall(View):
     called_at: datetime
     request_body: str | None
     response_body: str | None
+    run_id: str | None = None  # the run that made the call (a lookup's, or the handled event's)
 
 
 class HelixPage(View):
@@ -121,7 +122,7 @@ FROM webhook_deliveries WHERE id = ANY($1::bigint[]) ORDER BY id
 """
 HELIX_PAGE = """
 SELECT call_id, operation, iccid, mobility_subscription_id, method, url, status_code, ok,
-       duration_ms, error, called_at, request_body, response_body
+       duration_ms, error, called_at, request_body, response_body, run_id
 FROM helix_api_logs
 WHERE ($1::text IS NULL OR operation = $1) AND ($2::text IS NULL OR iccid = $2)
   AND ($3::boolean IS NULL OR ok = $3)

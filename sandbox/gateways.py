@@ -12,7 +12,8 @@ and every gateway's under ``/gw/<gateway id>/``; tasks may name the port ``from`
 Modes name the world, like the Helix sandbox's: ``happy``; ``lossy`` (accepted, then lost: a
 fraction, or every SMS to chosen numbers or from chosen SIMs); ``slow`` (arrives after
 ``delay_s``); ``busy`` (the first tasks answer 16 Too Many Task); ``flaky_5xx`` (the first
-requests answer HTTP 500).
+requests answer HTTP 500); ``echoing`` (the first requests answer code 500 "Server Error for
+<the request's query>", credentials included, as some firmware does).
 ``counts``, ``sent`` and ``tasks`` are what tests read; ``drain()`` waits for SMS in flight.
 """
 
@@ -36,7 +37,7 @@ from sandbox.gateway_ports import REGISTERED, PortRegistry
 from sandbox.helix_world import HelixWorld
 from sandbox.skyline import DEFAULT_GATEWAY_ID, BridgeRefused, SandboxGateway
 
-GatewayMode = Literal["happy", "lossy", "slow", "busy", "flaky_5xx"]
+GatewayMode = Literal["happy", "lossy", "slow", "busy", "flaky_5xx", "echoing"]
 GATEWAY_MODES: tuple[GatewayMode, ...] = get_args(GatewayMode)
 UNKNOWN_SENDER = "+10000000000"
 log = structlog.get_logger("simfleet.sandbox.gateways")
@@ -48,7 +49,7 @@ class GatewayFaults:
     numbers: frozenset[str] = frozenset()  # lossy: SMS to these numbers (E.164) are lost
     senders: frozenset[str] = frozenset()  # lossy: SMS sent by these SIMs (ICCIDs) are lost
     delay_s: float = 1.0  # slow: how late an SMS arrives
-    limit: int | None = 1  # busy, flaky_5xx: this many faults, then normal service
+    limit: int | None = 1  # busy, flaky_5xx, echoing: this many faults, then normal service
     seed: int = 0
 
 
@@ -244,6 +245,8 @@ class GatewayNetwork:
             return refused
         if self._fault("flaky_5xx"):
             return JSONResponse({"code": 500, "reason": "Server Error"}, 500)
+        if self._fault("echoing"):
+            return JSONResponse({"code": 500, "reason": f"Server Error for {request.url.query}"})
         body = await request.json()
         tasks = [t for t in body.get("tasks") or [] if isinstance(t, dict)]
         statuses = [

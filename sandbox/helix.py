@@ -2,7 +2,8 @@
 
 ``HelixWorld`` (``sandbox.helix_world``) is the carrier's state; ``create_helix_sandbox(world,
 mode)`` serves it. Modes name the world a test runs in, like Jasmin's simulators: ``happy``,
-``rate_limited``, ``flaky_5xx``, ``slow``, ``timeouts`` and ``rejects_activation``;
+``rate_limited``, ``flaky_5xx``, ``slow``, ``timeouts``, ``rejects_activation`` and ``echoing``
+(a 400 whose message echoes the request: its headers, bearer token included, and its body);
 ``HelixFaults`` tunes how often and how hard, with a seeded random.
 """
 
@@ -20,7 +21,9 @@ from fastapi.responses import JSONResponse
 
 from sandbox.helix_world import REASON_CODES, CarrierError, HelixWorld
 
-HelixMode = Literal["happy", "rate_limited", "flaky_5xx", "slow", "timeouts", "rejects_activation"]
+HelixMode = Literal[
+    "happy", "rate_limited", "flaky_5xx", "slow", "timeouts", "rejects_activation", "echoing"
+]
 HELIX_MODES: tuple[HelixMode, ...] = get_args(HelixMode)
 API_OPERATIONS = frozenset({"activation", "details", "mdn_change", "status_change", "reason_codes"})
 
@@ -35,6 +38,12 @@ class HelixFaults:
     hang_s: float = 30.0
     hang_after_processing: bool = False  # timeouts: the work is done, only the answer is lost
     seed: int = 0
+
+
+async def _echo(request: Request) -> str:
+    headers = "; ".join(f"{k}: {v}" for k, v in request.headers.items())
+    body = (await request.body()).decode("utf-8", "replace")
+    return f"Bad Request for {request.method} {request.url} [{headers}] {body}"
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -100,6 +109,8 @@ class HelixSandbox:
             return _json(504, {"errorMessage": "Gateway timeout"})
         if fault and self.mode == "rejects_activation":
             return _json(400, {"errorMessage": "Address verification failed"})
+        if fault and self.mode == "echoing":
+            return _json(400, {"errorMessage": await _echo(request)})
         if operation != "token" and not self._authorized(request):
             return _json(401, {"message": "Unauthorized"})
         try:

@@ -73,6 +73,8 @@ class Subscriber:
             "fan": self.fan,
             "clientId": str(self.client_id),
             "networkType": "5G",
+            # what simfleet does not model: an operator lookup shows it anyway
+            "ratePlan": {"soc": "UNL5G", "features": ["HOTSPOT", "WIFI_CALLING"]},
         }
 
 

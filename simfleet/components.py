@@ -44,11 +44,12 @@ from producers import alert_checks
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
+from producers.sms_arrivals import SmsArrivals
 from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
-from sandbox.helix import create_helix_sandbox
+from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from simfleet import demo
@@ -77,7 +78,8 @@ async def projector_service(rt: Runtime) -> AsyncIterator[str]:
 async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
     """The public port carries the gateway routes and /healthz only; metrics, readiness and the
     API description are on the ops port (not for gateways, nor for whoever can reach them)."""
-    app = create_bridge_app(rt.settings, rt.bus, rt.clock)
+    arrivals = SmsArrivals(rt.pool, rt.settings.bridge_retry_window_s)
+    app = create_bridge_app(rt.settings, rt.bus, rt.clock, arrivals)
     ops, ops_url = rt.objects.get("ops_app"), rt.objects.get("ops_url")
     if isinstance(ops, FastAPI):
         ops.include_router(api_docs_router("/bridge", app.openapi))
@@ -188,13 +190,16 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
         raise RuntimeError("production runs no sandbox: set HX_API_BASE and SK_HOST")
     async with contextlib.AsyncExitStack() as stack:
         world: HelixWorld | None = None
+        helix_sandbox: HelixSandbox | None = None
         if hx.api_base is None:
             world = HelixWorld(
                 client_id=hx.client_id,
                 username=hx.grant_username,
                 password=hx.grant_password.get_secret_value(),
             )
-            url = await stack.enter_async_context(serve_http(create_helix_sandbox(world)))
+            helix_app = create_helix_sandbox(world)
+            helix_sandbox = sandbox_of(helix_app)
+            url = await stack.enter_async_context(serve_http(helix_app))
             hx = hx.model_copy(update={"api_base": url, "token_url": f"{url}/oauth/token"})
             log.info("sandbox_started", system="helix", url=url)
         # aiohttp underneath: httpx's own transport costs ~3.4 ms CPU per carrier call here
@@ -240,6 +245,8 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
         }
         if settings.skyline.host is None:
             objects["gateway_network"] = network
+        if helix_sandbox is not None:
+            objects["helix_sandbox"] = helix_sandbox
         yield objects
 
 

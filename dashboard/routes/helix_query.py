@@ -11,7 +11,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from dashboard import helix_query
 from dashboard.deps import ActorDep, DashboardDep, verify_csrf
@@ -22,6 +22,9 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 api_router = APIRouter(
     prefix="/api/helix", tags=["helix"], dependencies=[Depends(json_writes_only)]
 )
+# the original dashboard's path, kept for the scripts that call it
+legacy_router = APIRouter(tags=["helix"], dependencies=[Depends(json_writes_only)])
+RUN_ID_HEADER = "x-simfleet-run-id"
 FormText = Annotated[str, Form(max_length=64)]
 
 
@@ -82,3 +85,18 @@ async def reason_codes_api(dashboard: DashboardDep, actor: ActorDep) -> ReasonCo
     """Asks the carrier for its reason-code table (``Content-Type: application/json``, no body
     needed); the call is audited in the Helix log."""
     return await helix_query.reason_codes(dashboard, actor)
+
+
+@legacy_router.post(
+    "/api/helix-query",
+    responses={200: {"description": "the carrier's details answer as received (secrets masked)"}},
+)
+async def helix_query_api(
+    dashboard: DashboardDep, actor: ActorDep, query: DetailsQuery
+) -> JSONResponse:
+    """The original dashboard's lookup: ``{"subscription_id"}`` (or ``mobilitySubscriptionId``)
+    or ``{"iccid"}`` → the carrier's details answer exactly as it came, every field kept. Header
+    ``x-simfleet-run-id`` names the run, as the Helix log's ``run_id`` does. Errors as for
+    ``/api/helix/details``."""
+    found = await helix_query.query(dashboard, query, actor)
+    return JSONResponse(found.answer, headers={RUN_ID_HEADER: found.run_id})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings
+from projections.helix_log import HelixLogProjection
+from projections.runner import Record
 from sandbox.helix import HelixFaults, HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from tests.integration.test_dashboard import (
@@ -277,6 +280,52 @@ async def test_every_lookup_is_audited_on_the_helix_calls_topic(hdash: HelixDash
     for event in events:
         dumped = event.model_dump_json()
         assert not [s for s in secrets if s in dumped], dumped
+
+
+async def test_the_originals_helix_query_answers_as_the_carrier_sent_it_and_logs_the_call(
+    hdash: HelixDash,
+) -> None:
+    sub_id = hdash.line.subscription_id
+    answer = await hdash.http.post("/api/helix-query", json={"mobilitySubscriptionId": int(sub_id)})
+    details = await hdash.http.post("/api/helix/details", json={"subscription_id": sub_id})
+
+    assert answer.status_code == 200, answer.text
+    [row] = answer.json()  # the carrier's list, as it sent it
+    subscriber = hdash.world.subscriber_by_iccid(hdash.line.iccid)
+    assert subscriber is not None
+    assert set(row) == set(subscriber.as_details(None))  # no field dropped
+    assert row["ratePlan"] == {"soc": "UNL5G", "features": ["HOTSPOT", "WIFI_CALLING"]}
+    assert (row["address1"], row["city"]) == ("1 *** St", "***")  # secrets still masked
+    assert details.json()["details"]["ratePlan"]["soc"] == "UNL5G"
+    assert "post" in (await hdash.http.get("/api/openapi.json")).json()["paths"]["/api/helix-query"]
+
+    run_id = answer.headers["x-simfleet-run-id"]
+    events = await hdash.audit(3)
+    # the run's calls: the token it needed first, then the lookup
+    assert sorted(e.data.operation for e in events if e.data.run_id == run_id) == [
+        "dashboard_details",
+        "token",
+    ]
+    [call] = [e for e in events if e.data.run_id == run_id and e.data.operation != "token"]
+    records = [Record(call, HELIX_CALLS.name, 0, 0, None, b"", {})]
+    async with hdash.pool.acquire() as conn:
+        await HelixLogProjection().apply(conn, records)
+    logged = await hdash.pool.fetchrow(
+        "SELECT request_headers, response_headers, response_text, run_id FROM helix_api_logs"
+        " WHERE call_id = $1",
+        call.data.call_id,
+    )
+    assert logged is not None
+    request_headers, response_headers = logged["request_headers"], logged["response_headers"]
+    assert request_headers["authorization"] == "***"  # the bearer token, masked
+    assert response_headers["content-type"] == "application/json"
+    assert (
+        json.loads(logged["response_text"].replace("1 *** St", "x"))[0]["ratePlan"]["soc"]
+        == "UNL5G"
+    )
+    assert logged["run_id"] == run_id
+    secrets = secrets_of(hdash)
+    assert not [s for s in secrets if s in str(dict(logged))]
 
 
 # --- refusals and errors ---------------------------------------------------------------------

@@ -7,7 +7,9 @@ dashboard API (the reseller receiver runs here and checks signatures), a sheet o
 imported, activated, numbered (and their verification settled), SMS texted to the SIMs
 pushed by the sandbox gateways through the bridge and delivered as signed webhooks, a Helix lookup
 from the dashboard, the old automation's run URL with its secret in the query, pushes with the
-secret that the bridge refuses. Then every record of every topic (DLQs included), every row of
+secret that the bridge refuses; then a gateway and the carrier that echo their requests in their
+errors (credentials, bearer token) while a number is verified, a SIM activated and a lookup made.
+Then every record of every topic (DLQs included), every row of
 every table in the public schema (as text), every structlog line and stdlib log record, and the
 dashboard's pages and API answers are searched for each secret: the configured ones, the
 Basic-auth password, the Fernet sealing key, the endpoint's signing secret (in plaintext; it is
@@ -35,7 +37,8 @@ from events.topics import all_topics_with_dlqs
 from infra.http import free_port, serve_http
 from infra.logging import configure
 from infra.settings import HelixSettings, SecretsSettings, Settings
-from sandbox.gateways import GatewayNetwork
+from sandbox.gateways import GatewayFaults, GatewayNetwork
+from sandbox.helix import HelixFaults, HelixSandbox
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from simfleet.app import Runtime
@@ -127,6 +130,9 @@ async def every_row(conn: asyncpg.Connection) -> dict[str, list[str]]:
     }
 
 
+EVENT_LOGGED = "SELECT payload::text FROM event_log WHERE type = $1 AND key = $2"
+
+
 @dataclass
 class Seen:
     """What the run showed the operator, and the secrets it created on the way."""
@@ -134,6 +140,7 @@ class Seen:
     pages: list[str] = field(default_factory=list)
     signing_secrets: list[str] = field(default_factory=list)  # handed out by the dashboard
     tokens: list[str] = field(default_factory=list)  # issued by the Helix sandbox
+    gateway_password: str = ""  # the sandbox gateways' (SK_PASSWORD is unset here)
 
 
 async def operators_day(
@@ -143,6 +150,7 @@ async def operators_day(
     network = rt.objects["gateway_network"]
     assert isinstance(network, GatewayNetwork)
     world: HelixWorld = network.ports.carrier
+    seen.gateway_password = network.password
 
     # a reseller and its endpoint, through the API; the receiver checks every signature
     created = await dash.post("/api/resellers", json={"reseller_id": "acme", "name": "Acme"})
@@ -193,9 +201,52 @@ async def operators_day(
         answer = await dash.get(path)
         assert answer.status_code == 200, (path, answer.status_code)
         seen.pages.append(answer.text)
+    seen.pages += await echoed_errors(rt, dash, [r["iccid"] for r in online])
     seen.tokens = list(world.tokens)
     assert seen.tokens, "the carrier issued no token: the run did not reach Helix"
     return seen
+
+
+async def echoed_errors(rt: Runtime, dash: httpx.AsyncClient, iccids: list[str]) -> list[str]:
+    """A gateway answering "Server Error for username=…&password=…" while a number is verified,
+    then a carrier echoing each request (bearer token included) refusing an activation and a
+    lookup. Returns what the dashboard answered."""
+    network, helix = rt.objects["gateway_network"], rt.objects["helix_sandbox"]
+    assert isinstance(network, GatewayNetwork)
+    assert isinstance(helix, HelixSandbox)
+    sender, target = iccids[0], iccids[1]
+    # a proven sender (a new fleet has none: the first SIM's verification is skipped)
+    await rt.pool.execute("UPDATE sims SET number_status = 'verified' WHERE iccid = $1", sender)
+    network.switch("echoing", GatewayFaults(limit=None))
+    asked = await dash.post("/api/sims/verify", json={"iccids": [target]})
+    assert asked.status_code == 200, asked.text
+    skipped = await eventually(
+        lambda: rt.pool.fetch(EVENT_LOGGED, "verification.skipped", target),
+        until=lambda rows: any("Server Error for" in r["payload"] for r in rows),
+        within=90,
+    )
+    assert "username=" in skipped[-1]["payload"], "the gateway's echo did not reach the event"
+    network.switch("happy")
+
+    helix.switch(
+        "echoing", HelixFaults(fraction=1.0, operations=frozenset({"activation", "details"}))
+    )
+    extra = make_iccid(SIMS + 1)
+    imported = await dash.post(
+        "/api/import", content=f"iccid,imei,reseller_id\n{extra},{make_imei(SIMS + 1)},acme\n",
+        params={"filename": "more.csv"}, headers={"content-type": "text/csv"},
+    )  # fmt: skip
+    assert imported.status_code == 200, imported.text
+    failed = await eventually(
+        lambda: rt.pool.fetchval("SELECT last_error FROM sims WHERE iccid = $1", extra),
+        within=60,
+    )
+    assert "Bad Request for POST" in failed, failed
+    lookup = await dash.post("/api/helix/details", json={"iccid": target})
+    assert lookup.status_code == 502, lookup.text
+    assert "Bad Request for POST" in lookup.text
+    helix.switch("happy")
+    return [imported.text, lookup.text]
 
 
 async def secret_offered_everywhere(settings: Settings, dash: httpx.AsyncClient) -> list[str]:
@@ -272,8 +323,9 @@ async def test_no_secret_in_logs_topics_tables_or_pages_after_a_full_run(
             f"signing key {n}": s.removeprefix("whsec_") for n, s in enumerate(seen.signing_secrets)
         },
         **{f"helix token {n}": t for n, t in enumerate(seen.tokens)},
+        "gateway password": seen.gateway_password,
     }
-    assert len(secrets) >= 13
+    assert len(secrets) >= 14
     del tables["token_cache"]  # the shared Helix token: that table's purpose
     for table in ("inbound_sms", "helix_api_logs", "webhook_claims", "event_log", "gateway_ports"):
         assert tables[table], f"{table} is empty: the run did not go through it"

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -147,6 +148,21 @@ async def test_an_unreachable_gateway_is_unavailable_after_the_retries(gateways:
         await client.send_sms("1.01", "+16465550001", "hello", tid=13)
     assert "ConnectError" in str(down.value)
     assert PASSWORD not in str(down.value)
+
+
+async def test_a_gateway_echoing_the_request_in_its_error_is_told_without_the_password(
+    gateways: Gateways,
+) -> None:
+    port, to = gateways.line(8)
+    gateways.network.switch("echoing", GatewayFaults(limit=None))
+    with every_log_line() as logs, pytest.raises(SkylineUnavailable) as failed:
+        await gateways.client().send_sms(port, to, "hello", tid=14)
+    message = str(failed.value)
+    assert "Server Error for" in message
+    assert "username=ops" in message  # the echo is kept, for the operator, without the secret
+    for secret in (PASSWORD, quote(PASSWORD, safe="")):  # as sent, and as the query carries it
+        assert secret not in message
+        assert secret not in str(logs)
 
 
 async def test_the_port_list_and_a_basic_auth_header_refused(gateways: Gateways) -> None:

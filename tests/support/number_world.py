@@ -43,6 +43,7 @@ from infra.settings import (
 from infra.skyline import SkylineClient
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
+from producers.sms_arrivals import SmsArrivals
 from projections.gateways import GatewaysProjection
 from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
@@ -196,7 +197,11 @@ async def running_numbers(
         broker = build_broker(settings.kafka, bootstrap)
         bus = Bus(broker, settings.kafka.topic_prefix)
         bridge_url = await stack.enter_async_context(
-            serve_http(create_bridge_app(settings, bus, SystemClock()))
+            serve_http(
+                create_bridge_app(
+                    settings, bus, SystemClock(), SmsArrivals(pool, settings.bridge_retry_window_s)
+                )
+            )
         )
         network.connect_bridge(bridge_url, GATEWAY_SECRET)
         http = [httpx.AsyncClient(base_url=u, timeout=5.0) for u in (helix_url, gateways_url)]
