@@ -72,7 +72,7 @@ def create_dashboard_app(
         pool=pool,
         bus=bus,
         clock=clock,
-        commands=Commands(pool, bus, clock),
+        commands=Commands(pool, bus, clock, settings.helix.request_stale_s),
         resellers=reseller_commands,
         csrf=CsrfTokens(credentials, clock),
         templates=template_environment(),

@@ -68,6 +68,7 @@ SIM_LIFECYCLE = Topic(
             "sim.inbound_resumed",
             "verification.sender_suspect",
             "verification.sender_cleared",
+            "sim.operator_needed",
         }
     ),
 )

@@ -19,6 +19,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from consumers import (
+    carrier_retries,
     endpoint_health,
     finalizer,
     number_sync,
@@ -245,6 +246,9 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
     async def sync_round() -> int:
         return await number_sync.request_sync(rt.pool, rt.bus, rt.clock)
 
+    async def resend_carrier_requests() -> int:
+        return await carrier_retries.resend_due(rt.pool, rt.bus, rt.clock.now())
+
     tracker = health_tracker(rt)
 
     async def disable_failing_endpoints() -> int:
@@ -262,6 +266,7 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
             scheduler.run(),
             scheduler.every(hx.finalize_sweep_s, finalize_sweep),
             scheduler.every(hx.sync_interval_s, sync_round),
+            scheduler.every(rt.settings.rotation.tick_s, resend_carrier_requests),
             scheduler.every(every_alert_round, disable_failing_endpoints),
             scheduler.every(every_alert_round, alerts.evaluate),
         )
