@@ -31,7 +31,17 @@ from dashboard.deps import (
     load_endpoint_banner,
     template_environment,
 )
-from dashboard.routes import actions, api, audit, endpoints, helix_query, imports, pages, run
+from dashboard.routes import (
+    actions,
+    api,
+    audit,
+    carrier,
+    endpoints,
+    helix_query,
+    imports,
+    pages,
+    run,
+)
 from dashboard.security import (
     Credentials,
     CsrfTokens,
@@ -94,6 +104,8 @@ def create_dashboard_app(
         app.include_router(router)
     app.include_router(audit.router, dependencies=[Depends(load_endpoint_banner)])
     app.include_router(helix_query.router)
+    app.include_router(carrier.page_router)
+    app.include_router(carrier.api_router)
     app.include_router(helix_query.api_router)
     app.include_router(
         resellers_api(reseller_commands, actor=get_operator),

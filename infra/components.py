@@ -40,7 +40,7 @@ from infra.kafka_lag import group_lags
 from infra.ops import ops_router
 from infra.settings import KafkaSettings, Settings
 from infra.skyline import SkylineClient
-from producers import alert_checks
+from producers import alert_checks, rotation_alerts
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
@@ -131,6 +131,8 @@ def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
         ),
         alert_checks.consumer_lag(lag, a.consumer_lag),
         alert_checks.silent_sims(silent, a.silent_sims),
+        rotation_alerts.RotationPaused(rt.pool),
+        rotation_alerts.RotationIncomplete(rt.pool),
     ]
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
+import asyncpg
 import pytest
 
 from consumers.carrier_retries import resend_due
+from events.envelope import Event
 from events.sim import (
     SimActivated,
     SimActivationFailed,
@@ -32,6 +35,7 @@ from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME, Fleet, runn
 
 pytestmark = pytest.mark.integration
 
+E = TypeVar("E", bound=Event)
 FleetFactory = Callable[..., contextlib.AbstractAsyncContextManager[Fleet]]
 
 
@@ -54,8 +58,15 @@ def fleet(
     return start
 
 
-async def of_type(f: Fleet, kind: type) -> list:
+async def of_type(f: Fleet, kind: type[E]) -> list[E]:
     return [e for e in await f.events() if isinstance(e, kind)]
+
+
+def waiting_after(failures: int) -> Callable[[asyncpg.Record], bool]:
+    def holds(row: asyncpg.Record) -> bool:
+        return row is not None and row["failures"] == failures and row["state"] == "waiting"
+
+    return holds
 
 
 async def active_with(f: Fleet, iccid: str) -> str:
@@ -164,21 +175,19 @@ async def test_a_retryable_failure_is_retried_with_backoff_then_needs_an_operato
         )  # fmt: skip
         await f.bus.emit(cancel)
 
+        async def retry_row() -> asyncpg.Record:
+            return await f.pool.fetchrow("SELECT * FROM carrier_retries WHERE iccid = $1", iccid)
+
         waits = []
         for attempt in (1, 2):
-            row = await eventually(
-                lambda: f.pool.fetchrow("SELECT * FROM carrier_retries WHERE iccid = $1", iccid),
-                until=lambda r, n=attempt: (
-                    r is not None and r["failures"] == n and r["state"] == "waiting"
-                ),
-            )
+            row = await eventually(retry_row, until=waiting_after(attempt))
             waits.append(row["next_retry_at"] - row["updated_at"])
             assert await resend_due(f.pool, f.bus, f.clock.now()) == 0  # not due yet
             later = row["next_retry_at"] + timedelta(seconds=1)
             assert await resend_due(f.pool, f.bus, later) == 1
         assert waits == [timedelta(seconds=60), timedelta(seconds=120)]  # doubling
 
-        needed = await eventually(lambda: of_type(f, SimOperatorNeeded), until=lambda es: es)
+        needed = await eventually(lambda: of_type(f, SimOperatorNeeded), until=bool)
         assert [(e.data.action, e.data.attempts) for e in needed] == [("cancel", 3)]
         row = await eventually(lambda: f.sim(iccid), until=lambda r: r["operator_needed"])
         assert row["operator_needed_action"] == "cancel"
