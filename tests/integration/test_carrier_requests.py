@@ -18,6 +18,7 @@ import pytest
 from consumers.carrier_retries import resend_due
 from events.envelope import Event
 from events.sim import (
+    NumberAssigned,
     SimActivated,
     SimActivationFailed,
     SimActivationRequested,
@@ -90,6 +91,24 @@ async def test_already_active_at_the_carrier_finds_the_line_and_finalizes_the_si
         number = await active_with(f, elsewhere)
         assert number == f"+1{line.phone_number}"
         assert (await f.sim(elsewhere))["mobility_subscription_id"] == str(line.subscription_id)
+
+        # asked again for a SIM that is live: the line is found, the SIM keeps its number
+        again = SimActivationRequested.create(
+            producer="simfleet/test", time=f.clock.now(), iccid=elsewhere,
+            imei=make_imei(6101), ref="again",
+        )  # fmt: skip
+        await f.bus.emit(again)
+        await eventually(lambda: of_type(f, SimActivated), until=lambda es: len(es) == 2)
+        await eventually(  # the finalizer has looked at both
+            lambda: f.pool.fetchval(
+                "SELECT count(*) FROM consumer_effects WHERE consumer = 'finalizer'"
+            ),
+            until=lambda n: n == 2,
+        )
+        row = await f.sim(elsewhere)
+        assert (row["status"], row["current_number"]) == ("active", number)
+        assigned = [e for e in await of_type(f, NumberAssigned) if e.data.iccid == elsewhere]
+        assert len(assigned) == 1  # not assigned (and verified) a second time
 
         # our own activation whose answer was lost: the retry hears "already active"
         f.sandbox.switch(
