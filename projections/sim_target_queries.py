@@ -66,7 +66,7 @@ RUN_CANDIDATES: dict[RunAction, str] = {
     "sync": """
         SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id,
                gateway_id, port
-        FROM sims WHERE status = 'active'
+        FROM sims WHERE status IN ('active', 'suspended', 'error')
         ORDER BY updated_at, iccid LIMIT $1""",
 }
 # the SIM a carrier subscription belongs to, either way round (sims_subscription indexes the id)
