@@ -6,7 +6,9 @@ Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/pr
 carrier's status call takes the current number, not the subscription (EXTERNAL_APIS §2.5), so
 the details are read first. A line already where the request would take it ("already
 cancelled", already suspended) counts as done. Once per request by the effects ledger; an
-unavailable carrier is a retryable failure, a refusal a final one.
+unavailable carrier, or a line without a number yet, is a retryable failure (resent by the
+scheduler with backoff, then shown as needing an operator: ``consumers/carrier_retries.py``),
+a refusal a final one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncpg
 import structlog
 
 from consumers.carrier_deps import CarrierDeps
+from consumers.carrier_retries import after_outcome
 from consumers.effects import once
 from consumers.provisioning_rules import already_in_state
 from events.envelope import Event
@@ -57,7 +60,10 @@ async def on_status_change_requested(event: Request, deps: CarrierDeps) -> None:
         action = ACTIONS[type(event)]
         return await change_status(event, action, deps.helix, deps.pool, deps.clock)
 
-    await once(deps.pool, deps.bus, CONSUMER, event, change)
+    outcome = await once(deps.pool, deps.bus, CONSUMER, event, change)
+    await after_outcome(
+        deps.pool, deps.bus, event, outcome, policy=deps.retries, now=deps.clock.now()
+    )
 
 
 async def change_status(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
+from consumers.carrier_retries import RequestRetries
 from infra.clock import Clock
 from infra.helix import HelixClient
 from infra.kafka import Bus
@@ -18,3 +19,6 @@ class CarrierDeps:
     pool: asyncpg.Pool
     clock: Clock
     number_delays: tuple[float, ...]  # the finalizer's bounded wait for a new line's number
+    retries: RequestRetries = field(
+        default_factory=RequestRetries
+    )  # retryable failures: backoff, then an operator

@@ -30,7 +30,7 @@ from consumers.carrier_deps import CarrierDeps
 from consumers.effects import once, record
 from consumers.provisioning_rules import finalization, finalize_outcome
 from events.envelope import Event
-from events.sim import SimActivated
+from events.sim import NumberAssigned, SimActivated
 from infra.clock import Clock
 from infra.helix import HelixClient
 from infra.helix_errors import HelixError, HelixUnavailable
@@ -46,6 +46,7 @@ WHERE status = 'provisioning' AND current_number IS NULL
   AND mobility_subscription_id IS NOT NULL AND activation_id IS NOT NULL
 ORDER BY activated_at LIMIT $1
 """
+HELD = "SELECT mobility_subscription_id, current_number FROM sims WHERE iccid = $1"
 log = structlog.get_logger("simfleet.finalizer")
 
 
@@ -54,7 +55,7 @@ async def on_sim_activated(event: SimActivated, deps: CarrierDeps) -> None:
         details = await wait_for_number(deps.helix, event, deps.number_delays)
         if details is None:
             return None  # the carrier is unavailable: the sweep asks again later
-        return finalize_outcome(
+        outcome = finalize_outcome(
             details,
             iccid=event.data.iccid,
             activation_id=event.id,
@@ -62,8 +63,23 @@ async def on_sim_activated(event: SimActivated, deps: CarrierDeps) -> None:
             producer=PRODUCER,
             now=deps.clock.now(),
         )
+        if isinstance(outcome, NumberAssigned) and await holds(deps.pool, event, outcome):
+            # an "already active" activation found the line the SIM already has: its number
+            # is not new, and assigning it again would only verify it again
+            log.info("finalize_line_already_held", iccid=event.data.iccid)
+            return None
+        return outcome
 
     await once(deps.pool, deps.bus, CONSUMER, event, assign)
+
+
+async def holds(pool: asyncpg.Pool, event: SimActivated, assigned: NumberAssigned) -> bool:
+    """The SIM already has this line and this number."""
+    row = await pool.fetchrow(HELD, event.data.iccid)
+    return row is not None and (row["mobility_subscription_id"], row["current_number"]) == (
+        event.data.mobility_subscription_id,
+        assigned.data.number,
+    )
 
 
 async def wait_for_number(

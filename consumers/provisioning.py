@@ -30,6 +30,7 @@ from faststream.kafka import KafkaRouter
 
 from consumers import activation, canceller, finalizer, number_sync
 from consumers.carrier_deps import CarrierDeps
+from consumers.carrier_retries import RequestRetries
 from consumers.provisioning_rules import number_poll_delays
 from events.envelope import Event
 from events.sim import (
@@ -93,7 +94,7 @@ async def on_lifecycle_batch(  # noqa: PLR0917  (FastStream passes the dependenc
     dead = DeadLetters(bus, GROUP)
     hx = settings.helix
     delays = tuple(number_poll_delays(hx.number_wait_s, hx.number_poll_s))
-    deps = CarrierDeps(helix, bus, pool, clock, delays)
+    deps = CarrierDeps(helix, bus, pool, clock, delays, RequestRetries.from_settings(hx))
     lines = per_sim(await decode_wanted(records, HANDLERS, dead))
     gate = asyncio.Semaphore(hx.concurrency)
     # a line ends only when its events are handled or parked; should one fail anyway, the

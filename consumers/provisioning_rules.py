@@ -104,3 +104,18 @@ def drifted(ours: str | None, carrier: str | None) -> bool:
 def sync_ref(now: datetime) -> str:
     """One sync round per hour: the same hour gives the same SyncRequested ids."""
     return f"sync:{now.astimezone(UTC):%Y-%m-%dT%H}"
+
+
+StatusDrift = Literal["cancelled", "suspended", "restored"]
+
+
+def status_drift(ours: str, details: SubscriberDetails) -> StatusDrift | None:
+    """The carrier holds the line in another state than the SIM shows (changed behind our back)."""
+    carrier = details.status.upper()
+    if details.is_cancelled and ours != "canceled":
+        return "cancelled"
+    if carrier == "SUSPENDED" and ours in ("active", "provisioning"):
+        return "suspended"
+    if details.is_active and ours == "suspended":
+        return "restored"
+    return None

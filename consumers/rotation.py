@@ -12,6 +12,7 @@ is checked the same way before changing again — the number never changes twice
 
 The number.assigned starts the new number's verification (consumers/verification.py). A failure
 is recorded with its next retry time; the scheduler asks again then (producers/scheduler.py).
+Refusals in a row park the SIM for an operator (``consumers/rotation_streaks.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import structlog
 from faststream import Depends
 from faststream.kafka import KafkaRouter
 
-from consumers.rotation_rules import Decision, RotationPolicy, decide, retry_at, rotation_key
+from consumers import rotation_streaks
 from events import codec
 from events.envelope import Event
 from events.sim import MdnChanged, MdnChangeFailed, MdnChangeRequested, NumberAssigned
@@ -38,6 +39,7 @@ from infra.helix import HelixClient
 from infra.helix_errors import HelixError
 from infra.kafka import consume, is_type
 from infra.settings import Settings
+from policies.rotation import Decision, RotationPolicy, decide, retry_at, rotation_key
 
 CONSUMER = "rotation"
 PRODUCER = "simfleet/rotation"
@@ -83,6 +85,7 @@ class Rotator:
     ) -> None:
         self.helix, self.pool, self.clock = helix, pool, clock
         self.policy = RotationPolicy.from_settings(settings.rotation)
+        self.park_after = settings.rotation.park_after
 
     async def begin(self, event: MdnChangeRequested, key: str) -> Attempt:
         """Opens (or finds) the key's row and decides; an acting request marks it ``changing``
@@ -119,9 +122,10 @@ class Rotator:
 
     async def finish(
         self, event: MdnChangeRequested, key: str, attempt: Attempt, outcome: Sequence[Event]
-    ) -> None:
+    ) -> tuple[Event, ...]:
         """Records the outcome before it is emitted: a crash in between re-emits, never
-        re-changes. A failure gets its retry time (none once the attempts are spent)."""
+        re-changes. A failure gets its retry time (none once the attempts are spent). Returns
+        the events to emit: the outcome, and the SIM's parking if this refusal parked it."""
         first, now = outcome[0], self.clock.now()
         new = first.data.new_number if isinstance(first, MdnChanged) else None
         error = None if new else str(getattr(first.data, "reason", ""))
@@ -130,6 +134,11 @@ class Rotator:
         state = "changed" if new else "failed"
         iccid = event.data.iccid
         await self.pool.execute(FINISH, iccid, key, event.id, state, new, stored, error, retry, now)
+        failure = first if isinstance(first, MdnChangeFailed) else None
+        parked = await rotation_streaks.count(
+            self.pool, event, failure, park_after=self.park_after, now=now
+        )
+        return (*outcome, parked) if parked else tuple(outcome)
 
 
 async def rotator(
@@ -158,7 +167,7 @@ def build_router(settings: Settings) -> KafkaRouter:
             return
         outcome = attempt.replay or await rotation.change(event, attempt)
         if not attempt.replay:
-            await rotation.finish(event, key, attempt, outcome)
+            outcome = await rotation.finish(event, key, attempt, outcome)
         await bus.emit_many(outcome)
 
     @lifecycle

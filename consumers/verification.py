@@ -34,7 +34,6 @@ from faststream import Depends
 from faststream.kafka import KafkaRouter
 
 from consumers.effects import once
-from consumers.rotation_rules import RotationPolicy, next_rotation_at
 from consumers.verification_guards import Refused, mark_deferred, release_slot, take_slot
 from consumers.verification_rules import (
     Sender,
@@ -79,6 +78,7 @@ from infra.kafka import Bus, consume, consume_batches, is_type
 from infra.metrics import VERIFICATIONS
 from infra.settings import Settings
 from infra.skyline import SkylineClient, SkylineDep, SkylineError
+from policies.rotation import RotationPolicy, next_rotation_at
 
 CONSUMER = "verification"
 PRODUCER = "simfleet/verification"

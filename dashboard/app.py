@@ -32,7 +32,17 @@ from dashboard.deps import (
     load_endpoint_banner,
     template_environment,
 )
-from dashboard.routes import actions, api, audit, endpoints, helix_query, imports, pages, run
+from dashboard.routes import (
+    actions,
+    api,
+    audit,
+    carrier,
+    endpoints,
+    helix_query,
+    imports,
+    pages,
+    run,
+)
 from dashboard.security import (
     Credentials,
     CsrfTokens,
@@ -80,7 +90,7 @@ def create_dashboard_app(
         pool=pool,
         bus=bus,
         clock=clock,
-        commands=Commands(pool, bus, clock),
+        commands=Commands(pool, bus, clock, settings.helix.request_stale_s),
         resellers=reseller_commands,
         csrf=CsrfTokens(credentials, clock, csrf_secret(settings)),
         templates=template_environment(),
@@ -103,6 +113,8 @@ def create_dashboard_app(
         app.include_router(router)
     app.include_router(audit.router, dependencies=[Depends(load_endpoint_banner)])
     app.include_router(helix_query.router)
+    app.include_router(carrier.page_router)
+    app.include_router(carrier.api_router)
     app.include_router(helix_query.api_router)
     app.include_router(helix_query.legacy_router)
     app.include_router(

@@ -310,3 +310,25 @@ class VerificationSenderCleared(Event):
     type: Literal["verification.sender_cleared"] = "verification.sender_cleared"
     data: VerificationSenderClearedData
     identity: ClassVar[tuple[str, ...]] = ("iccid", "suspect_event_id")
+
+
+AttentionAction = Literal["activate", "cancel", "suspend", "restore", "rotate"]
+
+
+class SimOperatorNeededData(Payload):
+    iccid: Iccid
+    action: AttentionAction = Field(description="what kept failing")
+    reason: str = Field(description="the last failure's reason")
+    attempts: int = Field(description="failures in a row when it was given up")
+    request_id: str = Field(description="the request whose failure made it give up")
+
+
+class SimOperatorNeeded(Event):
+    """An action kept failing and is no longer retried by itself: a retryable carrier failure
+    past ``HX_REQUEST_MAX_ATTEMPTS``, or a rotation failing ``ROTATION_PARK_AFTER`` times in a
+    row (the SIM is parked: no daily rotation until one succeeds). Cleared on the SIM by the
+    next success of that action."""
+
+    type: Literal["sim.operator_needed"] = "sim.operator_needed"
+    data: SimOperatorNeededData
+    identity: ClassVar[tuple[str, ...]] = ("iccid", "action", "request_id")

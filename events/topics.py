@@ -71,6 +71,7 @@ SIM_LIFECYCLE = Topic(
             "sim.inbound_resumed",
             "verification.sender_suspect",
             "verification.sender_cleared",
+            "sim.operator_needed",
         }
     ),
 )

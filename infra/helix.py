@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -167,6 +168,38 @@ class HelixClient:
                 if found.mobility_subscription_id == str(subscription_id):
                     return row, reply
         raise HelixRejected(f"Helix has no subscription {subscription_id}", 404)
+
+    async def find_line(
+        self,
+        iccid: str,
+        *,
+        subscription_id: str | None = None,
+        numbers: Sequence[str] = (),
+        operation: str = "find_line",
+    ) -> SubscriberDetails | None:
+        """The carrier's line for ``iccid``, not cancelled; None when it cannot be found.
+
+        For an activation answered "already active": by the subscription id we know, else by the
+        ICCID in the details' bulk form, else by a number known for the SIM (its last number, the
+        number its gateway port reports). Only rows naming this ICCID count.
+        """
+        queries: list[dict[str, Any]] = []
+        if subscription_id:
+            queries.append({"mobilitySubscriptionId": _wire_id(subscription_id)})
+        queries.append({"iccid": iccid})
+        queries += [{"subscriberNumber": _ten_digits(n)} for n in dict.fromkeys(numbers) if n]
+        for query in queries:
+            call = HelixCall(operation, "POST", DETAILS_PATH, [query], iccid, subscription_id)
+            try:
+                reply = await self._retry(functools.partial(self._send, call))
+            except HelixRejected:
+                continue  # a query form the carrier does not take: try the next
+            for row in reply if isinstance(reply, list) else [reply]:
+                with contextlib.suppress(ValidationError):
+                    found = SubscriberDetails.model_validate(row)
+                    if found.iccid == iccid and not found.is_cancelled:
+                        return found
+        return None
 
     async def reason_codes(self) -> list[ReasonCode]:
         """The carrier's reason-code table (read-only); rows it cannot read are left out."""

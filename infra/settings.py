@@ -92,7 +92,25 @@ class HelixSettings(BaseSettings):
         default=300.0, gt=0, description="how often lines still without a number are re-read"
     )
     sync_interval_s: float = Field(
-        default=3600.0, gt=0, description="how often active SIMs are compared with the carrier"
+        default=3600.0,
+        gt=0,
+        description="how often active, suspended and error SIMs are compared with the carrier",
+    )
+    request_retry_delay_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="first wait before an activation, cancel, suspend or restore that failed "
+        "retryably is sent again (doubling)",
+    )
+    request_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="attempts of such a request before the SIM is shown as needing an operator",
+    )
+    request_stale_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="an activation request without an outcome this long no longer blocks another",
     )
 
 
@@ -307,6 +325,24 @@ class RotationSettings(BaseSettings):
         default=600.0, gt=0, description="first wait before a failed rotation is retried (doubling)"
     )
     max_attempts: int = Field(default=4, ge=1, description="rotation attempts per SIM and day")
+    park_after: int = Field(
+        default=3,
+        ge=1,
+        description="rotation failures of a SIM in a row (across days) that park it for an operator",
+    )
+    breaker_error_rate: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="failed / all Helix calls over breaker_window_s that pause rotation fleet-wide",
+    )
+    breaker_window_s: float = Field(default=300.0, gt=0)
+    breaker_min_calls: int = Field(
+        default=10, ge=1, description="no pause on fewer calls in the window"
+    )
+    breaker_close_after: int = Field(
+        default=3, ge=1, description="Helix calls in a row that succeed resume a paused rotation"
+    )
     verification_expiry_s: float = Field(
         default=120.0, gt=0, description="how long a verification SMS may take to arrive"
     )

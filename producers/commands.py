@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
@@ -83,27 +84,36 @@ class Requested(View):
     skipped: tuple[Skipped, ...] = ()
 
 
-def refusal(action: SimAction, sim: SimTarget) -> str | None:
-    """Why ``action`` is not requested for ``sim`` (None = request it)."""
+def refusal(
+    action: SimAction, sim: SimTarget, *, stale_before: datetime | None = None
+) -> str | None:
+    """Why ``action`` is not requested for ``sim`` (None = request it). An activation requested
+    after ``stale_before`` (always, when None) and still without an outcome is in flight."""
     subscribed = sim.mobility_subscription_id is not None
+    waiting = sim.activation_requested_at
     match action:
         case "activate" if sim.status not in ("pending", "error"):
             return f"status is {sim.status}, activation needs pending or error"
         case "activate" if sim.imei is None:
             return "no IMEI on record"
-        case "finalize" if sim.status != "provisioning" and (
+        case "activate" if waiting is not None and (stale_before is None or waiting > stale_before):
+            return f"an activation requested at {waiting:%Y-%m-%d %H:%M:%S} is queued or in flight"
+        case "finalize" if sim.status not in ("provisioning", "error") and (
             sim.status != "active" or sim.current_number
         ):
-            return f"status is {sim.status}, finalize needs provisioning (or active without number)"
+            return (
+                f"status is {sim.status}, finalize needs provisioning or error "
+                "(or active without number)"
+            )
         case "rotate" | "suspend" | "verify" if sim.status != "active":
             return f"status is {sim.status}, {action} needs active"
         case "rotate" if not subscribed:
             return "no subscription id yet"
         case "verify" if sim.current_number is None:
             return "no current number"
-        case "sync" if sim.status not in ("active", "provisioning", "suspended"):
-            return f"status is {sim.status}, sync needs active, provisioning or suspended"
-        case "sync" if not subscribed:
+        case "sync" if sim.status not in ("active", "provisioning", "suspended", "error"):
+            return f"status is {sim.status}, sync needs active, provisioning, suspended or error"
+        case "sync" if not subscribed and sim.status != "error":  # error: found by its ICCID
             return "no subscription id yet"
         case "cancel" if sim.status == "canceled":
             return "already canceled"
@@ -134,6 +144,11 @@ class Commands:
     pool: asyncpg.Pool
     bus: Bus
     clock: Clock
+    request_stale_s: float = 3600.0  # HX_REQUEST_STALE_S
+
+    @property
+    def stale_before(self) -> datetime:
+        return self.clock.now() - timedelta(seconds=self.request_stale_s)
 
     async def request(
         self, action: SimAction, iccids: Iterable[str], actor: str, reason: str | None = None
@@ -156,7 +171,7 @@ class Commands:
         if not 1 <= limit <= MAX_SELECTION:
             raise CommandRefused(f"limit must be between 1 and {MAX_SELECTION}")
         targets = await sim_target_queries.run_candidates(
-            self.pool, action, limit, self.clock.now()
+            self.pool, action, limit, self.clock.now(), stale_before=self.stale_before
         )
         return await self._emit(action, targets, actor, None, [])
 
@@ -171,7 +186,7 @@ class Commands:
         ref = new_ref()
         events = []
         for sim in targets:
-            why = refusal(action, sim)
+            why = refusal(action, sim, stale_before=self.stale_before)
             if why is not None:
                 skipped.append(Skipped(subject=sim.iccid, reason=why))
                 continue

@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from consumers.rotation_rules import RotationPolicy
 from events.envelope import Event, new_ref
 from events.reseller import (
     ResellerCreated,
@@ -31,6 +30,7 @@ from infra.kafka import Bus
 from infra.settings import WebhookSettings
 from infra.url_guard import UnsafeEndpoint, validate_endpoint_url
 from infra.webhook_signing import SecretBox, generate_secret
+from policies.rotation import RotationPolicy
 from producers.resync import resync_reseller
 from projections.reseller_queries import (
     EndpointView,

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from consumers.rotation_rules import RotationPolicy, next_rotation_at
 from events.envelope import new_ref
 from events.sim import NumberOnline
 from infra.clock import Clock
 from infra.kafka import Bus
+from policies.rotation import RotationPolicy, next_rotation_at
 
 PRODUCER = "simfleet/resync"
 EMIT_CHUNK = 500

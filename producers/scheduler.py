@@ -9,11 +9,13 @@
   across restarts and concurrent schedulers (a crash between emit and commit re-emits the
   same deterministic id: a harmless duplicate).
 - every ``ROTATION_TICK_S`` (60 s): each active SIM whose daily slot has come (05:00 UTC plus
-  its spread offset; ``consumers/rotation_rules.py``) → mdn.change_requested with ref
+  its spread offset; ``policies/rotation.py``) → mdn.change_requested with ref
   ``rotation:<YYYY-MM-DD>``. The request is emitted in the transaction that inserts the
   (SIM, day) row of ``rotations``: of two schedulers, one insert wins, the other waits for it
   and inserts nothing. Failed rotations whose retry time has come → a new request for the
-  same day (``rotation:<date>:retry-<n>``), claimed the same way.
+  same day (``rotation:<date>:retry-<n>``), claimed the same way. Parked SIMs are skipped;
+  while the carrier breaker is open only one probe is requested; each tick records the day's
+  figures (due, rotated, failed, parked) and the day's report is logged once its window passed.
 - every ``SILENCE_SWEEP_S`` (5 min): online SIMs without SMS past their threshold →
   sim.inbound_silent, once per silence (``producers/silence_sweep.py``).
 - every ``ROTATION_CLEANUP_INTERVAL_S`` (1 h): ``webhook_deliveries`` rows older than
@@ -33,7 +35,6 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from consumers.rotation_rules import RotationPolicy, due_slot, retry_ref
 from consumers.verification_guards import resume_deferred
 from consumers.verification_rules import after_timeout, avoiding
 from consumers.verification_store import Pending, expire_due
@@ -49,6 +50,8 @@ from infra.kafka import Bus
 from infra.metrics import VERIFICATIONS
 from infra.outages import OUTAGE_TYPES
 from infra.settings import Settings
+from policies.rotation import RotationPolicy, current_day, due_slot, retry_ref, rotation_ref
+from producers import rotation_breaker, rotation_days
 from producers.silence_sweep import announce_silent
 
 PRODUCER = "simfleet/scheduler"
@@ -62,6 +65,7 @@ LEFT JOIN LATERAL (
 ) n ON true
 WHERE s.status = 'active' AND s.mobility_subscription_id IS NOT NULL
   AND s.current_number IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM rotation_streaks p WHERE p.iccid = s.iccid AND p.parked_at IS NOT NULL)
 """
 CLAIMED = "SELECT iccid, rotation_key FROM rotations WHERE rotation_key = ANY($1::text[])"
 CLAIM_DAILY = """
@@ -75,6 +79,8 @@ CLAIM_RETRIES = """
 SELECT iccid, rotation_key, attempts FROM rotations
 WHERE state = 'failed' AND next_retry_at <= $1 AND rotation_key LIKE 'rotation:%'
   AND requested_at > $1 - interval '1 day'
+  AND NOT EXISTS (SELECT 1 FROM rotation_streaks p
+                  WHERE p.iccid = rotations.iccid AND p.parked_at IS NOT NULL)
 ORDER BY next_retry_at LIMIT $2 FOR UPDATE SKIP LOCKED
 """
 MARK_RETRIED = """
@@ -184,8 +190,13 @@ class Scheduler:
         return len(silent)
 
     async def request_rotations(self) -> int:
-        """Due daily rotations and due retries; returns how many requests were emitted."""
+        """Due daily rotations and due retries; returns how many requests were emitted.
+
+        Parked SIMs are left out; while the breaker is open (``producers/rotation_breaker``)
+        one due SIM is requested as a probe and retries wait. The day's figures are recorded
+        (``producers/rotation_days``)."""
         now = self.clock.now()
+        paused = await rotation_breaker.paused(self.pool, now, self.settings.rotation)
         due = {}
         for row in await self.pool.fetch(ROTATABLE):
             found = due_slot(row["iccid"], row["number_since"], now, self.policy)
@@ -196,9 +207,20 @@ class Scheduler:
             due.pop((row["iccid"], row["rotation_key"]), None)  # most of them, after the first tick
         # one order for every scheduler: concurrent claims wait for each other, never deadlock
         ordered = sorted(due.items(), key=lambda item: item[0])
-        requested = await self._claim_daily(ordered, now) + await self._retry(now)
+        if paused:
+            ordered = ordered[: rotation_breaker.PROBES_WHILE_OPEN]
+        daily = await self._claim_daily(ordered, now)
+        # while paused, a due retry is the probe when no daily rotation was
+        probes = rotation_breaker.PROBES_WHILE_OPEN - daily
+        requested = daily + await self._retry(now, probes if paused else CLEANUP_BATCH)
         if requested:
-            log.info("rotations_requested", count=requested)
+            log.info("rotations_requested", count=requested, paused=paused)
+        today = current_day(now, self.policy)
+        waiting = sum(ref == rotation_ref(today) for _, ref in due) - daily
+        await rotation_days.record(
+            self.pool, today, unrequested=max(waiting, 0), paused=paused, now=now,
+            policy=self.policy,
+        )  # fmt: skip
         return requested
 
     async def _claim_daily(
@@ -220,9 +242,11 @@ class Scheduler:
             emitted += len(ours)
         return emitted
 
-    async def _retry(self, now: datetime) -> int:
+    async def _retry(self, now: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_RETRIES, now, CLEANUP_BATCH)
+            rows = await conn.fetch(CLAIM_RETRIES, now, limit)
             events = [
                 self._request(r["iccid"], retry_ref(r["rotation_key"], r["attempts"] + 1), now)
                 for r in rows

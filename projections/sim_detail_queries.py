@@ -36,6 +36,11 @@ class Sim(View):
     updated_at: datetime
     inbound_silent_since: datetime | None = None
     verification_suspect_since: datetime | None = None
+    # an action that kept failing and waits for an operator (sim.operator_needed)
+    operator_needed: str | None = None
+    operator_needed_action: str | None = None
+    operator_needed_since: datetime | None = None
+    activation_requested_at: datetime | None = None  # an activation queued or in flight
 
 
 class NumberRow(View):
@@ -73,7 +78,8 @@ SELECT_SIM = """
 SELECT iccid, imei, status, mobility_subscription_id, current_number, number_status,
        reseller_id, gateway_id, port, activated_at, last_error, rotation_status, last_rotated_at,
        next_rotation_due_at, rotation_count, rotation_last_error, inbound_silent_since,
-       verification_suspect_since, updated_at
+       verification_suspect_since, operator_needed, operator_needed_action, operator_needed_since,
+       activation_requested_at, updated_at
 FROM sims WHERE iccid = $1
 """
 SIM_NUMBERS = """

@@ -31,6 +31,7 @@ class SimRow(View):
     rotation_count: int
     sms_count: int
     inbound_silent_since: datetime | None = None
+    operator_needed_action: str | None = None  # an action given up on: an operator decides
 
 
 class SimPage(View):
@@ -44,7 +45,7 @@ class SimPage(View):
 # $4 silent only (active SIMs announced silent, see producers/silence_sweep.py)
 SIM_PAGE_AFTER = """
 SELECT iccid, current_number, status, number_status, reseller_id, mobility_subscription_id,
-       last_rotated_at, rotation_count, inbound_silent_since
+       last_rotated_at, rotation_count, inbound_silent_since, operator_needed_action
 FROM sims
 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reseller_id = $2)
   AND ($3::text IS NULL OR iccid LIKE $3 || '%' OR current_number LIKE '+' || $3 || '%'
@@ -55,7 +56,7 @@ ORDER BY iccid LIMIT $6
 """
 SIM_PAGE_BEFORE = """
 SELECT iccid, current_number, status, number_status, reseller_id, mobility_subscription_id,
-       last_rotated_at, rotation_count, inbound_silent_since
+       last_rotated_at, rotation_count, inbound_silent_since, operator_needed_action
 FROM sims
 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reseller_id = $2)
   AND ($3::text IS NULL OR iccid LIKE $3 || '%' OR current_number LIKE '+' || $3 || '%'

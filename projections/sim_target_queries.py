@@ -32,23 +32,28 @@ class SimTarget(View):
     reseller_id: str | None
     gateway_id: str | None
     port: str | None
+    # the activation request still waiting for its outcome (queued or in flight), if any
+    activation_requested_at: datetime | None = None
 
 
 SIM_TARGETS = """
-SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id, gateway_id, port
+SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id, gateway_id, port,
+       activation_requested_at
 FROM sims WHERE iccid = ANY($1::text[]) ORDER BY iccid
 """
 # what the old per-worker "run" endpoints picked, oldest first
 RUN_CANDIDATES: dict[RunAction, str] = {
     "activate": """
         SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id,
-               gateway_id, port
+               gateway_id, port, activation_requested_at
         FROM sims WHERE status = 'pending' AND imei IS NOT NULL
+          -- a request still queued or in flight is not asked again (unless stale, $2)
+          AND (activation_requested_at IS NULL OR activation_requested_at < $2)
         ORDER BY created_at, iccid LIMIT $1""",
     "finalize": """
         SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id,
                gateway_id, port
-        FROM sims WHERE status = 'provisioning'
+        FROM sims WHERE status IN ('provisioning', 'error')
         ORDER BY updated_at, iccid LIMIT $1""",
     "rotate": """
         SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id,
@@ -61,7 +66,7 @@ RUN_CANDIDATES: dict[RunAction, str] = {
     "sync": """
         SELECT iccid, status, imei, current_number, mobility_subscription_id, reseller_id,
                gateway_id, port
-        FROM sims WHERE status = 'active'
+        FROM sims WHERE status IN ('active', 'suspended', 'error')
         ORDER BY updated_at, iccid LIMIT $1""",
 }
 # the SIM a carrier subscription belongs to, either way round (sims_subscription indexes the id)
@@ -78,10 +83,11 @@ async def sim_targets(pool: asyncpg.Pool, iccids: list[str]) -> list[SimTarget]:
 
 
 async def run_candidates(
-    pool: asyncpg.Pool, action: RunAction, limit: int, now: datetime
+    pool: asyncpg.Pool, action: RunAction, limit: int, now: datetime, *, stale_before: datetime
 ) -> list[SimTarget]:
-    args = (limit, now) if action == "rotate" else (limit,)
-    rows = await pool.fetch(RUN_CANDIDATES[action], *args)
+    """``stale_before``: an activation requested before it no longer counts as in flight."""
+    extra = {"rotate": (now,), "activate": (stale_before,)}
+    rows = await pool.fetch(RUN_CANDIDATES[action], limit, *extra.get(action, ()))
     return [SimTarget.model_validate(dict(r)) for r in rows]
 
 

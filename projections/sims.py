@@ -36,30 +36,48 @@ ON CONFLICT (event_id) DO NOTHING RETURNING event_id
 """
 # a new request refreshes a SIM that is not (or no longer) active at the carrier
 UPSERT_REQUESTED = """
-INSERT INTO sims (iccid, imei, status, reseller_id, gateway_id, port)
-VALUES ($1, $2, 'pending', $3, $4, $5)
+INSERT INTO sims (iccid, imei, status, reseller_id, gateway_id, port, activation_request_id,
+                  activation_requested_at)
+VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
 ON CONFLICT (iccid) DO UPDATE
 SET imei = EXCLUDED.imei, status = 'pending', last_error = NULL,
+    activation_request_id = EXCLUDED.activation_request_id,
+    activation_requested_at = EXCLUDED.activation_requested_at,
     reseller_id = COALESCE(EXCLUDED.reseller_id, sims.reseller_id),
     gateway_id = COALESCE(EXCLUDED.gateway_id, sims.gateway_id),
     port = COALESCE(EXCLUDED.port, sims.port), updated_at = now()
 WHERE sims.status IN ('pending', 'error', 'canceled')
 """
-# a (new) subscription: no number until the carrier assigns one
+# a (new) subscription: no number until the carrier assigns one. The line a SIM already has
+# (an "already active" activation found it) keeps its number and status.
 UPSERT_ACTIVATED = """
 INSERT INTO sims (iccid, imei, status, mobility_subscription_id, activation_id, activated_at)
 VALUES ($1, $2, 'provisioning', $3, $4, $5)
 ON CONFLICT (iccid) DO UPDATE
-SET status = 'provisioning', imei = COALESCE(EXCLUDED.imei, sims.imei),
+SET status = CASE WHEN sims.mobility_subscription_id = EXCLUDED.mobility_subscription_id
+                       AND sims.status IN ('active', 'suspended') THEN sims.status
+                  ELSE 'provisioning' END,
+    current_number = CASE WHEN sims.mobility_subscription_id = EXCLUDED.mobility_subscription_id
+                          THEN sims.current_number END,
+    number_status = CASE WHEN sims.mobility_subscription_id = EXCLUDED.mobility_subscription_id
+                         THEN sims.number_status END,
+    imei = COALESCE(EXCLUDED.imei, sims.imei),
     mobility_subscription_id = EXCLUDED.mobility_subscription_id,
     activation_id = EXCLUDED.activation_id, activated_at = EXCLUDED.activated_at,
-    current_number = NULL, number_status = NULL, last_error = NULL, updated_at = now()
+    last_error = NULL, activation_request_id = NULL, activation_requested_at = NULL,
+    operator_needed = CASE WHEN sims.operator_needed_action = 'activate' THEN NULL
+                           ELSE sims.operator_needed END,
+    operator_needed_since = CASE WHEN sims.operator_needed_action = 'activate' THEN NULL
+                                 ELSE sims.operator_needed_since END,
+    operator_needed_action = NULLIF(sims.operator_needed_action, 'activate'),
+    updated_at = now()
 """
 # "already has an active subscription" must not flag a working SIM as broken
 UPSERT_ACTIVATION_FAILED = """
 INSERT INTO sims (iccid, status, last_error) VALUES ($1, 'error', $2)
 ON CONFLICT (iccid) DO UPDATE
 SET last_error = EXCLUDED.last_error, updated_at = now(),
+    activation_request_id = NULL, activation_requested_at = NULL,
     status = CASE WHEN sims.status IN ('pending', 'provisioning', 'error') THEN 'error'
                   ELSE sims.status END
 """
@@ -89,13 +107,19 @@ SET number_status = CASE
                                         sims.mobility_subscription_id),
     updated_at = now()
 """
+
 MARK_ROTATING = """
 UPDATE sims SET rotation_status = 'rotating', updated_at = now() WHERE iccid = $1
 """
 MARK_ROTATED = """
 UPDATE sims SET rotation_status = 'success', last_rotated_at = $2,
     rotation_count = rotation_count + 1, rotation_attempts = 0, rotation_last_error = NULL,
-    updated_at = now()
+    updated_at = now(),
+    operator_needed = CASE WHEN operator_needed_action = 'rotate' THEN NULL
+                           ELSE operator_needed END,
+    operator_needed_since = CASE WHEN operator_needed_action = 'rotate' THEN NULL
+                                 ELSE operator_needed_since END,
+    operator_needed_action = NULLIF(operator_needed_action, 'rotate')
 WHERE iccid = $1
 """
 MARK_ROTATION_FAILED = """
@@ -124,17 +148,37 @@ WITH closed AS (
     UPDATE sim_numbers SET valid_to = $2 WHERE iccid = $1 AND valid_to IS NULL
 )
 UPDATE sims SET status = 'canceled', current_number = NULL, number_status = NULL,
-    last_error = NULL, updated_at = now()
+    last_error = NULL, updated_at = now(),
+    operator_needed = CASE WHEN operator_needed_action = 'cancel' THEN NULL
+                           ELSE operator_needed END,
+    operator_needed_since = CASE WHEN operator_needed_action = 'cancel' THEN NULL
+                                 ELSE operator_needed_since END,
+    operator_needed_action = NULLIF(operator_needed_action, 'cancel')
 WHERE iccid = $1
 """
 MARK_SUSPENDED = """
-UPDATE sims SET status = 'suspended', last_error = NULL, updated_at = now()
+UPDATE sims SET status = 'suspended', last_error = NULL, updated_at = now(),
+    operator_needed = CASE WHEN operator_needed_action = 'suspend' THEN NULL
+                           ELSE operator_needed END,
+    operator_needed_since = CASE WHEN operator_needed_action = 'suspend' THEN NULL
+                                 ELSE operator_needed_since END,
+    operator_needed_action = NULLIF(operator_needed_action, 'suspend')
 WHERE iccid = $1 AND status IN ('active', 'provisioning')
 """
 MARK_RESTORED = """
 UPDATE sims SET last_error = NULL, updated_at = now(),
+    operator_needed = CASE WHEN operator_needed_action = 'restore' THEN NULL
+                           ELSE operator_needed END,
+    operator_needed_since = CASE WHEN operator_needed_action = 'restore' THEN NULL
+                                 ELSE operator_needed_since END,
+    operator_needed_action = NULLIF(operator_needed_action, 'restore'),
     status = CASE WHEN current_number IS NULL THEN 'provisioning' ELSE 'active' END
 WHERE iccid = $1 AND status = 'suspended'
+"""
+MARK_OPERATOR_NEEDED = """
+UPDATE sims SET operator_needed = $3, operator_needed_action = $2, operator_needed_since = $4,
+    updated_at = now()
+WHERE iccid = $1
 """
 MARK_REQUEST_FAILED = "UPDATE sims SET last_error = $2, updated_at = now() WHERE iccid = $1"
 UPSERT_RESELLER = """
@@ -169,7 +213,15 @@ def _verification(status: str) -> Callable[[Any], tuple[Any, ...]]:
 STATEMENTS: dict[str, Statement] = {
     "sim.activation_requested": (
         UPSERT_REQUESTED,
-        lambda e: (e.data.iccid, e.data.imei, e.data.reseller_id, e.data.gateway_id, e.data.port),
+        lambda e: (
+            e.data.iccid,
+            e.data.imei,
+            e.data.reseller_id,
+            e.data.gateway_id,
+            e.data.port,
+            e.id,
+            e.time,
+        ),
     ),
     "sim.activated": (
         UPSERT_ACTIVATED,
@@ -199,6 +251,10 @@ STATEMENTS: dict[str, Statement] = {
     "sim.restored": (MARK_RESTORED, lambda e: (e.data.iccid,)),
     "sim.cancel_failed": (MARK_REQUEST_FAILED, lambda e: (e.data.iccid, e.data.reason)),
     "sim.status_change_failed": (MARK_REQUEST_FAILED, lambda e: (e.data.iccid, e.data.reason)),
+    "sim.operator_needed": (
+        MARK_OPERATOR_NEEDED,
+        lambda e: (e.data.iccid, e.data.action, e.data.reason, e.time),
+    ),
     "sim.reseller_assigned": (UPSERT_RESELLER, lambda e: (e.data.iccid, e.data.reseller_id)),
     "sim.inbound_silent": (MARK_SILENT, lambda e: (e.data.iccid, e.data.silent_since)),
     "sim.inbound_resumed": (MARK_RESUMED, lambda e: (e.data.iccid, e.data.silent_since)),

@@ -179,15 +179,17 @@ class HelixWorld:
         return sub
 
     def details(self, query: dict[str, Any]) -> list[dict[str, Any]]:
-        wanted_id, wanted_number = (
+        wanted_id, wanted_number, wanted_iccid = (
             query.get("mobilitySubscriptionId"),
             query.get("subscriberNumber"),
+            query.get("iccid"),
         )
         found = [
             s
             for s in self.subscribers.values()
             if (wanted_id is not None and str(s.subscription_id) == str(wanted_id))
             or (wanted_number is not None and s.phone_number == str(wanted_number))
+            or (wanted_iccid is not None and s.iccid == str(wanted_iccid))
         ]
         for sub in found:
             # the carrier assigns the number a while after activation

@@ -16,12 +16,12 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from consumers.rotation_rules import RotationPolicy
 from infra.actors import cli_actor
 from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
 from infra.settings import Settings
 from infra.webhook_signing import SecretBox
+from policies.rotation import RotationPolicy
 from producers.reseller_commands import (
     CommandRejected,
     IssuedSecret,

@@ -20,6 +20,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from consumers import (
+    carrier_retries,
     endpoint_health,
     finalizer,
     number_sync,
@@ -40,7 +41,7 @@ from infra.kafka_lag import group_lags
 from infra.settings import Settings
 from infra.skyline import SkylineClient
 from infra.webhook_signing import SecretBox
-from producers import alert_checks
+from producers import alert_checks, rotation_alerts
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
@@ -139,6 +140,8 @@ def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
         ),
         alert_checks.consumer_lag(lag, a.consumer_lag),
         alert_checks.silent_sims(silent, a.silent_sims),
+        rotation_alerts.RotationPaused(rt.pool),
+        rotation_alerts.RotationIncomplete(rt.pool),
     ]
 
 
@@ -263,6 +266,9 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
     async def sync_round() -> int:
         return await number_sync.request_sync(rt.pool, rt.bus, rt.clock)
 
+    async def resend_carrier_requests() -> int:
+        return await carrier_retries.resend_due(rt.pool, rt.bus, rt.clock.now())
+
     tracker = health_tracker(rt)
 
     async def disable_failing_endpoints() -> int:
@@ -280,6 +286,7 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
             scheduler.run(),
             scheduler.every(hx.finalize_sweep_s, finalize_sweep),
             scheduler.every(hx.sync_interval_s, sync_round),
+            scheduler.every(rt.settings.rotation.tick_s, resend_carrier_requests),
             scheduler.every(every_alert_round, disable_failing_endpoints),
             scheduler.every(every_alert_round, alerts.evaluate),
         )

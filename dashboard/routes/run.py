@@ -8,9 +8,10 @@ disables its action (503), production included. GET is accepted because the old 
 used it.
 
 A run publishes the same ``*.requested`` events as the dashboard for up to ``limit`` SIMs the
-worker would have picked (activate: pending; finalize: provisioning; rotate: active and due;
-sync: active). Cancel picks nothing itself: it needs explicit ``iccids``. The audit names the
-caller by the secret's variable (``run:BULK_RUN_SECRET``): who holds a secret is not known here.
+worker would have picked (activate: pending, not already queued or in flight; finalize:
+provisioning or error; rotate: active and due; sync: active, suspended or error). Cancel picks
+nothing itself: it needs explicit ``iccids``. The audit names the caller by the secret's variable
+(``run:BULK_RUN_SECRET``): who holds a secret is not known here.
 """
 
 from __future__ import annotations

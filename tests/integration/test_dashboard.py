@@ -50,9 +50,9 @@ RUN_SECRETS = {
     "cancel": "cancel-secret-9c0d",
 }
 PAGES: tuple[str, ...] = ("/", "/sims", f"/sims/{w.FEATURED}", "/sms", "/deliveries", "/helix")
-PAGES += ("/resellers", "/controls", "/audit")
+PAGES += ("/resellers", "/controls", "/audit", "/carrier")
 API_READS: tuple[str, ...] = ("/api/overview", "/api/sims", f"/api/sims/{w.FEATURED}", "/api/sms")
-API_READS += ("/api/deliveries", "/api/helix", "/api/resellers", "/api/audit")
+API_READS += ("/api/deliveries", "/api/helix", "/api/resellers", "/api/audit", "/api/carrier")
 API_READS += ("/api/openapi.json",)
 
 

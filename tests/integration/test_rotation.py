@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from consumers.rotation_rules import retry_ref
 from events.sim import (
     MdnChanged,
     MdnChangeFailed,
@@ -23,6 +22,7 @@ from events.sim import (
     NumberOnline,
 )
 from infra.settings import Settings
+from policies.rotation import retry_ref
 from tests.support.eventually import eventually
 from tests.support.number_world import (
     FixedClock,

@@ -45,10 +45,11 @@ from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
 from producers.sms_arrivals import SmsArrivals
 from projections.gateways import GatewaysProjection
+from projections.helix_log import HelixLogProjection
 from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
 from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
-from sandbox.helix import create_helix_sandbox
+from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.skyline import SandboxGateway
 from tests.support.eventually import eventually
@@ -88,6 +89,7 @@ class NumberWorld:
     bridge_url: str
     database_url: str
     clock: Clock = field(default_factory=SystemClock)
+    carrier_sandbox: HelixSandbox | None = None  # switch its fault mode in a test
     stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def add_sim(self, serial: int, *, verified: bool = True) -> Sim:
@@ -175,8 +177,9 @@ async def running_numbers(
     ``clock``: the consumers' (and ``world.clock``), the system's by default."""
     carrier = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=GRANT_PASSWORD)
     network = GatewayNetwork(carrier, password=SK_PASSWORD)
+    helix_app = create_helix_sandbox(carrier)
     async with (
-        serve_http(create_helix_sandbox(carrier)) as helix_url,
+        serve_http(helix_app) as helix_url,
         serve_http(create_gateways_sandbox(network)) as gateways_url,
         contextlib.AsyncExitStack() as stack,
     ):
@@ -213,14 +216,14 @@ async def running_numbers(
             broker.include_router(flow.build_router(settings))
         world = NumberWorld(
             settings, bootstrap, carrier, network, pool, bus, skyline, bridge_url, database_url,
-            clock=clock or SystemClock(),
+            clock=clock or SystemClock(), carrier_sandbox=sandbox_of(helix_app),
         )  # fmt: skip
         context = {"bus": bus, "pool": pool, "clock": world.clock, "settings": settings}
         for name, value in (context | {"helix": helix, "skyline": skyline}).items():
             broker.context.set_global(name, value)
         await broker.start()
         stack.push_async_callback(broker.stop)
-        for projection in (SimsProjection(), GatewaysProjection()):
+        for projection in (SimsProjection(), GatewaysProjection(), HelixLogProjection()):
             runner = ProjectionRunner(
                 projection,
                 bootstrap=bootstrap,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from producers.commands import SIM_ACTIONS, SimAction, refusal
@@ -23,9 +25,9 @@ def sim(status: str, **fields: str | None) -> SimTarget:
 
 ACCEPTED: dict[SimAction, set[str]] = {
     "activate": {"pending", "error"},
-    "finalize": {"provisioning"},
+    "finalize": {"provisioning", "error"},
     "rotate": {"active"},
-    "sync": {"provisioning", "active", "suspended"},
+    "sync": {"provisioning", "active", "suspended", "error"},
     "cancel": {"pending", "provisioning", "active", "suspended", "error"},
     "suspend": {"active"},
     "restore": {"suspended"},
@@ -46,3 +48,21 @@ def test_the_facts_an_action_needs_are_checked_too() -> None:
     assert refusal("sync", sim("active", mobility_subscription_id=None)) is not None
     assert refusal("verify", sim("active", current_number=None)) == "no current number"
     assert refusal("finalize", sim("active", current_number=None)) is None
+
+
+def test_an_error_sim_is_synced_without_a_subscription_id() -> None:
+    # found at the carrier by its ICCID: "already active" left it without one
+    assert refusal("sync", sim("error", mobility_subscription_id=None)) is None
+    assert refusal("finalize", sim("error", mobility_subscription_id=None)) is None
+
+
+def test_an_activation_queued_or_in_flight_is_not_requested_again() -> None:
+    asked = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    waiting = SimTarget.model_validate(
+        {**sim("pending").model_dump(), "activation_requested_at": asked}
+    )
+    assert "queued or in flight" in (refusal("activate", waiting) or "")
+    before = asked - timedelta(minutes=1)
+    assert "queued or in flight" in (refusal("activate", waiting, stale_before=before) or "")
+    # a request with no outcome for longer than HX_REQUEST_STALE_S no longer blocks
+    assert refusal("activate", waiting, stale_before=asked + timedelta(seconds=1)) is None

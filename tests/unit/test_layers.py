@@ -4,6 +4,7 @@
     bench, dashboard               entry points of their own
     producers                      what turns the outside world and the clock into events
     consumers | projections        side effects | read tables: neither imports the other
+    policies                       rules several flows apply alike (the rotation schedule)
     sandbox                        the simulated carrier, gateways and reseller
     infra                          adapters: settings, Kafka, Postgres, HTTP clients, signing
     events                         the facts
@@ -26,19 +27,17 @@ FLOORS: dict[str, int] = {
     "producers": 5,
     "consumers": 4,
     "projections": 4,
+    "policies": 3,
     "sandbox": 2,
     "infra": 1,
     "events": 0,
 }
-# producers reading the rotation and verification rules of the consumers' flows
+# the scheduler reading the verification flow's rules and store
 SIDE_IMPORTS: frozenset[tuple[str, str]] = frozenset(
     {
-        ("producers/scheduler.py", "consumers.rotation_rules"),
         ("producers/scheduler.py", "consumers.verification_guards"),
         ("producers/scheduler.py", "consumers.verification_rules"),
         ("producers/scheduler.py", "consumers.verification_store"),
-        ("producers/resync.py", "consumers.rotation_rules"),
-        ("producers/reseller_commands.py", "consumers.rotation_rules"),
     }
 )
 

@@ -2,7 +2,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from consumers.rotation_rules import (
+from infra.settings import RotationSettings
+from policies.rotation import (
     RotationPolicy,
     decide,
     due_slot,
@@ -15,7 +16,6 @@ from consumers.rotation_rules import (
     slot,
     spread_offset,
 )
-from infra.settings import RotationSettings
 from sandbox.helix_world import make_iccid
 
 D = date(2026, 2, 4)

@@ -94,6 +94,13 @@ def next_daily_at(now: datetime, at: time = time(5, 0)) -> datetime:
     return next_rotation_at("", None, now, RotationPolicy(at=at, spread_s=0, min_number_age_s=0))
 
 
+def current_day(now: datetime, policy: RotationPolicy) -> date:
+    """The rotation day under way: today once ``at`` has come, yesterday before."""
+    today = now.astimezone(UTC).date()
+    start = datetime.combine(today, policy.at.replace(tzinfo=None), tzinfo=UTC)
+    return today if now >= start else today - DAY
+
+
 def rotation_ref(day: date) -> str:
     return f"{ROTATION_PREFIX}{day.isoformat()}"
 
