@@ -21,7 +21,7 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from infra import embedded_kafka, embedded_postgresql
+from infra import embedded_broker, embedded_postgresql
 from infra.clock import Clock, SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
@@ -100,7 +100,9 @@ def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[En
         bootstrap = settings.kafka.kafka_bootstrap_servers
         if not bootstrap:
             broker = stack.enter_context(
-                embedded_kafka.embedded_broker(settings.state_dir, reuse=reuse)
+                embedded_broker.embedded_broker(
+                    settings.kafka.embedded_broker, settings.state_dir, reuse=reuse
+                )
             )
             bootstrap = broker.url
             started.append(f"kafka {broker.url}")

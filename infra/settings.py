@@ -28,6 +28,10 @@ class KafkaSettings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(
         default=None, description="host:port[,host:port]; unset starts the embedded broker"
     )
+    embedded_broker: Literal["auto", "kafka", "tansu"] = Field(
+        default="auto",
+        description="embedded broker: auto = Apache Kafka where Java and its jars are, else Tansu",
+    )
     topic_prefix: str = Field(default="", description="environment prefix for every topic")
     kafka_default_partitions: int = Field(default=6, ge=1, le=1024)
     kafka_partitions: dict[str, int] = Field(
