@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from infra.embedded import EmbeddedInfraError
-from infra.embedded_broker import embedded_broker
+from infra.embedded_broker import chosen, embedded_broker
 from infra.embedded_postgresql import embedded_postgres
 
 __all__ = ["database_url", "docker_available", "kafka_bootstrap"]
@@ -38,6 +38,9 @@ def kafka_bootstrap(stack: contextlib.ExitStack, state_dir: Path) -> str:
         return configured
     kind = os.environ.get("EMBEDDED_BROKER", "auto")
     try:
+        if chosen(kind) == "tansu":
+            # read by every Settings of this session and of the processes it starts
+            os.environ["KAFKA_IDEMPOTENCE"] = "false"
         return stack.enter_context(embedded_broker(kind, state_dir)).url
     except EmbeddedInfraError as exc:
         raise RuntimeError(
