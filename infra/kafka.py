@@ -24,6 +24,7 @@ from faststream.message import StreamMessage
 from events import codec
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic, topic_for_type
+from infra.kafka_address import servers
 from infra.kafka_topics import ensure_topics
 from infra.settings import KafkaSettings
 
@@ -50,7 +51,7 @@ def build_broker(
     client_id: str = "simfleet",
 ) -> KafkaBroker:
     return KafkaBroker(
-        bootstrap,
+        servers(bootstrap),
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
         linger_ms=settings.kafka_linger_ms,

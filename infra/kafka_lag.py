@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
 from events.topics import ALL_TOPICS
+from infra.kafka_address import servers
 from infra.settings import KafkaSettings
 
 log = structlog.get_logger("simfleet.kafka")
@@ -28,9 +29,9 @@ log = structlog.get_logger("simfleet.kafka")
 
 async def group_lags(bootstrap: str, kafka: KafkaSettings) -> dict[str, float] | None:
     prefix = kafka.topic_prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="simfleet-lag")
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers(bootstrap), client_id="simfleet-lag")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="simfleet-lag"
+        bootstrap_servers=servers(bootstrap), enable_auto_commit=False, client_id="simfleet-lag"
     )
     try:
         await admin.start()
