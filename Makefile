@@ -7,7 +7,7 @@ VENV_STAMP := .venv/.synced
 RUN := $(UV) run --frozen --no-sync
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install browser-deps run demo test test-unit test-integration test-e2e test-browser test-all lint fmt typecheck migrate schemas asyncapi screenshots bench chaos clean
+.PHONY: install browser-deps kafka-deps kafka-jars run demo test test-unit test-integration test-e2e test-browser test-all lint fmt typecheck migrate schemas asyncapi screenshots bench chaos clean
 
 $(UV):
 	@$(PYTHON) -m venv $(TOOLS)
@@ -28,13 +28,27 @@ browser-deps:
 	  else echo "Chromium missing at $(CHROMIUM): as root run 'apt-get install -y chromium' (Debian)" >&2; exit 1; fi; }
 	@test -x $(CHROMIUM) || { echo "apt-get finished but $(CHROMIUM) is still missing" >&2; exit 1; }
 
+# Apache Kafka (the broker of make test) runs on Debian's OpenJDK; Maven fetches the pinned broker
+# of infra/kafka-broker/pom.xml once into .simfleet/apache-kafka/<version>/lib.
+kafka-deps:
+	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; \
+	  else echo "Java or Maven missing: as root run 'apt-get install -y openjdk-17-jre-headless maven' (Debian)" >&2; exit 1; fi; }
+	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { echo "apt-get finished but java or mvn is still missing" >&2; exit 1; }
+
+kafka-jars: install kafka-deps
+	@$(RUN) python -c "from infra.embedded_apache_kafka import fetch_jars; fetch_jars()"
+
+
 # the local demo: development said explicitly (webhooks may reach the sandbox on loopback)
 run: install
 	SIMFLEET_ENV=$${SIMFLEET_ENV:-development} $(RUN) simfleet run
 
 demo: run
 
-test: install browser-deps
+test: install browser-deps kafka-jars
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy .
@@ -43,13 +57,13 @@ test: install browser-deps
 test-unit: install
 	$(RUN) pytest tests/unit
 
-test-integration: install
+test-integration: install kafka-jars
 	$(RUN) pytest -m "not slow" tests/integration
 
 test-e2e: install
 	$(RUN) pytest tests/e2e
 
-test-browser: install browser-deps
+test-browser: install browser-deps kafka-jars
 	$(RUN) pytest tests/browser
 
 screenshots: install browser-deps
@@ -81,7 +95,7 @@ asyncapi: install
 bench: install
 	$(RUN) python -m bench
 
-chaos: install
+chaos: install kafka-jars
 	$(RUN) pytest -m slow tests
 
 clean:

@@ -53,6 +53,7 @@ from dashboard.security import (
 from infra.clock import Clock
 from infra.helix import HelixClient
 from infra.kafka import BrokerUnavailable, Bus
+from infra.kafka_lag import LagSource
 from infra.settings import Settings
 from infra.webhook_signing import SecretBox, load_or_create_key
 from producers.commands import Commands
@@ -68,8 +69,11 @@ def create_dashboard_app(
     bus: Bus,
     clock: Clock,
     helix: HelixClient | None = None,
+    *,
+    lag: LagSource | None = None,
 ) -> FastAPI:
-    """``helix``: the carrier client for the Helix page's lookups; without it they are off."""
+    """``helix``: the carrier client for the Helix page's lookups; without it they are off.
+    ``lag``: consumer lag per group for the overview; without it the overview says so."""
     secrets = settings.secrets
     credentials = Credentials.parse(secrets.dashboard_auth.get_secret_value())
     app = FastAPI(
@@ -102,6 +106,7 @@ def create_dashboard_app(
             "cancel": secrets.cancel_secret.get_secret_value(),
         },
         helix=helix,
+        lag=lag,
         secrets=frozenset(v for v in settings.secret_values().values() if v),
         run_secret_in_url=settings.secrets_in_urls,
     )

@@ -19,6 +19,7 @@ from infra.actors import dashboard_actor
 from infra.clock import Clock
 from infra.helix import HelixClient
 from infra.kafka import Bus
+from infra.kafka_lag import LagSource
 from producers.commands import Commands
 from producers.reseller_commands import ResellerCommands
 from projections.reseller_queries import unhealthy_endpoints
@@ -39,6 +40,7 @@ class Dashboard:
     templates: jinja2.Environment
     run_secrets: Mapping[str, str]  # action → secret; never rendered
     helix: HelixClient | None = None  # the carrier client, where this process has one
+    lag: LagSource | None = None  # consumer lag per group (end offsets - committed)
     secrets: frozenset[str] = frozenset()  # every configured secret: masked in carrier answers
     run_secret_in_url: bool = True  # /api/run/*?secret= (SIMFLEET_SECRETS_IN_URLS)
 

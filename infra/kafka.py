@@ -1,7 +1,8 @@
 """Kafka plumbing: the FastStream broker built from settings, the typed event bus, topic set-up.
 
-Producer: ``acks="all"`` and no idempotence/transactions (the embedded Tansu broker refuses
-InitProducerId; duplicates are recognised by event id instead).
+Producer: ``acks="all"`` and idempotent (a retried send is written once, in order), except on a
+broker without InitProducerId (Tansu: ``KAFKA_IDEMPOTENCE=false``, set by the embedded Tansu).
+Duplicates from a publisher that itself retries are still recognised by event id.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker, KafkaRouter
@@ -23,9 +23,20 @@ from faststream.message import StreamMessage
 
 from events import codec
 from events.envelope import Event
-from events.topics import HEADER_TYPE, Topic, all_topics_with_dlqs, topic_for_type
+from events.topics import HEADER_TYPE, Topic, topic_for_type
+from infra.kafka_address import servers
+from infra.kafka_topics import ensure_topics
 from infra.metrics import consumer_started
 from infra.settings import KafkaSettings
+
+__all__ = [
+    "BrokerUnavailable",
+    "Bus",
+    "build_broker",
+    "consume",
+    "consume_batches",
+    "ensure_topics",
+]
 
 
 class BrokerUnavailable(RuntimeError):
@@ -41,9 +52,9 @@ def build_broker(
     client_id: str = "simfleet",
 ) -> KafkaBroker:
     return KafkaBroker(
-        bootstrap,
+        servers(bootstrap),
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=settings.kafka_idempotence,
         linger_ms=settings.kafka_linger_ms,
         max_batch_size=settings.kafka_max_batch_bytes,
         request_timeout_ms=15_000,
@@ -212,29 +223,3 @@ def _connected_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
     except IncorrectState:  # FastStream's "not connected" state raises instead
         return None
     return producer if isinstance(producer, AIOKafkaProducer) else None
-
-
-async def ensure_topics(
-    bootstrap: str,
-    settings: KafkaSettings,
-    topics: Iterable[Topic] | None = None,
-) -> list[str]:
-    """Creates the missing topics with their partition counts; returns the names it created."""
-    wanted = {
-        t.full_name(settings.topic_prefix): settings.partitions_for(t.name, t.partitions)
-        for t in (topics if topics is not None else all_topics_with_dlqs())
-    }
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, partitions, settings.kafka_replication_factor)
-            for name, partitions in sorted(wanted.items())
-            if name not in existing
-        ]
-        if missing:
-            await admin.create_topics(missing)
-        return [t.name for t in missing]
-    finally:
-        await admin.close()

@@ -2,17 +2,26 @@
 records between each partition's end and the group's committed offset, summed.
 
 Measured from outside the consumers (the scheduler's alert check), so it covers every process.
-A broker that cannot answer gives ``None`` ("not measured"), never a made-up zero.
+A broker that cannot answer gives ``None`` ("not measured"), never a made-up zero. ``LagMeter``
+serves it to ``/metrics`` (``simfleet_consumer_group_lag``), the dashboard overview and alerts.
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
 
 from events.topics import ALL_TOPICS
+from infra.kafka_address import servers
 from infra.settings import KafkaSettings
 
 log = structlog.get_logger("simfleet.kafka")
@@ -20,19 +29,21 @@ log = structlog.get_logger("simfleet.kafka")
 
 async def group_lags(bootstrap: str, kafka: KafkaSettings) -> dict[str, float] | None:
     prefix = kafka.topic_prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="simfleet-lag")
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers(bootstrap), client_id="simfleet-lag")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="simfleet-lag"
+        bootstrap_servers=servers(bootstrap), enable_auto_commit=False, client_id="simfleet-lag"
     )
     try:
         await admin.start()
         await consumer.start()
         groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix)]
-        await consumer.topics()  # metadata of every topic, for partitions_for_topic
+        # the admin's metadata: a consumer only keeps that of the topics it subscribed to
+        described = await admin.describe_topics([t.full_name(prefix) for t in ALL_TOPICS])
         partitions = [
-            TopicPartition(name, p)
-            for name in (t.full_name(prefix) for t in ALL_TOPICS)
-            for p in sorted(consumer.partitions_for_topic(name) or ())
+            TopicPartition(topic["topic"], p["partition"])
+            for topic in described
+            if not topic["error_code"]
+            for p in sorted(topic["partitions"], key=lambda p: int(p["partition"]))
         ]
         ends = await consumer.end_offsets(partitions) if partitions else {}
         lags: dict[str, float] = {}
@@ -54,3 +65,54 @@ async def group_lags(bootstrap: str, kafka: KafkaSettings) -> dict[str, float] |
     finally:
         await consumer.stop()
         await admin.close()
+
+
+CONSUMER_GROUP_LAG = Gauge(
+    "simfleet_consumer_group_lag",
+    "Records between each partition's end offset and the group's committed offset, summed",
+    ["group"],
+)
+LagSource = Callable[[], Awaitable[dict[str, float] | None]]
+
+
+class LagMeter:
+    """Measures ``group_lags`` at most once per ``ttl_s`` (a scrape, a page, an alert check may
+    ask together) and keeps the ``simfleet_consumer_group_lag`` gauge to the last measurement."""
+
+    def __init__(self, bootstrap: str, kafka: KafkaSettings, ttl_s: float = 5.0) -> None:
+        self._bootstrap = bootstrap
+        self._kafka = kafka
+        self._ttl_s = ttl_s
+        self._lock = asyncio.Lock()
+        self._measured_at = -math.inf
+        self._last: dict[str, float] | None = None
+
+    async def lags(self) -> dict[str, float] | None:
+        async with self._lock:
+            if time.monotonic() - self._measured_at < self._ttl_s:
+                return self._last
+            try:
+                async with asyncio.timeout(10.0):
+                    measured = await group_lags(self._bootstrap, self._kafka)
+            except TimeoutError:
+                measured = None
+            self._measured_at = time.monotonic()
+            if measured is not None:
+                for group in set(self._last or {}) - set(measured):
+                    with contextlib.suppress(KeyError):
+                        CONSUMER_GROUP_LAG.remove(group)
+                for group, lag in measured.items():
+                    CONSUMER_GROUP_LAG.labels(group).set(lag)
+            self._last = measured
+            return measured
+
+
+_METERS: dict[tuple[str, str], LagMeter] = {}
+
+
+def meter_for(bootstrap: str, kafka: KafkaSettings) -> LagMeter:
+    """One meter per cluster and topic prefix in this process."""
+    key = (bootstrap, kafka.topic_prefix)
+    if key not in _METERS:
+        _METERS[key] = LagMeter(bootstrap, kafka)
+    return _METERS[key]

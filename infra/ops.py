@@ -32,7 +32,10 @@ def postgres_check(pool: asyncpg.Pool, timeout_s: float = 2.0) -> Check:
     return check
 
 
-def ops_router(checks: dict[str, Check]) -> APIRouter:
+def ops_router(
+    checks: dict[str, Check], before_scrape: Callable[[], Awaitable[object]] | None = None
+) -> APIRouter:
+    """``before_scrape`` refreshes gauges measured from outside the process (consumer lag)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz")
@@ -50,12 +53,16 @@ def ops_router(checks: dict[str, Check]) -> APIRouter:
 
     @router.get("/metrics")
     async def metrics() -> Response:
+        if before_scrape is not None:
+            await before_scrape()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
 
-def ops_app(checks: dict[str, Check]) -> FastAPI:
+def ops_app(
+    checks: dict[str, Check], before_scrape: Callable[[], Awaitable[object]] | None = None
+) -> FastAPI:
     app = FastAPI(title="simfleet operations", docs_url=None, redoc_url=None, openapi_url=None)
-    app.include_router(ops_router(checks))
+    app.include_router(ops_router(checks, before_scrape))
     return app

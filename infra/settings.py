@@ -26,12 +26,32 @@ class KafkaSettings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(
         default=None, description="host:port[,host:port]; unset starts the embedded broker"
     )
+    embedded_broker: Literal["auto", "kafka", "tansu"] = Field(
+        default="auto",
+        description="embedded broker: auto = Apache Kafka where Java and its jars are, else Tansu",
+    )
     topic_prefix: str = Field(default="", description="environment prefix for every topic")
     kafka_default_partitions: int = Field(default=6, ge=1, le=1024)
     kafka_partitions: dict[str, int] = Field(
         default_factory=dict, description='per-topic override, JSON: {"sms.inbound": 12}'
     )
-    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_replication_factor: int | None = Field(
+        default=None, ge=1, description="unset: min(3, brokers in the cluster)"
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None, ge=1, description="unset: replication factor - 1, at least 1"
+    )
+    kafka_default_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, ge=-1, description="topic retention; -1 = forever"
+    )
+    kafka_retention_ms: dict[str, int] = Field(
+        default_factory=dict,
+        description='per-topic retention, JSON: {"helix.calls": 86400000} (reseller.registry: -1)',
+    )
+    kafka_idempotence: bool = Field(
+        default=True,
+        description="idempotent producer; false only for a broker without it (Tansu)",
+    )
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=2_000, ge=100)
     kafka_linger_ms: int = Field(default=5, ge=0)

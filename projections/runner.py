@@ -31,6 +31,7 @@ from events import EventDecodeError, decode
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic
 from infra.dead_letters import DeadLetters, headers_of
+from infra.kafka_address import servers
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from infra.outages import is_outage
 from infra.settings import KafkaSettings
@@ -134,7 +135,7 @@ class ProjectionRunner:
         self._on_batch = on_batch
         self.topic_names = [t.full_name(kafka.topic_prefix) for t in projection.topics]
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            bootstrap_servers=servers(bootstrap),
             group_id=group_id or f"{kafka.topic_prefix}projection.{projection.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

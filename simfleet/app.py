@@ -21,10 +21,11 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from infra import embedded_kafka, embedded_postgresql, supervision
+from infra import embedded_broker, embedded_postgresql, supervision
 from infra.clock import Clock, SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
+from infra.kafka_lag import meter_for
 from infra.ops import Check, broker_check, ops_app, postgres_check
 from infra.postgres import create_pool, migrate
 from infra.settings import Settings
@@ -93,11 +94,14 @@ def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[En
         started = []
         bootstrap = settings.kafka.kafka_bootstrap_servers
         if not bootstrap:
+            kind = embedded_broker.chosen(settings.kafka.embedded_broker)
+            if kind == "tansu":
+                settings.kafka.kafka_idempotence = False  # Tansu refuses InitProducerId
             broker = stack.enter_context(
-                embedded_kafka.embedded_broker(settings.state_dir, reuse=reuse)
+                embedded_broker.embedded_broker(kind, settings.state_dir, reuse=reuse)
             )
             bootstrap = broker.url
-            started.append(f"kafka {broker.url}")
+            started.append(f"kafka ({'Apache Kafka' if kind == 'kafka' else 'Tansu'}) {broker.url}")
         dsn_secret = settings.postgres.database_url
         dsn = dsn_secret.get_secret_value() if dsn_secret else None
         if not dsn:
@@ -174,7 +178,9 @@ async def running(
     ):
         for line in endpoints.embedded:
             announce(f"embedded {line}")
-        ops = ops_app(readiness_checks(rt))
+        ops = ops_app(
+            readiness_checks(rt), meter_for(endpoints.kafka_bootstrap, settings.kafka).lags
+        )
         ops_url = await stack.enter_async_context(
             serve_http(ops, settings.ops_host, settings.ops_port)
         )

@@ -263,14 +263,34 @@ def migrate(reuse: Reuse = False) -> None:
 
 
 @topics_app.command("ensure")
-def topics_ensure(reuse: Reuse = False) -> None:
-    """Create missing topics (and their DLQs) with their partition counts; idempotent."""
+def topics_ensure(
+    reuse: Reuse = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="report drift only, repair nothing; exit 1 if any")
+    ] = False,
+) -> None:
+    """Create missing topics (and their DLQs); report and repair drifted topic configuration."""
     settings = load_settings()
     with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
-        from infra.kafka import ensure_topics
+        from aiokafka.errors import KafkaError
 
-        created = asyncio.run(ensure_topics(endpoints.kafka_bootstrap, settings.kafka))
-        typer.echo(f"created {len(created)} topic(s): {', '.join(created) or 'all present'}")
+        from infra.kafka_topics import reconcile_topics
+
+        try:
+            report = asyncio.run(
+                reconcile_topics(endpoints.kafka_bootstrap, settings.kafka, repair=not check)
+            )
+        except (KafkaError, OSError) as err:
+            typer.echo(f"the broker could not describe or alter topics: {err!r}", err=True)
+            raise typer.Exit(1) from err
+    created = report.created
+    typer.echo(f"created {len(created)} topic(s): {', '.join(created) or 'all present'}")
+    for drift in report.drifts:
+        typer.echo(f"drift: {drift}")
+    if not report.drifts:
+        typer.echo("no drift: every topic is configured as specified")
+    if any(not d.repaired for d in report.drifts):
+        raise typer.Exit(1)
 
 
 @topics_app.command("list")

@@ -37,7 +37,7 @@ from infra.api_docs import api_docs_router
 from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import serve_http
-from infra.kafka_lag import group_lags
+from infra.kafka_lag import meter_for
 from infra.settings import Settings
 from infra.skyline import SkylineClient
 from infra.webhook_signing import SecretBox
@@ -125,7 +125,7 @@ def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
     window = timedelta(seconds=a.window_s)
 
     async def lag(_now: datetime) -> dict[str, float] | None:
-        return await group_lags(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
+        return await meter_for(rt.endpoints.kafka_bootstrap, rt.settings.kafka).lags()
 
     async def silent(_now: datetime) -> int:
         return await overview_queries.silent_sim_count(rt.pool)
@@ -332,6 +332,7 @@ async def dashboard_service(rt: Runtime) -> AsyncIterator[str]:
         rt.bus,
         rt.clock,
         helix=helix if isinstance(helix, HelixClient) else None,
+        lag=meter_for(rt.endpoints.kafka_bootstrap, rt.settings.kafka).lags,
     )
     async with serve_http(app, rt.settings.dashboard_host, rt.settings.dashboard_port) as url:
         user, _, password = rt.settings.secrets.dashboard_auth.get_secret_value().partition(":")

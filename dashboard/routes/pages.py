@@ -36,7 +36,8 @@ def delivery_status(value: str) -> DeliveryStatus | None:
 @router.get("/", response_class=HTMLResponse)
 async def overview_page(request: Request, dashboard: DashboardDep) -> HTMLResponse:
     stats = await overview_queries.overview(dashboard.pool, dashboard.clock.now())
-    return dashboard.page(request, "overview.html", stats=stats, nav="overview")
+    lags = await dashboard.lag() if dashboard.lag is not None else None
+    return dashboard.page(request, "overview.html", stats=stats, lags=lags, nav="overview")
 
 
 @router.get("/sims", response_class=HTMLResponse)

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from pydantic import SecretStr
@@ -31,9 +31,10 @@ from events.sim import (
     SyncRequested,
     VerificationRequested,
 )
-from events.topics import RESELLER_REGISTRY, SIM_LIFECYCLE
+from events.topics import GATEWAY_REJECTED, RESELLER_REGISTRY, SIM_LIFECYCLE
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
+from infra.kafka_lag import LagMeter
 from infra.postgres import create_pool
 from infra.settings import HelixSettings, SecretsSettings, Settings
 from tests.support import dashboard_world as w
@@ -112,7 +113,8 @@ async def dash(
     try:
         async with broker:
             bus = Bus(broker, configured.kafka.topic_prefix)
-            app = create_dashboard_app(configured, pool, bus, FixedClock())
+            lag = LagMeter(kafka_bootstrap, configured.kafka, ttl_s=0).lags
+            app = create_dashboard_app(configured, pool, bus, FixedClock(), lag=lag)
             async with (
                 serve_http(app) as url,
                 httpx.AsyncClient(base_url=url, auth=(USER, PASSWORD), timeout=30) as http,
@@ -174,6 +176,30 @@ async def test_every_route_refuses_missing_and_wrong_credentials(dash: Dash) -> 
                 assert response.status_code == 401, (method, path, response.text)
                 assert response.headers["www-authenticate"].startswith("Basic")
     assert (await dash.http.get("/")).status_code == 200
+
+
+async def test_the_overview_shows_each_groups_lag_from_the_broker(dash: Dash) -> None:
+    prefix = dash.settings.kafka.topic_prefix
+    topic, group = GATEWAY_REJECTED.full_name(prefix), f"{prefix}overview-probe"
+    producer = AIOKafkaProducer(bootstrap_servers=dash.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(3):
+            await producer.send_and_wait(topic, f"r{i}".encode(), partition=0)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=dash.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.commit({TopicPartition(topic, 0): 1})
+    finally:
+        await consumer.stop()
+    page = (await dash.http.get("/")).text
+    lag_table = page[page.index('id="consumer-lag"') :]
+    assert re.search(rf'<td class="mono">{re.escape(group)}</td><td class="num">2</td>', lag_table)
 
 
 async def test_without_dashboard_auth_every_route_answers_503(dash: Dash) -> None:

@@ -183,7 +183,9 @@ async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(world: World) -> 
     await world.reseller("acme", {"stuck": "hang", "healthy": "ok"})
     await world.sim(ICCID, NUMBER, "acme")
     # a small queue per endpoint: the stuck endpoint's overflow waits in Postgres for the sweeper
-    isolated = FAST.model_copy(update={"per_endpoint_queue": 40, "timeout_s": 1.5})
+    # the hanging endpoint holds each attempt for timeout_s: a healthy delivery that waited
+    # behind one would arrive at least that late, whatever the machine's load
+    isolated = FAST.model_copy(update={"per_endpoint_queue": 40, "timeout_s": 5.0})
     sent_at: dict[str, float] = {}
 
     async with world.consumer(isolated):
@@ -197,7 +199,7 @@ async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(world: World) -> 
 
     latencies = [d.received_at.timestamp() - sent_at[d.webhook_id or ""] for d in got]
     p99 = statistics.quantiles(latencies, n=100)[98]
-    assert p99 < 1.0, f"healthy p99 {p99:.3f}s"
+    assert p99 < isolated.timeout_s, f"healthy p99 {p99:.3f}s"
     assert len(set(world.receiver.ids("healthy"))) == 200
     assert world.receiver.ids("stuck") == []
 

@@ -1,8 +1,10 @@
 """Choose the Kafka broker and PostgreSQL server a test session runs against.
 
 Order: an explicitly configured service (``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``), then
-testcontainers when a Docker engine answers, then the embedded services of ``infra.embedded_*``.
-Tests never skip for lack of infrastructure: if nothing works, these functions raise.
+for Kafka the embedded broker ``EMBEDDED_BROKER`` chooses (auto: Apache Kafka where Java and its
+jars are, which ``make test`` ensures; Tansu otherwise), for Postgres testcontainers when a Docker
+engine answers, then the embedded server. Tests never skip for lack of infrastructure: if
+nothing works, these functions raise.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from infra.embedded import EmbeddedInfraError
-from infra.embedded_kafka import embedded_broker
+from infra.embedded_broker import chosen, embedded_broker
 from infra.embedded_postgresql import embedded_postgres
 
 __all__ = ["database_url", "docker_available", "kafka_bootstrap"]
@@ -34,26 +36,16 @@ def kafka_bootstrap(stack: contextlib.ExitStack, state_dir: Path) -> str:
     """Bootstrap servers ("host:port") of a broker that lives until ``stack`` closes."""
     if configured := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return configured
-    if docker_available():
-        from testcontainers.community.kafka import KafkaContainer
-
-        container = KafkaContainer().with_kraft()
-        try:
-            stack.enter_context(container)
-            return str(container.get_bootstrap_server())
-        except Exception as exc:
-            # Docker answered but could not run the image (offline, no pull rights): fall back.
-            warnings.warn(
-                f"Kafka testcontainer failed, using the embedded broker: {exc}", stacklevel=2
-            )
-            with contextlib.suppress(Exception):
-                container.stop()
+    kind = os.environ.get("EMBEDDED_BROKER", "auto")
     try:
-        return stack.enter_context(embedded_broker(state_dir)).url
+        if chosen(kind) == "tansu":
+            # read by every Settings of this session and of the processes it starts
+            os.environ["KAFKA_IDEMPOTENCE"] = "false"
+        return stack.enter_context(embedded_broker(kind, state_dir)).url
     except EmbeddedInfraError as exc:
         raise RuntimeError(
-            "no Kafka broker for the tests: KAFKA_BOOTSTRAP_SERVERS is unset, no Docker engine "
-            f"answered, and the embedded broker failed: {exc}"
+            "no Kafka broker for the tests: KAFKA_BOOTSTRAP_SERVERS is unset and the embedded "
+            f"broker (EMBEDDED_BROKER={kind}) failed: {exc}"
         ) from exc
 
 

@@ -33,6 +33,7 @@ from projections.deliveries import DeliveriesProjection
 from projections.resellers import ResellersProjection
 from projections.runner import ProjectionRunner
 from sandbox.reseller import ReceiverMode, ReceiverState, create_reseller_receiver
+from tests.support.assigned import until_assigned
 from tests.support.eventually import eventually
 
 # compressed schedule: the original's 1, 2, 4, 8 s and 1 min … 6 h, scaled down
@@ -92,6 +93,7 @@ class World:
                 broker.context.set_global(name, value)
             await broker.start()
             try:
+                await until_assigned(broker)
                 webhooks_obj = context["webhooks"]
                 assert isinstance(webhooks_obj, Webhooks)
                 yield webhooks_obj.dispatcher

@@ -1,0 +1,66 @@
+"""Tansu stays the zero-dependency broker of ``make run`` where no JVM is: the suite runs on Apache
+Kafka, so this keeps one end-to-end path on Tansu from rotting — the composition root picks Tansu
+(without the idempotent producer it refuses), the bridge acknowledges an SMS and the projector
+stores and archives it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from infra.http import free_port
+from infra.settings import KafkaSettings, SecretsSettings, Settings
+from simfleet.app import resolve_endpoints
+from tests.support.eventually import eventually
+from tests.support.stack import components, running
+
+pytestmark = pytest.mark.integration
+
+
+async def test_an_sms_pushed_through_the_bridge_is_stored_on_tansu(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    secret = "tansu-smoke-gateway-secret"
+    on_tansu = settings.model_copy(
+        update={
+            "state_dir": tmp_path,
+            "bridge_port": free_port(),
+            "secrets": SecretsSettings(gateway_secret=SecretStr(secret)),
+            "kafka": KafkaSettings(
+                embedded_broker="tansu",
+                topic_prefix=settings.kafka.topic_prefix,
+                kafka_default_partitions=3,
+            ),
+        }
+    )
+    with resolve_endpoints(on_tansu) as endpoints:
+        assert any("Tansu" in line for line in endpoints.embedded), endpoints.embedded
+        assert on_tansu.kafka.kafka_idempotence is False
+        push = {"to": "+16465550001", "from": "+15551230000", "body": "hello from tansu"}
+        parts = components("projector", "bridge")
+        async with (
+            running(on_tansu, endpoints.kafka_bootstrap, database_url, parts) as rt,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{on_tansu.bridge_port}") as bridge,
+        ):
+            answer = await bridge.post(
+                "/sms/simple",
+                json=push | {"gateway_id": "gw-1"},
+                headers={"x-gateway-secret": secret},
+            )
+            assert answer.status_code == 200, answer.text
+            [message_id] = answer.json()["ids"]
+
+            async def stored() -> tuple[object, object]:
+                body = await rt.pool.fetchval(
+                    "SELECT body FROM inbound_sms WHERE message_id = $1", message_id
+                )
+                archived = await rt.pool.fetchval(
+                    "SELECT 1 FROM event_log WHERE id = $1", message_id
+                )
+                return body, archived
+
+            body, _ = await eventually(stored, until=all, within=30, interval=0.2)
+    assert body == "hello from tansu"
