@@ -7,6 +7,7 @@ consumers), ``scheduler`` (clock-driven requests and sweeps), ``dashboard``, ``s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -67,6 +68,7 @@ async def projector_service(rt: Runtime) -> AsyncIterator[str]:
         )
         for name, projection in all_projections().items()
     ]
+    rt.joining.extend(asyncio.create_task(r.assigned.wait()) for r in runners)
     async with supervised(rt, "projector", *(r.run() for r in runners)):
         yield f"projecting {', '.join(all_projections())}"
 
@@ -153,6 +155,9 @@ async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
     if not (isinstance(network, GatewayNetwork) and isinstance(receiver, ReceiverState) and sims):
         yield None
         return
+    world = rt.objects.get("helix_world")
+    if isinstance(world, HelixWorld):
+        await demo.restore_lines(rt.pool, world)
     await demo.seed(
         rt.pool,
         rt.bus,
@@ -167,7 +172,7 @@ async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
         rt, "demo", demo.traffic(rt.pool, network, receiver, rt.settings.demo_interval_s)
     ):
         yield (
-            f"demo: {sims} sandbox SIMs for reseller {demo.RESELLER!r}; SMS every "
+            f"{sims} sandbox SIMs for reseller {demo.RESELLER!r}; SMS every "
             f"{rt.settings.demo_interval_s:g}s; webhooks land at {url}/hooks/demo"
         )
 
@@ -229,6 +234,8 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
         }
         if settings.skyline.host is None:
             objects["gateway_network"] = network
+        if world is not None:
+            objects["helix_world"] = world
         yield objects
 
 
@@ -312,7 +319,7 @@ async def dashboard_service(rt: Runtime) -> AsyncIterator[str]:
         user, _, password = rt.settings.secrets.dashboard_auth.get_secret_value().partition(":")
         # the operator's own terminal, in development only (the generated credentials)
         shown = password if rt.settings.env == "development" else "from DASHBOARD_AUTH"
-        yield f"dashboard at {url} (user {user!r}, password {shown})"
+        yield f"at {url} (user {user!r}, password {shown})"
 
 
 def registered_components() -> list[Component]:
