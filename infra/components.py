@@ -77,7 +77,12 @@ async def projector_service(rt: Runtime) -> AsyncIterator[str]:
 async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
     app = create_bridge_app(rt.settings, rt.bus, rt.clock)
     app.include_router(ops_router(readiness_checks(rt)))
-    async with serve_http(app, rt.settings.bridge_host, rt.settings.bridge_port) as url:
+    async with serve_http(
+        app,
+        rt.settings.bridge_host,
+        rt.settings.bridge_port,
+        max_head_bytes=rt.settings.max_request_head_bytes,
+    ) as url:
         yield f"gateway pushes to {url}/sms and {url}/status (OpenAPI at {url}/docs)"
 
 
@@ -315,7 +320,12 @@ async def dashboard_service(rt: Runtime) -> AsyncIterator[str]:
         rt.clock,
         helix=helix if isinstance(helix, HelixClient) else None,
     )
-    async with serve_http(app, rt.settings.dashboard_host, rt.settings.dashboard_port) as url:
+    async with serve_http(
+        app,
+        rt.settings.dashboard_host,
+        rt.settings.dashboard_port,
+        max_head_bytes=rt.settings.max_request_head_bytes,
+    ) as url:
         user, _, password = rt.settings.secrets.dashboard_auth.get_secret_value().partition(":")
         # the operator's own terminal, in development only (the generated credentials)
         shown = password if rt.settings.env == "development" else "from DASHBOARD_AUTH"

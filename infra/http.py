@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from infra.http_limits import DEFAULT_MAX_HEAD_BYTES, bounded_protocol
+
 
 class _OwnedServer(uvicorn.Server):
     @contextlib.contextmanager
@@ -26,9 +28,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextlib.asynccontextmanager
 async def serve_http(
-    app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+    **options: Any,
 ) -> AsyncIterator[str]:
-    """Serves ``app`` until the block exits; yields its base URL (``port=0`` picks a free one)."""
+    """Serves ``app`` until the block exits; yields its base URL (``port=0`` picks a free one).
+    A request whose line and headers pass ``max_head_bytes`` is answered 431."""
     port = port or free_port(host)
     config = uvicorn.Config(
         app,
@@ -38,6 +46,7 @@ async def serve_http(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        http=bounded_protocol(max_head_bytes),
         **options,
     )
     server = _OwnedServer(config)

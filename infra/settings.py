@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8080
     bridge_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_request_head_bytes: int = Field(
+        default=32 * 1024, ge=4096, description="request line + headers (bridge, dashboard); 431"
+    )
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
     demo_sims: int = Field(
