@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from infra.cli_errors import settings_problem
 from infra.dev_secrets import with_development_defaults
 from infra.settings import Settings
 
@@ -87,7 +89,6 @@ def load_and_check() -> tuple[list[Finding], str | None]:
     """The findings, or the validation error of a configuration that does not even load."""
     try:
         return check(with_development_defaults(Settings())), None
-    except ValidationError as err:
-        # pydantic's message names fields and reasons; the input values are not printed
-        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-        return [], "\n".join(lines)
+    except (ValidationError, SettingsError) as err:
+        # the variables and reasons; the input values are not printed (one may be a secret)
+        return [], settings_problem(err)

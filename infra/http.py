@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from infra.cli_errors import UserError
 from infra.http_limits import DEFAULT_MAX_HEAD_BYTES, bounded_protocol
 
 
@@ -26,6 +27,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTaken(UserError):
+    pass
+
+
+def ensure_free(host: str, port: int) -> None:
+    """A configured port another process holds is the user's to resolve, not a traceback."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise PortTaken(
+                f"cannot listen on {host}:{port} ({err.strerror}): another process has it; stop "
+                "it or choose another port (SIMFLEET_BRIDGE_PORT, SIMFLEET_DASHBOARD_PORT, "
+                "SIMFLEET_OPS_PORT, WEBHOOK_SANDBOX_RECEIVER_PORT)"
+            ) from None
+
+
 @contextlib.asynccontextmanager
 async def serve_http(
     app: Any,
@@ -37,6 +56,8 @@ async def serve_http(
 ) -> AsyncIterator[str]:
     """Serves ``app`` until the block exits; yields its base URL (``port=0`` picks a free one).
     A request whose line and headers pass ``max_head_bytes`` is answered 431."""
+    if port:
+        ensure_free(host, port)
     port = port or free_port(host)
     config = uvicorn.Config(
         app,
