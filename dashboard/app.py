@@ -61,6 +61,7 @@ from producers.reseller_commands import ResellerCommands
 from projections.log_queries import BadCursor
 
 CSRF_KEY = "dashboard-csrf.key"
+FORM_BYTES = 1024 * 1024  # every form and JSON request
 
 
 def create_dashboard_app(
@@ -82,6 +83,9 @@ def create_dashboard_app(
         openapi_url="/api/openapi.json",
         docs_url=None,  # Swagger UI loads its assets from a CDN; the CSP (rightly) forbids it
         redoc_url=None,
+        # a body over it is refused (413) as it arrives, before any parser holds or spools it;
+        # the sheet import's routes allow a sheet (``dashboard.routes.imports``)
+        max_body_size=FORM_BYTES,
     )
     reseller_commands = ResellerCommands(
         bus=bus,

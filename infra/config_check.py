@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from infra.dev_secrets import with_development_defaults
 from infra.settings import Settings
+from infra.user_errors import settings_problem
 
 Level = Literal["ok", "missing", "note"]
 
@@ -100,5 +102,6 @@ def load_and_check() -> tuple[list[Finding], str | None]:
     """The findings, or the validation error of a configuration that does not even load."""
     try:
         return check(with_development_defaults(Settings())), None
-    except ValidationError as err:
-        return [], invalid_reasons(err)
+    except (ValidationError, SettingsError) as err:
+        # the variables and reasons; the input values are not printed (one may be a secret)
+        return [], settings_problem(err)

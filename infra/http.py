@@ -10,6 +10,9 @@ from typing import Any
 
 import uvicorn
 
+from infra.http_limits import DEFAULT_MAX_HEAD_BYTES, bounded_protocol
+from infra.user_errors import UserError
+
 
 class _OwnedServer(uvicorn.Server):
     @contextlib.contextmanager
@@ -24,11 +27,37 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTaken(UserError):
+    pass
+
+
+def ensure_free(host: str, port: int) -> None:
+    """A configured port another process holds is the user's to resolve, not a traceback."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise PortTaken(
+                f"cannot listen on {host}:{port} ({err.strerror}): another process has it; stop "
+                "it or choose another port (SIMFLEET_BRIDGE_PORT, SIMFLEET_DASHBOARD_PORT, "
+                "SIMFLEET_OPS_PORT, WEBHOOK_SANDBOX_RECEIVER_PORT)"
+            ) from None
+
+
 @contextlib.asynccontextmanager
 async def serve_http(
-    app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+    **options: Any,
 ) -> AsyncIterator[str]:
-    """Serves ``app`` until the block exits; yields its base URL (``port=0`` picks a free one)."""
+    """Serves ``app`` until the block exits; yields its base URL (``port=0`` picks a free one).
+    A request whose line and headers pass ``max_head_bytes`` is answered 431."""
+    if port:
+        ensure_free(host, port)
     port = port or free_port(host)
     config = uvicorn.Config(
         app,
@@ -38,6 +67,7 @@ async def serve_http(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        http=bounded_protocol(max_head_bytes),
         **options,
     )
     server = _OwnedServer(config)

@@ -256,6 +256,9 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default=Path(".simfleet"), description="embedded data and pid files")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    summary_interval_s: float = Field(
+        default=60.0, gt=0, description="console summary line with counts every … (idle: none)"
+    )
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8080
     bridge_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
@@ -269,6 +272,9 @@ class Settings(BaseSettings):
         gt=0,
         description="an SMS pushed without a time of its own and pushed again within this long "
         "(a gateway's retry) is the same SMS",
+    )
+    max_request_head_bytes: int = Field(
+        default=32 * 1024, ge=4096, description="request line + headers (bridge, dashboard); 431"
     )
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000

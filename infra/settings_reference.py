@@ -6,6 +6,7 @@ when the README is stale, so the documented defaults are the real ones.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def _default(field: FieldInfo) -> str:
     if value is None or value == "":
         return "unset"
     if isinstance(value, tuple | list):
-        return ",".join(str(v) for v in value)
+        return f"`{json.dumps(list(value))}`"  # what the variable takes: JSON, not a comma list
     return str(value)
 
 

@@ -19,11 +19,12 @@ import asyncio
 import codecs
 import csv
 import io
+import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import httpx
 
@@ -32,7 +33,15 @@ from events.sim import SimActivationRequested, SimResellerAssigned
 from infra.actors import SYSTEM
 from infra.clock import Clock
 from infra.kafka import Bus
-from producers.sheet_rows import ParsedImport, SimRow, collect_rows
+from producers.sheet_rows import (
+    ParsedImport,
+    RowCollector,
+    RowRejected,
+    SimRow,
+    collect_rows,
+    sim_row,
+    status_skip_reason,
+)
 
 PRODUCER = "simfleet/bulk_import"
 MAX_BYTES = 50 * 1024 * 1024
@@ -48,8 +57,13 @@ class ImportFileError(ValueError):
 @dataclass(frozen=True)
 class ImportReport:
     parsed: ParsedImport
-    accepted: tuple[str, ...] = ()  # ICCIDs whose activation was requested
+    accepted: Sequence[str] = ()  # ICCIDs whose activation was requested, in sheet order
     event_ids: tuple[str, ...] = field(default=(), repr=False)
+    published: int | None = None  # events, where their ids were not kept (a streamed sheet)
+
+    @property
+    def events(self) -> int:
+        return len(self.event_ids) if self.published is None else self.published
 
     def summary(self) -> str:
         p = self.parsed
@@ -59,12 +73,19 @@ class ImportReport:
         )
 
     def issues(self) -> Iterator[str]:
-        for kind, found in (
-            ("rejected", self.parsed.rejected),
-            ("duplicate", self.parsed.duplicates),
-        ):
-            for issue in found:
-                yield f"{self.parsed.unit} {issue.line}: {kind}: {issue.reason}"
+        """Every row not imported, in sheet order: refused (rejected, duplicate) or skipped."""
+        p = self.parsed
+        found = [
+            (issue.line, kind, issue.reason)
+            for kind, issues in (
+                ("rejected", p.rejected),
+                ("duplicate", p.duplicates),
+                ("skipped", p.skipped),
+            )
+            for issue in issues
+        ]
+        for line, kind, reason in sorted(found, key=lambda f: f[0]):
+            yield f"{p.unit} {line}: {kind}: {reason}"
 
 
 def parse_rows(
@@ -74,19 +95,32 @@ def parse_rows(
     first byte does (``{`` or ``[`` is JSON)."""
     if len(data) > max_bytes:
         raise ImportFileError(f"the file has {len(data):,} bytes; the limit is {max_bytes:,}")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+    fmt, cells = sheet_cells(io.BytesIO(data), filename_or_content_type)
+    return collect_rows(fmt, cells)
+
+
+Cells = Iterator[tuple[int, dict[str, str] | str]]
+
+
+def sheet_cells(source: IO[bytes], hint: str) -> tuple[Literal["csv", "json"], Cells]:
+    """The sheet's rows as cells (or a reason), read from ``source`` as they are consumed (CSV)
+    or at once (JSON); raises ``ImportFileError``, while reading too."""
+    start = source.read(4096)
+    source.seek(0)
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in start[:4096]:
         raise ImportFileError("the file is UTF-16 or binary; export the sheet as CSV UTF-8")
-    hint = filename_or_content_type.lower()
-    is_json = "json" in hint or ("csv" not in hint and data.lstrip()[:1] in (b"{", b"["))
-    return _parse_json(data) if is_json else _parse_csv(data)
+    hint = hint.lower()
+    if "json" in hint or ("csv" not in hint and start.lstrip()[:1] in (b"{", b"[")):
+        return "json", _json_items(source.read())
+    return "csv", _csv_rows(source)
 
 
-def _parse_csv(data: bytes) -> ParsedImport:
+def _csv_rows(source: IO[bytes]) -> Cells:
     # undecodable bytes become lone surrogates, so one bad cell rejects its row, not the file
-    text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-    first_line = text.split("\n", 1)[0]
+    text = io.TextIOWrapper(source, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    first_line = text.readline()
     delimiter = max(",;\t", key=first_line.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(itertools.chain([first_line], text), delimiter=delimiter)
     try:
         header = next(reader, [])
         columns = [c.strip().lower().replace(" ", "_").replace("-", "_") for c in header]
@@ -96,9 +130,11 @@ def _parse_csv(data: bytes) -> ParsedImport:
                 f"(found: {', '.join(columns)[:200] or 'nothing'})"
             )
         numbered = ((reader.line_num, row) for row in reader)  # line_num: the row's last line
-        return collect_rows("csv", _csv_cells(columns, numbered))
+        yield from _csv_cells(columns, numbered)
     except csv.Error as err:
         raise ImportFileError(f"line {reader.line_num}: unreadable CSV: {err}") from err
+    finally:
+        text.detach()  # the caller owns ``source``
 
 
 def _csv_cells(
@@ -115,10 +151,18 @@ def _csv_cells(
                 f"not UTF-8 (byte 0x{ord(bad) - 0xDC00:02x} near character {col}); save the sheet as CSV UTF-8",
             )
             continue
+        extra = [cell for cell in row[len(columns) :] if cell.strip()]
+        if extra:
+            yield (
+                line,
+                f"{len(row)} cells but the header names {len(columns)} columns "
+                f"(extra: {', '.join(repr(c[:30]) for c in extra[:3])}); a separator inside a cell?",
+            )
+            continue
         yield line, {name: cell.strip() for name, cell in zip(columns, row, strict=False)}
 
 
-def _parse_json(data: bytes) -> ParsedImport:
+def _json_items(data: bytes) -> Cells:
     try:
         document = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
@@ -130,7 +174,7 @@ def _parse_json(data: bytes) -> ParsedImport:
     items = document.get("sims") if isinstance(document, dict) else document
     if not isinstance(items, list):
         raise ImportFileError('expected {"sims": [...]} or a list of SIMs')
-    return collect_rows("json", ((n, _json_cells(item)) for n, item in enumerate(items, start=1)))
+    return ((n, _json_cells(item)) for n, item in enumerate(items, start=1))
 
 
 def _json_cells(item: Any) -> dict[str, str] | str:
@@ -201,6 +245,54 @@ async def import_sims(
         if progress is not None:
             progress(min(start + EMIT_CHUNK, total), total)
     return ImportReport(parsed, tuple(r.iccid for r in parsed.rows), tuple(ids))
+
+
+async def import_sheet(
+    source: IO[bytes], hint: str, bus: Bus, clock: Clock, *, requested_by: str = SYSTEM
+) -> ImportReport:
+    """``import_sims`` for a sheet in a (spooled) file, read in worker threads so the event loop
+    keeps answering, and never whole in memory: a first pass checks every row (a file that
+    cannot be read publishes nothing), the second publishes the good rows chunk by chunk."""
+    checked = await asyncio.to_thread(_check_sheet, source, hint)
+    source.seek(0)
+    _fmt, cells = await asyncio.to_thread(sheet_cells, source, hint)
+    command = f"import:{new_ref()}"
+    published = 0
+    while rows := await asyncio.to_thread(_next_rows, checked, cells, EMIT_CHUNK):
+        # making an event (validation, its id's hash) costs more than reading its row
+        events = await asyncio.to_thread(_requests, rows, clock, requested_by, command)
+        await bus.emit_many(events)
+        published += len(events)
+    return ImportReport(checked.parsed(), checked.accepted, published=published)
+
+
+def _requests(rows: list[SimRow], clock: Clock, requested_by: str, command: str) -> list[Event]:
+    return [e for row in rows for e in requests_for(row, clock, requested_by, command)]
+
+
+def _check_sheet(source: IO[bytes], hint: str) -> RowCollector:
+    fmt, cells = sheet_cells(source, hint)
+    collector = RowCollector(fmt)
+    for line, found in cells:
+        collector.add(line, found)
+    return collector
+
+
+def _next_rows(checked: RowCollector, cells: Cells, count: int) -> list[SimRow]:
+    """The next ``count`` rows the first pass accepted, read again."""
+    rows: list[SimRow] = []
+    for line, found in cells:
+        if isinstance(found, str) or status_skip_reason(found):
+            continue
+        try:
+            row = sim_row(line, found)
+        except RowRejected:
+            continue
+        if checked.accepted_on(row):
+            rows.append(row)
+            if len(rows) == count:
+                break
+    return rows
 
 
 async def fetch_source(

@@ -8,10 +8,11 @@ ICCID into ``8.9E+19``, an IMEI without its check digit).
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 from events.types import luhn_ok
 
@@ -128,30 +129,90 @@ def status_skip_reason(fields: dict[str, str]) -> str | None:
     return f"status is {status[:30]!r}; only rows with an empty or 'pending' status are imported"
 
 
+class AcceptedIccids(Sequence[str]):
+    """The accepted ICCIDs in sheet order, as strings only when read."""
+
+    def __init__(self, keys: dict[int, int]) -> None:
+        self._keys = keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self._keys))
+            return [str(k)[1:] for k in itertools.islice(self._keys, start, stop, step)]
+        if index < 0:
+            index += len(self._keys)
+        if not 0 <= index < len(self._keys):
+            raise IndexError(index)
+        return str(next(itertools.islice(self._keys, index, None)))[1:]
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(k)[1:] for k in self._keys)
+
+
+class RowCollector:
+    """Status filter, validation and duplicates over a sheet's cells, one row at a time: what is
+    kept per row is its ICCID and line (for duplicates), so a sheet can be read as a stream."""
+
+    def __init__(self, fmt: Literal["csv", "json"]) -> None:
+        self.format = fmt
+        # accepted ICCID → its line, in sheet order; the ICCID as the number "1<digits>" (a
+        # third of a string's size, leading zeros kept): a 20 MB sheet has ~400k of them
+        self._first_seen: dict[int, int] = {}
+        self.duplicates: list[RowIssue] = []
+        self.rejected: list[RowIssue] = []
+        self.skipped: list[RowIssue] = []
+
+    def add(self, line: int, found: dict[str, str] | str) -> SimRow | None:
+        """The row to import, or None (the reason is recorded)."""
+        if isinstance(found, str):
+            self.rejected.append(RowIssue(line, found))
+            return None
+        if reason := status_skip_reason(found):
+            self.skipped.append(RowIssue(line, reason, found.get("iccid") or None))
+            return None
+        try:
+            row = sim_row(line, found)
+        except RowRejected as err:
+            self.rejected.append(RowIssue(line, str(err), found.get("iccid") or None))
+            return None
+        key = int("1" + row.iccid)
+        if key in self._first_seen:
+            unit = "line" if self.format == "csv" else "item"
+            reason = f"ICCID {row.iccid} already on {unit} {self._first_seen[key]}"
+            self.duplicates.append(RowIssue(line, reason, row.iccid))
+            return None
+        self._first_seen[key] = line
+        return row
+
+    def accepted_on(self, row: SimRow) -> bool:
+        """Whether ``row`` is the one this collector accepted for its ICCID."""
+        return self._first_seen.get(int("1" + row.iccid)) == row.line
+
+    @property
+    def accepted(self) -> AcceptedIccids:
+        return AcceptedIccids(self._first_seen)
+
+    def parsed(self, rows: Iterable[SimRow] = ()) -> ParsedImport:
+        return ParsedImport(
+            self.format,
+            tuple(rows),
+            tuple(self.duplicates),
+            tuple(self.rejected),
+            tuple(self.skipped),
+        )
+
+
 def collect_rows(
     fmt: Literal["csv", "json"], cells: Iterable[tuple[int, dict[str, str] | str]]
 ) -> ParsedImport:
     """Status filter, validation and duplicates over a sheet's cells (or a reason per row)."""
-    rows: list[SimRow] = []
-    first_seen: dict[str, int] = {}
-    duplicates, rejected, skipped = [], [], []
-    for line, found in cells:
-        if isinstance(found, str):
-            rejected.append(RowIssue(line, found))
-            continue
-        if reason := status_skip_reason(found):
-            skipped.append(RowIssue(line, reason, found.get("iccid") or None))
-            continue
-        try:
-            row = sim_row(line, found)
-        except RowRejected as err:
-            rejected.append(RowIssue(line, str(err), found.get("iccid") or None))
-            continue
-        if row.iccid in first_seen:
-            unit = "line" if fmt == "csv" else "item"
-            reason = f"ICCID {row.iccid} already on {unit} {first_seen[row.iccid]}"
-            duplicates.append(RowIssue(line, reason, row.iccid))
-            continue
-        first_seen[row.iccid] = line
-        rows.append(row)
-    return ParsedImport(fmt, tuple(rows), tuple(duplicates), tuple(rejected), tuple(skipped))
+    collector = RowCollector(fmt)
+    rows = [row for line, found in cells if (row := collector.add(line, found)) is not None]
+    return collector.parsed(rows)

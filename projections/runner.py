@@ -134,6 +134,7 @@ class ProjectionRunner:
         self._retry_delay_s = retry_delay_s
         self._on_batch = on_batch
         self.topic_names = [t.full_name(kafka.topic_prefix) for t in projection.topics]
+        self.assigned = asyncio.Event()  # the group joined: this runner has its partitions
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=servers(bootstrap),
             group_id=group_id or f"{kafka.topic_prefix}projection.{projection.name}",
@@ -156,7 +157,8 @@ class ProjectionRunner:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, offset + 1)
-        log.info("projection_assigned", projection=self.projection.name, partitions=len(assigned))
+        log.debug("projection_assigned", projection=self.projection.name, partitions=len(assigned))
+        self.assigned.set()
 
     async def run(self) -> None:
         """Consumes until cancelled. Fetching the next batch overlaps applying this one."""

@@ -178,6 +178,26 @@ class HelixWorld:
         self.activations[iccid] += 1
         return sub
 
+    def restore(self, subscription_id: int, iccid: str, imei: str, number: str) -> None:
+        """A line activated before this world existed (it lives in memory; simfleet's tables
+        outlive it): the carrier knows it again, with its number. A known ICCID is left alone."""
+        if self.subscriber_by_iccid(iccid) is not None:
+            return
+        self.subscribers[subscription_id] = Subscriber(
+            subscription_id=subscription_id,
+            iccid=iccid,
+            imei=imei,
+            plan_id=0,
+            client_id=0,
+            fan="",
+            address={},
+            pending_number=None,
+            number_visible_at=0.0,
+            phone_number=number.removeprefix("+1"),
+        )
+        self._next_id = max(self._next_id, subscription_id + 1)
+        self._next_line = max(self._next_line, int(number[-7:]) + 1)
+
     def details(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         wanted_id, wanted_number, wanted_iccid = (
             query.get("mobilitySubscriptionId"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 
 from infra import embedded_broker, embedded_postgresql, supervision
 from infra.clock import Clock, SystemClock
+from infra.console_summary import console_summary
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.kafka_lag import meter_for
@@ -54,6 +56,8 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     objects: dict[str, object] = field(default_factory=dict)
+    # what must finish before the process is ready (consumer groups joining); services add theirs
+    joining: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 ServiceFactory = Callable[[Runtime], contextlib.AbstractAsyncContextManager[str | None]]
@@ -132,7 +136,10 @@ async def runtime(
     *,
     clock: Clock | None = None,
     providers: Sequence[Provider] = (),
+    join_in_background: bool = False,
 ) -> AsyncIterator[Runtime]:
+    """``join_in_background``: the block starts with the producer connected while the consumer
+    groups still join (``rt.joining``), so start-up work overlaps their rebalance delays."""
     broker = build_broker(settings.kafka, endpoints.kafka_bootstrap, logger=log)
     for router in routers:
         broker.include_router(router)
@@ -151,10 +158,17 @@ async def runtime(
             for name, value in (await stack.enter_async_context(provide(rt))).items():
                 broker.context.set_global(name, value)
                 rt.objects[name] = value
+        await broker.connect()
+        joined = asyncio.create_task(broker.start(), name="consumer groups joining")
+        rt.joining.append(joined)
         try:
-            await broker.start()
+            if not join_in_background:
+                await joined
             yield rt
         finally:
+            for task in rt.joining:
+                task.cancel()  # no-op when done
+            await asyncio.gather(*rt.joining, return_exceptions=True)
             await broker.stop()
 
 
@@ -170,10 +184,15 @@ async def running(
     """The components running for the block: consumers joined, providers entered, services up
     (HTTP servers listening); left in reverse order. ``serve`` holds it until a signal; tests
     hold it around what they drive."""
+    began = time.monotonic()
     routers = [r for c in components for r in c.routers(settings)]
     providers = [p for c in components for p in c.providers]
+    # the consumer groups join side by side (each waits out the broker's rebalance delay)
+    announce(f"starting {', '.join(c.name for c in components)}")
     async with (
-        runtime(settings, endpoints, routers, providers=providers, clock=clock) as rt,
+        runtime(
+            settings, endpoints, routers, providers=providers, clock=clock, join_in_background=True
+        ) as rt,
         contextlib.AsyncExitStack() as stack,
     ):
         for line in endpoints.embedded:
@@ -192,9 +211,24 @@ async def running(
                 where = await stack.enter_async_context(factory(rt))
                 if where:
                     announce(f"{component.name}: {where}")
-            if not component.services:
-                announce(f"{component.name}: consuming")
+        await joined_or_stopped(rt)
+        await stack.enter_async_context(supervised(rt, "summary", console_summary(settings)))
+        announce(f"ready in {time.monotonic() - began:.1f}s: every consumer group joined")
         yield rt
+
+
+async def joined_or_stopped(rt: Runtime) -> None:
+    """Waits for every consumer group to join, unless a component failed meanwhile."""
+    joined = asyncio.ensure_future(asyncio.gather(*rt.joining))
+    stopped = asyncio.ensure_future(rt.stop.wait())
+    try:
+        await asyncio.wait({joined, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not joined.done():
+            joined.cancel()
+    if joined.done() and not joined.cancelled():
+        joined.result()  # a consumer that could not start fails the start-up
 
 
 async def serve(

@@ -10,11 +10,15 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from infra.dev_secrets import with_development_defaults
+from infra.embedded import EmbeddedInfraError, reusable
 from infra.logging import configure
 from infra.progress import progress_bar
 from infra.settings import Settings
+from infra.user_errors import EXIT_USAGE, UserError, load_problem
+from projections.registry import all_projections
 from simfleet import app as composition
 from simfleet import components
 from simfleet.cli_import import import_app
@@ -41,18 +45,48 @@ Reuse = Annotated[
 
 def load_settings(*, starting: bool = True) -> Settings:
     """The settings; in production ``config check`` runs first and its errors stop the start."""
-    from infra.config_check import invalid_reasons, start_problems
+    from infra.config_check import start_problems
 
     try:
         settings = with_development_defaults(Settings())
-    except ValidationError as err:
-        typer.echo("invalid configuration:\n" + invalid_reasons(err), err=True)
-        raise typer.Exit(2) from None
+    except (ValidationError, SettingsError) as err:
+        # said here, not only by ``main``: the Typer app is also run without it (tests, -m)
+        typer.echo(f"simfleet: {load_problem(err)}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     configure(settings.log_format, settings.log_level, settings.secret_values().values())
     if starting and (problems := start_problems(settings)):
         typer.echo("refusing to start in production:\n" + "\n".join(problems), err=True)
         raise typer.Exit(2)
     return settings
+
+
+def main() -> None:
+    """The ``simfleet`` entry point: a user's mistake is one line on stderr and exit status 2."""
+    try:
+        app()
+    except UserError as err:
+        typer.echo(f"simfleet: {err}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    except EmbeddedInfraError as err:  # its message says what to set instead
+        typer.echo(f"simfleet: {err}", err=True)
+        raise SystemExit(1) from None
+
+
+def require_running(settings: Settings, reuse: bool) -> None:
+    """Commands that attach to a running simfleet's embedded broker: refuse to start an empty
+    one of their own (it would hold none of the events they are about)."""
+    state = settings.state_dir / "kafka" / "instance.json"
+    if reuse and not settings.kafka.kafka_bootstrap_servers and reusable(state, "kafka") is None:
+        raise UserError(
+            f"no running simfleet to attach to (nothing recorded in {settings.state_dir}): "
+            "start `simfleet run` first, or set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL"
+        )
+
+
+def require_projection(name: str) -> None:
+    known = all_projections()
+    if name not in known:
+        raise UserError(f"unknown projection {name!r}; known: {', '.join(known)}")
 
 
 @app.command()
@@ -149,7 +183,9 @@ def replay_projection(
     name: str, from_archive: FromArchive = False, reuse: ReuseRunning = True
 ) -> None:
     """Rebuild one projection's tables into fresh ones, then swap them in atomically."""
+    require_projection(name)
     settings = load_settings()
+    require_running(settings, reuse)
     with (
         composition.resolve_endpoints(settings, reuse=reuse) as endpoints,
         progress_bar(f"rebuilding {name}") as update,
@@ -165,7 +201,9 @@ def replay_projection(
 @replay_app.command("verify")
 def replay_verify(name: str, from_archive: FromArchive = False, reuse: ReuseRunning = True) -> None:
     """Rebuild into scratch tables and compare row by row; exit 0 only when identical."""
+    require_projection(name)
     settings = load_settings()
+    require_running(settings, reuse)
     with (
         composition.resolve_endpoints(settings, reuse=reuse) as endpoints,
         progress_bar(f"verifying {name}") as update,
@@ -194,6 +232,7 @@ def replay_publish(
 ) -> None:
     """Re-publish archived events to Kafka with their original ids (consumers de-duplicate)."""
     settings = load_settings()
+    require_running(settings, reuse)
     with (
         composition.resolve_endpoints(settings, reuse=reuse) as endpoints,
         progress_bar("re-publishing") as update,
@@ -334,7 +373,7 @@ def config_check() -> None:
 
     findings, error = load_and_check()
     if error:
-        typer.echo(f"invalid configuration:\n{error}", err=True)
+        typer.echo(f"invalid configuration: {error}", err=True)
         raise typer.Exit(1)
     for finding in findings:
         typer.echo(f"{finding.level:8} {finding.name:26} {finding.note}")
@@ -367,4 +406,4 @@ def config_show() -> None:
 
 
 if __name__ == "__main__":
-    app()
+    main()

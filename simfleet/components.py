@@ -7,6 +7,7 @@ consumers), ``scheduler`` (clock-driven requests and sweeps), ``dashboard``, ``s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -71,6 +72,7 @@ async def projector_service(rt: Runtime) -> AsyncIterator[str]:
         )
         for name, projection in all_projections().items()
     ]
+    rt.joining.extend(asyncio.create_task(r.assigned.wait()) for r in runners)
     async with supervised(rt, "projector", *(r.run() for r in runners)):
         yield f"projecting {', '.join(all_projections())}"
 
@@ -84,7 +86,12 @@ async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
     ops, ops_url = rt.objects.get("ops_app"), rt.objects.get("ops_url")
     if isinstance(ops, FastAPI):
         ops.include_router(api_docs_router("/bridge", app.openapi))
-    async with serve_http(app, rt.settings.bridge_host, rt.settings.bridge_port) as url:
+    async with serve_http(
+        app,
+        rt.settings.bridge_host,
+        rt.settings.bridge_port,
+        max_head_bytes=rt.settings.max_request_head_bytes,
+    ) as url:
         yield f"gateway pushes to {url}/sms and {url}/status (API at {ops_url}/bridge/docs)"
 
 
@@ -165,6 +172,9 @@ async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
     if not (isinstance(network, GatewayNetwork) and isinstance(receiver, ReceiverState) and sims):
         yield None
         return
+    world = rt.objects.get("helix_world")
+    if isinstance(world, HelixWorld):
+        await demo.restore_lines(rt.pool, world)
     await demo.seed(
         rt.pool,
         rt.bus,
@@ -179,7 +189,7 @@ async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
         rt, "demo", demo.traffic(rt.pool, network, receiver, rt.settings.demo_interval_s)
     ):
         yield (
-            f"demo: {sims} sandbox SIMs for reseller {demo.RESELLER!r}; SMS every "
+            f"{sims} sandbox SIMs for reseller {demo.RESELLER!r}; SMS every "
             f"{rt.settings.demo_interval_s:g}s; webhooks land at {url}/hooks/demo"
         )
 
@@ -250,6 +260,8 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
             objects["gateway_network"] = network
         if helix_sandbox is not None:
             objects["helix_sandbox"] = helix_sandbox
+        if world is not None:
+            objects["helix_world"] = world
         yield objects
 
 
@@ -334,11 +346,16 @@ async def dashboard_service(rt: Runtime) -> AsyncIterator[str]:
         helix=helix if isinstance(helix, HelixClient) else None,
         lag=meter_for(rt.endpoints.kafka_bootstrap, rt.settings.kafka).lags,
     )
-    async with serve_http(app, rt.settings.dashboard_host, rt.settings.dashboard_port) as url:
+    async with serve_http(
+        app,
+        rt.settings.dashboard_host,
+        rt.settings.dashboard_port,
+        max_head_bytes=rt.settings.max_request_head_bytes,
+    ) as url:
         user, _, password = rt.settings.secrets.dashboard_auth.get_secret_value().partition(":")
         # the operator's own terminal, in development only (the generated credentials)
         shown = password if rt.settings.env == "development" else "from DASHBOARD_AUTH"
-        yield f"dashboard at {url} (user {user!r}, password {shown})"
+        yield f"at {url} (user {user!r}, password {shown})"
 
 
 def registered_components() -> list[Component]:

@@ -23,7 +23,7 @@ from producers.bulk_import import import_sims, parse_rows
 from producers.reseller_commands import CommandRejected, ResellerCommands
 from projections.reseller_queries import get_reseller, list_endpoints
 from sandbox.gateways import GatewayNetwork
-from sandbox.helix_world import make_iccid, make_imei
+from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.reseller import ReceiverState
 
 log = structlog.get_logger("simfleet.demo")
@@ -32,6 +32,13 @@ RESELLER = "demo"
 ACTOR = SYSTEM  # the demo seed is not an operator command: it stays out of the audit
 OUTSIDE_SENDER = "+18005550100"
 NUMBERED = "SELECT iccid, current_number FROM sims WHERE current_number IS NOT NULL ORDER BY iccid"
+CARRIER_LINES = """
+SELECT iccid, imei, mobility_subscription_id, current_number FROM sims
+WHERE status IN ('active', 'suspended') AND current_number IS NOT NULL
+  AND mobility_subscription_id ~ '^[0-9]{1,9}$'
+"""
+NUMBERED_ANY = "SELECT 1 FROM sims WHERE current_number IS NOT NULL LIMIT 1"
+DEMO_REPORT_S = 60.0
 
 
 def demo_sheet(count: int) -> bytes:
@@ -44,6 +51,20 @@ async def _projected(pool: asyncpg.Pool, sql: str, *args: object) -> None:
     async with asyncio.timeout(60):
         while not await pool.fetchval(sql, *args):  # noqa: ASYNC110 (polling another process's write)
             await asyncio.sleep(0.5)
+
+
+async def restore_lines(pool: asyncpg.Pool, world: HelixWorld) -> int:
+    """The sandbox carrier starts empty with every process while the read tables remain: it is
+    told the lines they hold, so a restarted demo's SIMs keep their numbers and their SMS flow."""
+    rows = await pool.fetch(CARRIER_LINES)
+    for row in rows:
+        world.restore(
+            int(row["mobility_subscription_id"]),
+            row["iccid"],
+            row["imei"] or "",
+            row["current_number"],
+        )
+    return len(rows)
 
 
 async def seed(
@@ -82,14 +103,23 @@ async def seed(
 async def traffic(
     pool: asyncpg.Pool, network: GatewayNetwork, receiver: ReceiverState, interval_s: float
 ) -> None:
-    """Texts every numbered SIM now and then; logs how many webhooks the reseller received."""
-    sent = 0
+    """Texts every numbered SIM now and then, the first round as soon as a SIM has a number;
+    logs the first webhook the reseller received, then its counts once a minute."""
+    sent, reported_at = 0, None
+    loop = asyncio.get_running_loop()
+    while not await pool.fetchval(NUMBERED_ANY):  # noqa: ASYNC110 (the projector's write)
+        await asyncio.sleep(0.25)
     while True:
-        await asyncio.sleep(interval_s)
         for row in await pool.fetch(NUMBERED):
             code = f"{secrets.randbelow(1_000_000):06d}"
             fate = await network.text_from_outside(
                 OUTSIDE_SENDER, row["current_number"], f"Your demo code is {code}"
             )
             sent += fate == "delivered"
-        log.info("demo_traffic", sms_sent=sent, webhooks_received=len(receiver.received()))
+        received = len(receiver.received())
+        if (reported_at is None and received) or (
+            reported_at is not None and loop.time() - reported_at >= DEMO_REPORT_S
+        ):
+            log.info("demo_traffic", sms_sent=sent, webhooks_received=received)
+            reported_at = loop.time()
+        await asyncio.sleep(interval_s)

@@ -6,7 +6,8 @@ The form is CSRF-checked; the API takes the file as the raw body (``text/csv`` o
 
 from __future__ import annotations
 
-from typing import Annotated
+import tempfile
+from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
@@ -14,10 +15,11 @@ from pydantic import BaseModel
 
 from dashboard.deps import ActorDep, Dashboard, DashboardDep, verify_csrf
 from dashboard.security import json_writes_only
-from producers.bulk_import import MAX_BYTES, ImportFileError, ImportReport, import_sims, parse_rows
+from producers.bulk_import import MAX_BYTES, ImportFileError, ImportReport, import_sheet
 
 router = APIRouter()
 SHOWN_ISSUES = 500
+UPLOAD_LIMIT = MAX_BYTES + 64 * 1024  # the sheet and a multipart form's boundaries and fields
 
 
 class ImportSummary(BaseModel):
@@ -27,12 +29,19 @@ class ImportSummary(BaseModel):
     issues: list[str]
 
 
-async def run_import(dashboard: Dashboard, data: bytes, name: str, actor: str) -> ImportReport:
+SPOOL_IN_MEMORY = 1024 * 1024  # a larger sheet waits on disk, like a form upload
+
+
+async def run_import(
+    dashboard: Dashboard, sheet: IO[bytes], size: int, name: str, actor: str
+) -> ImportReport:
+    """Reads the sheet off the event loop, never whole in memory (``import_sheet``)."""
+    if size > MAX_BYTES:
+        raise HTTPException(413, f"{name}: the sheet is over the limit of {MAX_BYTES:,} bytes")
     try:
-        parsed = parse_rows(data, name, max_bytes=MAX_BYTES)
+        return await import_sheet(sheet, name, dashboard.bus, dashboard.clock, requested_by=actor)
     except ImportFileError as err:
         raise HTTPException(400, f"{name}: {err}") from err
-    return await import_sims(parsed, dashboard.bus, dashboard.clock, requested_by=actor)
 
 
 @router.post(
@@ -40,6 +49,7 @@ async def run_import(dashboard: Dashboard, data: bytes, name: str, actor: str) -
     response_class=HTMLResponse,
     include_in_schema=False,
     dependencies=[Depends(verify_csrf)],
+    max_body_size=UPLOAD_LIMIT,
 )
 async def import_form(
     *,
@@ -49,7 +59,7 @@ async def import_form(
     file: Annotated[UploadFile, File()],
 ) -> HTMLResponse:
     name = file.filename or file.content_type or "upload"
-    report = await run_import(dashboard, await file.read(MAX_BYTES + 1), name, actor)
+    report = await run_import(dashboard, file.file, file.size or 0, name, actor)
     issues = list(report.issues())
     return dashboard.page(
         request,
@@ -62,7 +72,12 @@ async def import_form(
     )
 
 
-@router.post("/api/import", tags=["dashboard"], dependencies=[Depends(json_writes_only)])
+@router.post(
+    "/api/import",
+    tags=["dashboard"],
+    dependencies=[Depends(json_writes_only)],
+    max_body_size=MAX_BYTES,
+)
 async def import_api(
     request: Request,
     dashboard: DashboardDep,
@@ -70,16 +85,19 @@ async def import_api(
     filename: Annotated[str, Query(max_length=200, description="tells CSV from JSON")] = "",
 ) -> ImportSummary:
     """Body: the sheet itself, ``Content-Type: text/csv`` or ``application/json``."""
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_BYTES:
-            raise HTTPException(413, f"the sheet is over the limit of {MAX_BYTES:,} bytes")
     hint = filename or request.headers.get("content-type", "")
-    report = await run_import(dashboard, bytes(data), hint, actor)
+    with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) as sheet:
+        size = 0
+        async for chunk in request.stream():  # the app's BodyLimit caps it while it arrives
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise HTTPException(413, f"the sheet is over the limit of {MAX_BYTES:,} bytes")
+            sheet.write(chunk)
+        sheet.seek(0)
+        report = await run_import(dashboard, sheet, size, hint, actor)
     return ImportSummary(
         summary=report.summary(),
         accepted=list(report.accepted),
-        events=len(report.event_ids),
+        events=report.events,
         issues=list(report.issues()),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,8 +12,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from events.envelope import Event
 from events.sim import SimActivationRequested, SimResellerAssigned
-from producers.bulk_import import ImportFileError, fetch_source, parse_rows, requests_for
+from producers.bulk_import import (
+    ImportFileError,
+    ImportReport,
+    fetch_source,
+    import_sheet,
+    parse_rows,
+    requests_for,
+)
 from sandbox.helix_world import make_iccid, make_imei
 from simfleet.cli_import import import_app
 
@@ -248,3 +258,80 @@ def test_the_cli_reports_rows_and_exits_0_on_a_dry_run_and_2_on_an_unusable_file
     assert "1 row(s) ready" in checked.output
     assert (unusable.exit_code, missing.exit_code) == (2, 2)
     assert "UTF-16" in unusable.output
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused_not_cut_short() -> None:
+    parsed = parse_rows(
+        sheet(f"{ICCID},{IMEI},acme,pending,surprise", f"{make_iccid(2)},{make_imei(2)},acme,,"),
+        "sims.csv",
+    )
+
+    assert [r.line for r in parsed.rows] == [3]  # an empty trailing cell is harmless
+    assert [issue.line for issue in parsed.rejected] == [2]
+    assert "5 cells but the header names 4 columns" in parsed.rejected[0].reason
+    assert "'surprise'" in parsed.rejected[0].reason
+
+
+def test_the_report_lists_every_refused_or_skipped_line_in_line_order() -> None:
+    parsed = parse_rows(
+        sheet(
+            f"{make_iccid(1)},{make_imei(1)},,active",
+            f"{make_iccid(2)},{make_imei(2)},,",
+            f"{bad_luhn(make_iccid(3))},{make_imei(3)},,",
+            f"{make_iccid(2)},{make_imei(2)},,",
+            f"{make_iccid(5)},{make_imei(5)},,cancelled",
+        ),
+        "sims.csv",
+    )
+
+    issues = list(ImportReport(parsed, accepted=(make_iccid(2),)).issues())
+
+    assert [issue.split(":")[0] for issue in issues] == ["line 2", "line 4", "line 5", "line 6"]
+    assert [issue.split(": ")[1] for issue in issues] == [
+        "skipped",
+        "rejected",
+        "duplicate",
+        "skipped",
+    ]
+
+
+class CountingBus:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def emit_many(self, events: Iterable[Event]) -> None:
+        self.events += list(events)
+
+
+async def test_a_streamed_sheet_gives_the_report_and_events_of_a_sheet_read_whole() -> None:
+    data = sheet(
+        f"{make_iccid(1)},{make_imei(1)},acme,",
+        f"{make_iccid(2)},{make_imei(2)},,active",
+        f"{make_iccid(1)},{make_imei(1)},,",
+        *(f"{make_iccid(n)},{make_imei(n)},," for n in range(3, 1203)),
+    )
+    bus = CountingBus()
+
+    report = await import_sheet(io.BytesIO(data), "sims.csv", bus, FixedClock())  # type: ignore[arg-type]
+
+    whole = parse_rows(data, "sims.csv")
+    assert list(report.accepted) == [r.iccid for r in whole.rows]
+    assert report.accepted[:2] == [make_iccid(1), make_iccid(3)]
+    assert report.accepted[-1] == make_iccid(1202)
+    assert report.parsed.duplicates == whole.duplicates
+    assert report.parsed.skipped == whole.skipped
+    assert report.events == len(bus.events) == 1201 + 1  # one reseller assignment
+    assert [e.subject for e in bus.events if e.type == "sim.activation_requested"] == list(
+        report.accepted
+    )
+
+
+async def test_a_streamed_sheet_unreadable_midway_publishes_nothing() -> None:
+    good = [f"{make_iccid(n)},{make_imei(n)},," for n in range(1, 1500)]
+    data = sheet(*good, "x," + "a" * 200_000)  # over the csv module's field limit
+    bus = CountingBus()
+
+    with pytest.raises(ImportFileError):
+        await import_sheet(io.BytesIO(data), "sims.csv", bus, FixedClock())  # type: ignore[arg-type]
+
+    assert bus.events == []
