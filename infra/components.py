@@ -16,7 +16,6 @@ import httpx
 import structlog
 from faststream.kafka import KafkaRouter
 from httpx_aiohttp import AiohttpTransport
-from pydantic import SecretStr
 
 from consumers import (
     endpoint_health,
@@ -29,16 +28,17 @@ from consumers import (
     webhooks,
 )
 from consumers.dlq import DeadLetters
+from consumers.reply_backlog import ReplyBacklog
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.alert_sink import AlertSink, LogSink, SlackSink
 from infra.app import Component, Runtime, readiness_checks, supervised
+from infra.gateway_clients import GatewayClients
 from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka_lag import group_lags
 from infra.ops import ops_router
 from infra.settings import KafkaSettings, Settings
-from infra.skyline import SkylineClient
 from producers import alert_checks
 from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
@@ -47,7 +47,7 @@ from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
 from sandbox import demo
-from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
+from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import create_helix_sandbox
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
@@ -194,15 +194,15 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
                 base_url=hx.api_base or "", timeout=hx.timeout_s, transport=AiohttpTransport()
             )
         )
-        if sk.host is None:
+        if not sk.configured:
             if world is None:
                 raise RuntimeError(
                     "SK_HOST is unset but HX_API_BASE is set: the sandbox gateways route SMS by "
-                    "the sandbox carrier's numbers; set SK_HOST for real gateways"
+                    "the sandbox carrier's numbers; set SK_HOST or SK_GATEWAYS for real gateways"
                 )
-            network = GatewayNetwork(world, auto_insert=True)
+            network = GatewayNetwork(world, gateways=demo.GATEWAYS, auto_insert=True)
             stack.push_async_callback(network.aclose)
-            url = await stack.enter_async_context(serve_http(create_gateways_sandbox(network)))
+            urls = await stack.enter_async_context(serve_gateways(network))
             network.connect_bridge(
                 f"http://{settings.bridge_host}:{settings.bridge_port}",
                 settings.secrets.gateway_secret.get_secret_value(),
@@ -210,24 +210,15 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
             await stack.enter_async_context(
                 supervised(rt, "sandbox-gateways", network.run_status_pushes(60))
             )
-            host, _, port = url.removeprefix("http://").partition(":")
-            sk = sk.model_copy(
-                update={
-                    "host": host,
-                    "port": int(port),
-                    "username": network.username,
-                    "password": SecretStr(network.password),
-                }
-            )
-            log.info("sandbox_started", system="skyline", url=url)
-        skyline_http = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=f"http://{sk.host}:{sk.port}", timeout=sk.timeout_s)
-        )
+            sk = sk.model_copy(update={"gateways": gateway_addresses(network, urls)})
+            log.info("sandbox_started", system="skyline", urls=sorted(urls.values()))
+        skyline = GatewayClients(sk, rt.pool)
+        stack.push_async_callback(skyline.aclose)
         objects: dict[str, object] = {
             "helix": HelixClient(helix_http, hx, rt.pool, rt.bus.emit),
-            "skyline": SkylineClient(skyline_http, sk),
+            "skyline": skyline,
         }
-        if settings.skyline.host is None:
+        if not settings.skyline.configured:
             objects["gateway_network"] = network
         yield objects
 
@@ -250,7 +241,8 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
     async def disable_failing_endpoints() -> int:
         return await endpoint_health.disable_overdue(tracker)
 
-    scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings)
+    replies = ReplyBacklog(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
+    scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings, replies=replies)
     every_alert_round = rt.settings.alerts.interval_s
     async with alert_sink(rt) as sink:
         prefix = rt.settings.kafka.topic_prefix.rstrip(".")
