@@ -368,12 +368,13 @@ def create_gateway_app(network: GatewayNetwork, gateway_id: str) -> FastAPI:
 
 
 @contextlib.asynccontextmanager
-async def serve_gateways(network: GatewayNetwork) -> AsyncIterator[dict[str, str]]:
-    """Every gateway's API at its own address; yields each gateway's base URL by id."""
+async def serve_gateways(network: GatewayNetwork, port: int = 0) -> AsyncIterator[dict[str, str]]:
+    """Every gateway's API at its own address (on ``port`` everywhere, or any free one); yields
+    each gateway's base URL by id."""
     async with contextlib.AsyncExitStack() as stack:
         urls = {
             g: await stack.enter_async_context(
-                serve_http(create_gateway_app(network, g), host=network.hosts[g])
+                serve_http(create_gateway_app(network, g), host=network.hosts[g], port=port)
             )
             for g in network.ports.sims
         }

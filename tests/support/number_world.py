@@ -171,16 +171,20 @@ async def running_numbers(
     clock: Clock | None = None,
     gateways: tuple[str, ...] = (DEFAULT_GATEWAY_ID,),
     listed: bool = True,
+    gateway_port: int = 0,
 ) -> AsyncIterator[NumberWorld]:
     """The world; ``flows``: the consumer modules to run (each costs a group join at start);
     ``clock``: the consumers' (and ``world.clock``), the system's by default; ``gateways``:
     the sandbox gateways, each at its own address with its own password, listed in
-    SK_GATEWAYS unless ``listed`` is False (then learnt from their pushes)."""
+    SK_GATEWAYS unless ``listed`` is False (then learnt from their pushes: all serve on
+    ``gateway_port``, SK_PORT, and take SK_USERNAME/SK_PASSWORD)."""
     carrier = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=GRANT_PASSWORD)
     network = GatewayNetwork(carrier, password=SK_PASSWORD, gateways=gateways)
+    if not listed:  # what an unlisted gateway is reached with
+        network.credentials = dict.fromkeys(network.credentials, ("sandbox", SK_PASSWORD))
     async with (
         serve_http(create_helix_sandbox(carrier)) as helix_url,
-        serve_gateways(network) as gateway_urls,
+        serve_gateways(network, gateway_port) as gateway_urls,
         contextlib.AsyncExitStack() as stack,
     ):
         stack.push_async_callback(network.aclose)
@@ -190,6 +194,7 @@ async def running_numbers(
                 "skyline": SkylineSettings(
                     username="sandbox",
                     password=SecretStr(SK_PASSWORD),
+                    port=gateway_port or 80,
                     gateways=gateway_addresses(network, gateway_urls) if listed else (),
                 ),
                 "secrets": SecretsSettings(gateway_secret=SecretStr(GATEWAY_SECRET)),
