@@ -38,6 +38,10 @@ def numbers(
     return start
 
 
+def count_is(n: int) -> Callable[[list[NumberOnline]], bool]:
+    return lambda found: len(found) == n
+
+
 async def only_sender(w: NumberWorld, sender: Sim, others: list[Sim]) -> None:
     """Every other possible sender out of service, so the next verification must use this."""
     await w.pool.execute(
@@ -60,7 +64,7 @@ async def test_each_verification_sms_leaves_through_its_senders_own_gateway(
         for n, (sender, target) in enumerate(zip(senders, targets, strict=True), start=1):
             await only_sender(w, sender, [*senders, *targets[: n - 1]])
             await w.emit(w.assigned(target))
-            await w.wait_for(NumberOnline, until=lambda es, n=n: len(es) == n)
+            await w.wait_for(NumberOnline, until=count_is(n))
 
         sent = {e.data.iccid: e.data for e in await w.events(VerificationSent)}
         for sender, target in zip(senders, targets, strict=True):
