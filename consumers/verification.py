@@ -9,17 +9,22 @@ records that do not say "verify" are skipped undecoded). Picks senders from ``si
 ``verification_replies`` (``consumers/verification_store.py``). Timeouts: ``producers/scheduler``.
 
 Sending: a 6-character code, kept per request so a retried send repeats it; a sender that is
-not the target, whose number is verified (or was, before its own rotation), in a registered
-gateway port, least recently used first — suspect senders and, on the automatic retry after a
-timeout (verification.requested, attempt 2), the earlier attempt's sender only when nobody else
-is left, another gateway before the same one; a refusing sender makes way for the next; none
-left → verification.skipped (the fleet's first SIM: an operator asks again with
-verification.requested). Rate limits per sender and per number (``verification_guards.py``): a
-sender without room is passed over; when nobody has room the verification is deferred (no event
-yet) and the scheduler asks again when a slot frees.
+not the target, active in a known, registered gateway port — SIMs whose number is verified (or
+was, before its own rotation) while there are any, else any (a new fleet: sending does not
+depend on the sender's own number) — least recently used first; suspect senders and, on the
+automatic retry after a timeout (verification.requested, next attempt), the earlier attempts'
+senders only when nobody else is left, another gateway before the same one. The SMS leaves
+through the sender's own gateway (``infra/gateway_clients.py``); a sender whose gateway has no
+known address is passed over; a refusing sender makes way for the next. Nobody left →
+verification.skipped; skipped for want of a sender, it waits and is asked again when another
+SIM comes online (here) or the scheduler finds a new sender (``verification_waiting.py``).
+Rate limits per sender and per number (``verification_guards.py``): a sender without room is
+passed over; when nobody has room the verification is deferred (no event yet) and the scheduler
+asks again when a slot frees.
 Once per request by the effects ledger: a redelivered request re-emits its outcome, no new SMS.
-Matching: the code (case and spacing tolerant) on that number or SIM before the expiry decides
-the pending verification, whichever of reply and verification.sent is consumed first.
+Matching: the code (case and spacing tolerant) on that number or SIM, received by the gateway
+before the expiry (the SMS's own time, not when it is consumed), decides the pending
+verification, whichever of reply and verification.sent is consumed first.
 """
 
 from __future__ import annotations

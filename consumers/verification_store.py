@@ -9,7 +9,8 @@ advisory lock on the code, so the two can never both miss each other. The outcom
 *inside* the transaction that marks the row: a crash before the commit leaves the row as it
 was and the redelivered message emits the same event id again (harmless); a commit without the
 emit cannot happen. Only rows in state ``sent`` can be decided, and deciding moves them out of
-it under a row lock: one verification gets exactly one of online / failed.
+it under a row lock: one verification gets exactly one of online / failed. A reply is judged by
+``received_at`` (the gateway's time), never by when it was consumed.
 """
 
 from __future__ import annotations
