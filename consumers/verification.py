@@ -266,9 +266,10 @@ def build_router(settings: Settings) -> KafkaRouter:
             VERIFICATIONS.labels("online").inc()
 
     @lifecycle(filter=is_type(NumberOnline))
-    async def on_number_online(flow: VerifierDep, bus: BusDep) -> None:
+    async def on_number_online(event: NumberOnline, flow: VerifierDep, bus: BusDep) -> None:
         """A SIM online is a new possible sender for verifications waiting for one."""
-        await resume_awaiting_sender(flow.pool, bus, flow.clock.now(), PRODUCER)
+        now = flow.clock.now()
+        await resume_awaiting_sender(flow.pool, bus, now, PRODUCER, sender=event.data.iccid)
 
     @lifecycle
     async def ignore_other_types() -> None:

@@ -38,7 +38,8 @@ JOIN sims t ON t.iccid = v.iccid AND t.status = 'active' AND t.current_number = 
 WHERE v.state = 'skipped' AND v.awaiting_sender
   AND EXISTS (
       SELECT 1 FROM ({LOCATED_SIMS}) located
-      WHERE located.iccid <> v.iccid AND {CAN_SEND} AND located.changed_at > v.updated_at)
+      WHERE located.iccid <> v.iccid AND {CAN_SEND}
+        AND (located.changed_at > v.updated_at OR located.iccid = $2))
 ORDER BY v.updated_at LIMIT $1 FOR UPDATE OF v SKIP LOCKED
 """  # noqa: S608 (constant fragments)
 MARK_ASKED_AGAIN = """
@@ -47,13 +48,16 @@ UPDATE verifications SET state = 'superseded', updated_at = $2 WHERE request_id 
 
 
 async def resume_awaiting_sender(
-    pool: asyncpg.Pool, bus: Bus, now: datetime, producer: str, *, batch: int = 500
-) -> list[VerificationRequested]:
-    """Waiting verifications for which a new possible sender exists → verification.requested."""
+    pool: asyncpg.Pool, bus: Bus, now: datetime, producer: str, *, sender: str | None = None,
+    batch: int = 500,
+) -> list[VerificationRequested]:  # fmt: skip
+    """Waiting verifications for which a new possible sender exists (one that appeared or
+    changed since they were skipped, or ``sender``: a SIM just online, whatever the read
+    tables say yet) → verification.requested."""
     asked: list[VerificationRequested] = []
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_AWAITING, batch)
+            rows = await conn.fetch(CLAIM_AWAITING, batch, sender)
             events = [_ask_again(r, now, producer) for r in rows]
             await bus.emit_many(events)
             await conn.execute(MARK_ASKED_AGAIN, [r["request_id"] for r in rows], now)

@@ -92,3 +92,5 @@ async def test_every_demo_sim_is_active_numbered_and_verified_within_90_seconds(
             sim["port"],
         )
     assert len(gateways) == 3  # the demo fleet spreads over the sandbox's three gateways
+    page = (await client.get(f"/sims/{sim['iccid']}")).raise_for_status().text
+    assert f"{sim['latest_sms_gateway_id']} / {sim['latest_sms_port']}" in page
