@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ class GatewayNetwork:
             for n, g in enumerate(self.ports.sims)
         }
         self.hosts = {
-            g: (hosts or {}).get(g, f"127.0.0.{n + 1}") for n, g in enumerate(self.ports.sims)
+            g: (hosts or {}).get(g) or _loopback(n + 1) for n, g in enumerate(self.ports.sims)
         }
         self._last_rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.counts: Counter[str] = Counter()
@@ -350,6 +351,16 @@ def create_gateways_sandbox(network: GatewayNetwork) -> FastAPI:
         return {"mode": network.mode, "counts": dict(network.counts)}
 
     return app
+
+
+def _loopback(n: int) -> str:
+    """127.0.0.n where the system routes all of 127/8 to loopback (Linux), else 127.0.0.1."""
+    try:
+        with socket.socket() as sock:
+            sock.bind((f"127.0.0.{n}", 0))
+    except OSError:
+        return "127.0.0.1"
+    return f"127.0.0.{n}"
 
 
 def create_gateway_app(network: GatewayNetwork, gateway_id: str) -> FastAPI:
