@@ -52,7 +52,7 @@ test: install browser-deps kafka-jars
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy .
-	$(RUN) pytest -m "not slow and not e2e" tests/unit tests/integration tests/browser
+	$(RUN) pytest -m "not slow" tests/unit tests/integration tests/e2e tests/browser
 
 test-unit: install
 	$(RUN) pytest tests/unit

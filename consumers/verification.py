@@ -9,17 +9,22 @@ records that do not say "verify" are skipped undecoded). Picks senders from ``si
 ``verification_replies`` (``consumers/verification_store.py``). Timeouts: ``producers/scheduler``.
 
 Sending: a 6-character code, kept per request so a retried send repeats it; a sender that is
-not the target, whose number is verified (or was, before its own rotation), in a registered
-gateway port, least recently used first — suspect senders and, on the automatic retry after a
-timeout (verification.requested, attempt 2), the earlier attempt's sender only when nobody else
-is left, another gateway before the same one; a refusing sender makes way for the next; none
-left → verification.skipped (the fleet's first SIM: an operator asks again with
-verification.requested). Rate limits per sender and per number (``verification_guards.py``): a
-sender without room is passed over; when nobody has room the verification is deferred (no event
-yet) and the scheduler asks again when a slot frees.
+not the target, active in a known, registered gateway port — SIMs whose number is verified (or
+was, before its own rotation) while there are any, else any (a new fleet: sending does not
+depend on the sender's own number) — least recently used first; suspect senders and, on the
+automatic retry after a timeout (verification.requested, next attempt), the earlier attempts'
+senders only when nobody else is left, another gateway before the same one. The SMS leaves
+through the sender's own gateway (``infra/gateway_clients.py``); a sender whose gateway has no
+known address is passed over; a refusing sender makes way for the next. Nobody left →
+verification.skipped; skipped for want of a sender, it waits and is asked again when another
+SIM comes online (here) or the scheduler finds a new sender (``verification_waiting.py``).
+Rate limits per sender and per number (``verification_guards.py``): a sender without room is
+passed over; when nobody has room the verification is deferred (no event yet) and the scheduler
+asks again when a slot frees.
 Once per request by the effects ledger: a redelivered request re-emits its outcome, no new SMS.
-Matching: the code (case and spacing tolerant) on that number or SIM before the expiry decides
-the pending verification, whichever of reply and verification.sent is consumed first.
+Matching: the code (case and spacing tolerant) on that number or SIM, received by the gateway
+before the expiry (the SMS's own time, not when it is consumed), decides the pending
+verification, whichever of reply and verification.sent is consumed first.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from consumers.verification_store import (
     record_sent,
     reserve_code,
 )
+from consumers.verification_waiting import CAN_SEND, LOCATED_SIMS, resume_awaiting_sender
 from events.envelope import Event
 from events.sim import (
     NumberAssigned,
@@ -74,33 +80,34 @@ from infra.dead_letters import (
     observe_batch,
 )
 from infra.deps import BusDep, ClockDep, PoolDep, SettingsDep
+from infra.gateway_clients import GatewayClients, SkylineDep
 from infra.kafka import Bus, consume, consume_batches, is_type
 from infra.metrics import VERIFICATIONS
 from infra.settings import Settings
-from infra.skyline import SkylineClient, SkylineDep, SkylineError
+from infra.skyline import SkylineError
 from policies.rotation import RotationPolicy, next_rotation_at
 
 CONSUMER = "verification"
 PRODUCER = "simfleet/verification"
-PROVEN_WITHIN = timedelta(days=2)  # a SIM mid-rotation sends fine: its last number was verified
-SENDERS = """
-SELECT s.iccid, coalesce(gp.gateway_id, s.gateway_id) AS gateway_id,
-       coalesce(gp.port, s.port) AS port, s.number_status = 'verified' AS verified,
-       (SELECT max(v.sent_at) FROM verifications v WHERE v.sender_iccid = s.iccid) AS last_used_at,
+PROVEN_WITHIN = timedelta(days=2)  # a SIM mid-rotation: its last number was verified lately
+# Any active SIM in a known, registered port can send: sending does not depend on its own
+# number, which is what lets a new fleet verify itself. SIMs with a proven number are the
+# senders while there are any (``Verifier.senders``).
+SENDERS = f"""
+SELECT located.iccid, located.gateway_id, located.port,
+       located.number_status = 'verified' AS verified,
+       (located.number_status = 'verified' OR EXISTS (
+           SELECT 1 FROM sim_numbers n
+           WHERE n.iccid = located.iccid AND n.verification_status = 'verified'
+             AND n.verified_at > $2)) AS proven,
+       (SELECT max(v.sent_at) FROM verifications v
+        WHERE v.sender_iccid = located.iccid) AS last_used_at,
        vs.suspect_since IS NOT NULL AS suspect
-FROM sims s
-LEFT JOIN verification_senders vs ON vs.iccid = s.iccid
-LEFT JOIN LATERAL (
-    SELECT g.gateway_id, g.port, g.status_code FROM gateway_ports g
-    WHERE g.iccid = s.iccid ORDER BY g.updated_at DESC LIMIT 1
-) gp ON true
-WHERE s.status = 'active' AND s.iccid <> $1
-  AND coalesce(gp.port, s.port) IS NOT NULL AND coalesce(gp.status_code, 3) = 3
-  AND (s.number_status = 'verified' OR EXISTS (
-        SELECT 1 FROM sim_numbers n
-        WHERE n.iccid = s.iccid AND n.verification_status = 'verified' AND n.verified_at > $2))
-ORDER BY suspect, verified DESC, last_used_at NULLS FIRST LIMIT 50
-"""
+FROM ({LOCATED_SIMS}) located
+LEFT JOIN verification_senders vs ON vs.iccid = located.iccid
+WHERE located.iccid <> $1 AND {CAN_SEND}
+ORDER BY suspect, proven DESC, verified DESC, last_used_at NULLS FIRST LIMIT 50
+"""  # noqa: S608 (constant fragments)
 # the number to verify on request: the one asked about, else the SIM's current one
 REQUESTED_TARGET = """
 SELECT coalesce($2, s.current_number) AS number, s.mobility_subscription_id, n.valid_from
@@ -116,7 +123,7 @@ class Verifier:
     """What the handlers share: sends a request's code, builds a matched verification's outcome."""
 
     def __init__(
-        self, skyline: SkylineClient, pool: asyncpg.Pool, clock: Clock, settings: Settings
+        self, skyline: GatewayClients, pool: asyncpg.Pool, clock: Clock, settings: Settings
     ) -> None:
         self.skyline, self.pool, self.clock, self.settings = skyline, pool, clock, settings
         self.policy = RotationPolicy.from_settings(settings.rotation)
@@ -137,6 +144,8 @@ class Verifier:
         for sender in await self.senders(iccid, now, target):
             if len(errors) >= self.settings.rotation.sender_tries:
                 break
+            if await self.skyline.address_of(sender.gateway_id) is None:
+                continue  # its gateway's address is not known (yet): not a sender
             refused = await take_slot(
                 self.pool, request.id, sender.iccid, number, now=now,
                 limits=self.settings.verification,
@@ -148,7 +157,9 @@ class Verifier:
                 continue
             tid = task_id(request.id, sender.iccid)
             try:
-                await self.skyline.send_sms(sender.port, number, verification_text(code), tid=tid)
+                await self.skyline.send_sms(
+                    sender.gateway_id, sender.port, number, verification_text(code), tid=tid
+                )
             except SkylineError as err:
                 log.warning("verification_sender_failed", sender=sender.iccid, error=str(err))
                 await release_slot(self.pool, request.id, sender.iccid)
@@ -168,7 +179,7 @@ class Verifier:
             log.info("verification_deferred", iccid=iccid, until=until.isoformat(),
                      by=sorted({r.by for r in deferred}))  # fmt: skip
             return None
-        await mark_skipped(self.pool, request.id, now)
+        await mark_skipped(self.pool, request.id, now, awaiting_sender=not errors)
         VERIFICATIONS.labels("skipped").inc()
         return VerificationSkipped.of(
             request, producer=PRODUCER, time=now, iccid=iccid, request_id=request.id,
@@ -185,11 +196,14 @@ class Verifier:
                 port=r["port"],
                 gateway_id=r["gateway_id"],
                 verified=r["verified"],
+                proven=r["proven"],
                 last_used_at=r["last_used_at"],
                 suspect=r["suspect"],
             )
             for r in rows
         ]
+        # proven senders only, while there are any: an unproven one starts a new fleet off
+        found = [s for s in found if s.proven] or found
         return senders_to_try(
             found, iccid, limit=len(found), avoid_senders=target.avoid_senders,
             avoid_gateways=target.avoid_gateways,
@@ -242,7 +256,7 @@ def build_router(settings: Settings) -> KafkaRouter:
             return
         target = Target(
             line["number"], line["mobility_subscription_id"], line["valid_from"], d.attempt,
-            d.avoid_senders, d.avoid_gateways,
+            d.avoid_senders, d.avoid_gateways, d.started_at,
         )  # fmt: skip
         await flow.verify(bus, event, target)
 
@@ -250,6 +264,12 @@ def build_router(settings: Settings) -> KafkaRouter:
     async def on_verification_sent(event: VerificationSent, flow: VerifierDep, bus: BusDep) -> None:
         if await record_sent(flow.pool, bus, event, flow.clock.now(), flow.online):
             VERIFICATIONS.labels("online").inc()
+
+    @lifecycle(filter=is_type(NumberOnline))
+    async def on_number_online(event: NumberOnline, flow: VerifierDep, bus: BusDep) -> None:
+        """A SIM online is a new possible sender for verifications waiting for one."""
+        now = flow.clock.now()
+        await resume_awaiting_sender(flow.pool, bus, now, PRODUCER, sender=event.data.iccid)
 
     @lifecycle
     async def ignore_other_types() -> None:

@@ -141,7 +141,7 @@ def ask_again(row: asyncpg.Record, now: datetime, producer: str) -> Verification
         producer=producer, time=now, correlationid=row["correlationid"], iccid=row["iccid"],
         ref=f"deferred:{row['request_id']}", number=row["number"], attempt=row["attempt"],
         avoid_senders=tuple(row["avoid_senders"]), avoid_gateways=tuple(row["avoid_gateways"]),
-        reason="rate limit",
+        started_at=row["started_at"], reason="rate limit",
     )  # fmt: skip
 
 

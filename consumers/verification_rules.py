@@ -54,7 +54,7 @@ def expiry(sent_at: datetime, expiry_s: float) -> datetime:
 
 @dataclass(frozen=True)
 class Sender:
-    """A SIM that can send the code: active, in a gateway port, its number proven."""
+    """A SIM that can send the code: active, in a known gateway port."""
 
     iccid: str
     port: str
@@ -62,6 +62,7 @@ class Sender:
     verified: bool = True  # False: mid-rotation, but its previous number was verified lately
     last_used_at: datetime | None = None
     suspect: bool = False  # its verification SMS went unanswered repeatedly
+    proven: bool = True  # its number, or its last one, was verified (else: a new fleet's SIM)
 
 
 def senders_to_try(
@@ -103,10 +104,15 @@ def next_free_at(
     return inside[-limit] + window
 
 
-def after_timeout(attempt: int, retries: int) -> Literal["retry", "fail"]:
-    """A timed-out verification is tried again through another sender ``retries`` times, then
-    the number's verification has failed."""
-    return "retry" if attempt <= retries else "fail"
+def after_timeout(  # noqa: PLR0917 (one decision over the six facts it weighs)
+    attempt: int, retries: int, started_at: datetime, now: datetime, expiry_s: float,
+    budget_s: float,
+) -> Literal["retry", "fail"]:  # fmt: skip
+    """A timed-out verification is tried again through another sender up to ``retries`` times,
+    each retry only if it can end (``expiry_s`` from now) within the number's budget, counted
+    from its first send; then the number's verification has failed."""
+    within_budget = now + timedelta(seconds=expiry_s) <= started_at + timedelta(seconds=budget_s)
+    return "retry" if attempt <= retries and within_budget else "fail"
 
 
 def avoiding(earlier: Sequence[str], this: str | None) -> tuple[str, ...]:
@@ -128,5 +134,5 @@ def task_id(*parts: str) -> int:
 
 def skip_reason(errors: Sequence[str]) -> str:
     if not errors:
-        return "no online SIM with a gateway port to send the code from"
+        return "no other active SIM in a known gateway port to send the code from (yet)"
     return "no sender could send the code: " + "; ".join(errors)[:500]

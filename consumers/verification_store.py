@@ -9,7 +9,8 @@ advisory lock on the code, so the two can never both miss each other. The outcom
 *inside* the transaction that marks the row: a crash before the commit leaves the row as it
 was and the redelivered message emits the same event id again (harmless); a commit without the
 emit cannot happen. Only rows in state ``sent`` can be decided, and deciding moves them out of
-it under a row lock: one verification gets exactly one of online / failed.
+it under a row lock: one verification gets exactly one of online / failed. A reply is judged by
+``received_at`` (the gateway's time), never by when it was consumed.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from infra.kafka import Bus
 
 PRODUCER = "simfleet/verification"
 CODE_LOCK = 0x5E1F  # advisory lock namespace: (CODE_LOCK, hashtext(code))
-REPLY_SKEW = timedelta(minutes=10)  # a reply recorded this long before the send still counts
+# a reply the gateway stamped this long before our send still counts (the gateway's clock and
+# ours differ; a code is random, so an old reply cannot match by chance)
+REPLY_SKEW = timedelta(minutes=10)
 
 RESERVE = """
 INSERT INTO verifications (request_id, iccid, number, code, state, correlationid,
                            mobility_subscription_id, assigned_at, created_at, updated_at,
-                           attempt, avoid_senders, avoid_gateways)
-VALUES ($1, $2, $3, $4, 'sending', $5, $6, $7, $8, $8, $9, $10, $11)
+                           attempt, avoid_senders, avoid_gateways, started_at)
+VALUES ($1, $2, $3, $4, 'sending', $5, $6, $7, $8, $8, $9, $10, $11, $12)
 ON CONFLICT (request_id) DO UPDATE SET updated_at = EXCLUDED.updated_at,
     state = CASE WHEN verifications.state = 'deferred' THEN 'sending' ELSE verifications.state END
 RETURNING code
@@ -47,27 +50,33 @@ UPDATE verifications SET state = 'superseded', updated_at = $3
 WHERE iccid = $1 AND request_id <> $2 AND state IN ('sending', 'sent', 'deferred')
   AND created_at < $4
 """
-MARK_SKIPPED = "UPDATE verifications SET state = 'skipped', updated_at = $2 WHERE request_id = $1"
+MARK_SKIPPED = """
+UPDATE verifications SET state = 'skipped', awaiting_sender = $3, updated_at = $2
+WHERE request_id = $1
+"""
 LOCK_CODE = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 RECORD_SENT = """
 INSERT INTO verifications (request_id, iccid, number, code, state, correlationid, sender_iccid,
                            sender_port, sent_event_id, sent_at, expires_at, assigned_at,
-                           created_at, updated_at, sender_gateway)
+                           created_at, updated_at, sender_gateway, started_at)
 SELECT $1, $2, $3, $4,
        CASE WHEN EXISTS (SELECT 1 FROM verifications o
                          WHERE o.iccid = $2 AND o.request_id <> $1 AND o.created_at > $9)
             THEN 'superseded' ELSE 'sent' END,
-       $5, $6, $7, $8, $9, $10, $9, $11, $11, $12
+       $5, $6, $7, $8, $9, $10, $9, $11, $11, $12, $9
 ON CONFLICT (request_id) DO UPDATE
 SET state = 'sent', code = EXCLUDED.code, sender_iccid = EXCLUDED.sender_iccid,
     sender_gateway = EXCLUDED.sender_gateway,
     sender_port = EXCLUDED.sender_port, sent_event_id = EXCLUDED.sent_event_id,
-    sent_at = EXCLUDED.sent_at, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at
+    sent_at = EXCLUDED.sent_at, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at,
+    started_at = coalesce(verifications.started_at, EXCLUDED.sent_at)
 WHERE verifications.state = 'sending'
 """
 PENDING_BY_REQUEST = """
 SELECT * FROM verifications WHERE request_id = $1 AND state = 'sent' FOR UPDATE
 """
+# judged by when the gateway received the reply ($4), not by when it was consumed: a consumer
+# behind its topic never fails a number that answered in time
 PENDING_BY_CODE = """
 SELECT * FROM verifications
 WHERE code = $1 AND state = 'sent' AND (number = $2 OR iccid = $3) AND $4 <= expires_at
@@ -88,8 +97,8 @@ FOR UPDATE
 REPLY_FOR = """
 SELECT message_id FROM verification_replies
 WHERE code = $1 AND matched_request_id IS NULL AND (number = $2 OR iccid = $3)
-  AND recorded_at BETWEEN $4 AND $5
-ORDER BY recorded_at LIMIT 1 FOR UPDATE
+  AND received_at BETWEEN $4 AND $5
+ORDER BY received_at LIMIT 1 FOR UPDATE
 """
 MARK_ONLINE = """
 WITH reply AS (
@@ -137,6 +146,8 @@ class Pending:
     attempt: int = 1
     avoid_senders: tuple[str, ...] = ()
     avoid_gateways: tuple[str, ...] = ()
+    sent_at: datetime | None = None
+    started_at: datetime | None = None  # the number's first verification SMS
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> Pending:
@@ -159,6 +170,7 @@ class Target:
     attempt: int = 1  # 2: the automatic retry after a timeout
     avoid_senders: tuple[str, ...] = ()  # the earlier attempts' senders and gateways
     avoid_gateways: tuple[str, ...] = ()
+    started_at: datetime | None = None  # the first attempt's send (retries: their budget)
 
 
 async def reserve_code(
@@ -171,13 +183,17 @@ async def reserve_code(
         reserved: str = await conn.fetchval(
             RESERVE, request.id, iccid, target.number, code, request.correlationid,
             target.subscription_id, target.assigned_at, now, target.attempt,
-            list(target.avoid_senders), list(target.avoid_gateways),
+            list(target.avoid_senders), list(target.avoid_gateways), target.started_at,
         )  # fmt: skip
     return reserved
 
 
-async def mark_skipped(pool: asyncpg.Pool, request_id: str, now: datetime) -> None:
-    await pool.execute(MARK_SKIPPED, request_id, now)
+async def mark_skipped(
+    pool: asyncpg.Pool, request_id: str, now: datetime, *, awaiting_sender: bool
+) -> None:
+    """``awaiting_sender``: skipped for want of a sender, asked again once there is one
+    (``consumers/verification_waiting.py``)."""
+    await pool.execute(MARK_SKIPPED, request_id, now, awaiting_sender)
 
 
 async def record_sent(
@@ -217,9 +233,11 @@ async def record_reply(
         reply = await conn.fetchrow(UNMATCHED_REPLY, sms.id)
         if reply is None:
             return None  # this SMS was matched before (a redelivery)
-        row = await conn.fetchrow(PENDING_BY_CODE, code, reply["number"], reply["iccid"], now)
+        row = await conn.fetchrow(
+            PENDING_BY_CODE, code, reply["number"], reply["iccid"], d.received_at
+        )
         if row is None:
-            return None  # too early (kept for its verification.sent) or too late (kept only)
+            return None  # before its verification.sent (kept for it) or too late (kept only)
         return await _decide(conn, bus, Pending.of(row), sms.id, now=now, outcome=outcome)
 
 
@@ -238,15 +256,17 @@ async def _decide(
 
 async def expire_due(
     pool: asyncpg.Pool, bus: Bus, now: datetime, outcome: Outcome, *, suspect_after: int,
-    producer: str, batch: int = 500,
+    producer: str, batch: int = 500, expired_before: datetime | None = None,
 ) -> list[Event]:  # fmt: skip
-    """Ends every verification past its expiry, each once: the rows are claimed with SKIP
-    LOCKED (a second sweeper takes other rows or none) and leave ``sent`` as their outcome
-    (a retry or the failure) is emitted; each counts against its sender (suspects announced)."""
+    """Ends every verification that expired before ``expired_before`` (default: now), each
+    once: the rows are claimed with SKIP LOCKED (a second sweeper takes other rows or none) and
+    leave ``sent`` as their outcome (a retry or the failure) is emitted; each counts against its
+    sender (suspects announced)."""
     failed: list[Event] = []
+    cutoff = now if expired_before is None else expired_before
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_EXPIRED, now, batch)
+            rows = await conn.fetch(CLAIM_EXPIRED, cutoff, batch)
             pending = [Pending.of(r) for r in rows]
             events = [outcome(p)[0] for p in pending]
             timed_out = [(p.sender_iccid, p.sent_event_id) for p in pending if p.sender_iccid]

@@ -24,6 +24,9 @@ class GatewayStatusReportedData(Payload):
     max_slots: int | None = None
     ports: tuple[PortStatus, ...]
     reported_at: AwareDatetime
+    host: str | None = Field(
+        default=None, description="the address the push came from (where its API is reached)"
+    )
 
 
 class GatewayStatusReported(Event):

@@ -244,6 +244,11 @@ class VerificationRequestedData(SimRequest):
     avoid_gateways: tuple[str, ...] = Field(
         default=(), description="their gateways: another gateway's sender is preferred"
     )
+    started_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the number's first verification SMS was sent: the retries' budget "
+        "(VERIFICATION_BUDGET_S) runs from there",
+    )
 
 
 class VerificationRequested(Event):

@@ -26,6 +26,9 @@ class SmsReceivedData(Payload):
     )
     body: str
     received_at: AwareDatetime
+    gateway_host: str | None = Field(
+        default=None, description="the address the gateway pushed from (where its API is reached)"
+    )
 
 
 class SmsReceived(Event):

@@ -66,9 +66,13 @@ def check(settings: Settings) -> list[Finding]:
             "HX_ZIP": bool(hx.zip),
         }
         found += [_need(n, ok, "the Helix API is configured") for n, ok in required.items()]
-    if sk.host is None:
+    if not sk.configured:
         found.append(
-            Finding("SK_HOST", "missing" if production else "note", "unset: sandbox gateways")
+            Finding(
+                "SK_HOST",
+                "missing" if production else "note",
+                "unset (and no SK_GATEWAYS): sandbox gateways",
+            )
         )
     else:
         found += [

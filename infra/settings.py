@@ -10,7 +10,7 @@ from datetime import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -134,8 +134,19 @@ class HelixSettings(BaseSettings):
     )
 
 
+class GatewayAddress(BaseModel):
+    """One Skyline gateway: its id (the MAC it pushes with, or the ``gateway_id`` in its push
+    URL), where its HTTP API answers, and its own credentials (unset: SK_USERNAME/SK_PASSWORD)."""
+
+    id: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    port: int = Field(default=80, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
 class SkylineSettings(BaseSettings):
-    """Skyline SMS gateways; unset SK_HOST means the sandbox gateways."""
+    """Skyline SMS gateways; unset SK_HOST and SK_GATEWAYS mean the sandbox gateways."""
 
     model_config = _config("SK_")
 
@@ -145,6 +156,17 @@ class SkylineSettings(BaseSettings):
     password: SecretStr = SecretStr("")
     timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
+    gateways: tuple[GatewayAddress, ...] = Field(
+        default=(),
+        description='each gateway by id, JSON: [{"id": "00-30-f1-01-02-03", "host": "10.0.0.5", '
+        '"port": 80, "username": "u", "password": "p"}]; a gateway not listed is reached at the '
+        "address it pushes from, on SK_PORT with SK_USERNAME/SK_PASSWORD",
+    )
+
+    @property
+    def configured(self) -> bool:
+        """Real gateways are named (else simfleet runs the sandbox gateways)."""
+        return self.host is not None or bool(self.gateways)
 
 
 class WebhookSettings(BaseSettings):
@@ -321,6 +343,9 @@ class Settings(BaseSettings):
         }
         found["HX_GRANT_PASSWORD"] = self.helix.grant_password.get_secret_value()
         found["SK_PASSWORD"] = self.skyline.password.get_secret_value()
+        for gateway in self.skyline.gateways:  # optional: redacted when set
+            if gateway.password is not None and gateway.password.get_secret_value():
+                found[f"SK_GATEWAYS[{gateway.id}]"] = gateway.password.get_secret_value()
         found["HX_CLIENT_ID"] = self.helix.client_id
         sealing = self.webhooks.sealing_key
         found["WEBHOOK_SEALING_KEY"] = sealing.get_secret_value() if sealing else ""
@@ -416,6 +441,12 @@ class VerificationSettings(BaseSettings):
 
     retries: int = Field(
         default=1, ge=0, description="automatic retries through another sender after a timeout"
+    )
+    budget_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="a number's verification, retries included, ends within this many seconds "
+        "of its first SMS: a retry that could not is not made",
     )
     sender_per_minute: int = Field(
         default=10, ge=1, description="verification SMS one sender SIM may send per minute"

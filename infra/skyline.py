@@ -20,13 +20,12 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import structlog
 
 from events.types import normalize_e164
-from infra.context import LoopContext
 from infra.redaction import Redactor
 from infra.retry import RetryPolicy, retry
 from infra.settings import SkylineSettings
@@ -110,8 +109,8 @@ def _mask_http_client_logs() -> None:
 
 
 class SkylineClient:
-    """One per gateway host, built by the composition root around an ``httpx.AsyncClient`` whose
-    ``base_url`` is ``http://SK_HOST:SK_PORT`` (or the sandbox gateways')."""
+    """One per gateway, around an ``httpx.AsyncClient`` whose ``base_url`` is that gateway's
+    ``http://host:port`` (``infra/gateway_clients.py`` keeps one per gateway)."""
 
     def __init__(
         self,
@@ -244,6 +243,3 @@ def _number_or_none(raw: str) -> str | None:
         return normalize_e164(raw) if raw else None
     except ValueError:  # gateways show whatever was configured as the SIM's number
         return None
-
-
-SkylineDep = Annotated[SkylineClient, LoopContext("skyline")]

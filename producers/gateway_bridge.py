@@ -312,10 +312,11 @@ async def receive_push(request: Request) -> Response:
     bridge = authenticated(request)
     body = await bridge.read_body(request)
     now = bridge.clock.now()
+    host = _pushed_from(request)
     if _is_json(request, body):
         gateway = gateway_id_from(request.query_params)
-        return await bridge.publish(parse_json_push(body, gateway_id=gateway, now=now))
-    return await bridge.publish(parse_http_push(request.query_params, body, now=now))
+        return await bridge.publish(parse_json_push(body, gateway_id=gateway, now=now, host=host))
+    return await bridge.publish(parse_http_push(request.query_params, body, now=now, host=host))
 
 
 async def receive_simple(request: Request) -> Response:
@@ -330,7 +331,16 @@ async def receive_status(request: Request) -> Response:
     bridge = authenticated(request)
     body = await bridge.read_body(request)
     gateway = gateway_id_from(request.query_params)
-    return await bridge.publish(parse_json_push(body, gateway_id=gateway, now=bridge.clock.now()))
+    push = parse_json_push(
+        body, gateway_id=gateway, now=bridge.clock.now(), host=_pushed_from(request)
+    )
+    return await bridge.publish(push)
+
+
+def _pushed_from(request: Request) -> str | None:
+    """The address a Skyline push came from: where that gateway's own API is reached, unless
+    SK_GATEWAYS says otherwise (a gateway behind NAT)."""
+    return request.client.host if request.client else None
 
 
 async def healthz() -> dict[str, str]:

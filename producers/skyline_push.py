@@ -76,20 +76,20 @@ class ParsedPush:
 
 
 def parse_json_push(
-    body: bytes | Mapping[str, Any], *, gateway_id: str, now: datetime
+    body: bytes | Mapping[str, Any], *, gateway_id: str, now: datetime, host: str | None = None
 ) -> ParsedPush:
     """``gateway_id`` identifies SMS rows (the JSON push does not name its gateway);
-    a status push's own ``mac`` wins over it."""
+    a status push's own ``mac`` wins over it. ``host``: the address the push came from."""
     push = load_json(body)
     if not isinstance(push, Mapping):
         raise PushRejected("a gateway push is a JSON object with a 'type'")
     kind = push.get("type")
     if kind == "recv-sms":
-        return _recv_sms(validated(RecvSmsPush, push), gateway_id, now)
+        return _recv_sms(validated(RecvSmsPush, push), gateway_id, now, host)
     if kind == "dev-status":
-        return _dev_status(validated(DevStatusPush, push), gateway_id, now)
+        return _dev_status(validated(DevStatusPush, push), gateway_id, now, host)
     if kind == "port-status":
-        return _port_status(validated(PortStatusPush, push), gateway_id, now)
+        return _port_status(validated(PortStatusPush, push), gateway_id, now, host)
     if kind is None:
         raise PushRejected("missing 'type' (recv-sms, dev-status or port-status)")
     raise PushRejected(
@@ -97,7 +97,9 @@ def parse_json_push(
     )
 
 
-def parse_http_push(query: Mapping[str, str], body: bytes, *, now: datetime) -> ParsedPush:
+def parse_http_push(
+    query: Mapping[str, str], body: bytes, *, now: datetime, host: str | None = None
+) -> ParsedPush:
     """The "SMS to HTTP" push: ``port``, ``sender``, ``mac``, ``iccid`` in the query; the body is
     header lines (``Sender:``, ``Receiver:``, ``SCTS:`` …), a blank line, then the text."""
     try:
@@ -117,6 +119,7 @@ def parse_http_push(query: Mapping[str, str], body: bytes, *, now: datetime) -> 
         imsi=query.get("imsi") or None,
         body=content.text,
         received_at=scts_time(content.headers.get("scts")),
+        gateway_host=host,
         now=now,
     )
     return _sms_push([sms])
@@ -174,7 +177,7 @@ def normalize_mac(raw: object) -> str | None:
 # --- recv-sms ----------------------------------------------------------------------------------
 
 
-def _recv_sms(push: RecvSmsPush, gateway_id: str, now: datetime) -> ParsedPush:
+def _recv_sms(push: RecvSmsPush, gateway_id: str, now: datetime, host: str | None) -> ParsedPush:
     sms: list[tuple[SmsReceived, bool]] = []
     reports: list[SmsDeliveryReported] = []
     for n, row in enumerate(push.sms, 1):
@@ -185,7 +188,7 @@ def _recv_sms(push: RecvSmsPush, gateway_id: str, now: datetime) -> ParsedPush:
         if isinstance(flag, bool):  # JSON true == 1 in Python; a gateway never writes it
             raise PushRejected(f"{where}: flag must be 0 or 1, got {short_repr(flag)}")
         if flag == 0:
-            sms.append(_sms_row(row, where, gateway_id, now))
+            sms.append(_sms_row(row, where, gateway_id, now, host))
         elif flag == 1:
             reports.append(_report_row(row, where, gateway_id, now))
         else:
@@ -194,7 +197,7 @@ def _recv_sms(push: RecvSmsPush, gateway_id: str, now: datetime) -> ParsedPush:
 
 
 def _sms_row(
-    row: list[int | str | None], where: str, gateway_id: str, now: datetime
+    row: list[int | str | None], where: str, gateway_id: str, now: datetime, host: str | None
 ) -> tuple[SmsReceived, bool]:
     _, port, stamp, sender, to, content = row[:6]
     iccid, imsi, inbox_id = [*row[6:9], None, None, None][:3]
@@ -210,6 +213,7 @@ def _sms_row(
         body=text.text,
         where=f"{where}: ",
         received_at=unix_time_of(stamp, where) or scts_time(text.headers.get("scts")),
+        gateway_host=host,
         now=now,
     )
 
@@ -267,20 +271,27 @@ def _sms_push(
 # --- dev-status / port-status -----------------------------------------------------------------
 
 
-def _dev_status(push: DevStatusPush, gateway_id: str, now: datetime) -> ParsedPush:
+def _dev_status(
+    push: DevStatusPush, gateway_id: str, now: datetime, host: str | None
+) -> ParsedPush:
     return _status(
         push.mac,
         gateway_id,
         push.status,
         now,
+        host=host,
         seq=push.seq,
         max_ports=push.max_ports,
         max_slots=push.max_slots,
     )
 
 
-def _port_status(push: PortStatusPush, gateway_id: str, now: datetime) -> ParsedPush:
-    return _status(push.mac, gateway_id, [push], now, seq=None, max_ports=None, max_slots=None)
+def _port_status(
+    push: PortStatusPush, gateway_id: str, now: datetime, host: str | None
+) -> ParsedPush:
+    return _status(
+        push.mac, gateway_id, [push], now, host=host, seq=None, max_ports=None, max_slots=None
+    )
 
 
 def _status(
@@ -289,6 +300,7 @@ def _status(
     rows: Sequence[PortStatusRow],
     now: datetime,
     *,
+    host: str | None,
     seq: int | None,
     max_ports: int | None,
     max_slots: int | None,
@@ -312,5 +324,6 @@ def _status(
         max_ports=max_ports,
         max_slots=max_slots,
         reported_at=now,
+        host=host,
     )
     return ParsedPush(statuses=(event,))

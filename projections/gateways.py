@@ -1,74 +1,121 @@
-"""Gateways: ``gateway.status_reported`` → ``gateways``, ``gateway_ports``.
+"""Gateways: ``gateway.status_reported`` and ``sms.received`` → ``gateways``, ``gateway_ports``.
 
-Reads topic ``gateway.status``. A port row keeps the newest report only, so a late or replayed
-older report never overwrites a newer one.
+Reads topics ``gateway.status`` and ``sms.inbound``. Where a SIM is, is learnt from every push
+that says it: status pushes (every port), and each SMS push that names its receiving port and
+ICCID (the "SMS to HTTP" push and recv-sms rows of newer firmware) — a SIM that just received an
+SMS is registered in that port. A port row keeps the newest report only, so a late or replayed
+older report never overwrites a newer one. A gateway's host is the address it last pushed from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import asyncpg
 
-from events.gateway import GatewayStatusReported, PortStatus
-from events.topics import GATEWAY_STATUS, Topic
+from events.gateway import GatewayStatusReported
+from events.sms import SmsReceived
+from events.topics import GATEWAY_STATUS, SMS_INBOUND, Topic
 from projections.runner import Record
 
 UPSERT_GATEWAYS = """
-INSERT INTO gateways (gateway_id, mac_address, total_ports, last_seen_at)
-SELECT g, m, p, t FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[]) AS x(g, m, p, t)
+INSERT INTO gateways (gateway_id, mac_address, total_ports, host, last_seen_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[])
 ON CONFLICT (gateway_id) DO UPDATE
 SET total_ports = coalesce(EXCLUDED.total_ports, gateways.total_ports),
+    host = CASE WHEN EXCLUDED.host IS NOT NULL
+                 AND EXCLUDED.last_seen_at >= coalesce(gateways.last_seen_at, EXCLUDED.last_seen_at)
+                THEN EXCLUDED.host ELSE gateways.host END,
     last_seen_at = GREATEST(gateways.last_seen_at, EXCLUDED.last_seen_at)
 """
+# an SMS push names no number when the gateway does not know it: the reported one stays
 UPSERT_PORTS = """
 INSERT INTO gateway_ports (gateway_id, port, status_code, iccid, imsi, number, updated_at)
 SELECT * FROM unnest(
     $1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
 ON CONFLICT (gateway_id, port) DO UPDATE
-SET status_code = EXCLUDED.status_code, iccid = EXCLUDED.iccid, imsi = EXCLUDED.imsi,
-    number = EXCLUDED.number, updated_at = EXCLUDED.updated_at
+SET status_code = EXCLUDED.status_code, iccid = EXCLUDED.iccid,
+    imsi = coalesce(EXCLUDED.imsi, CASE WHEN gateway_ports.iccid = EXCLUDED.iccid
+                                        THEN gateway_ports.imsi END),
+    number = coalesce(EXCLUDED.number, CASE WHEN gateway_ports.iccid = EXCLUDED.iccid
+                                            THEN gateway_ports.number END),
+    updated_at = EXCLUDED.updated_at
 WHERE gateway_ports.updated_at <= EXCLUDED.updated_at
 """
 MAC = 17  # "00-30-f1-01-02-03"
+REGISTERED = 3
+UNNAMED_GATEWAY = "unknown"
+K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One gateway or port as the newest push in a batch reported it."""
+
+    at: datetime
+    values: tuple[object, ...]
 
 
 class GatewaysProjection:
     name = "gateways"
-    topics: tuple[Topic, ...] = (GATEWAY_STATUS,)
+    topics: tuple[Topic, ...] = (GATEWAY_STATUS, SMS_INBOUND)
     tables: tuple[str, ...] = ("gateways", "gateway_ports")
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        reports = [r.event for r in records if isinstance(r.event, GatewayStatusReported)]
-        newest: dict[str, GatewayStatusReported] = {}
-        ports: dict[tuple[str, str], tuple[PortStatus, datetime]] = {}
-        for e in reports:
-            d = e.data
-            if d.gateway_id not in newest or newest[d.gateway_id].data.reported_at < d.reported_at:
-                newest[d.gateway_id] = e
-            for p in d.ports:
-                key = (d.gateway_id, p.port)
-                if key not in ports or ports[key][1] <= d.reported_at:
-                    ports[key] = (p, d.reported_at)
-        if not newest:
+        gateways: dict[str, Seen] = {}
+        ports: dict[tuple[str, str], Seen] = {}
+        for record in records:
+            event = record.event
+            if isinstance(event, GatewayStatusReported):
+                d = event.data
+                _gateway(gateways, d.gateway_id, d.reported_at, d.max_ports, d.host)
+                for p in d.ports:
+                    values = (p.status_code, p.iccid, p.imsi, p.number)
+                    _port(ports, (d.gateway_id, p.port), d.reported_at, *values)
+            elif isinstance(event, SmsReceived) and event.data.gateway_id != UNNAMED_GATEWAY:
+                s = event.data
+                _gateway(gateways, s.gateway_id, s.received_at, None, s.gateway_host)
+                if s.port and s.iccid:
+                    values = (REGISTERED, s.iccid, s.imsi, s.to)
+                    _port(ports, (s.gateway_id, s.port), s.received_at, *values)
+        if not gateways:
             return
-        gateways = [e.data for e in newest.values()]
+        ids = list(gateways)
         await conn.execute(
             UPSERT_GATEWAYS,
-            [g.gateway_id for g in gateways],
-            [g.gateway_id if len(g.gateway_id) == MAC else None for g in gateways],
-            [g.max_ports for g in gateways],
-            [g.reported_at for g in gateways],
+            ids,
+            [g if len(g) == MAC else None for g in ids],
+            [gateways[g].values[0] for g in ids],
+            [gateways[g].values[1] for g in ids],
+            [gateways[g].at for g in ids],
         )
         if ports:
+            keys = list(ports)
             await conn.execute(
                 UPSERT_PORTS,
-                [g for g, _ in ports],
-                [p.port for p, _ in ports.values()],
-                [p.status_code for p, _ in ports.values()],
-                [p.iccid for p, _ in ports.values()],
-                [p.imsi for p, _ in ports.values()],
-                [p.number for p, _ in ports.values()],
-                [at for _, at in ports.values()],
+                [g for g, _ in keys],
+                [p for _, p in keys],
+                *([ports[k].values[n] for k in keys] for n in range(4)),
+                [ports[k].at for k in keys],
             )
+
+
+def _port(found: dict[K, Seen], key: K, at: datetime, *values: object) -> None:
+    """The newest report of a port wins whole (an emptied port has no ICCID any more)."""
+    if key not in found or found[key].at <= at:
+        found[key] = Seen(at, values)
+
+
+def _gateway(found: dict[K, Seen], key: K, at: datetime, *values: object) -> None:
+    """The newest report of a gateway wins value by value: a push that does not say one (an
+    SMS push says no port count) keeps the newest that did."""
+    if key not in found:
+        found[key] = Seen(at, values)
+        return
+    old = found[key]
+    newer, older = (values, old.values) if old.at <= at else (old.values, values)
+    merged = tuple(o if n is None else n for n, o in zip(newer, older, strict=True))
+    found[key] = Seen(max(at, old.at), merged)

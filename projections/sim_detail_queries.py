@@ -41,6 +41,9 @@ class Sim(View):
     operator_needed_action: str | None = None
     operator_needed_since: datetime | None = None
     activation_requested_at: datetime | None = None  # an activation queued or in flight
+    latest_sms_gateway_id: str | None = None  # where its latest SMS came in
+    latest_sms_port: str | None = None
+    latest_sms_at: datetime | None = None
 
 
 class NumberRow(View):
@@ -74,13 +77,33 @@ class SimDetail(View):
     sms: tuple[SmsRow, ...]
 
 
+# where the SIM is: the newest port report (a status push, or an SMS push naming port and
+# ICCID), else the seat the import sheet gave; and where its latest SMS came in
 SELECT_SIM = """
-SELECT iccid, imei, status, mobility_subscription_id, current_number, number_status,
-       reseller_id, gateway_id, port, activated_at, last_error, rotation_status, last_rotated_at,
-       next_rotation_due_at, rotation_count, rotation_last_error, inbound_silent_since,
-       verification_suspect_since, operator_needed, operator_needed_action, operator_needed_since,
-       activation_requested_at, updated_at
-FROM sims WHERE iccid = $1
+SELECT s.iccid, s.imei, s.status, s.mobility_subscription_id, s.current_number, s.number_status,
+       s.reseller_id, coalesce(gp.gateway_id, s.gateway_id) AS gateway_id,
+       coalesce(gp.port, s.port) AS port, s.activated_at, s.last_error, s.rotation_status,
+       s.last_rotated_at, s.next_rotation_due_at, s.rotation_count, s.rotation_last_error,
+       s.inbound_silent_since, s.verification_suspect_since, s.operator_needed,
+       s.operator_needed_action, s.operator_needed_since, s.activation_requested_at, s.updated_at,
+       m.gateway_id AS latest_sms_gateway_id, m.port AS latest_sms_port,
+       m.received_at AS latest_sms_at
+FROM sims s
+LEFT JOIN LATERAL (
+    SELECT g.gateway_id, g.port FROM gateway_ports g
+    WHERE g.iccid = s.iccid ORDER BY g.updated_at DESC LIMIT 1
+) gp ON true
+LEFT JOIN LATERAL (
+    SELECT * FROM (
+        (SELECT i.gateway_id, i.port, i.received_at FROM inbound_sms i
+         WHERE i.iccid = s.iccid ORDER BY i.received_at DESC LIMIT 1)
+        UNION ALL
+        (SELECT i.gateway_id, i.port, i.received_at FROM inbound_sms i
+         WHERE i.to_number = s.current_number AND i.iccid IS NULL
+         ORDER BY i.received_at DESC LIMIT 1)
+    ) latest ORDER BY received_at DESC LIMIT 1
+) m ON true
+WHERE s.iccid = $1
 """
 SIM_NUMBERS = """
 SELECT e164, source, valid_from, valid_to, verification_status, verification_code,

@@ -41,8 +41,9 @@ class PortRegistry:
     def insert_sim(
         self, iccid: str, *, gateway_id: str | None = None, port: str | None = None
     ) -> tuple[str, str]:
-        """Puts the SIM in a port (the first free ``N.01`` unless named); returns where."""
-        gateway_id = gateway_id or self.default_gateway
+        """Puts the SIM in a port (the first free ``N.01`` unless named; of the gateway with the
+        fewest SIMs unless named: a fleet spreads over its gateways); returns where."""
+        gateway_id = gateway_id or min(self.sims, key=lambda g: len(self.sims[g]))
         taken = self.sims[gateway_id]
         port = port or next(
             f"{n}.01" for n in range(1, self.max_ports + 1) if f"{n}.01" not in taken
@@ -95,9 +96,10 @@ class PortRegistry:
             if sub.status == "ACTIVE" and sub.iccid not in seated:
                 self.insert_sim(sub.iccid)
 
-    def dev_status(self, gateway_id: str) -> dict[str, Any]:
+    def port_rows(self, gateway_id: str) -> list[dict[str, Any]]:
+        """Each seated port as a status row (EXTERNAL_APIS §1.3)."""
         self.seat_carrier_sims()
-        rows = [
+        return [
             {
                 "port": port,
                 "st": self.port_state(iccid),
@@ -107,6 +109,9 @@ class PortRegistry:
             }
             for port, iccid in sorted(self.sims[gateway_id].items())
         ]
+
+    def dev_status(self, gateway_id: str) -> dict[str, Any]:
+        rows = self.port_rows(gateway_id)
         return {
             "type": "dev-status",
             "seq": next(self._seq),

@@ -6,8 +6,13 @@ sent SMS: it arrives on the port of the SIM that has the number *now* according 
 (``HelixWorld``) — after a rotation the new number reaches the same SIM — and is pushed to the
 bridge as a device pushes it (``SandboxGateway``: receiving port, ICCID appended). Numbers no
 SIM of ours has leave the network (``external``). ``push_status`` sends each gateway's
-``dev-status``. ``create_gateways_sandbox(network)`` serves the first gateway's API at ``/``
-and every gateway's under ``/gw/<gateway id>/``; tasks may name the port ``from`` or ``port``.
+``dev-status``; ``push_changes`` a ``port-status`` for every port that changed, as devices do.
+
+Each gateway is its own device: its own loopback address (``hosts``: 127.0.0.1, 127.0.0.2, …
+by default), from which it also pushes, and its own credentials (``credentials``).
+``serve_gateways(network)`` serves every gateway's API at its own address;
+``create_gateways_sandbox(network)`` serves them all in one app (the first at ``/``, each under
+``/gw/<gateway id>/``). Tasks may name the port ``from`` or ``port``.
 
 Modes name the world, like the Helix sandbox's: ``happy``; ``lossy`` (accepted, then lost: a
 fraction, or every SMS to chosen numbers or from chosen SIMs); ``slow`` (arrives after
@@ -22,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
@@ -31,8 +37,11 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 
 from events.types import normalize_e164
+from infra.http import serve_http
+from infra.settings import GatewayAddress
 from sandbox.gateway_ports import REGISTERED, PortRegistry
 from sandbox.helix_world import HelixWorld
 from sandbox.skyline import DEFAULT_GATEWAY_ID, BridgeRefused, SandboxGateway
@@ -75,16 +84,32 @@ class GatewayNetwork:
         mode: GatewayMode = "happy",
         faults: GatewayFaults | None = None,
         auto_insert: bool = False,
+        hosts: Mapping[str, str] | None = None,
     ) -> None:
         self.username, self.password = username, password
         self.ports = PortRegistry(carrier, gateways, auto_insert=auto_insert)
+        # the first gateway answers to (username, password); each other one has its own password
+        self.credentials = {
+            g: (username, password if n == 0 else f"{password}-gw{n + 1}")
+            for n, g in enumerate(self.ports.sims)
+        }
+        self.hosts = {
+            g: (hosts or {}).get(g) or _loopback(n + 1) for n, g in enumerate(self.ports.sims)
+        }
+        self._last_rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.counts: Counter[str] = Counter()
         self.sent: list[SentSms] = []
         self.tasks: list[dict[str, Any]] = []  # every task as received, for wire-format checks
         self._tids: dict[str, set[int]] = {g: set() for g in self.ports.sims}
         self._bridge: tuple[str, str] | None = None
         self._pushers: dict[str, SandboxGateway] = {}
-        self._http = httpx.AsyncClient(timeout=10.0)
+        # each gateway pushes from its own address, as separate devices do
+        self._http = {
+            g: httpx.AsyncClient(
+                timeout=10.0, transport=httpx.AsyncHTTPTransport(local_address=host)
+            )
+            for g, host in self.hosts.items()
+        }
         self._in_flight: set[asyncio.Task[None]] = set()
         self.switch(mode, faults)
 
@@ -194,7 +219,9 @@ class GatewayNetwork:
     def _pusher(self, gateway_id: str) -> SandboxGateway:
         url, secret = self._bridge or ("", "")
         if gateway_id not in self._pushers:
-            self._pushers[gateway_id] = SandboxGateway(url, gateway_id, secret, client=self._http)
+            self._pushers[gateway_id] = SandboxGateway(
+                url, gateway_id, secret, client=self._http[gateway_id]
+            )
         return self._pushers[gateway_id]
 
     async def drain(self) -> None:
@@ -206,41 +233,72 @@ class GatewayNetwork:
         """Each gateway's (or one's) dev-status to the bridge, as devices push it periodically."""
         if self._bridge is None:
             return
-        url, secret = self._bridge
         for gw in [gateway_id] if gateway_id else list(self.ports.sims):
             push = self.ports.dev_status(gw)
-            response = await self._http.post(f"{url}/s/{secret}/status", json=push)
-            self.counts["status_pushed" if response.status_code == 200 else "status_refused"] += 1
+            if await self._push_status(gw, push):
+                self._last_rows.update({(gw, r["port"]): r for r in push["status"]})
 
-    async def run_status_pushes(self, interval_s: float) -> None:
-        """The periodic pushes, for the composition root's supervised loops."""
+    async def push_changes(self) -> int:
+        """A ``port-status`` for every port whose state, SIM or number changed since it was last
+        pushed (a SIM seated, registered, given a number); returns how many were pushed."""
+        if self._bridge is None:
+            return 0
+        pushed = 0
+        for gw in list(self.ports.sims):
+            for row in self.ports.port_rows(gw):
+                if self._last_rows.get((gw, row["port"])) == row:
+                    continue
+                if await self._push_status(gw, {"type": "port-status", "mac": gw, **row}):
+                    self._last_rows[(gw, row["port"])] = row
+                    pushed += 1
+        return pushed
+
+    async def _push_status(self, gateway_id: str, push: dict[str, Any]) -> bool:
+        url, secret = self._bridge or ("", "")
+        response = await self._http[gateway_id].post(f"{url}/s/{secret}/status", json=push)
+        ok = response.status_code == 200
+        self.counts["status_pushed" if ok else "status_refused"] += 1
+        return ok
+
+    async def run_status_pushes(self, interval_s: float, change_poll_s: float = 0.5) -> None:
+        """The pushes of running devices, for the composition root's supervised loops: every
+        port's status each ``interval_s``, and each change within ``change_poll_s``."""
+        loop = asyncio.get_running_loop()
+        next_full = loop.time()
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                await self.push_status()
-            await asyncio.sleep(interval_s)
+                if loop.time() >= next_full:
+                    await self.push_status()
+                    next_full = loop.time() + interval_s
+                await self.push_changes()
+            await asyncio.sleep(change_poll_s)
 
     async def aclose(self) -> None:
         for job in list(self._in_flight):
             job.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
-        await self._http.aclose()
+        for http in self._http.values():
+            await http.aclose()
 
     # --- the HTTP API ----------------------------------------------------------------------
-    def authorize(self, request: Request) -> JSONResponse | str | None:
-        """None if the query credentials are right; else the refusal (a response or status)."""
+    def authorize(self, request: Request, gateway_id: str) -> JSONResponse | str | None:
+        """None if the query carries this gateway's credentials; else the refusal (a response
+        or a task status)."""
         if "authorization" in request.headers:
             self.counts["basic_auth_refused"] += 1
             body = {"code": 401, "reason": "credentials go in the query, not in a header"}
             return JSONResponse(body, 401)
-        if request.query_params.get("username") != self.username:
+        username, password = self.credentials[gateway_id]
+        if request.query_params.get("username") != username:
             return "1 Invalid User"
-        if request.query_params.get("password") != self.password:
+        if request.query_params.get("password") != password:
             return "14 Unauthorized"
         return None
 
     async def send_sms(self, request: Request, gateway_id: str) -> JSONResponse:
         self.counts["send_requests"] += 1
-        refused = self.authorize(request)
+        self.counts[f"send_requests:{gateway_id}"] += 1
+        refused = self.authorize(request, gateway_id)
         if isinstance(refused, JSONResponse):
             return refused
         if self._fault("flaky_5xx"):
@@ -256,7 +314,7 @@ class GatewayNetwork:
         return JSONResponse(answer)
 
     async def get_status(self, request: Request, gateway_id: str) -> JSONResponse:
-        refused = self.authorize(request)
+        refused = self.authorize(request, gateway_id)
         if isinstance(refused, JSONResponse):
             return refused
         if refused is not None:
@@ -296,3 +354,61 @@ def create_gateways_sandbox(network: GatewayNetwork) -> FastAPI:
         return {"mode": network.mode, "counts": dict(network.counts)}
 
     return app
+
+
+def _loopback(n: int) -> str:
+    """127.0.0.n where the system routes all of 127/8 to loopback (Linux), else 127.0.0.1."""
+    try:
+        with socket.socket() as sock:
+            sock.bind((f"127.0.0.{n}", 0))
+    except OSError:
+        return "127.0.0.1"
+    return f"127.0.0.{n}"
+
+
+def create_gateway_app(network: GatewayNetwork, gateway_id: str) -> FastAPI:
+    """One gateway's API at ``/``, as a device serves it."""
+    app = FastAPI(title=f"Skyline gateway {gateway_id} (sandbox)")
+
+    @app.post("/goip_post_sms.html")
+    async def send_sms(request: Request) -> JSONResponse:
+        return await network.send_sms(request, gateway_id)
+
+    @app.get("/goip_get_status.html")
+    async def get_status(request: Request) -> JSONResponse:
+        return await network.get_status(request, gateway_id)
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve_gateways(network: GatewayNetwork, port: int = 0) -> AsyncIterator[dict[str, str]]:
+    """Every gateway's API at its own address (on ``port`` everywhere, or any free one); yields
+    each gateway's base URL by id."""
+    async with contextlib.AsyncExitStack() as stack:
+        urls = {
+            g: await stack.enter_async_context(
+                serve_http(create_gateway_app(network, g), host=network.hosts[g], port=port)
+            )
+            for g in network.ports.sims
+        }
+        yield urls
+        await network.drain()
+
+
+def gateway_addresses(network: GatewayNetwork, urls: dict[str, str]) -> tuple[GatewayAddress, ...]:
+    """The served gateways as SK_GATEWAYS lists them: each its address and own credentials."""
+    listed = []
+    for gateway_id, url in urls.items():
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        username, password = network.credentials[gateway_id]
+        listed.append(
+            GatewayAddress(
+                id=gateway_id,
+                host=host,
+                port=int(port),
+                username=username,
+                password=SecretStr(password),
+            )
+        )
+    return tuple(listed)

@@ -18,7 +18,6 @@ import structlog
 from fastapi import FastAPI
 from faststream.kafka import KafkaRouter
 from httpx_aiohttp import AiohttpTransport
-from pydantic import SecretStr
 
 from consumers import (
     carrier_retries,
@@ -31,16 +30,17 @@ from consumers import (
     verification,
     webhooks,
 )
+from consumers.reply_backlog import ReplyBacklog
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.alert_sink import AlertSink, LogSink, SlackSink
 from infra.api_docs import api_docs_router
 from infra.dead_letters import DeadLetters
+from infra.gateway_clients import GatewayClients
 from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka_lag import meter_for
 from infra.settings import Settings
-from infra.skyline import SkylineClient
 from infra.webhook_signing import SecretBox
 from producers import alert_checks, rotation_alerts
 from producers.alerts import Alerts
@@ -50,7 +50,7 @@ from producers.sms_arrivals import SmsArrivals
 from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
-from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
+from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
@@ -199,8 +199,8 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
     """The Helix and Skyline clients; their sandboxes (one shared world) where none is set."""
     settings = rt.settings
     hx, sk = settings.helix, settings.skyline
-    if settings.env == "production" and (hx.api_base is None or sk.host is None):
-        raise RuntimeError("production runs no sandbox: set HX_API_BASE and SK_HOST")
+    if settings.env == "production" and (hx.api_base is None or not sk.configured):
+        raise RuntimeError("production runs no sandbox: set HX_API_BASE and SK_GATEWAYS or SK_HOST")
     async with contextlib.AsyncExitStack() as stack:
         world: HelixWorld | None = None
         helix_sandbox: HelixSandbox | None = None
@@ -221,15 +221,15 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
                 base_url=hx.api_base or "", timeout=hx.timeout_s, transport=AiohttpTransport()
             )
         )
-        if sk.host is None:
+        if not sk.configured:
             if world is None:
                 raise RuntimeError(
                     "SK_HOST is unset but HX_API_BASE is set: the sandbox gateways route SMS by "
-                    "the sandbox carrier's numbers; set SK_HOST for real gateways"
+                    "the sandbox carrier's numbers; set SK_HOST or SK_GATEWAYS for real gateways"
                 )
-            network = GatewayNetwork(world, auto_insert=True)
+            network = GatewayNetwork(world, gateways=demo.GATEWAYS, auto_insert=True)
             stack.push_async_callback(network.aclose)
-            url = await stack.enter_async_context(serve_http(create_gateways_sandbox(network)))
+            urls = await stack.enter_async_context(serve_gateways(network))
             network.connect_bridge(
                 f"http://{settings.bridge_host}:{settings.bridge_port}",
                 settings.secrets.gateway_secret.get_secret_value(),
@@ -237,26 +237,17 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
             await stack.enter_async_context(
                 supervised(rt, "sandbox-gateways", network.run_status_pushes(60))
             )
-            host, _, port = url.removeprefix("http://").partition(":")
-            sk = sk.model_copy(
-                update={
-                    "host": host,
-                    "port": int(port),
-                    "username": network.username,
-                    "password": SecretStr(network.password),
-                }
-            )
-            log.info("sandbox_started", system="skyline", url=url)
-        skyline_http = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=f"http://{sk.host}:{sk.port}", timeout=sk.timeout_s)
-        )
+            sk = sk.model_copy(update={"gateways": gateway_addresses(network, urls)})
+            log.info("sandbox_started", system="skyline", urls=sorted(urls.values()))
+        skyline = GatewayClients(sk, rt.pool)
+        stack.push_async_callback(skyline.aclose)
         objects: dict[str, object] = {
             "helix": HelixClient(
                 helix_http, hx, rt.pool, rt.bus.emit, box=SecretBox.of_deployment(settings)
             ),
-            "skyline": SkylineClient(skyline_http, sk),
+            "skyline": skyline,
         }
-        if settings.skyline.host is None:
+        if not settings.skyline.configured:
             objects["gateway_network"] = network
         if helix_sandbox is not None:
             objects["helix_sandbox"] = helix_sandbox
@@ -286,7 +277,8 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
     async def disable_failing_endpoints() -> int:
         return await endpoint_health.disable_overdue(tracker)
 
-    scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings)
+    replies = ReplyBacklog(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
+    scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings, replies=replies)
     every_alert_round = rt.settings.alerts.interval_s
     async with alert_sink(rt) as sink:
         prefix = rt.settings.kafka.topic_prefix.rstrip(".")

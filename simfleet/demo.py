@@ -29,6 +29,7 @@ from sandbox.reseller import ReceiverState
 log = structlog.get_logger("simfleet.demo")
 
 RESELLER = "demo"
+GATEWAYS = ("00-30-f1-00-00-01", "00-30-f1-00-00-02", "00-30-f1-00-00-03")  # the SIMs spread
 ACTOR = SYSTEM  # the demo seed is not an operator command: it stays out of the audit
 OUTSIDE_SENDER = "+18005550100"
 NUMBERED = "SELECT iccid, current_number FROM sims WHERE current_number IS NOT NULL ORDER BY iccid"

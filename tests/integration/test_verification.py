@@ -194,24 +194,38 @@ async def test_a_lost_sms_times_out_a_late_reply_changes_nothing_and_a_retry_ver
         assert await sweeper.expire_verifications() == 0
 
 
-async def test_the_first_sim_is_skipped_then_verified_on_request_once_it_has_company(
+async def test_the_first_sim_waits_for_a_sender_and_is_verified_once_a_second_is_online(
     numbers: Numbers,
 ) -> None:
     async with numbers() as w:
         first = await w.add_sim(7301, verified=False)
         await w.emit(w.assigned(first))
         (skipped,) = await w.wait_for(VerificationSkipped)
-        assert "no online SIM" in skipped.data.reason
+        assert "no other active SIM" in skipped.data.reason
         assert w.network.counts["accepted"] == 0
         await eventually(lambda: number_status(w, first), until=lambda s: s == "skipped")
 
-        await w.add_sim(7302)
-        asked = VerificationRequested.create(
-            producer="simfleet/commands", time=w.clock.now(), iccid=first.iccid, ref="op-2"
+        # a second new SIM: the first one, unproven itself, can send its code (sending does not
+        # depend on the sender's own number); once the second is online, the first is asked
+        # again by itself and verified through the second
+        second = await w.add_sim(7302, verified=False)
+        await w.emit(w.assigned(second))
+        online = await w.wait_for(NumberOnline, until=lambda es: len(es) == 2)
+        assert {e.data.iccid for e in online} == {first.iccid, second.iccid}
+        sent = {e.data.iccid: e.data.sender_iccid for e in await w.events(VerificationSent)}
+        assert sent == {second.iccid: first.iccid, first.iccid: second.iccid}
+        (again,) = await w.events(VerificationRequested)
+        assert again.data.iccid == first.iccid
+        assert again.data.ref == f"sender-available:{skipped.data.request_id}"
+        statuses = "SELECT array_agg(DISTINCT number_status) FROM sims WHERE iccid = ANY($1)"
+        await eventually(
+            lambda: w.pool.fetchval(statuses, [first.iccid, second.iccid]),
+            until=lambda found: found == ["verified"],
         )
-        await w.emit(asked)
-        (online,) = await w.wait_for(NumberOnline)
-        assert (online.data.iccid, online.data.number) == (first.iccid, first.number)
+        # asked once: a redelivered number.online, or the sweep, finds nobody waiting any more
+        await w.emit(*online)
+        assert await (await w.scheduler()).resume_awaiting_sender() == 0
+        assert len(await w.events(VerificationRequested)) == 1
 
 
 async def test_a_refusing_sender_makes_way_for_the_next(numbers: Numbers) -> None:

@@ -28,6 +28,7 @@ from events.sim import NumberAssigned
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import Clock, SystemClock
 from infra.dead_letters import DeadLetters
+from infra.gateway_clients import GatewayClients
 from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
@@ -40,7 +41,6 @@ from infra.settings import (
     SkylineSettings,
     VerificationSettings,
 )
-from infra.skyline import SkylineClient
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
 from producers.sms_arrivals import SmsArrivals
@@ -48,10 +48,10 @@ from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
 from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
-from sandbox.gateways import GatewayNetwork, create_gateways_sandbox
+from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
-from sandbox.skyline import SandboxGateway
+from sandbox.skyline import DEFAULT_GATEWAY_ID, SandboxGateway
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     CLIENT_ID,
@@ -85,7 +85,7 @@ class NumberWorld:
     network: GatewayNetwork
     pool: asyncpg.Pool
     bus: Bus
-    skyline: SkylineClient
+    skyline: GatewayClients
     bridge_url: str
     database_url: str
     clock: Clock = field(default_factory=SystemClock)
@@ -172,15 +172,23 @@ async def running_numbers(
     verification_config: VerificationSettings | None = None,
     flows: tuple[Any, ...] = (verification, rotation),
     clock: Clock | None = None,
+    gateways: tuple[str, ...] = (DEFAULT_GATEWAY_ID,),
+    listed: bool = True,
+    gateway_port: int = 0,
 ) -> AsyncIterator[NumberWorld]:
     """The world; ``flows``: the consumer modules to run (each costs a group join at start);
-    ``clock``: the consumers' (and ``world.clock``), the system's by default."""
+    ``clock``: the consumers' (and ``world.clock``), the system's by default; ``gateways``:
+    the sandbox gateways, each at its own address with its own password, listed in
+    SK_GATEWAYS unless ``listed`` is False (then learnt from their pushes: all serve on
+    ``gateway_port``, SK_PORT, and take SK_USERNAME/SK_PASSWORD)."""
     carrier = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=GRANT_PASSWORD)
-    network = GatewayNetwork(carrier, password=SK_PASSWORD)
+    network = GatewayNetwork(carrier, password=SK_PASSWORD, gateways=gateways)
+    if not listed:  # what an unlisted gateway is reached with
+        network.credentials = dict.fromkeys(network.credentials, ("sandbox", SK_PASSWORD))
     helix_app = create_helix_sandbox(carrier)
     async with (
         serve_http(helix_app) as helix_url,
-        serve_http(create_gateways_sandbox(network)) as gateways_url,
+        serve_gateways(network, gateway_port) as gateway_urls,
         contextlib.AsyncExitStack() as stack,
     ):
         stack.push_async_callback(network.aclose)
@@ -188,7 +196,10 @@ async def running_numbers(
             update={
                 "helix": helix_settings(helix_url),
                 "skyline": SkylineSettings(
-                    host="127.0.0.1", username="sandbox", password=SecretStr(SK_PASSWORD)
+                    username="sandbox",
+                    password=SecretStr(SK_PASSWORD),
+                    port=gateway_port or 80,
+                    gateways=gateway_addresses(network, gateway_urls) if listed else (),
                 ),
                 "secrets": SecretsSettings(gateway_secret=SecretStr(GATEWAY_SECRET)),
                 "rotation": rotation_config or rotation_settings(),
@@ -207,11 +218,11 @@ async def running_numbers(
             )
         )
         network.connect_bridge(bridge_url, GATEWAY_SECRET)
-        http = [httpx.AsyncClient(base_url=u, timeout=5.0) for u in (helix_url, gateways_url)]
-        for client in http:
-            stack.push_async_callback(client.aclose)
-        helix = HelixClient(http[0], settings.helix, pool, bus.emit, policy=PATIENT)
-        skyline = SkylineClient(http[1], settings.skyline, policy=FAST)
+        http = httpx.AsyncClient(base_url=helix_url, timeout=5.0)
+        stack.push_async_callback(http.aclose)
+        helix = HelixClient(http, settings.helix, pool, bus.emit, policy=PATIENT)
+        skyline = GatewayClients(settings.skyline, pool, policy=FAST)
+        stack.push_async_callback(skyline.aclose)
         for flow in flows:
             broker.include_router(flow.build_router(settings))
         world = NumberWorld(

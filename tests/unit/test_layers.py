@@ -38,6 +38,8 @@ SIDE_IMPORTS: frozenset[tuple[str, str]] = frozenset(
         ("producers/scheduler.py", "consumers.verification_guards"),
         ("producers/scheduler.py", "consumers.verification_rules"),
         ("producers/scheduler.py", "consumers.verification_store"),
+        ("producers/scheduler.py", "consumers.verification_waiting"),
+        ("producers/scheduler.py", "consumers.reply_backlog"),
     }
 )
 

@@ -172,5 +172,5 @@ def test_configured_production_passes_the_start_check(clean_env: pytest.MonkeyPa
     assert start_problems(complete) == []
     assert start_problems(settings) == [
         "HX_API_BASE: unset: Helix sandbox",
-        "SK_HOST: unset: sandbox gateways",
+        "SK_HOST: unset (and no SK_GATEWAYS): sandbox gateways",
     ]

@@ -119,7 +119,7 @@ def test_task_ids_are_stable_positive_31_bit_and_differ_per_sender() -> None:
 
 
 def test_the_skip_reason_names_what_went_wrong() -> None:
-    assert "no online SIM" in skip_reason([])
+    assert "no other active SIM" in skip_reason([])
     assert "B: 5 SIM Unregistered" in skip_reason(["B: 5 SIM Unregistered"])
 
 
@@ -144,10 +144,26 @@ def test_a_retry_avoids_every_earlier_sender_once() -> None:
 
 
 def test_a_timeout_is_retried_as_often_as_configured_then_fails() -> None:
-    assert after_timeout(1, retries=1) == "retry"
-    assert after_timeout(2, retries=1) == "fail"
-    assert after_timeout(1, retries=0) == "fail"
-    assert [after_timeout(a, retries=2) for a in (1, 2, 3)] == ["retry", "retry", "fail"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    at = start + timedelta(minutes=2)
+
+    def after(attempt: int, retries: int) -> str:
+        return after_timeout(attempt, retries, start, at, expiry_s=120, budget_s=3600)
+
+    assert after(1, retries=1) == "retry"
+    assert after(2, retries=1) == "fail"
+    assert after(1, retries=0) == "fail"
+    assert [after(a, retries=2) for a in (1, 2, 3)] == ["retry", "retry", "fail"]
+
+
+def test_a_retry_is_made_only_if_it_can_end_within_the_numbers_budget() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    expired = start + timedelta(minutes=2, seconds=30)  # the first SMS timed out, seen late
+    assert after_timeout(1, 3, start, expired, expiry_s=120, budget_s=300) == "retry"
+    assert after_timeout(1, 3, start, expired, expiry_s=120, budget_s=240) == "fail"
+    third = start + timedelta(minutes=4, seconds=30)  # the retry timed out too
+    assert after_timeout(2, 3, start, third, expiry_s=120, budget_s=300) == "fail"
+    assert after_timeout(2, 3, start, third, expiry_s=120, budget_s=420) == "retry"
 
 
 def test_a_rate_limit_has_room_until_its_window_is_full() -> None:
