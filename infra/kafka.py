@@ -24,6 +24,7 @@ from faststream.message import StreamMessage
 from events import codec
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic, all_topics_with_dlqs, topic_for_type
+from infra.kafka_security import broker_security, client_options
 from infra.settings import KafkaSettings
 
 
@@ -52,6 +53,7 @@ def build_broker(
         decoder=decode_message,
         allow_auto_create_topics=False,
         graceful_timeout=15.0,
+        security=broker_security(settings),
     )
 
 
@@ -221,7 +223,9 @@ async def ensure_topics(
         t.full_name(settings.topic_prefix): settings.partitions_for(t.name, t.partitions)
         for t in (topics if topics is not None else all_topics_with_dlqs())
     }
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=15_000, **client_options(settings)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -30,6 +30,7 @@ from consumers.dlq import DeadLetters, headers_of
 from events import EventDecodeError, decode
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic
+from infra.kafka_security import client_options
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from infra.settings import KafkaSettings
 
@@ -159,6 +160,7 @@ class ProjectionRunner:
             fetch_max_wait_ms=20,
             max_poll_records=max_records,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **client_options(kafka),
         )
 
     async def seek_to_checkpoints(self, assigned: set[TopicPartition]) -> None:
