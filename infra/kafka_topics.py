@@ -22,6 +22,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from events.topics import RESELLER_REGISTRY, Topic, all_topics_with_dlqs
 from infra.kafka_address import servers
+from infra.kafka_security import client_options
 from infra.settings import KafkaSettings
 
 KEPT_FOREVER = frozenset({RESELLER_REGISTRY.name})
@@ -148,12 +149,18 @@ async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: fl
         await asyncio.sleep(0.05)
 
 
+def _admin(bootstrap: str, settings: KafkaSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=servers(bootstrap), request_timeout_ms=15_000, **client_options(settings)
+    )
+
+
 async def ensure_topics(
     bootstrap: str, settings: KafkaSettings, topics: Iterable[Topic] | None = None
 ) -> list[str]:
     """Creates the missing topics with their partitions, replication and configs; returns the
     names it created (what exists is left alone: ``reconcile_topics`` compares and repairs)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers(bootstrap), request_timeout_ms=15_000)
+    admin = _admin(bootstrap, settings)
     await admin.start()
     try:
         return await create_missing(admin, specs(settings, await _broker_count(admin), topics))
@@ -171,7 +178,7 @@ async def reconcile_topics(
     """Creates what is missing, reports every drift from the spec and repairs what can be:
     topic configs (set back) and too few partitions (added; keys then map to other partitions
     for new records). Too many partitions or another replication factor are only reported."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers(bootstrap), request_timeout_ms=15_000)
+    admin = _admin(bootstrap, settings)
     await admin.start()
     try:
         wanted = specs(settings, await _broker_count(admin), topics)

@@ -56,6 +56,37 @@ class KafkaSettings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(default=2_000, ge=100)
     kafka_linger_ms: int = Field(default=5, ge=0)
     kafka_max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="for every producer, consumer and admin client"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="with SSL/SASL_SSL: CA bundle (PEM); unset = system CAs"
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="client certificate (PEM), for mutual TLS"
+    )
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="its private key (PEM)")
+
+    @model_validator(mode="after")
+    def _complete_security(self) -> KafkaSettings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (
+            self.kafka_sasl_mechanism
+            and self.kafka_sasl_username
+            and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("KAFKA_SSL_KEYFILE without KAFKA_SSL_CERTFILE")
+        return self
 
     def partitions_for(self, topic: str, default: int | None = None) -> int:
         return self.kafka_partitions.get(topic, default or self.kafka_default_partitions)
@@ -347,6 +378,8 @@ class Settings(BaseSettings):
             if gateway.password is not None and gateway.password.get_secret_value():
                 found[f"SK_GATEWAYS[{gateway.id}]"] = gateway.password.get_secret_value()
         found["HX_CLIENT_ID"] = self.helix.client_id
+        if kafka_password := self.kafka.kafka_sasl_password.get_secret_value():
+            found["KAFKA_SASL_PASSWORD"] = kafka_password  # optional: redacted when set
         sealing = self.webhooks.sealing_key
         found["WEBHOOK_SEALING_KEY"] = sealing.get_secret_value() if sealing else ""
         alert_url = self.alerts.webhook_url

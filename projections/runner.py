@@ -32,6 +32,7 @@ from events.envelope import Event
 from events.topics import HEADER_TYPE, Topic
 from infra.dead_letters import DeadLetters, headers_of
 from infra.kafka_address import servers
+from infra.kafka_security import client_options
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from infra.outages import is_outage
 from infra.settings import KafkaSettings
@@ -145,6 +146,7 @@ class ProjectionRunner:
             fetch_max_wait_ms=20,
             max_poll_records=max_records,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **client_options(kafka),
         )
 
     async def seek_to_checkpoints(self, assigned: set[TopicPartition]) -> None:

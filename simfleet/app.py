@@ -37,6 +37,15 @@ from projections.registry import all_projections
 log = structlog.get_logger("simfleet")
 
 
+def without_password(url: str) -> str:
+    """A database URL fit to print: ``postgresql://user:***@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
 @dataclass(frozen=True)
 class Endpoints:
     kafka_bootstrap: str
@@ -113,7 +122,7 @@ def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[En
                 embedded_postgresql.embedded_postgres(settings.state_dir, reuse=reuse)
             )
             dsn = postgres.url
-            started.append(f"postgres {postgres.url}")
+            started.append(f"postgres {without_password(postgres.url)}")
         yield Endpoints(bootstrap, dsn, tuple(started))
 
 
