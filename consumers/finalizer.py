@@ -29,7 +29,7 @@ import structlog
 from consumers.carrier_deps import CarrierDeps
 from consumers.effects import once, record
 from consumers.provisioning_rules import finalization, finalize_outcome
-from events.envelope import Event
+from events.envelope import Event, new_ref
 from events.sim import NumberAssigned, SimActivated
 from infra.clock import Clock
 from infra.helix import HelixClient
@@ -131,7 +131,9 @@ async def sweep_unfinalized(
         await bus.emit(outcome)
         return True
 
-    answered = sum(await asyncio.gather(*(finalize(r) for r in rows)))
+    # one run: its carrier calls name it in the Helix log (the tasks copy the bound context)
+    with structlog.contextvars.bound_contextvars(run_id=f"finalize-sweep:{new_ref()}"):
+        answered = sum(await asyncio.gather(*(finalize(r) for r in rows)))
     if rows:
         log.info("finalize_sweep_done", waiting=len(rows), answered=answered)
     return answered

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeGuard
 from events.envelope import Event, canonical_id
 from events.sim import (
     MdnChanged,
+    NumberAssigned,
     NumberOnline,
     NumberVerificationFailed,
     SimCancelled,
@@ -37,11 +38,12 @@ NUMBER_OFFLINE = "number.offline"
 # events that may take a number away from a reseller (each also read for ``number.offline``)
 OFFLINE_CAUSE_TYPES: tuple[str, ...] = (
     MdnChanged.event_type(),
+    NumberAssigned.event_type(),
     SimCancelled.event_type(),
     SimResellerAssigned.event_type(),
 )
 SourceEvent = SmsReceived | NumberOnline | NumberVerificationFailed | SimCancelled
-OfflineReason = Literal["rotation", "cancellation", "reassignment"]
+OfflineReason = Literal["rotation", "carrier_change", "cancellation", "reassignment"]
 
 
 def is_webhook_source(event: Event) -> TypeGuard[SourceEvent]:
@@ -50,8 +52,9 @@ def is_webhook_source(event: Event) -> TypeGuard[SourceEvent]:
 
 @dataclass(frozen=True)
 class NumberLeft:
-    """A number taken away from a reseller, read off the event that took it: a rotation (its
-    replacement in ``replaced_by``), a cancellation, or the SIM assigned to another reseller.
+    """A number taken away from a reseller, read off the event that took it: a rotation or a
+    number the carrier changed behind our back (found by number sync; the replacement in
+    ``replaced_by``), a cancellation, or the SIM assigned to another reseller.
     Told as a ``number.offline`` webhook; the new number's ``number.online`` only follows its
     verification, so the reseller hears of the old number's end first."""
 
@@ -72,6 +75,10 @@ def number_left(event: Event) -> NumberLeft | None:
     match event:
         case MdnChanged(data=d) if d.old_number and d.old_number != d.new_number:
             return NumberLeft(event, d.iccid, d.old_number, d.new_number, "rotation", None)
+        case NumberAssigned(data=d) if (
+            d.source == "sync" and d.previous_number and d.previous_number != d.number
+        ):  # a rotation's number.assigned is told by its mdn.changed
+            return NumberLeft(event, d.iccid, d.previous_number, d.number, "carrier_change", None)
         case SimCancelled(data=d) if d.number:
             return NumberLeft(event, d.iccid, d.number, None, "cancellation", None)
         case SimResellerAssigned(data=d) if (

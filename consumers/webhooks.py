@@ -1,5 +1,6 @@
 """Webhooks: sms.received, number.online, number.verification_failed, sim.cancelled → signed POSTs;
-mdn.changed, sim.cancelled, sim.reseller_assigned taking a number from a reseller → number.offline.
+mdn.changed, number.assigned (by sync), sim.cancelled, sim.reseller_assigned taking a number from a
+reseller → number.offline.
 
 Reads ``sms.inbound``, ``sim.lifecycle``, ``webhook.retry`` and ``reseller.registry`` (resends)
 in batches → finds each event's SIM, reseller and subscribed endpoints (read tables) → claims

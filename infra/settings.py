@@ -281,6 +281,39 @@ class AlertSettings(BaseSettings):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class RetentionSettings(BaseSettings):
+    """How long rows of the tables that grow are kept (``producers/retention.py``, run every
+    ``ROTATION_CLEANUP_INTERVAL_S``). What a retry, a de-duplication or a replay still needs is
+    never removed, whatever the setting: open webhook claims, effects still without an outcome,
+    and the SIM and reseller history in ``event_log``."""
+
+    model_config = _config("RETENTION_")
+
+    webhook_claims_days: int = Field(
+        default=30,
+        ge=1,
+        description="finished webhook claims (they hold full bodies; a resend or a re-enabled "
+        "endpoint's missed deliveries reach back this far); open ones are kept",
+    )
+    consumer_effects_days: int = Field(
+        default=90,
+        ge=1,
+        description="carrier effects with a final outcome (a cause redelivered later acts "
+        "again); keep it above the broker's retention",
+    )
+    sim_applied_events_days: int = Field(
+        default=90, ge=1, description="ids of applied sim.lifecycle events (re-publication guard)"
+    )
+    inbound_sms_days: int = Field(default=90, ge=1, description="received SMS")
+    helix_api_logs_days: int = Field(default=90, ge=1, description="the Helix call log")
+    event_log_days: int = Field(
+        default=365,
+        ge=1,
+        description="archived SMS, Helix calls, webhook deliveries and rejected pushes; SIM and "
+        "reseller history (sim.lifecycle, reseller.registry) and DLQs are kept for good",
+    )
+
+
 class SecretsSettings(BaseSettings):
     """Shared secrets of the original system's HTTP entry points."""
 
@@ -344,6 +377,7 @@ class Settings(BaseSettings):
     helix: HelixSettings = Field(default_factory=HelixSettings)
     skyline: SkylineSettings = Field(default_factory=SkylineSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     rotation: RotationSettings = Field(

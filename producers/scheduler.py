@@ -25,7 +25,8 @@
   sim.inbound_silent, once per silence (``producers/silence_sweep.py``).
 - every ``ROTATION_CLEANUP_INTERVAL_S`` (1 h): ``webhook_deliveries`` rows older than
   ``WEBHOOK_RETENTION_DAYS`` (and this flow's own finished rows) deleted in small batches, so
-  no long lock is held (``event_log`` keeps every event for good).
+  no long lock is held; then every other table that grows, per ``RETENTION_*``
+  (``producers/retention.py``: what a retry, dedup or replay needs is kept).
 
 A round that fails because Postgres or the broker is away is logged and tried again next round.
 """
@@ -58,7 +59,7 @@ from infra.metrics import VERIFICATIONS
 from infra.outages import OUTAGE_TYPES
 from infra.settings import Settings
 from policies.rotation import RotationPolicy, current_day, due_slot, retry_ref, rotation_ref
-from producers import rotation_breaker, rotation_days
+from producers import retention, rotation_breaker, rotation_days
 from producers.silence_sweep import announce_silent
 
 PRODUCER = "simfleet/scheduler"
@@ -306,6 +307,7 @@ class Scheduler:
                     break
                 await asyncio.sleep(0)  # let other work in between batches
             log.debug("retention_cleanup", table=table, cutoff=cutoff.isoformat())
+        deleted += sum((await retention.clean_up(self.pool, self.clock, self.settings)).values())
         if deleted:
             log.info("retention_cleanup_done", deleted=deleted)
         return deleted

@@ -53,8 +53,8 @@ class SmsArrivals:
 
     async def settle(self, push: ParsedPush) -> ParsedPush:
         """The push with each SMS's time (retries: the first arrival's) and receiving number."""
-        if not push.sms:
-            return push
+        if not any(s.id in push.arrival_timed or s.data.to is None for s in push.sms):
+            return push  # the common case: dated and addressed by the gateway, no round trip
         async with self._pool.acquire() as conn:
             settled = [
                 await self._settle(conn, sms, sms.id in push.arrival_timed) for sms in push.sms

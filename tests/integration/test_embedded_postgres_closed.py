@@ -14,9 +14,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from simfleet.app import without_password
 
 from infra.embedded_postgresql import HBA, embedded_postgres
+from simfleet.app import without_password
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consumers.webhook_rules import number_left
-from events.sim import MdnChanged, NumberOnline, SimCancelled
+from events.sim import MdnChanged, NumberAssigned, NumberOnline, SimCancelled
 from infra.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.webhook_world import World, webhook_world
@@ -116,3 +116,27 @@ async def test_a_sim_assigned_to_another_reseller_takes_its_number_offline_for_t
         "offline_since": got[0].payload["created_at"], "mobilitySubscriptionId": 38106,
     }  # fmt: skip
     assert types_in_order(world, "globex-main") == []
+
+
+async def test_a_number_the_carrier_changed_goes_offline_once_sync_finds_it(world: World) -> None:
+    await world.reseller("acme", {"acme-main": "ok"})
+    await world.sim(ICCID, OLD, "acme")
+    drift = NumberAssigned.create(
+        producer="simfleet/number-sync", time=T0, iccid=ICCID, request_id="sync-1",
+        number=NEW, source="sync", previous_number=OLD, mobility_subscription_id="38106",
+    )  # fmt: skip
+    rotated = NumberAssigned.create(  # told by its mdn.changed, not again
+        producer="simfleet/rotation", time=T0, iccid=ICCID, request_id="rotate-2",
+        number=NEW, source="rotation", previous_number=OLD, mobility_subscription_id="38106",
+    )  # fmt: skip
+
+    async with world.consumer():
+        await world.publish([drift, rotated])
+        got = await world.receiver.wait_for(1, timeout=15)
+        await eventually(lambda: world.pool.fetchval(CLAIMED))
+
+    assert (got[0].payload["data"]["reason"], got[0].payload["data"]["replaced_by"]) == (
+        "carrier_change",
+        NEW,
+    )
+    assert await world.pool.fetchval(CLAIMED) == 1

@@ -321,3 +321,8 @@ async def test_a_number_later_than_the_finalizers_wait_is_found_by_the_sweep(
         assert [(e.data.source, e.data.request_id) for e in assigned] == [
             ("activation", row["activation_id"])
         ]
+        # the Helix log names the run of each call: the handled event's, else the sweep's
+        calls = [e.data for e in await f.events(HELIX_CALLS) if e.data.operation != "token"]
+        runs = {c.run_id.split(":")[0] if c.run_id else None for c in calls}
+        assert None not in runs
+        assert "finalize-sweep" in runs
