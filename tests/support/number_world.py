@@ -171,9 +171,11 @@ async def running_numbers(
     verification_config: VerificationSettings | None = None,
     flows: tuple[Any, ...] = (verification, rotation),
     clock: Clock | None = None,
+    helix_log: bool = False,
 ) -> AsyncIterator[NumberWorld]:
     """The world; ``flows``: the consumer modules to run (each costs a group join at start);
-    ``clock``: the consumers' (and ``world.clock``), the system's by default."""
+    ``clock``: the consumers' (and ``world.clock``), the system's by default; ``helix_log``:
+    project the Helix calls into ``helix_api_logs`` too."""
     carrier = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=GRANT_PASSWORD)
     network = GatewayNetwork(carrier, password=SK_PASSWORD)
     helix_app = create_helix_sandbox(carrier)
@@ -218,7 +220,8 @@ async def running_numbers(
             broker.context.set_global(name, value)
         await broker.start()
         stack.push_async_callback(broker.stop)
-        for projection in (SimsProjection(), GatewaysProjection(), HelixLogProjection()):
+        projections = (SimsProjection(), GatewaysProjection())
+        for projection in (*projections, *((HelixLogProjection(),) if helix_log else ())):
             runner = ProjectionRunner(
                 projection,
                 bootstrap=bootstrap,
