@@ -175,12 +175,14 @@ async def running_numbers(
     gateways: tuple[str, ...] = (DEFAULT_GATEWAY_ID,),
     listed: bool = True,
     gateway_port: int = 0,
+    helix_log: bool = False,
 ) -> AsyncIterator[NumberWorld]:
     """The world; ``flows``: the consumer modules to run (each costs a group join at start);
     ``clock``: the consumers' (and ``world.clock``), the system's by default; ``gateways``:
     the sandbox gateways, each at its own address with its own password, listed in
     SK_GATEWAYS unless ``listed`` is False (then learnt from their pushes: all serve on
-    ``gateway_port``, SK_PORT, and take SK_USERNAME/SK_PASSWORD)."""
+    ``gateway_port``, SK_PORT, and take SK_USERNAME/SK_PASSWORD); ``helix_log``: project the
+    Helix calls into ``helix_api_logs`` too."""
     carrier = HelixWorld(client_id=CLIENT_ID, username=USERNAME, password=GRANT_PASSWORD)
     network = GatewayNetwork(carrier, password=SK_PASSWORD, gateways=gateways)
     if not listed:  # what an unlisted gateway is reached with
@@ -234,7 +236,8 @@ async def running_numbers(
             broker.context.set_global(name, value)
         await broker.start()
         stack.push_async_callback(broker.stop)
-        for projection in (SimsProjection(), GatewaysProjection(), HelixLogProjection()):
+        projections = (SimsProjection(), GatewaysProjection())
+        for projection in (*projections, *((HelixLogProjection(),) if helix_log else ())):
             runner = ProjectionRunner(
                 projection,
                 bootstrap=bootstrap,
