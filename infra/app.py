@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,12 @@ from projections import replay
 from projections.registry import all_projections
 
 log = structlog.get_logger("simfleet")
+
+
+def announce_line(line: str) -> None:
+    """A line for the operator on stdout, at once even when stdout is a pipe (``| tee``)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,7 @@ async def running(
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
-    announce: Callable[[str], Any] = print,
+    announce: Callable[[str], Any] = announce_line,
     clock: Clock | None = None,
 ) -> AsyncIterator[Runtime]:
     """The components running for the block: consumers joined, providers entered, services up
@@ -233,7 +240,7 @@ async def serve(
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
-    announce: Callable[[str], Any] = print,
+    announce: Callable[[str], Any] = announce_line,
 ) -> None:
     """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
     await prepare(settings, endpoints)
