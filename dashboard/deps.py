@@ -74,8 +74,20 @@ def template_environment() -> jinja2.Environment:
     )
     env.filters["when"] = when
     env.filters["percent"] = percent
+    env.filters["short_id"] = short_id
     env.globals["with_query"] = with_query
     return env
+
+
+def short_id(value: str | None, keep: int = 10) -> str:
+    """An event id's readable part: ``sms.received_3f2a1b9c0d…`` shows its first hex digits
+    (the whole id stays in the cell's title)."""
+    if not value:
+        return "—"
+    kind, _, digest = value.rpartition("_")
+    if not kind or len(digest) <= keep:
+        return value
+    return f"{digest[:keep]}…"
 
 
 def when(value: datetime | None) -> str:

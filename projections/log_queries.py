@@ -47,6 +47,8 @@ class DeliveryRow(View):
     delivered_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    iccid: str | None = Field(default=None, description="the SIM the delivered event is about")
+    number: str | None = Field(default=None, description="its number (an SMS's: the receiving one)")
 
 
 class DeliveryPage(View):
@@ -107,13 +109,22 @@ WHERE ($1::text IS NULL OR to_number LIKE '%' || $1 || '%' OR sender ILIKE '%' |
   AND ($3::bigint IS NULL OR id < $3)
 ORDER BY id DESC LIMIT $4
 """
+# the SIM and number a delivery is about: an SMS's (resolved like the SMS log), else the event's
 DELIVERY_PAGE = """
-SELECT id, message_id, endpoint, reseller_id, event_type, status, attempts, last_status_code,
-       last_error, last_latency_ms, next_attempt_at, delivered_at, created_at, updated_at
-FROM webhook_deliveries
-WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reseller_id = $2)
-  AND ($3::text IS NULL OR endpoint = $3) AND ($4::bigint IS NULL OR id < $4)
-ORDER BY id DESC LIMIT $5
+SELECT d.id, d.message_id, d.endpoint, d.reseller_id, d.event_type, d.status, d.attempts,
+       d.last_status_code, d.last_error, d.last_latency_ms, d.next_attempt_at, d.delivered_at,
+       d.created_at, d.updated_at,
+       coalesce(s.sim_iccid, e.payload->'data'->>'iccid') AS iccid,
+       coalesce(s.to_number, e.payload->'data'->>'number') AS number
+FROM (
+    SELECT * FROM webhook_deliveries
+    WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reseller_id = $2)
+      AND ($3::text IS NULL OR endpoint = $3) AND ($4::bigint IS NULL OR id < $4)
+    ORDER BY id DESC LIMIT $5
+) d
+LEFT JOIN inbound_sms_resolved s ON s.message_id = d.message_id
+LEFT JOIN event_log e ON e.id = d.message_id AND s.message_id IS NULL
+ORDER BY d.id DESC
 """
 DELIVERIES_BY_ID = """
 SELECT id, message_id, endpoint, reseller_id, event_type, status, attempts, last_status_code,

@@ -35,6 +35,7 @@ class Overview(View):
     by_status: tuple[StatusCount, ...]
     online: int
     verification_failed: int
+    verification_skipped: int = 0
     silent: int
     sms_24h: int
     delivered_24h: int
@@ -48,6 +49,7 @@ SIM_COUNTS = """
 SELECT status, count(*) AS sims,
        count(*) FILTER (WHERE status = 'active' AND number_status = 'verified') AS online,
        count(*) FILTER (WHERE status = 'active' AND number_status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'active' AND number_status = 'skipped') AS skipped,
        count(*) FILTER (WHERE status = 'active' AND inbound_silent_since IS NOT NULL) AS silent
 FROM sims GROUP BY status
 """
@@ -83,6 +85,7 @@ async def overview(pool: asyncpg.Pool, now: datetime) -> Overview:
         by_status=tuple(StatusCount(status=s, sims=by_status.get(s, 0)) for s in SIM_STATUSES),
         online=sum(r["online"] for r in counts),
         verification_failed=sum(r["failed"] for r in counts),
+        verification_skipped=sum(r["skipped"] for r in counts),
         silent=sum(r["silent"] for r in counts),
         sms_24h=sms,
         delivered_24h=delivered,

@@ -6,6 +6,7 @@ table. The SIM's SMS are found as the SIM table counts them (``sim_list_queries`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +69,7 @@ class TimelineEntry(View):
     correlationid: str
     actor: str | None = None  # who asked, on requests (``requested_by``)
     details: tuple[tuple[str, str], ...]
+    repeats: int = 1  # the same fact recorded again (a re-emitted outcome), shown once
 
 
 class SimDetail(View):
@@ -175,7 +177,7 @@ async def sim_detail(
     return SimDetail(
         sim=Sim.model_validate(dict(row)),
         numbers=tuple(NumberRow.model_validate(dict(r)) for r in numbers),
-        timeline=tuple(_timeline_entry(r) for r in timeline),
+        timeline=once_each(_timeline_entry(r) for r in timeline),
         sms=tuple(SmsRow.model_validate(dict(r)) for r in recent),
     )
 
@@ -198,6 +200,31 @@ def _timeline_entry(row: Any) -> TimelineEntry:
     )
 
 
+def once_each(entries: Iterable[TimelineEntry]) -> tuple[TimelineEntry, ...]:
+    """One row per fact: an event recorded again under another id (a redelivered request's
+    outcome, a re-imported sheet's request) with the same time, type, subject and details is
+    counted on the first row instead of repeated."""
+    kept: dict[tuple[object, ...], TimelineEntry] = {}
+    for entry in entries:
+        key = (entry.time, entry.type, entry.subject, entry.source, entry.details)
+        seen = kept.get(key)
+        kept[key] = entry if seen is None else seen.model_copy(update={"repeats": seen.repeats + 1})
+    return tuple(kept.values())
+
+
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
+    text = readable(value)
     return text if len(text) <= DETAIL_MAX_CHARS else text[: DETAIL_MAX_CHARS - 1] + "…"
+
+
+def readable(value: Any) -> str:
+    """A detail as an operator reads it: yes/no, lists joined, objects as key=value."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(readable(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={readable(v)}" for k, v in value.items())
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

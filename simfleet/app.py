@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ def without_password(url: str) -> str:
     if not at or ":" not in userinfo:
         return url
     return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def announce_line(line: str) -> None:
+    """A line for the operator on stdout, at once even when stdout is a pipe (``| tee``)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,7 @@ async def running(
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
-    announce: Callable[[str], Any] = print,
+    announce: Callable[[str], Any] = announce_line,
     clock: Clock | None = None,
 ) -> AsyncIterator[Runtime]:
     """The components running for the block: consumers joined, providers entered, services up
@@ -245,7 +252,7 @@ async def serve(
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
-    announce: Callable[[str], Any] = print,
+    announce: Callable[[str], Any] = announce_line,
 ) -> None:
     """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
     await prepare(settings, endpoints)

@@ -6,6 +6,7 @@ The form is CSRF-checked; the API takes the file as the raw body (``text/csv`` o
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from typing import IO, Annotated
 
@@ -60,7 +61,8 @@ async def import_form(
 ) -> HTMLResponse:
     name = file.filename or file.content_type or "upload"
     report = await run_import(dashboard, file.file, file.size or 0, name, actor)
-    issues = list(report.issues())
+    # a big sheet's report has hundreds of thousands of lines to order: not on the event loop
+    issues = await asyncio.to_thread(lambda: list(report.issues()))
     return dashboard.page(
         request,
         "imported.html",
@@ -95,9 +97,11 @@ async def import_api(
             sheet.write(chunk)
         sheet.seek(0)
         report = await run_import(dashboard, sheet, size, hint, actor)
-    return ImportSummary(
-        summary=report.summary(),
-        accepted=list(report.accepted),
-        events=report.events,
-        issues=list(report.issues()),
+    return await asyncio.to_thread(
+        lambda: ImportSummary(
+            summary=report.summary(),
+            accepted=list(report.accepted),
+            events=report.events,
+            issues=list(report.issues()),
+        )
     )

@@ -1,7 +1,8 @@
 """The house's floors: every import points down (or within its own package).
 
-    simfleet                       composition root and CLI: may import everything
-    bench, dashboard               entry points of their own
+    bench                          benchmarks: measure any part, the composition root included
+    simfleet                       composition root and CLI: may import every flow
+    dashboard                      the operator's web UI
     producers                      what turns the outside world and the clock into events
     consumers | projections        side effects | read tables: neither imports the other
     policies                       rules several flows apply alike (the rotation schedule)
@@ -21,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 FLOORS: dict[str, int] = {
+    "bench": 8,
     "simfleet": 7,
-    "bench": 6,
     "dashboard": 6,
     "producers": 5,
     "consumers": 4,
