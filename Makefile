@@ -6,8 +6,10 @@ UV := $(TOOLS)/bin/uv
 VENV_STAMP := .venv/.synced
 RUN := $(UV) run --frozen --no-sync
 CHROMIUM := /usr/bin/chromium
+VALIDATORS := tools/contract-validators
+VALIDATORS_STAMP := $(VALIDATORS)/node_modules/.installed
 
-.PHONY: install browser-deps kafka-deps kafka-jars run demo test test-unit test-integration test-e2e test-browser test-all lint fmt typecheck migrate schemas asyncapi screenshots bench chaos clean
+.PHONY: install browser-deps kafka-deps kafka-jars contract-validators run demo test test-unit test-integration test-e2e test-browser test-all lint fmt typecheck migrate schemas asyncapi screenshots bench chaos clean
 
 $(UV):
 	@$(PYTHON) -m venv $(TOOLS)
@@ -27,6 +29,20 @@ browser-deps:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium missing at $(CHROMIUM): as root run 'apt-get install -y chromium' (Debian)" >&2; exit 1; fi; }
 	@test -x $(CHROMIUM) || { echo "apt-get finished but $(CHROMIUM) is still missing" >&2; exit 1; }
+
+# The contract tests run validators written elsewhere (@asyncapi/parser, Spectral), pinned in
+# $(VALIDATORS)/package-lock.json and installed with npm ci; Node.js from Debian when missing.
+$(VALIDATORS_STAMP): $(VALIDATORS)/package.json $(VALIDATORS)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "npm missing: as root run 'apt-get install -y nodejs npm' (Debian), or install Node.js 18+" >&2; exit 1; fi; }
+	@cd $(VALIDATORS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+contract-validators: $(VALIDATORS_STAMP)
+
 
 # Apache Kafka (the broker of make test) runs on Debian's OpenJDK; Maven fetches the pinned broker
 # of infra/kafka-broker/pom.xml once into .simfleet/apache-kafka/<version>/lib.
@@ -48,13 +64,13 @@ run: install
 
 demo: run
 
-test: install browser-deps kafka-jars
+test: install browser-deps kafka-jars contract-validators
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy .
 	$(RUN) pytest -m "not slow" tests/unit tests/integration tests/e2e tests/browser
 
-test-unit: install
+test-unit: install contract-validators
 	$(RUN) pytest tests/unit
 
 test-integration: install kafka-jars
@@ -99,4 +115,4 @@ chaos: install kafka-jars
 	$(RUN) pytest -m slow tests
 
 clean:
-	rm -rf .venv .simfleet .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .simfleet .mypy_cache .ruff_cache .pytest_cache $(VALIDATORS)/node_modules

@@ -1,0 +1,146 @@
+"""Every record a test publishes, held to the published contracts (a pytest plugin).
+
+Wraps ``Bus._send`` for the whole session: each record — its topic, key, headers and value, as
+the bus computes them — is checked against ``events/schemas`` (JSON Schema, formats included)
+and against its AsyncAPI message (header schema, key, topic), and its type is noted. A record
+that breaks a contract fails the test that produced it (at teardown: the producing code itself is
+left to behave as it does). ``test_event_contracts.py`` then asks that every event type was
+produced at least once by the tests that ran.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator, Draft202012Validator
+
+from events import codec
+from events.envelope import Event
+from events.schema_export import SCHEMA_DIR
+from events.topics import TOPICS_BY_NAME
+from infra.asyncapi import DOC_PATH
+from infra.kafka import Bus
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Ledger:
+    seen: dict[str, int] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+
+LEDGER = Ledger()
+
+
+@cache
+def value_validator(event_type: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMA_DIR / f"{event_type}.json").read_text())
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+@cache
+def messages() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text())
+    found: dict[str, Any] = document["components"]["messages"]
+    return found
+
+
+def problems(topic: str, key: bytes, headers: dict[str, str], value: bytes) -> list[str]:
+    """What is wrong with one record, read as a subscriber reads it (empty: nothing)."""
+    record = json.loads(value)
+    event_type = record.get("type")
+    message = messages().get(event_type)
+    if message is None:
+        return [f"type {event_type!r} has no AsyncAPI message"]
+    found = [f"value: {e.message}" for e in value_validator(event_type).iter_errors(record)]
+    header_schema = Draft7Validator(
+        message["headers"], format_checker=Draft7Validator.FORMAT_CHECKER
+    )
+    found += [f"headers: {e.message}" for e in header_schema.iter_errors(headers)]
+    attributes = ("id", "type", "time", "source", "subject", "specversion", "correlationid")
+    found += [
+        f"header ce_{a} {headers.get(f'ce_{a}')!r} is not the value's {a} {record.get(a)!r}"
+        for a in attributes
+        if headers.get(f"ce_{a}") != record.get(a)
+    ]
+    if key.decode() != record.get("subject"):
+        found.append(f"key {key!r} is not the subject {record.get('subject')!r}")
+    channel = next((t for name, t in TOPICS_BY_NAME.items() if topic.endswith(name)), None)
+    if channel is None or event_type not in channel.types:
+        found.append(f"{event_type} published to {topic}, not its channel")
+    return found
+
+
+def note(topic: str, key: bytes, headers: dict[str, str], value: bytes) -> None:
+    event_type = json.loads(value).get("type", "?")
+    LEDGER.seen[event_type] = LEDGER.seen.get(event_type, 0) + 1
+    LEDGER.violations += [
+        f"{event_type} on {topic}: {p}" for p in problems(topic, key, headers, value)
+    ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _records_held_to_contracts() -> Iterator[None]:
+    send = Bus._send
+
+    async def checked_send(self: Bus, event: Event) -> Any:
+        topic, value = self.topic_name(event), codec.encode(event)
+        note(topic, event.subject.encode(), codec.headers_for(event), value)
+        return await send(self, event)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Bus, "_send", checked_send)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_record_broke_a_contract() -> Iterator[None]:
+    before = len(LEDGER.violations)
+    yield
+    broken = LEDGER.violations[before:]
+    assert not broken, "records that break the published contracts:\n" + "\n".join(broken[:20])
+
+
+def whole_suite(config: pytest.Config) -> bool:
+    """Whether this session runs every integration test (not a chosen file, test or -k)."""
+    if config.option.keyword:
+        return False
+    integration = ROOT / "tests" / "integration"
+    args = [Path(a) for a in config.args] or [ROOT / p for p in config.getini("testpaths")]
+    return any(
+        "::" not in str(a) and integration.is_relative_to((ROOT / a).resolve()) for a in args
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "after_all_records: runs after every other test (judges what they published)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The coverage check runs last, after every test that could produce records."""
+    last = [i for i in items if i.get_closest_marker("after_all_records")]
+    for item in last:
+        items.remove(item)
+    items.extend(last)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if LEDGER.seen:
+        from events.envelope import EVENT_TYPES
+
+        missing = sorted(set(EVENT_TYPES) - set(LEDGER.seen))
+        terminalreporter.write_line(
+            f"event records checked against the contracts: {sum(LEDGER.seen.values())}, "
+            f"{len(LEDGER.seen)}/{len(EVENT_TYPES)} types"
+            + (f" (none of: {', '.join(missing)})" if missing else "")
+        )
