@@ -25,6 +25,9 @@ from infra.settings import KafkaSettings, PostgresSettings, Settings
 from tests.support.infrastructure import database_url as resolve_database_url
 from tests.support.infrastructure import kafka_bootstrap as resolve_kafka_bootstrap
 
+# every record a test publishes is checked against the published contracts
+pytest_plugins = ["tests.support.record_contracts"]
+
 ROOT = Path(__file__).resolve().parents[1]
 # one directory per test session, so concurrent sessions never share an embedded server
 STATE_DIR = ROOT / ".simfleet" / "test" / f"session-{os.getpid()}"

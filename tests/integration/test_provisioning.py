@@ -11,6 +11,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -18,9 +19,11 @@ from consumers.finalizer import sweep_unfinalized
 from consumers.number_sync import request_sync
 from events.sim import (
     NumberAssigned,
+    SimCancelFailed,
     SimCancelled,
     SimCancelRequested,
     SimRestoreRequested,
+    SimStatusChangeFailed,
     SimSuspendRequested,
 )
 from events.topics import HELIX_CALLS, SIM_LIFECYCLE
@@ -326,3 +329,32 @@ async def test_a_number_later_than_the_finalizers_wait_is_found_by_the_sweep(
         runs = {c.run_id.split(":")[0] if c.run_id else None for c in calls}
         assert None not in runs
         assert "finalize-sweep" in runs
+
+
+async def test_a_status_change_the_carrier_cannot_make_ends_as_a_failure_event(
+    fleet: FleetFactory,
+) -> None:
+    """A SIM without a carrier subscription (its activation was refused) cannot be cancelled,
+    suspended or restored: each request ends with its failure event, saying why."""
+    async with fleet() as f:
+        f.sandbox.switch("rejects_activation", HelixFaults(fraction=1.0))
+        refused = make_iccid(3200)
+        await f.import_csv(f"iccid,imei\n{refused},{make_imei(3200)}\n")
+        await eventually(
+            lambda: f.sim(refused), until=lambda r: r is not None and r["status"] == "error"
+        )
+        await request(f, SimSuspendRequested, refused, "op:suspend-unprovisioned")
+        await request(f, SimCancelRequested, refused, "op:cancel-unprovisioned")
+
+        def failures(events: list[Any]) -> list[Any]:
+            return [e for e in events if isinstance(e, SimCancelFailed | SimStatusChangeFailed)]
+
+        found = await eventually(f.events, until=lambda es: len(failures(es)) == 2)
+        cancel = next(e for e in failures(found) if isinstance(e, SimCancelFailed))
+        suspend = next(e for e in failures(found) if isinstance(e, SimStatusChangeFailed))
+        assert suspend.data.action == "suspend"
+        for failure in (cancel, suspend):
+            assert failure.data.reason == "the SIM has no carrier subscription"
+            assert failure.data.retryable is False
+        assert f.world.activations[refused] == 0
+        assert await f.dead_letters() == 0
