@@ -24,7 +24,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from events import codec
 from events.envelope import Event
 from events.schema_export import SCHEMA_DIR
-from events.topics import TOPICS_BY_NAME
+from events.topics import ALL_TOPICS
 from infra.asyncapi import DOC_PATH
 from infra.kafka import Bus
 
@@ -73,7 +73,7 @@ def problems(topic: str, key: bytes, headers: dict[str, str], value: bytes) -> l
     ]
     if key.decode() != record.get("subject"):
         found.append(f"key {key!r} is not the subject {record.get('subject')!r}")
-    channel = next((t for name, t in TOPICS_BY_NAME.items() if topic.endswith(name)), None)
+    channel = next((t for t in ALL_TOPICS if topic.endswith(t.name)), None)
     if channel is None or event_type not in channel.types:
         found.append(f"{event_type} published to {topic}, not its channel")
     return found
