@@ -11,8 +11,10 @@ Settings chosen for a broker that starts in seconds and fails over quickly on a 
 (``BROKER_TUNING``; each says why). Data lives in ``<state_dir>/apache-kafka/node-N``: a node is
 formatted once, and started again on its log directory it recovers its log like any Kafka.
 
-Each JVM runs in its own session with ``PR_SET_PDEATHSIG``: when the process that started it dies,
-even by SIGKILL, the kernel sends the broker SIGTERM, so no broker outlives simfleet.
+Each JVM runs in its own session with ``PR_SET_PDEATHSIG``: when the process that started it dies
+without stopping it (even by SIGKILL), the kernel SIGKILLs the broker, so none outlives simfleet.
+SIGKILL, not SIGTERM: all nodes would get it at once, and a broker's controlled shutdown waits
+for a controller that is already gone, forever; Kafka recovers its log on the next start.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ MISSING_TOOLS = (
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: the kernel signals it when its parent exits.
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _cluster_id() -> str:

@@ -152,9 +152,11 @@ async def restart_settings(
     durable_kafka: DurableBroker, database_url: str, topic_prefix: str
 ) -> Settings:
     settings = isolated_settings(durable_kafka.bootstrap, database_url, topic_prefix)
-    await ensure_topics(durable_kafka.bootstrap, settings.kafka)
+    # Tansu refuses InitProducerId: the idempotent producer is Apache Kafka's
+    kafka = settings.kafka.model_copy(update={"kafka_idempotence": False})
+    await ensure_topics(durable_kafka.bootstrap, kafka)
     return settings.model_copy(
-        update={"secrets": SecretsSettings(gateway_secret=SecretStr(SECRET))}
+        update={"kafka": kafka, "secrets": SecretsSettings(gateway_secret=SecretStr(SECRET))}
     )
 
 

@@ -458,8 +458,15 @@ def tansu_advertising(listen_port: int, advertised_port: int, log: Path) -> Iter
 
 
 @pytest.fixture
+def tansu_settings(bridge_settings: Settings) -> Settings:
+    """The outage tests' broker is a Tansu behind the relay: no idempotent producer there."""
+    kafka = bridge_settings.kafka.model_copy(update={"kafka_idempotence": False})
+    return bridge_settings.model_copy(update={"kafka": kafka})
+
+
+@pytest.fixture
 async def partitionable_kafka(
-    bridge_settings: Settings, tmp_path: Path
+    tansu_settings: Settings, tmp_path: Path
 ) -> AsyncIterator[tuple[str, Relay]]:
     """Bootstrap address of a broker reached only through ``Relay``; topics created."""
     broker_port = free_port()
@@ -470,7 +477,7 @@ async def partitionable_kafka(
 
         async def topics_created() -> bool:
             with contextlib.suppress(Exception):
-                await ensure_topics(bootstrap, bridge_settings.kafka)
+                await ensure_topics(bootstrap, tansu_settings.kafka)
                 return True
             return False
 
@@ -482,16 +489,16 @@ async def partitionable_kafka(
 
 
 async def test_broker_outage_is_503_with_retry_after_and_the_retry_is_stored(
-    bridge_settings: Settings,
+    tansu_settings: Settings,
     partitionable_kafka: tuple[str, Relay],
     http: httpx.AsyncClient,
 ) -> None:
     bootstrap, relay = partitionable_kafka
     push = recv_sms([0, "1.01", 1763900000, "+15551230000", "5559870000", b64("during outage")])
-    broker = build_broker(bridge_settings.kafka, bootstrap)
+    broker = build_broker(tansu_settings.kafka, bootstrap)
     async with broker:
-        bus = Bus(broker, bridge_settings.kafka.topic_prefix, timeout_s=2.0)
-        async with serve_http(create_bridge_app(bridge_settings, bus, SystemClock())) as url:
+        bus = Bus(broker, tansu_settings.kafka.topic_prefix, timeout_s=2.0)
+        async with serve_http(create_bridge_app(tansu_settings, bus, SystemClock())) as url:
             before = await http.post(f"{url}/s/{SECRET}/sms", json=THREE_SMS)
             await relay.cut()
             started = time.monotonic()
@@ -513,7 +520,7 @@ async def test_broker_outage_is_503_with_retry_after_and_the_retry_is_stored(
     assert rejection_down.status_code == 503  # cannot keep it: the gateway must retry
     (stored_id,) = after.json()["ids"]
     records = await read_records(
-        bootstrap, topic(bridge_settings, SMS_INBOUND.name), count=4, within=30
+        bootstrap, topic(tansu_settings, SMS_INBOUND.name), count=4, within=30
     )
     stored = [sms_of(r) for r in records if headers_of(r)["ce_id"] == stored_id]
     assert stored
@@ -522,7 +529,7 @@ async def test_broker_outage_is_503_with_retry_after_and_the_retry_is_stored(
 
 
 async def test_the_sandbox_gateway_retries_through_an_outage(
-    bridge_settings: Settings, partitionable_kafka: tuple[str, Relay]
+    tansu_settings: Settings, partitionable_kafka: tuple[str, Relay]
 ) -> None:
     bootstrap, relay = partitionable_kafka
     answers: list[int] = []
@@ -530,13 +537,13 @@ async def test_the_sandbox_gateway_retries_through_an_outage(
     async def record(response: httpx.Response) -> None:
         answers.append(response.status_code)
 
-    broker = build_broker(bridge_settings.kafka, bootstrap)
+    broker = build_broker(tansu_settings.kafka, bootstrap)
     async with (
         broker,
         httpx.AsyncClient(timeout=30, event_hooks={"response": [record]}) as client,
     ):
-        bus = Bus(broker, bridge_settings.kafka.topic_prefix, timeout_s=1.0)
-        async with serve_http(create_bridge_app(bridge_settings, bus, SystemClock())) as url:
+        bus = Bus(broker, tansu_settings.kafka.topic_prefix, timeout_s=1.0)
+        async with serve_http(create_bridge_app(tansu_settings, bus, SystemClock())) as url:
             gateway = SandboxGateway(
                 url, GW, SECRET, client=client, max_attempts=20, max_retry_after_s=0.2
             )
@@ -553,5 +560,5 @@ async def test_the_sandbox_gateway_retries_through_an_outage(
     assert answer["accepted"] == 1
     assert answers[0] == 503
     assert answers[-1] == 200
-    records = await read_records(bootstrap, topic(bridge_settings, SMS_INBOUND.name), count=1)
+    records = await read_records(bootstrap, topic(tansu_settings, SMS_INBOUND.name), count=1)
     assert answer["ids"][0] in {headers_of(r)["ce_id"] for r in records}

@@ -203,7 +203,11 @@ async def test_rate_limits_defer_verifications_and_the_scheduler_asks_again(
         asked = await w.events(VerificationRequested)
         assert {a.data.ref.split(":")[0] for a in asked} == {"deferred"}
         assert await sweeper.resume_deferred() == 0  # once per deferral
-        assert {s.data.sender_iccid for s in await w.events(VerificationSent)} == {sender.iccid}
+        # the first two went out from the one online SIM; a deferred one may go out from a target
+        # verified meanwhile (on Apache Kafka its number.online is often projected by then)
+        sent = await w.events(VerificationSent)
+        assert {s.data.sender_iccid for s in sent} <= {sender.iccid} | {t.iccid for t in targets}
+        assert all(s.data.sender_iccid != s.data.iccid for s in sent)
 
         # the number's own limit: one verification SMS an hour, whatever the senders
         again = VerificationRequested.create(
