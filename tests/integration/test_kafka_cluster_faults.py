@@ -26,9 +26,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pydantic import SecretStr
 
-from consumers.dlq import DeadLetters
 from events.topics import SMS_INBOUND
 from infra.clock import SystemClock
+from infra.dead_letters import DeadLetters
 from infra.embedded_apache_kafka import KafkaCluster
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
