@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from dashboard.api_reseller_tokens import reseller_tokens_api
 from dashboard.api_resellers import resellers_api
 from dashboard.deps import (
     STATIC_DIR,
@@ -31,6 +32,8 @@ from dashboard.deps import (
     load_endpoint_banner,
     template_environment,
 )
+from dashboard.reseller_api.app import PREFIX as RESELLER_API
+from dashboard.reseller_api.app import build_portal, create_reseller_api
 from dashboard.routes import actions, api, audit, endpoints, helix_query, imports, pages, run
 from dashboard.security import (
     Credentials,
@@ -46,6 +49,7 @@ from infra.settings import Settings
 from infra.webhook_signing import SecretBox
 from producers.commands import Commands
 from producers.reseller_commands import ResellerCommands
+from producers.reseller_tokens import ResellerTokens
 from projections.log_queries import BadCursor
 
 
@@ -103,6 +107,19 @@ def create_dashboard_app(
         resellers_api(reseller_commands, actor=get_operator),
         dependencies=[Depends(json_writes_only)],
     )
+    app.include_router(
+        reseller_tokens_api(
+            ResellerTokens(reseller_commands, clock),
+            default_days=settings.reseller_api.token_days,
+            actor=get_operator,
+        ),
+        dependencies=[Depends(json_writes_only)],
+    )
+    portal = build_portal(
+        reseller_commands, box=SecretBox.of_deployment(settings), webhooks=settings.webhooks,
+        settings=settings.reseller_api, clock=clock,
+    )  # fmt: skip
+    app.mount(RESELLER_API, create_reseller_api(portal))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

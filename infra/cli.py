@@ -13,6 +13,7 @@ import typer
 from infra import app as composition
 from infra import components
 from infra.cli_import import import_app
+from infra.cli_reseller_tokens import app as reseller_tokens_app
 from infra.cli_resellers import app as resellers_app
 from infra.dev_secrets import with_development_defaults
 from infra.logging import configure
@@ -27,6 +28,7 @@ replay_app = typer.Typer(help="Rebuild projections from events; re-publish archi
 sandbox_app = typer.Typer(help="The simulated carrier, gateways and reseller receiver.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(resellers_app, name="resellers")
+resellers_app.add_typer(reseller_tokens_app, name="token")
 app.add_typer(import_app)
 app.add_typer(replay_app, name="replay")
 app.add_typer(topics_app, name="topics")
