@@ -34,6 +34,7 @@ def test_a_token_gets_its_burst_then_waits_while_other_tokens_go_on() -> None:
     limiter = RateLimiter(rate_per_s=2.0, burst=3, now=clock)
     assert [limiter.take("a") for _ in range(3)] == [None, None, None]
     wait = limiter.take("a")
+    assert wait is not None
     assert wait == pytest.approx(0.5)
     assert retry_after_header(wait) == "1"
     assert limiter.take("b") is None  # another token's budget is its own
