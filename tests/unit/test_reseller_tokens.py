@@ -6,7 +6,9 @@ import pytest
 
 from dashboard.reseller_api.rate_limit import RateLimiter, retry_after_header
 from infra.actors import channel_of, reseller_actor
+from infra.redaction import redact
 from infra.reseller_tokens import generate_token, looks_like_token, token_hash
+from infra.webhook_signing import generate_secret
 
 
 def test_tokens_are_random_recognisable_and_kept_only_as_their_hash() -> None:
@@ -47,3 +49,13 @@ def test_a_reseller_is_named_by_its_token() -> None:
     actor = reseller_actor("acme", "billing\nsystem")
     assert actor == "reseller:acme/billing system"
     assert channel_of(actor) == "reseller"
+
+
+def test_issued_tokens_and_signing_secrets_are_masked_by_their_shape() -> None:
+    token, secret = generate_token(), generate_secret()
+    line = f"retrying with {token} for url?secret_param={secret}x and whsec_short"
+    masked = redact(line)
+    assert token not in masked
+    assert secret not in masked
+    assert "sfr_*** for" in masked
+    assert "whsec_short" in masked  # too short to be one of ours
