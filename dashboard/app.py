@@ -32,6 +32,8 @@ from dashboard.deps import (
     load_endpoint_banner,
     template_environment,
 )
+from dashboard.portal.app import PREFIX as PORTAL
+from dashboard.portal.app import create_portal_app
 from dashboard.reseller_api.app import PREFIX as RESELLER_API
 from dashboard.reseller_api.app import build_portal, create_reseller_api
 from dashboard.routes import actions, api, audit, endpoints, helix_query, imports, pages, run
@@ -120,6 +122,7 @@ def create_dashboard_app(
         settings=settings.reseller_api, clock=clock,
     )  # fmt: skip
     app.mount(RESELLER_API, create_reseller_api(portal))
+    app.mount(PORTAL, create_portal_app(portal, app.state.dashboard.templates))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

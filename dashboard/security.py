@@ -28,7 +28,7 @@ from infra.clock import Clock
 
 OPEN_PATHS = frozenset({"/healthz"})
 RUN_PREFIX = "/api/run/"
-RESELLER_PREFIXES = ("/reseller/", "/portal/")  # their own tokens: dashboard.reseller_api
+RESELLER_PREFIXES = ("/reseller/", "/portal/")  # their own tokens: reseller_api, portal
 CSRF_FIELD = "csrf_token"
 CSRF_TTL_S = 12 * 3600
 SIMPLE_CONTENT_TYPES = frozenset(
@@ -101,7 +101,8 @@ def basic_auth(
 
     async def require_operator(request: Request, call_next: CallNext) -> Response:
         path = request.url.path
-        if path in OPEN_PATHS or path.startswith((RUN_PREFIX, *RESELLER_PREFIXES)):
+        resellers = path.startswith(RESELLER_PREFIXES) or path == "/portal"
+        if path in OPEN_PATHS or path.startswith(RUN_PREFIX) or resellers:
             return await call_next(request)
         if credentials is None:
             return PlainTextResponse(
