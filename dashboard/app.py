@@ -36,7 +36,17 @@ from dashboard.portal.app import PREFIX as PORTAL
 from dashboard.portal.app import create_portal_app
 from dashboard.reseller_api.app import PREFIX as RESELLER_API
 from dashboard.reseller_api.app import build_portal, create_reseller_api
-from dashboard.routes import actions, api, audit, endpoints, helix_query, imports, pages, run
+from dashboard.routes import (
+    actions,
+    api,
+    audit,
+    endpoints,
+    helix_query,
+    imports,
+    pages,
+    reseller_tokens,
+    run,
+)
 from dashboard.security import (
     Credentials,
     CsrfTokens,
@@ -103,6 +113,7 @@ def create_dashboard_app(
     for router in (actions.router, endpoints.router, imports.router, api.router, run.router):
         app.include_router(router)
     app.include_router(audit.router, dependencies=[Depends(load_endpoint_banner)])
+    app.include_router(reseller_tokens.router)
     app.include_router(helix_query.router)
     app.include_router(helix_query.api_router)
     app.include_router(

@@ -14,12 +14,14 @@ import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
+from dashboard.app import create_dashboard_app
 from dashboard.deps import template_environment
 from dashboard.portal.app import PREFIX, create_portal_app
 from dashboard.reseller_api.app import build_portal
 from infra.clock import SystemClock
 from infra.http import serve_http
 from infra.settings import Settings
+from tests.integration.test_dashboard import PASSWORD, USER, dashboard_settings
 from tests.integration.test_reseller_api import numbered_sim
 from tests.support.eventually import eventually
 from tests.support.portal_world import GENEROUS, PortalWorld, portal_world
@@ -186,3 +188,57 @@ async def test_forged_forms_and_read_tokens_change_nothing(portal: Portal) -> No
     # the refused sign-in is the one resource the browser saw fail
     assert [e for e in portal.console_errors if "401" in e] == portal.console_errors != []
     portal.console_errors.clear()
+
+
+async def test_an_operator_issues_a_token_on_the_dashboard_and_the_reseller_signs_in_with_it(
+    browser: Browser, settings: Settings, kafka_bootstrap: str, topics: list[str]
+) -> None:
+    async with portal_world(settings, kafka_bootstrap) as world:
+        await world.world.reseller("acme", {})
+        await numbered_sim(world.world, ICCID, NUMBER, "acme")
+        configured = dashboard_settings(world.world.settings)
+        app = create_dashboard_app(configured, world.world.pool, world.world.bus, SystemClock())
+        async with serve_http(app) as url:
+            operator = await browser.new_context(
+                http_credentials={"username": USER, "password": PASSWORD}
+            )
+            reseller = await browser.new_context()
+            try:
+                page = await operator.new_page()
+                await page.goto(url + "/resellers")
+                await page.get_by_role("link", name="API tokens").click()
+                await page.get_by_label("Name").fill("support desk")
+                await page.get_by_label("Scope").select_option("read")
+                await page.get_by_role("button", name="Issue").click()
+                await expect(page.get_by_role("heading", name="Token issued")).to_be_visible()
+                token = await page.locator("code.token").inner_text()
+                assert token.startswith("sfr_")
+
+                portal_page = await reseller.new_page()
+                await portal_page.goto(url + "/portal/login")
+                # the token works once the projector recorded it
+                await eventually(lambda: world.world.pool.fetchval(
+                    "SELECT count(*) FROM reseller_tokens"))  # fmt: skip
+                await portal_page.get_by_label("API token").fill(token)
+                await portal_page.get_by_role("button", name="Sign in").click()
+                await expect(portal_page.get_by_role("cell", name=NUMBER)).to_be_visible()
+
+                await page.goto(url + "/resellers/acme/tokens")
+                row = page.locator("table.tokens tbody tr").first
+                await expect(row).to_contain_text("support desk")
+                await row.get_by_label("reason to revoke support desk").fill("desk closed")
+                await row.get_by_role("button", name="Revoke").click()
+                await eventually(lambda: world.world.pool.fetchval(
+                    "SELECT revoked_by FROM reseller_tokens"))  # fmt: skip
+                await portal_page.reload()
+                await expect(portal_page).to_have_url(url + "/portal/login")
+                audit = await eventually(
+                    lambda: world.world.pool.fetch("SELECT action, actor FROM operator_audit"),
+                    until=lambda rows: len(rows) >= 2,
+                )
+                assert {(r["action"], r["actor"]) for r in audit} >= {
+                    ("issue-token", f"dashboard:{USER}"), ("revoke-token", f"dashboard:{USER}"),
+                }  # fmt: skip
+            finally:
+                await operator.close()
+                await reseller.close()
