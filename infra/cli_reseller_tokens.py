@@ -53,7 +53,10 @@ def list_(reseller_id: str, reuse: Reuse = True) -> None:
             if t.revoked_at
             else f"until {t.expires_at.isoformat()}"
         )
-        typer.echo(f"{t.token_id}  {t.name}  {t.scope}  {state}  issued by {t.issued_by}")
+        used = t.last_used_at.isoformat() if t.last_used_at else "never"
+        typer.echo(
+            f"{t.token_id}  {t.name}  {t.scope}  {state}  last used {used}  issued by {t.issued_by}"
+        )
     if not found:
         typer.echo("no tokens")
 

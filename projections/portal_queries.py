@@ -2,6 +2,7 @@
 
 Every query takes the caller's reseller id and filters on it in SQL, so a row of another
 reseller reads exactly like a row that does not exist. Reads ``reseller_tokens``,
+``reseller_token_uses``,
 ``reseller_sims``, ``sims``, ``sim_numbers``, ``inbound_sms_resolved``, ``webhook_deliveries``,
 ``webhook_attempts``, ``reseller_webhooks`` (never its secrets); owns no table. An SMS belongs to
 the reseller holding its SIM when it arrived: one received before the SIM was assigned to it
@@ -17,10 +18,18 @@ from pydantic import Field
 
 from projections.read_models import View
 
-ISSUED_COLUMNS = """token_id, reseller_id, name, scope, expires_at, issued_by, issued_at,
-    revoked_at, revoked_by"""
-LIST_ISSUED = f"SELECT {ISSUED_COLUMNS} FROM reseller_tokens WHERE reseller_id = $1 ORDER BY issued_at, token_id"  # noqa: S608
-ISSUED_BY_HASH = f"SELECT {ISSUED_COLUMNS} FROM reseller_tokens WHERE token_hash = $1"  # noqa: S608
+LIST_ISSUED = """
+SELECT t.token_id, t.reseller_id, t.name, t.scope, t.expires_at, t.issued_by, t.issued_at,
+       t.revoked_at, t.revoked_by, u.last_used_at
+FROM reseller_tokens t LEFT JOIN reseller_token_uses u ON u.token_id = t.token_id
+WHERE t.reseller_id = $1 ORDER BY t.issued_at, t.token_id
+"""
+ISSUED_BY_HASH = """
+SELECT t.token_id, t.reseller_id, t.name, t.scope, t.expires_at, t.issued_by, t.issued_at,
+       t.revoked_at, t.revoked_by, u.last_used_at
+FROM reseller_tokens t LEFT JOIN reseller_token_uses u ON u.token_id = t.token_id
+WHERE t.token_hash = $1
+"""
 SIMS = """
 SELECT s.iccid, s.status, s.current_number AS number, s.number_status,
        coalesce(s.number_status = 'verified', false) AS online, n.verified_at AS online_since,
@@ -84,6 +93,7 @@ class TokenView(View):
     issued_at: datetime
     revoked_at: datetime | None
     revoked_by: str | None
+    last_used_at: datetime | None = Field(description="at most a minute behind")
 
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at

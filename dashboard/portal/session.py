@@ -37,6 +37,7 @@ async def session_of(request: Request, portal: Portal) -> Session | None:
     if caller is None:
         return None
     limit(portal, caller)
+    await portal.usage.used(caller.token_id, request.url.path)
     csrf = CsrfTokens(Credentials(caller.token_id, token), portal.clock)
     return Session(caller, csrf)
 

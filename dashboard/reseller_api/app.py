@@ -19,6 +19,7 @@ from consumers.webhook_targets import EndpointDirectory
 from dashboard.reseller_api import routes
 from dashboard.reseller_api.auth import Portal
 from dashboard.reseller_api.rate_limit import RateLimiter
+from dashboard.reseller_api.usage import TokenUsage
 from infra.clock import Clock
 from infra.kafka import BrokerUnavailable
 from infra.settings import ResellerApiSettings, WebhookSettings
@@ -50,7 +51,8 @@ def build_portal(
         clock=clock,
     )
     limiter = RateLimiter(settings.rate_per_s, settings.burst, time.monotonic)
-    return Portal(commands=portal_commands, limiter=limiter, clock=clock)
+    usage = TokenUsage(commands.pool, clock)
+    return Portal(commands=portal_commands, limiter=limiter, clock=clock, usage=usage)
 
 
 def create_reseller_api(portal: Portal) -> FastAPI:

@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dashboard.reseller_api.rate_limit import RateLimiter, retry_after_header
+from dashboard.reseller_api.usage import TokenUsage
 from infra.actors import reseller_actor
 from infra.clock import Clock
 from infra.reseller_tokens import looks_like_token, token_hash
@@ -54,6 +55,7 @@ class Portal:
     commands: PortalCommands
     limiter: RateLimiter
     clock: Clock
+    usage: TokenUsage
 
 
 def get_portal(request: Request) -> Portal:
@@ -92,6 +94,7 @@ async def authenticate(
     if caller is None:
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     limit(portal, caller)
+    await portal.usage.used(caller.token_id, request.url.path)
     request.state.caller = caller
     log.info(
         "reseller_api_request", actor=caller.actor, method=request.method, path=request.url.path

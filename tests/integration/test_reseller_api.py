@@ -92,6 +92,12 @@ async def test_tokens_are_shown_once_kept_hashed_scoped_revocable_and_audited(
             lambda: as_short.get("/sims"), until=lambda r: r.status_code == 401, within=5
         )
 
+    used = {t.name: t.last_used_at for t in await portal.tokens.tokens("acme")}
+    assert used["billing"] is not None  # the operator sees which tokens live
+    unused = await portal.token("acme", "never-used", "read")
+    assert {t.token_id: t.last_used_at for t in await portal.tokens.tokens("acme")}[
+        unused.token_id
+    ] is None
     stored = await world.pool.fetchval("SELECT string_agg(t::text, ' ') FROM reseller_tokens t")
     published = (await registry_values(world)).decode()
     assert "reseller.token_issued" in published
