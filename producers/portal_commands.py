@@ -36,6 +36,7 @@ from projections import portal_queries as queries
 from projections.portal_queries import EndpointView
 
 TEST_EVENT = "webhook.test"
+PAUSED_BY = "paused by "  # + the actor: the operator alert skips what a reseller paused
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class PortalCommands:
             raise CommandRejected(f"endpoint {endpoint_id!r} is not receiving already")
         event = WebhookEndpointDisabled.create(
             producer=PRODUCER, time=self._clock.now(), reseller_id=reseller_id,
-            endpoint_id=endpoint_id, reason=f"paused by {actor}", ref=new_ref(),
+            endpoint_id=endpoint_id, reason=PAUSED_BY + actor, ref=new_ref(),
             requested_by=actor,
         )  # fmt: skip
         await self.commands.emit(event)

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from events.topics import RESELLER_REGISTRY
 from infra.settings import ResellerApiSettings, Settings
+from producers.alert_checks import DisabledEndpoints
 from producers.reseller_commands import CommandRejected
 from tests.support.eventually import eventually
 from tests.support.portal_world import PortalWorld, portal_world
@@ -186,6 +187,8 @@ async def test_a_reseller_pauses_resumes_recovers_rotates_tests_and_removes_its_
             lambda: api.get("/endpoints/main"), until=lambda r: not r.json()["enabled"]
         )
         assert endpoint.json()["disabled_reason"] == "paused by reseller:acme/ops"
+        # the reseller's own decision: no operator alert for it
+        assert await DisabledEndpoints(world.pool).findings(datetime.now(UTC)) == []
         paused = sms(NUMBER, "while paused")
         await world.publish([paused])
         await eventually(lambda: world.pool.fetchval(
