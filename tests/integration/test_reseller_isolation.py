@@ -21,7 +21,7 @@ from dashboard.app import create_dashboard_app
 from dashboard.reseller_api.app import PREFIX
 from infra.clock import SystemClock
 from infra.settings import Settings
-from tests.integration.test_dashboard import PAGES, dashboard_settings
+from tests.integration.test_dashboard import PAGES, PASSWORD, USER, dashboard_settings
 from tests.integration.test_reseller_api import numbered_sim
 from tests.support.eventually import eventually
 from tests.support.portal_world import PortalWorld, portal_world
@@ -176,3 +176,20 @@ async def test_operator_routes_refuse_a_reseller_token(
             assert answer.status_code == 401, (method, path, answer.status_code)
         # and the reseller API, mounted in the same app, does take it
         assert (await http.get(f"{PREFIX}/sims")).status_code == 200
+    # the operator issues tokens through the JSON API: answered once, listed without it
+    operator = httpx.AsyncClient(transport=transport, base_url="http://d", auth=(USER, PASSWORD))
+    async with operator:
+        issued = await operator.post(
+            "/api/resellers/acme/tokens", json={"name": "api-made", "scope": "read-write"}
+        )
+        assert issued.status_code == 201, issued.text
+        assert issued.headers["cache-control"] == "no-store"
+        made = issued.json()
+        assert made["token"].startswith("sfr_")
+        listed = await eventually(
+            lambda: operator.get("/api/resellers/acme/tokens"),
+            until=lambda r: "api-made" in r.text,
+        )
+        assert made["token"] not in listed.text
+        assert "token_hash" not in listed.text
+        assert (await operator.get("/api/resellers/nobody/tokens")).status_code == 404
