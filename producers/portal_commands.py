@@ -40,7 +40,7 @@ PAUSED_BY = "paused by "  # + the actor: the operator alert skips what a reselle
 
 
 @dataclass(frozen=True)
-class TestAnswer:
+class EndpointAnswer:
     message_id: str
     outcome: str
     status_code: int | None
@@ -120,7 +120,7 @@ class PortalCommands:
             reason="recover, asked by the reseller",
         )  # fmt: skip
 
-    async def test_send(self, reseller_id: str, endpoint_id: str) -> TestAnswer:
+    async def test_send(self, reseller_id: str, endpoint_id: str) -> EndpointAnswer:
         await self._own(reseller_id, endpoint_id)
         self._directory.forget(endpoint_id)
         now = self._clock.now()
@@ -141,7 +141,7 @@ class PortalCommands:
         # a sender of its own: test sends are rare, and it closes its connections when done
         async with WebhookSender(self._webhooks, clock=self._clock) as sender:
             result: AttemptResult = await sender.deliver(found.target, message_id, encoded)
-        return TestAnswer(
+        return EndpointAnswer(
             message_id, result.outcome.value, result.status_code, result.latency_ms,
             result.answer, result.error,
         )  # fmt: skip

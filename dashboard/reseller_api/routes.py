@@ -53,7 +53,7 @@ class RecoverRequest(BaseModel):
     )
 
 
-class TestSent(BaseModel):
+class EndpointAnswered(BaseModel):
     message_id: str = Field(description="the test event's webhook-id")
     outcome: str = Field(description="delivered | retryable | rejected | gone | blocked")
     status_code: int | None
@@ -255,9 +255,11 @@ async def rotate_secret(
     "/endpoints/{endpoint_id}/test", tags=["endpoints"], responses=NOT_FOUND,
     summary="Send a signed `webhook.test` event now and show the endpoint's answer",
 )  # fmt: skip
-async def test_send(portal: PortalDep, caller: WriterDep, endpoint_id: EndpointId) -> TestSent:
+async def test_send(
+    portal: PortalDep, caller: WriterDep, endpoint_id: EndpointId
+) -> EndpointAnswered:
     answer = await portal.commands.test_send(caller.reseller_id, endpoint_id)
-    return TestSent(
+    return EndpointAnswered(
         message_id=answer.message_id, outcome=answer.outcome, status_code=answer.status_code,
         latency_ms=answer.latency_ms, answer=answer.answer, error=answer.error,
     )  # fmt: skip
