@@ -85,7 +85,7 @@ async def test_a_reseller_signs_in_reads_its_deliveries_and_tests_its_endpoint(
     token = (await portal.world.token("acme", "alice")).token
     text = sms(NUMBER, "your code is 4411")
     await world.publish([text])
-    await world.receiver.wait_for(1, endpoint_id="main")
+    await world.receiver.wait_for(1, timeout=30, endpoint_id="main")
     anonymous = await portal.context.new_page()
     await anonymous.goto(portal.url + "/portal/deliveries")
     await expect(anonymous).to_have_url(portal.url + "/portal/login")
@@ -148,7 +148,7 @@ async def test_a_reseller_pauses_resumes_and_recovers_what_it_missed(portal: Por
     )
     await page.get_by_role("button", name="Recover").click()
     await expect(page.get_by_role("heading", name="Recovery requested")).to_be_visible()
-    await world.receiver.wait_for(1, endpoint_id="main", timeout=10)
+    await world.receiver.wait_for(1, endpoint_id="main", timeout=30)
     await eventually(lambda: world.pool.fetchval(
         "SELECT state FROM webhook_claims WHERE message_id = $1", paused.id),
         until=lambda state: state == "delivered")  # fmt: skip

@@ -126,7 +126,7 @@ async def test_a_reseller_reads_its_sims_sms_and_every_attempt_of_a_delivery(
 
     async with world.consumer():
         await world.publish(texts)
-        await world.receiver.wait_for(3, endpoint_id="main")
+        await world.receiver.wait_for(3, timeout=30, endpoint_id="main")
 
     async with portal.client(token.token) as api:
         [sim] = (await api.get("/sims")).json()
@@ -201,7 +201,7 @@ async def test_a_reseller_pauses_resumes_recovers_rotates_tests_and_removes_its_
         await eventually(lambda: api.get("/endpoints/main"), until=lambda r: r.json()["enabled"])
         recovered = await api.post("/recover", json={"since": before.isoformat()})
         assert recovered.status_code == 202, recovered.text
-        await world.receiver.wait_for(1, endpoint_id="main")
+        await world.receiver.wait_for(1, timeout=30, endpoint_id="main")
         await eventually(lambda: world.pool.fetchval(
             "SELECT state FROM webhook_claims WHERE message_id = $1", paused.id),
             until=lambda state: state == "delivered")  # fmt: skip

@@ -35,7 +35,7 @@ async def test_fuzzed_reseller_api_requests_never_get_a_server_error(
         await numbered_sim(world, "8901260000000000001", "+15559870001", "acme")
         async with world.consumer():
             await world.publish([sms("+15559870001", "fuzz me")])
-            await world.receiver.wait_for(1, endpoint_id="main")
+            await world.receiver.wait_for(1, timeout=30, endpoint_id="main")
         token = (await portal.token("acme", "fuzzer")).token
         portal.api.add_middleware(BaseHTTPMiddleware, dispatch=count_answers(answers))
         async with serve_http(portal.api) as url:

@@ -66,11 +66,11 @@ async def holdings(portal: PortalWorld, reseller_id: str, iccid: str, number: st
     text = sms(number, f"for {reseller_id}")
     await world.publish([text])
     endpoint_id = f"{reseller_id}-hook"
-    await world.receiver.wait_for(1, endpoint_id=endpoint_id)
+    await world.receiver.wait_for(1, timeout=30, endpoint_id=endpoint_id)
     delivery_id = await eventually(lambda: world.pool.fetchval(
-        "SELECT id FROM webhook_deliveries WHERE reseller_id = $1", reseller_id))  # fmt: skip
+        "SELECT id FROM webhook_deliveries WHERE reseller_id = $1", reseller_id), within=30)  # fmt: skip
     await eventually(lambda: world.pool.fetchval(
-        "SELECT count(*) FROM inbound_sms WHERE message_id = $1", text.id))  # fmt: skip
+        "SELECT count(*) FROM inbound_sms WHERE message_id = $1", text.id), within=30)  # fmt: skip
     return Holdings(
         iccid, number, text.id, str(delivery_id), endpoint_id, issued[endpoint_id].secret,
         token.token,

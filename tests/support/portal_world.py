@@ -41,7 +41,8 @@ class PortalWorld:
         """A token issued as an operator would, once the projection made it usable."""
         issued = await self.tokens.issue(reseller_id, name, scope, days, "cli:test-operator")
         await eventually(lambda: self.world.pool.fetchval(
-            "SELECT count(*) FROM reseller_tokens WHERE token_id = $1", issued.token_id))  # fmt: skip
+            "SELECT count(*) FROM reseller_tokens WHERE token_id = $1", issued.token_id),
+            within=30)  # fmt: skip
         return issued
 
     def client(self, token: str | None = None) -> httpx.AsyncClient:
