@@ -20,6 +20,7 @@ from starlette.routing import Mount
 from dashboard.app import create_dashboard_app
 from dashboard.reseller_api.app import PREFIX
 from infra.clock import SystemClock
+from infra.logging import configure
 from infra.settings import Settings
 from tests.integration.test_dashboard import PAGES, PASSWORD, USER, dashboard_settings
 from tests.integration.test_reseller_api import numbered_sim
@@ -115,6 +116,7 @@ async def test_reseller_a_reaches_none_of_reseller_bs_resources(portal: PortalWo
     assert all(PARAM.search(p) for _, p in resource_routes), "a new route the walk cannot place"
     b_values, a_values = vars(b), vars(a)
 
+    configure("json", "INFO")  # as a process starts (a CLI test may have left WARNING)
     async with portal.client(a.token) as as_a, portal.client(b.token) as as_b:
         with structlog.testing.capture_logs() as logs:
             answers: list[httpx.Response] = []
