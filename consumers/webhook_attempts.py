@@ -167,6 +167,7 @@ class Attempts:
             "status_code": result.status_code,
             "latency_ms": result.latency_ms,
             "attempted_at": attempted_at,
+            "response": result.answer,
         }
         if step.action is Action.DONE:
             return [event(WebhookDeliverySucceeded, **attempt)]

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from dashboard import openapi_contract
+from dashboard.api_reseller_tokens import reseller_tokens_api
 from dashboard.api_resellers import resellers_api
 from dashboard.deps import (
     STATIC_DIR,
@@ -32,6 +33,10 @@ from dashboard.deps import (
     load_endpoint_banner,
     template_environment,
 )
+from dashboard.portal.app import PREFIX as PORTAL
+from dashboard.portal.app import create_portal_app
+from dashboard.reseller_api.app import PREFIX as RESELLER_API
+from dashboard.reseller_api.app import build_portal, create_reseller_api
 from dashboard.routes import (
     actions,
     api,
@@ -41,6 +46,7 @@ from dashboard.routes import (
     helix_query,
     imports,
     pages,
+    reseller_tokens,
     run,
 )
 from dashboard.security import (
@@ -58,6 +64,7 @@ from infra.settings import Settings
 from infra.webhook_signing import SecretBox, load_or_create_key
 from producers.commands import Commands
 from producers.reseller_commands import ResellerCommands
+from producers.reseller_tokens import ResellerTokens
 from projections.log_queries import BadCursor
 
 CSRF_KEY = "dashboard-csrf.key"
@@ -121,6 +128,7 @@ def create_dashboard_app(
     for router in (actions.router, endpoints.router, imports.router, api.router, run.router):
         app.include_router(router)
     app.include_router(audit.router, dependencies=[Depends(load_endpoint_banner)])
+    app.include_router(reseller_tokens.router)
     app.include_router(helix_query.router)
     app.include_router(carrier.page_router)
     app.include_router(carrier.api_router)
@@ -130,6 +138,20 @@ def create_dashboard_app(
         resellers_api(reseller_commands, actor=get_operator),
         dependencies=[Depends(json_writes_only)],
     )
+    app.include_router(
+        reseller_tokens_api(
+            ResellerTokens(reseller_commands, clock),
+            default_days=settings.reseller_api.token_days,
+            actor=get_operator,
+        ),
+        dependencies=[Depends(json_writes_only)],
+    )
+    portal = build_portal(
+        reseller_commands, box=SecretBox.of_deployment(settings), webhooks=settings.webhooks,
+        settings=settings.reseller_api, clock=clock, csrf_secret=csrf_secret(settings),
+    )  # fmt: skip
+    app.mount(RESELLER_API, create_reseller_api(portal))
+    app.mount(PORTAL, create_portal_app(portal, app.state.dashboard.templates))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -1,7 +1,8 @@
 """Who may use the dashboard, and what a browser may do with it.
 
-- HTTP Basic against ``DASHBOARD_AUTH`` (``user:password``) on every path but ``/healthz`` and
-  ``/api/run/*`` (the old automation's per-action secrets). Unset → 503 on every path: the
+- HTTP Basic against ``DASHBOARD_AUTH`` (``user:password``) on every path but ``/healthz``,
+  ``/api/run/*`` (the old automation's per-action secrets) and the resellers' own ``/reseller/``
+  and ``/portal/`` (their API tokens). Unset → 503 on every path: the
   dashboard never runs open.
 - Forms carry a CSRF token bound to the user, signed with a key derived from a random server
   secret (``DASHBOARD_CSRF_SECRET``, else a key file in the state dir) and ``DASHBOARD_AUTH``:
@@ -29,6 +30,7 @@ from infra.clock import Clock
 
 OPEN_PATHS = frozenset({"/healthz"})
 RUN_PREFIX = "/api/run/"
+RESELLER_PREFIXES = ("/reseller/", "/portal/")  # their own tokens: reseller_api, portal
 CSRF_FIELD = "csrf_token"
 CSRF_TTL_S = 12 * 3600
 SIMPLE_CONTENT_TYPES = frozenset(
@@ -103,7 +105,8 @@ def basic_auth(
 
     async def require_operator(request: Request, call_next: CallNext) -> Response:
         path = request.url.path
-        if path in OPEN_PATHS or path.startswith(RUN_PREFIX):
+        resellers = path.startswith(RESELLER_PREFIXES) or path == "/portal"
+        if path in OPEN_PATHS or path.startswith(RUN_PREFIX) or resellers:
             return await call_next(request)
         if credentials is None:
             return PlainTextResponse(

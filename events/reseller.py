@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from events.envelope import REQUESTED_BY, Event, Payload
+from events.envelope import REQUESTED_BY, Event, Payload, canonical_id
 from events.types import EndpointId, ResellerId
 
 
@@ -110,6 +110,8 @@ class WebhookEndpointDisabledData(Payload):
     failing_since: AwareDatetime | None = Field(
         default=None, description="disabled for failing: the start of the failures"
     )
+    ref: str | None = Field(default=None, description="paused on request: the request's ref")
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
 
 
 class WebhookEndpointDisabled(Event):
@@ -127,6 +129,14 @@ class WebhookEndpointDisabled(Event):
         "failing_since",
     )
     subject_field: ClassVar[str] = "reseller_id"
+
+    @classmethod
+    def id_for(cls, data: Payload) -> str:
+        # a pause is a request (one per ref); a disable by the health rules keeps its old id
+        if isinstance(data, WebhookEndpointDisabledData) and data.ref is not None:
+            identity = {"endpoint_id": data.endpoint_id, "ref": data.ref}
+            return canonical_id(cls.event_type(), identity)
+        return super().id_for(data)
 
 
 class WebhookEndpointFailingData(Payload):
@@ -175,4 +185,43 @@ class WebhookEndpointEnabled(Event):
     type: Literal["webhook.endpoint_enabled"] = "webhook.endpoint_enabled"
     data: WebhookEndpointEnabledData
     identity: ClassVar[tuple[str, ...]] = ("reseller_id", "endpoint_id", "ref")
+    subject_field: ClassVar[str] = "reseller_id"
+
+
+TokenScope = Literal["read", "read-write"]
+
+
+class ResellerTokenIssuedData(Payload):
+    reseller_id: ResellerId
+    token_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=100, description="the token's name, as audited")
+    scope: TokenScope
+    token_hash: str = Field(
+        description="SHA-256 of the token (hex); the token itself is shown once, never kept"
+    )
+    expires_at: AwareDatetime
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
+
+
+class ResellerTokenIssued(Event):
+    """An operator issued a reseller API token (the reseller portal and ``/reseller/v1``)."""
+
+    type: Literal["reseller.token_issued"] = "reseller.token_issued"
+    data: ResellerTokenIssuedData
+    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "token_id")
+    subject_field: ClassVar[str] = "reseller_id"
+
+
+class ResellerTokenRevokedData(Payload):
+    reseller_id: ResellerId
+    token_id: str = Field(min_length=1, max_length=64)
+    ref: str
+    requested_by: str = Field(default="system", description=REQUESTED_BY)
+    reason: str | None = Field(default=None, description="the operator's reason")
+
+
+class ResellerTokenRevoked(Event):
+    type: Literal["reseller.token_revoked"] = "reseller.token_revoked"
+    data: ResellerTokenRevokedData
+    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "token_id", "ref")
     subject_field: ClassVar[str] = "reseller_id"

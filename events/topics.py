@@ -90,6 +90,8 @@ RESELLER_REGISTRY = Topic(
             "webhook.endpoint_failing",
             "webhook.endpoint_recovered",
             "webhook.endpoint_enabled",
+            "reseller.token_issued",
+            "reseller.token_revoked",
         }
     ),
 )

@@ -19,6 +19,9 @@ class DeliveryAttempt(Payload):
     status_code: int | None = None
     latency_ms: float | None = None
     attempted_at: AwareDatetime
+    response: str | None = Field(
+        default=None, description="the start of the endpoint's answer (300 bytes, one line)"
+    )
 
 
 class WebhookDeliverySucceeded(Event):

@@ -7,7 +7,9 @@ An actor reads ``<channel>:<name>``:
 - ``run:<SECRET_VARIABLE>`` — an ``/api/run/*`` call, named by the *variable* holding the secret
   it offered (``run:BULK_RUN_SECRET``), never by the secret itself;
 - ``cli:<os user>`` — the ``simfleet`` CLI, by the operating-system user (the one behind
-  ``sudo`` when run through it).
+  ``sudo`` when run through it);
+- ``reseller:<reseller id>/<token name>`` — a reseller, through its API or portal, by the token
+  it signed in with.
 
 ``system`` marks requests nobody typed (scheduler ticks, consumers' own requests, the demo
 seed): they are not operator commands and stay out of the audit.
@@ -21,7 +23,7 @@ import re
 from collections.abc import Mapping
 
 SYSTEM = "system"
-CHANNELS = ("dashboard", "api", "run", "cli")
+CHANNELS = ("dashboard", "api", "run", "cli", "reseller")
 MAX_NAME = 100
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -44,6 +46,11 @@ def run_actor(secret_variable: str) -> str:
     return actor("run", secret_variable)
 
 
+def reseller_actor(reseller_id: str, token_name: str) -> str:
+    """A reseller's own request, named by the token it used (several people, several tokens)."""
+    return actor("reseller", f"{reseller_id}/{token_name}")
+
+
 def cli_actor(environ: Mapping[str, str] | None = None) -> str:
     """The operating-system user running the CLI; under ``sudo``, the user who ran sudo."""
     env = os.environ if environ is None else environ
@@ -62,7 +69,7 @@ def _login_name(env: Mapping[str, str]) -> str:
 
 
 def channel_of(requested_by: str) -> str:
-    """``dashboard``/``api``/``run``/``cli``; ``system``; ``other`` for a name without a channel
+    """``dashboard``/``api``/``run``/``cli``/``reseller``; ``system``; ``other`` for a name without a channel
     (older events said ``bulk_import``; a bare ``cli`` is still the CLI)."""
     channel = requested_by.partition(":")[0]
     if channel in CHANNELS:

@@ -3,6 +3,8 @@
 Two nets, because either alone leaks: values under secret-looking keys are masked wherever
 they sit, and every configured secret value (grant password, client id, live access tokens) is
 masked wherever it appears, even inside free text such as an error message or a form body.
+Secrets this deployment hands out and never keeps in clear (reseller API tokens ``sfr_…``,
+endpoint signing secrets ``whsec_…``) are recognised by their shape.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SECRET_SUFFIXES = ("password", "secret", "_token", "authorization")
 # secrets shorter than this are not replaced inside text: masking "ab" would shred every body
 MIN_SECRET_LENGTH = 4
 
+_ISSUED = re.compile(r"\b(sfr_|whsec_)[A-Za-z0-9+/=_-]{20,}")
 _BEARER = re.compile(r"\b(Bearer|bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
 _KEY_VALUE = re.compile(
     r"(?i)(\"?\b(?:password|client_secret|access_token|refresh_token|id_token|token|secret)\b\"?"
@@ -89,5 +92,6 @@ def _redact(value: Any, secrets: list[str]) -> Any:
 def _redact_text(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
+    text = _ISSUED.sub(lambda m: m.group(1) + REDACTED, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     return _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, text)

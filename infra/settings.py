@@ -255,6 +255,20 @@ class WebhookSettings(BaseSettings):
     )
 
 
+class ResellerApiSettings(BaseSettings):
+    """The reseller API (``/reseller/v1``) and portal, for resellers holding an API token."""
+
+    model_config = _config("RESELLER_API_")
+
+    rate_per_s: float = Field(
+        default=10.0, gt=0, description="requests per second per token (then 429 + Retry-After)"
+    )
+    burst: int = Field(default=40, ge=1, description="requests a token may make at once")
+    token_days: float = Field(
+        default=90.0, gt=0, le=366, description="a new token's validity unless told otherwise"
+    )
+
+
 class AlertSettings(BaseSettings):
     """Operational alerts: checked by the scheduler, each sent once per incident, then resolved."""
 
@@ -380,6 +394,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    reseller_api: ResellerApiSettings = Field(default_factory=ResellerApiSettings)
     rotation: RotationSettings = Field(
         default_factory=lambda: RotationSettings()  # noqa: PLW0108 (the class is defined below)
     )

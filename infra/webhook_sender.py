@@ -96,6 +96,8 @@ class AttemptResult:
     error: str | None = None
     # the receiver's Retry-After (429/503); the spec asks senders to honour it
     retry_after_s: float | None = None
+    # the start of the answer's body (ERROR_TEXT_BYTES), for the reseller to see what it said
+    answer: str | None = None
 
     @property
     def should_retry(self) -> bool:
@@ -243,15 +245,16 @@ class WebhookSender:
         ) as response:
             outcome = classify(response.status)
             answer = await _read_capped(response)
+            text = " ".join(answer[:ERROR_TEXT_BYTES].decode("utf-8", "replace").split())
             error = None
             if outcome is not Outcome.DELIVERED:
-                text = " ".join(answer[:ERROR_TEXT_BYTES].decode("utf-8", "replace").split())
                 error = f"HTTP {response.status}" + (f": {text}" if text else "")
             return AttemptResult(
                 outcome=outcome,
                 status_code=response.status,
                 latency_ms=_elapsed_ms(started),
                 error=error,
+                answer=text or None,
                 retry_after_s=parse_retry_after(
                     response.headers.get("retry-after"), self._clock.now()
                 ),

@@ -15,8 +15,10 @@ from typing import Protocol
 
 import asyncpg
 
+# an endpoint its reseller paused (producers/portal_commands.py) is no one's trouble
 DISABLED_ENDPOINTS = """
-SELECT endpoint_id, reseller_id, disabled_reason FROM reseller_webhooks WHERE NOT enabled
+SELECT endpoint_id, reseller_id, disabled_reason FROM reseller_webhooks
+WHERE NOT enabled AND coalesce(disabled_reason, '') NOT LIKE 'paused by reseller:%'
 ORDER BY endpoint_id
 """
 VERIFICATION_OUTCOMES = """
@@ -45,7 +47,8 @@ class Check(Protocol):
 
 
 class DisabledEndpoints:
-    """Every disabled webhook endpoint (410 Gone, or failing for too long) until re-enabled."""
+    """Every disabled webhook endpoint (410 Gone, or failing for too long) until re-enabled;
+    not one its reseller paused."""
 
     name = "endpoint_disabled"
 

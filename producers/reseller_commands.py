@@ -134,6 +134,10 @@ class ResellerCommands:
         await self._bus.emit(event)
         return event
 
+    async def emit(self, event: Event) -> None:
+        """Publishes an event another command module built (the reseller portal's pause)."""
+        await self._bus.emit(event)
+
     async def _known_reseller(self, reseller_id: str) -> None:
         if await get_reseller(self.pool, reseller_id) is None:
             raise NotFound(f"unknown reseller {reseller_id!r}")

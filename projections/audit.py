@@ -2,7 +2,8 @@
 
 Reads topics ``sim.lifecycle`` and ``reseller.registry``: every request an operator made
 (``requested_by`` other than ``system``, see ``infra.actors``) through the dashboard, the
-JSON API, ``/api/run/*`` or the CLI. One row per command and action — who (actor, channel),
+JSON API, ``/api/run/*`` or the CLI, and every request a reseller made through its API or
+portal (``reseller:<id>/<token name>``). One row per command and action — who (actor, channel),
 what, when, why (the reason) and to which SIMs (``subjects``: ICCIDs; reseller ids for the
 registry's commands, whose endpoint is the ``target``). A command is the request's ``command``
 field where it has one (an import, an assignment: their refs are per SIM), else its ``ref``
@@ -23,7 +24,10 @@ import asyncpg
 from events.envelope import Event
 from events.reseller import (
     ResellerCreated,
+    ResellerTokenIssued,
+    ResellerTokenRevoked,
     WebhookEndpointAdded,
+    WebhookEndpointDisabled,
     WebhookEndpointEnabled,
     WebhookEndpointRemoved,
     WebhookResendRequested,
@@ -60,6 +64,9 @@ ACTIONS: dict[type[Event], str] = {
     WebhookEndpointEnabled: "enable-endpoint",
     WebhookSecretRotated: "rotate-secret",
     WebhookResendRequested: "resend",
+    WebhookEndpointDisabled: "pause-endpoint",  # only a requested one: the health rules' are system
+    ResellerTokenIssued: "issue-token",
+    ResellerTokenRevoked: "revoke-token",
 }
 
 CLAIM_EVENTS = """
@@ -116,6 +123,8 @@ def audit_entry(event: Event) -> AuditEntry | None:
             action = "finalize"
     if isinstance(event, SimResellerAssigned):
         target = event.data.reseller_id
+    if isinstance(event, ResellerTokenIssued | ResellerTokenRevoked):
+        target = event.data.token_id
     return AuditEntry(
         event_id=event.id,
         command_id=command or ref or event.id,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from projections.archive import ArchiveProjection
+from projections.attempts import AttemptsProjection
 from projections.audit import OperatorAuditProjection
 from projections.deliveries import DeliveriesProjection
 from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
+from projections.reseller_tokens import ResellerTokensProjection
 from projections.resellers import ResellersProjection
 from projections.runner import Projection
 from projections.sims import SimsProjection
@@ -23,5 +25,7 @@ def all_projections() -> dict[str, Projection]:
         SimsProjection(),
         HelixLogProjection(),
         OperatorAuditProjection(),
+        ResellerTokensProjection(),
+        AttemptsProjection(),
     ]
     return {p.name: p for p in found}

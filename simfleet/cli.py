@@ -22,6 +22,7 @@ from projections.registry import all_projections
 from simfleet import app as composition
 from simfleet import components
 from simfleet.cli_import import import_app
+from simfleet.cli_reseller_tokens import app as reseller_tokens_app
 from simfleet.cli_resellers import app as resellers_app
 
 app = typer.Typer(help="simfleet: SIM fleet provisioning, verification and reseller webhooks.")
@@ -32,6 +33,7 @@ replay_app = typer.Typer(help="Rebuild projections from events; re-publish archi
 sandbox_app = typer.Typer(help="The simulated carrier, gateways and reseller receiver.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(resellers_app, name="resellers")
+resellers_app.add_typer(reseller_tokens_app, name="token")
 app.add_typer(import_app)
 app.add_typer(replay_app, name="replay")
 app.add_typer(topics_app, name="topics")

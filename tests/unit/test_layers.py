@@ -41,6 +41,9 @@ SIDE_IMPORTS: frozenset[tuple[str, str]] = frozenset(
         ("producers/scheduler.py", "consumers.verification_store"),
         ("producers/scheduler.py", "consumers.verification_waiting"),
         ("producers/scheduler.py", "consumers.reply_backlog"),
+        # the reseller portal's test send signs and posts as the webhook flow does
+        ("producers/portal_commands.py", "consumers.webhook_rules"),
+        ("producers/portal_commands.py", "consumers.webhook_targets"),
     }
 )
 

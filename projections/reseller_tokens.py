@@ -1,0 +1,46 @@
+"""Reseller API tokens: ``reseller_tokens``.
+
+Reads ``reseller.registry`` (reseller.token_issued, reseller.token_revoked). Holds each token's
+SHA-256, never the token; a revocation stays (the token never works again, even re-issued
+events cannot bring it back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from events.reseller import ResellerTokenIssued, ResellerTokenRevoked
+from events.topics import RESELLER_REGISTRY, Topic
+from projections.runner import Record
+
+INSERT_ISSUED = """
+INSERT INTO reseller_tokens (token_id, reseller_id, name, scope, token_hash, expires_at,
+    issued_by, issued_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (token_id) DO NOTHING
+"""
+MARK_REVOKED = """
+UPDATE reseller_tokens SET revoked_at = $3, revoked_by = $4
+WHERE token_id = $1 AND reseller_id = $2 AND revoked_at IS NULL
+"""
+
+
+class ResellerTokensProjection:
+    name = "reseller_tokens"
+    topics: tuple[Topic, ...] = (RESELLER_REGISTRY,)
+    tables: tuple[str, ...] = ("reseller_tokens",)
+
+    async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        for r in records:
+            match r.event:
+                case ResellerTokenIssued(data=d) as e:
+                    await conn.execute(
+                        INSERT_ISSUED, d.token_id, d.reseller_id, d.name, d.scope, d.token_hash,
+                        d.expires_at, d.requested_by, e.time,
+                    )  # fmt: skip
+                case ResellerTokenRevoked(data=d) as e:
+                    await conn.execute(
+                        MARK_REVOKED, d.token_id, d.reseller_id, e.time, d.requested_by
+                    )
