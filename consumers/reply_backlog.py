@@ -40,7 +40,7 @@ class Unread:
 class ReplyBacklog:
     def __init__(
         self, bootstrap: str, kafka: KafkaSettings, *, group: str = REPLIES_GROUP,
-        wait_s: float = 5.0,
+        wait_s: float = 15.0,
     ) -> None:  # fmt: skip
         self.bootstrap, self.wait_s = servers(bootstrap), wait_s
         self.secure = client_options(kafka)
