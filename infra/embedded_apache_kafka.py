@@ -15,6 +15,11 @@ Each JVM runs in its own session with ``PR_SET_PDEATHSIG``: when the process tha
 without stopping it (even by SIGKILL), the kernel SIGKILLs the broker, so none outlives simfleet.
 SIGKILL, not SIGTERM: all nodes would get it at once, and a broker's controlled shutdown waits
 for a controller that is already gone, forever; Kafka recovers its log on the next start.
+
+``extra_listener`` (default none) adds a second client listener to every broker, for example
+``SASL_SSL`` with its certificates and SCRAM users, so that clients' security settings can be
+proven against a real broker; the PLAINTEXT listener stays for inter-broker traffic and the
+readiness probe.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +167,18 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
+@dataclass(frozen=True)
+class ExtraListener:
+    """A second client listener on each broker, on its own free 127.0.0.1 port."""
+
+    name: str  # the listener's name in the broker config, e.g. "SECURE"
+    protocol: str  # its security protocol: SSL, SASL_PLAINTEXT or SASL_SSL
+    # broker properties it needs (``listener.name.<name>.…`` keys, ``ssl.keystore.*``, …)
+    config: Mapping[str, str] = field(default_factory=dict)
+    # added to ``kafka-storage format``, e.g. ("--add-scram", "SCRAM-SHA-512=[name=…,password=…]")
+    format_args: tuple[str, ...] = ()
+
+
 @dataclass
 class KafkaNode:
     """One JVM: a broker (``node_id`` 1..n), or the controller of a cluster."""
@@ -171,6 +188,7 @@ class KafkaNode:
     directory: Path
     broker_port: int | None
     controller_port: int | None
+    extra_port: int | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -189,10 +207,13 @@ class KafkaNode:
 class KafkaCluster:
     """Apache Kafka on loopback: ``brokers`` = 1 (combined node) or 3 (plus a controller)."""
 
-    def __init__(self, state_dir: Path, brokers: int = 1) -> None:
+    def __init__(
+        self, state_dir: Path, brokers: int = 1, *, extra_listener: ExtraListener | None = None
+    ) -> None:
         if brokers not in (1, 3):
             raise ValueError("the embedded Apache Kafka runs 1 or 3 brokers")
         self.brokers = brokers
+        self.extra_listener = extra_listener
         self.directory = state_dir / "apache-kafka" / ("cluster" if brokers == 3 else "single")
         self.nodes: list[KafkaNode] = []
 
@@ -203,6 +224,11 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{n.broker_port}" for n in self.broker_nodes)
+
+    @property
+    def extra_bootstrap(self) -> str:
+        """The brokers' ``extra_listener`` addresses."""
+        return ",".join(f"127.0.0.1:{n.extra_port}" for n in self.broker_nodes if n.extra_port)
 
     @property
     def broker_nodes(self) -> list[KafkaNode]:
@@ -233,6 +259,14 @@ class KafkaCluster:
             raise
 
     def _plan(self) -> list[KafkaNode]:
+        nodes = self._plan_ports()
+        if self.extra_listener is not None:
+            for node in nodes:
+                if node.broker_port is not None:
+                    node.extra_port = free_port()
+        return nodes
+
+    def _plan_ports(self) -> list[KafkaNode]:
         if self.brokers == 1:
             return [
                 KafkaNode(
@@ -256,6 +290,10 @@ class KafkaCluster:
     def _write_configs(self) -> None:
         rf = str(self.replication)
         min_isr = str(max(1, self.replication - 1))
+        extra = self.extra_listener
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if extra is not None:
+            protocols += f",{extra.name}:{extra.protocol}"
         for node in self.nodes:
             node.directory.mkdir(parents=True, exist_ok=True)
             listeners = []
@@ -263,13 +301,18 @@ class KafkaCluster:
                 listeners.append(f"PLAINTEXT://127.0.0.1:{node.broker_port}")
             if node.controller_port:
                 listeners.append(f"CONTROLLER://127.0.0.1:{node.controller_port}")
+            extra_address = (
+                f"{extra.name}://127.0.0.1:{node.extra_port}" if extra and node.extra_port else ""
+            )
+            if extra_address:
+                listeners.append(extra_address)
             config = {
                 "process.roles": node.roles,
                 "node.id": str(node.node_id),
                 "controller.quorum.voters": self._voters(),
                 "controller.listener.names": "CONTROLLER",
                 "listeners": ",".join(listeners),
-                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map": protocols,
                 "log.dirs": str(node.directory / "data"),
                 "offsets.topic.replication.factor": rf,
                 "transaction.state.log.replication.factor": rf,
@@ -281,8 +324,11 @@ class KafkaCluster:
                 **BROKER_TUNING,
             }
             if node.broker_port:
-                config["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{node.broker_port}"
+                advertised = [f"PLAINTEXT://127.0.0.1:{node.broker_port}", extra_address]
+                config["advertised.listeners"] = ",".join(a for a in advertised if a)
                 config["inter.broker.listener.name"] = "PLAINTEXT"
+            if extra_address and extra is not None:
+                config.update(extra.config)
             node.properties.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
 
     def _format(self, java: str) -> None:
@@ -297,6 +343,8 @@ class KafkaCluster:
                 continue
             cmd = [java, *JVM_OPTIONS, "-cp", f"{jars_dir()}/*", "kafka.tools.StorageTool"]
             cmd += ["format", "-t", cluster_id, "-c", str(node.properties), "--ignore-formatted"]
+            if self.extra_listener is not None:
+                cmd += self.extra_listener.format_args
             pending.append(
                 (node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
             )

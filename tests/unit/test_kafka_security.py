@@ -1,7 +1,8 @@
 """KAFKA_SECURITY_* reach every Kafka client simfleet builds: the FastStream broker, the
 projection consumers, the admin clients and the lag probe (and nothing builds one around it).
 
-The live proof against a SASL_SSL listener needs Apache Kafka; these check the wiring."""
+These check the wiring; tests/integration/test_kafka_sasl_ssl.py proves it live against
+Apache Kafka with a SASL_SSL listener."""
 
 import ast
 import datetime as dt
