@@ -203,7 +203,8 @@ async def test_a_failed_webhook_resent_from_the_deliveries_page_is_delivered(
     )
 
     page = await operator.page(f"/deliveries?endpoint={endpoint}")
-    row = page.locator("tbody tr").filter(has_text=message_id)
+    # a row shows the short id; the whole one is its title
+    row = page.locator("tbody tr").filter(has=page.locator(f'[title="{message_id}"]'))
     await reload_until(page, row.locator(".badge-failed").count)
     await expect(row).to_contain_text("HTTP 500")
 
@@ -213,7 +214,8 @@ async def test_a_failed_webhook_resent_from_the_deliveries_page_is_delivered(
     await expect(page.locator("h1")).to_have_text("resend: 1 requested")
 
     await page.get_by_role("link", name=reseller).click()
-    row = page.locator("tbody tr").filter(has_text=message_id)
+    # a row shows the short id; the whole one is its title
+    row = page.locator("tbody tr").filter(has=page.locator(f'[title="{message_id}"]'))
     await reload_until(page, row.locator(".badge-delivered").count)
     delivered = [d for d in live.receiver.received(endpoint) if d.accepted]
     assert [(d.webhook_id, d.signature_valid) for d in delivered] == [(message_id, True)]
