@@ -64,6 +64,7 @@ async def simfleet_run(
         "SIMFLEET_STATE_DIR": str(state),
         "GATEWAY_SECRET": GATEWAY_SECRET,
         "SIMFLEET_LOG_FORMAT": "json",
+        "SIMFLEET_ENV": "development",  # as `make run` says it: the demo's webhooks reach loopback
     }
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
         env.pop(name, None)  # the embedded defaults, as on a fresh clone

@@ -22,8 +22,9 @@ STATE_DIR = Path(".simfleet/bench")
 async def bench_settings() -> AsyncIterator[Settings]:
     """Settings on real infrastructure with a fresh topic prefix, migrated and topics created."""
     with contextlib.ExitStack() as stack:
+        configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         bootstrap = (
-            os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            configured
             or stack.enter_context(embedded_kafka.embedded_broker(STATE_DIR, reuse=True)).url
         )
         dsn = (
@@ -40,6 +41,8 @@ async def bench_settings() -> AsyncIterator[Settings]:
                 topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
                 kafka_session_timeout_ms=2000,
                 kafka_heartbeat_interval_ms=400,
+                # the embedded Tansu refuses InitProducerId, as in `simfleet run` on Tansu
+                kafka_idempotence=bool(configured),
             ),
             postgres=PostgresSettings(database_url=SecretStr(dsn)),
         )
