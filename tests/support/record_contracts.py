@@ -4,8 +4,8 @@ Wraps ``Bus._send`` for the whole session: each record — its topic, key, heade
 the bus computes them — is checked against ``events/schemas`` (JSON Schema, formats included)
 and against its AsyncAPI message (header schema, key, topic), and its type is noted. A record
 that breaks a contract fails the test that produced it (at teardown: the producing code itself is
-left to behave as it does). ``test_event_contracts.py`` then asks that every event type was
-produced at least once by the tests that ran.
+left to behave as it does). At the end of a session that ran the whole integration suite, an
+event type no test produced fails the session.
 """
 
 from __future__ import annotations
@@ -120,25 +120,31 @@ def whole_suite(config: pytest.Config) -> bool:
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "after_all_records: runs after every other test (judges what they published)"
-    )
+def missing_types() -> list[str]:
+    from events.envelope import EVENT_TYPES
+
+    return sorted(set(EVENT_TYPES) - set(LEDGER.seen))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The coverage check runs last, after every test that could produce records."""
-    last = [i for i in items if i.get_closest_marker("after_all_records")]
-    for item in last:
-        items.remove(item)
-    items.extend(last)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Over the whole integration suite every event type must have been produced by a test and
+    held to its schema: a type none produced fails the session (a chosen part is only reported)."""
+    if session.config.option.collectonly or not session.testscollected:
+        return
+    if whole_suite(session.config) and (missing := missing_types()):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED: no test produced these event types: {', '.join(missing)}", red=True
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if LEDGER.seen:
         from events.envelope import EVENT_TYPES
 
-        missing = sorted(set(EVENT_TYPES) - set(LEDGER.seen))
+        missing = missing_types()
         terminalreporter.write_line(
             f"event records checked against the contracts: {sum(LEDGER.seen.values())}, "
             f"{len(LEDGER.seen)}/{len(EVENT_TYPES)} types"
