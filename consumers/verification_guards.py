@@ -124,11 +124,23 @@ async def resume_deferred(
     """Deferred verifications whose time has come → verification.requested each (same number,
     attempt and avoid lists), claimed with SKIP LOCKED and superseded in the emitting
     transaction: one request per deferral, whatever the number of schedulers."""
+    return await ask_again_claimed(
+        pool, bus, now, producer, claim=CLAIM_DEFERRED, args=(now,), batch=batch,
+        ref="deferred", reason="rate limit",
+    )  # fmt: skip
+
+
+async def ask_again_claimed(
+    pool: asyncpg.Pool, bus: Bus, now: datetime, producer: str, *, claim: str,
+    args: tuple[object, ...], batch: int, ref: str, reason: str,
+) -> list[VerificationRequested]:  # fmt: skip
+    """Verifications the ``claim`` query takes (its arguments: ``args`` then ``batch``) asked
+    for again, each superseded in the transaction that emits its request, batch by batch."""
     asked: list[VerificationRequested] = []
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_DEFERRED, now, batch)
-            events = [ask_again(r, now, producer) for r in rows]
+            rows = await conn.fetch(claim, *args, batch)
+            events = [ask_again(r, now, producer, ref=ref, reason=reason) for r in rows]
             await bus.emit_many(events)
             await conn.execute(MARK_ASKED_AGAIN, [r["request_id"] for r in rows], now)
         asked += events
@@ -136,12 +148,14 @@ async def resume_deferred(
             return asked
 
 
-def ask_again(row: asyncpg.Record, now: datetime, producer: str) -> VerificationRequested:
+def ask_again(
+    row: asyncpg.Record, now: datetime, producer: str, *, ref: str, reason: str
+) -> VerificationRequested:
     return VerificationRequested.create(
         producer=producer, time=now, correlationid=row["correlationid"], iccid=row["iccid"],
-        ref=f"deferred:{row['request_id']}", number=row["number"], attempt=row["attempt"],
+        ref=f"{ref}:{row['request_id']}", number=row["number"], attempt=row["attempt"],
         avoid_senders=tuple(row["avoid_senders"]), avoid_gateways=tuple(row["avoid_gateways"]),
-        started_at=row["started_at"], reason="rate limit",
+        started_at=row["started_at"], reason=reason,
     )  # fmt: skip
 
 

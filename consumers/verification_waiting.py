@@ -16,6 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
+from consumers.verification_guards import ask_again_claimed
 from events.sim import VerificationRequested
 from infra.kafka import Bus
 
@@ -39,12 +40,9 @@ WHERE v.state = 'skipped' AND v.awaiting_sender
   AND EXISTS (
       SELECT 1 FROM ({LOCATED_SIMS}) located
       WHERE located.iccid <> v.iccid AND {CAN_SEND}
-        AND (located.changed_at > v.updated_at OR located.iccid = $2))
-ORDER BY v.updated_at LIMIT $1 FOR UPDATE OF v SKIP LOCKED
+        AND (located.changed_at > v.updated_at OR located.iccid = $1))
+ORDER BY v.updated_at LIMIT $2 FOR UPDATE OF v SKIP LOCKED
 """  # noqa: S608 (constant fragments)
-MARK_ASKED_AGAIN = """
-UPDATE verifications SET state = 'superseded', updated_at = $2 WHERE request_id = ANY($1::text[])
-"""
 
 
 async def resume_awaiting_sender(
@@ -54,23 +52,7 @@ async def resume_awaiting_sender(
     """Waiting verifications for which a new possible sender exists (one that appeared or
     changed since they were skipped, or ``sender``: a SIM just online, whatever the read
     tables say yet) → verification.requested."""
-    asked: list[VerificationRequested] = []
-    while True:
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_AWAITING, batch, sender)
-            events = [_ask_again(r, now, producer) for r in rows]
-            await bus.emit_many(events)
-            await conn.execute(MARK_ASKED_AGAIN, [r["request_id"] for r in rows], now)
-        asked += events
-        if len(rows) < batch:
-            return asked
-
-
-def _ask_again(row: asyncpg.Record, now: datetime, producer: str) -> VerificationRequested:
-    return VerificationRequested.create(
-        producer=producer, time=now, correlationid=row["correlationid"], iccid=row["iccid"],
-        ref=f"sender-available:{row['request_id']}", number=row["number"],
-        attempt=row["attempt"], avoid_senders=tuple(row["avoid_senders"]),
-        avoid_gateways=tuple(row["avoid_gateways"]), started_at=row["started_at"],
-        reason="a sender is available",
+    return await ask_again_claimed(
+        pool, bus, now, producer, claim=CLAIM_AWAITING, args=(sender,), batch=batch,
+        ref="sender-available", reason="a sender is available",
     )  # fmt: skip
