@@ -159,7 +159,7 @@ def create_dashboard_app(
     app.add_exception_handler(BadCursor, bad_value)
     app.add_exception_handler(asyncpg.DataError, bad_value)
 
-    openapi_contract.install(app)
+    openapi_contract.install(app, secrets_in_urls=settings.secrets_in_urls)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

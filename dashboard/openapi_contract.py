@@ -83,13 +83,14 @@ CONTRACT = Contract(
 )
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, secrets_in_urls: bool = True) -> None:
     """Makes ``app.openapi()`` return the completed document (generated once, as FastAPI does)."""
     generate = app.openapi
+    contract = CONTRACT if secrets_in_urls else CONTRACT.without_secrets_in_urls()
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = complete(generate(), CONTRACT)
+            app.openapi_schema = complete(generate(), contract)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ writes them into the generated document the same way for both.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
@@ -27,6 +27,18 @@ class Contract:
     refusals: Callable[[str, str], Mapping[int, Refusal]]
     tags: Mapping[str, str] = field(default_factory=dict)
     error_schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+    def without_secrets_in_urls(self) -> Contract:
+        """The contract of an app run with ``SIMFLEET_SECRETS_IN_URLS=false``: its query-string
+        schemes are refused there, so the document must not offer them to integrators."""
+        in_url = {name for name, scheme in self.schemes.items() if scheme.get("in") == "query"}
+        kept = {name: scheme for name, scheme in self.schemes.items() if name not in in_url}
+        outer = self.security
+
+        def security(path: str, method: str) -> list[dict[str, list[str]]]:
+            return [need for need in outer(path, method) if not in_url & need.keys()]
+
+        return replace(self, schemes=kept, security=security)
 
 
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:

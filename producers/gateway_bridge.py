@@ -287,7 +287,8 @@ _SECRET_SCHEMES = {
         "type": "apiKey",
         "in": "header",
         "name": SECRET_HEADER,
-        "description": "GATEWAY_SECRET (also accepted as the first path segment: /s/<secret>/sms)",
+        "description": "GATEWAY_SECRET (unless SIMFLEET_SECRETS_IN_URLS=false, also accepted as the "
+        "first path segment: /s/<secret>/sms)",
     },
     "gatewaySecretQuery": {
         "type": "apiKey",
@@ -388,6 +389,8 @@ async def _on_unavailable(_request: Request, exc: Exception) -> JSONResponse:
 
 
 class _BridgeApp(FastAPI):
+    contract = CONTRACT
+
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
             schema = super().openapi()
@@ -398,7 +401,7 @@ class _BridgeApp(FastAPI):
             schema.setdefault("components", {}).setdefault("schemas", {}).update(
                 defs.get("$defs", {})
             )
-            complete(schema, CONTRACT)
+            complete(schema, self.contract)
         return self.openapi_schema or {}
 
 
@@ -418,6 +421,8 @@ def create_bridge_app(
         redoc_url=None,
         openapi_url=None,
     )
+    if not settings.secrets_in_urls:
+        app.contract = CONTRACT.without_secrets_in_urls()
     app.state.bridge = Bridge(
         secret,
         settings.bridge_max_body_bytes,

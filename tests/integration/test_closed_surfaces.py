@@ -5,7 +5,7 @@ kept, never a 500."""
 import base64
 import warnings
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -94,6 +94,35 @@ async def test_secrets_in_urls_can_be_switched_off(strict_bridge: str) -> None:
         by_path = await http.post(f"/s/{SECRET}/sms", json=PUSH)
         by_header = await http.post("/sms", json=PUSH, headers={"x-gateway-secret": SECRET})
     assert (by_query.status_code, by_path.status_code, by_header.status_code) == (401, 404, 200)
+
+
+async def test_the_documents_offer_no_secret_in_a_url_when_it_is_refused(
+    settings: Settings, database_url: str, kafka_bootstrap: str
+) -> None:
+    pool = await create_pool(database_url)
+    try:
+        for secrets_in_urls in (True, False):
+            chosen = with_secret(settings, secrets_in_urls=secrets_in_urls)
+            bus = Bus(build_broker(chosen.kafka, kafka_bootstrap), chosen.kafka.topic_prefix)
+            documents = {
+                "bridge": create_bridge_app(chosen, bus, SystemClock()).openapi(),
+                "dashboard": create_dashboard_app(chosen, pool, bus, SystemClock()).openapi(),
+            }
+            for name, document in documents.items():
+                offered = document["components"]["securitySchemes"]
+                in_url = {n for n, scheme in offered.items() if scheme.get("in") == "query"}
+                required = {
+                    n for op in _operations(document) for need in op["security"] for n in need
+                }
+                assert bool(in_url) is secrets_in_urls, (name, secrets_in_urls)
+                assert required, name
+                assert required <= set(offered), name
+    finally:
+        await pool.close()
+
+
+def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [op for item in document["paths"].values() for op in item.values() if "security" in op]
 
 
 async def test_deeply_nested_json_is_a_400_kept_on_gateway_rejected(
