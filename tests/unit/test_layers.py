@@ -33,14 +33,8 @@ FLOORS: dict[str, int] = {
     "infra": 1,
     "events": 0,
 }
-# the scheduler reading the verification flow's rules and store
 SIDE_IMPORTS: frozenset[tuple[str, str]] = frozenset(
     {
-        ("producers/scheduler.py", "consumers.verification_guards"),
-        ("producers/scheduler.py", "consumers.verification_rules"),
-        ("producers/scheduler.py", "consumers.verification_store"),
-        ("producers/scheduler.py", "consumers.verification_waiting"),
-        ("producers/scheduler.py", "consumers.reply_backlog"),
         # the reseller portal's test send signs and posts as the webhook flow does
         ("producers/portal_commands.py", "consumers.webhook_rules"),
         ("producers/portal_commands.py", "consumers.webhook_targets"),
