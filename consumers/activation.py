@@ -1,9 +1,9 @@
 """Activation: sim.activation_requested → Helix activate → sim.activated | sim.activation_failed.
 
-Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py);
-partitions run concurrently, each in order, so a SIM's events (keyed by ICCID) are handled one
-at a time. Once per request by the effects ledger:
-a redelivered or re-imported request re-emits its recorded outcome and never activates twice.
+Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py),
+which runs SIMs concurrently, each SIM's events (keyed by ICCID) one at a time and in order.
+Once per request by the effects ledger: a redelivered or re-imported request re-emits its
+recorded outcome and never activates twice.
 A carrier refusal is final (``retryable=False``); an unavailable carrier is a retryable failure,
 sent again by the scheduler with backoff (``consumers/carrier_retries.py``).
 

@@ -2,13 +2,14 @@
 → Helix details (the current MDN) → Helix status change
 → sim.cancelled | sim.suspended | sim.restored, or sim.cancel_failed | sim.status_change_failed.
 
-Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py); reads and the SIM's subscription id from ``sims``. The
-carrier's status call takes the current number, not the subscription (EXTERNAL_APIS §2.5), so
-the details are read first. A line already where the request would take it ("already
-cancelled", already suspended) counts as done. Once per request by the effects ledger; an
-unavailable carrier, or a line without a number yet, is a retryable failure (resent by the
-scheduler with backoff, then shown as needing an operator: ``consumers/carrier_retries.py``),
-a refusal a final one.
+Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py);
+reads the SIM's subscription id from ``sims``. The carrier changes a line's status by its
+current number, not by the subscription (EXTERNAL_APIS §2.5), so the line's details are read
+first, for the number. A line already where the request would take it ("already cancelled",
+already suspended) counts as done. Once per request by the effects ledger. An unavailable
+carrier, or a line without a number yet, is a retryable failure (resent by the scheduler with
+backoff, then shown as needing an operator: ``consumers/carrier_retries.py``); a refusal is a
+final one.
 """
 
 from __future__ import annotations

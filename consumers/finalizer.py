@@ -1,12 +1,14 @@
 """Finalizer: sim.activated → Helix details → number.assigned (source=activation).
 
-Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py). The carrier activates a line before it has a
-number (EXTERNAL_APIS §2.2), so the details may show none yet. Design — two tiers, neither
-blocking a partition for long:
+Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py),
+which runs SIMs concurrently, each SIM's events in order. The carrier activates a line before
+it has a number (EXTERNAL_APIS §2.2), so the details may show none yet. Design — two tiers,
+neither holding a SIM for long:
 
 1. in the handler, a *bounded* wait: the details are re-read with doubling pauses for at most
-   ``HX_NUMBER_WAIT_S`` (10 s by default; the sandbox and most real lines need seconds). The
-   partition waits meanwhile, which is the price of keeping each SIM's events in order.
+   ``HX_NUMBER_WAIT_S`` (10 s by default; the sandbox and most real lines need seconds). Only
+   this SIM's later events wait meanwhile (the price of keeping them in order); other SIMs go
+   on, and the batch's offsets are committed once every SIM in it is done.
 2. past that, the handler emits nothing and the SIM stays ``provisioning``; the composition root
    runs ``sweep_unfinalized`` every ``HX_FINALIZE_SWEEP_S`` (5 min, the original's cadence),
    which re-reads the details of every ``provisioning`` SIM without a number (``sims``).

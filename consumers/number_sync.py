@@ -2,22 +2,23 @@
 
 Registered on the ``provisioning`` subscriber of ``sim.lifecycle`` (consumers/provisioning.py);
 reads the SIM's subscription id, status and current number from ``sims``. The carrier may change
-a line without being asked, both ways:
+a line without being asked, in two ways:
 
 - its **status**: a line cancelled or suspended at the carrier becomes ``sim.cancelled`` /
   ``sim.suspended``, a suspended SIM whose line is active again ``sim.restored``;
 - its **number** (EXTERNAL_APIS §2.3 ``oldPhoneNumber``): a differing number is recorded as a new
   assignment (``number.assigned``, source=sync), an equal one changes nothing.
 
-A SIM still waiting for its first number (the dashboard's "finalize", which asks for a sync), or
-in ``error`` with a line, gets what the finalizer would have emitted; a SIM in ``error`` without
-a subscription id (an activation answered "already active") is looked up by its ICCID and gets
-``sim.activated`` for the line found. A carrier that cannot be read is skipped: the next round
-asks again. Every change emitted is recorded in ``sync_changes`` under the request's ref.
+A SIM without a number — still waiting for its first (the dashboard's "finalize" asks for a
+sync), or in ``error`` with a line — gets the outcome the finalizer would have emitted. A SIM in
+``error`` without a subscription id (its activation was answered "already active") is looked up
+by its ICCID and gets ``sim.activated`` for the line found. A carrier that cannot be read is
+skipped: the next round asks again. Every change emitted is recorded in ``sync_changes`` under
+the request's ref.
 
-``request_sync`` is the scheduler's side: one ``sync.requested`` per active, suspended or error
-SIM, its ref the hour's tick (``sync_runs``), so a round repeated within the hour publishes the
-same ids.
+``request_sync`` is the scheduler's side, kept beside the handler it feeds: one
+``sync.requested`` per active, suspended or error SIM, its ref the hour's tick (``sync_runs``),
+so a round repeated within the hour publishes the same ids.
 """
 
 from __future__ import annotations

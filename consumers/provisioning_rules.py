@@ -112,7 +112,7 @@ StatusDrift = Literal["cancelled", "suspended", "restored"]
 def status_drift(ours: str, details: SubscriberDetails) -> StatusDrift | None:
     """The carrier holds the line in another state than the SIM shows (changed behind our back)."""
     carrier = details.status.upper()
-    if details.is_cancelled and ours != "canceled":
+    if details.is_cancelled and ours != "cancelled":
         return "cancelled"
     if carrier == "SUSPENDED" and ours in ("active", "provisioning"):
         return "suspended"

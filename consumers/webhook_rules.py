@@ -11,7 +11,7 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, TypeGuard
 
@@ -27,6 +27,7 @@ from events.sim import (
 from events.sms import SmsReceived
 from infra.settings import WebhookSettings
 from infra.webhook_sender import Outcome
+from policies.webhook_format import iso
 
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = (
     SmsReceived.event_type(),
@@ -104,12 +105,6 @@ class SimFacts:
     sim_id: int | None = None
     number: str | None = None
     mobility_subscription_id: str | None = None
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _subscription_id(value: str | None) -> int | str | None:

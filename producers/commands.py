@@ -115,8 +115,8 @@ def refusal(
             return f"status is {sim.status}, sync needs active, provisioning, suspended or error"
         case "sync" if not subscribed and sim.status != "error":  # error: found by its ICCID
             return "no subscription id yet"
-        case "cancel" if sim.status == "canceled":
-            return "already canceled"
+        case "cancel" if sim.status == "cancelled":
+            return "already cancelled"
         case "restore" if sim.status != "suspended":
             return f"status is {sim.status}, restore needs suspended"
     return None

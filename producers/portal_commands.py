@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from consumers.webhook_rules import iso
-from consumers.webhook_targets import EndpointDirectory
 from events.envelope import new_ref
 from events.reseller import WebhookEndpointDisabled
 from infra.clock import Clock
 from infra.settings import WebhookSettings
-from infra.webhook_sender import AttemptResult, WebhookSender
+from infra.webhook_sender import AttemptResult, EndpointTarget, WebhookSender
 from infra.webhook_signing import SecretUnsealError
+from policies.webhook_format import iso
 from producers.reseller_commands import (
     PRODUCER,
     CommandRejected,
@@ -37,6 +37,20 @@ from projections.portal_queries import EndpointView
 
 TEST_EVENT = "webhook.test"
 PAUSED_BY = "paused by "  # + the actor: the operator alert skips what a reseller paused
+
+
+class SigningEndpoint(Protocol):
+    @property
+    def target(self) -> EndpointTarget: ...
+
+
+class SigningTargets(Protocol):
+    """Where the test send finds an endpoint's URL and secrets: the webhook flow's directory
+    (``consumers/webhook_targets.EndpointDirectory``), handed in by whoever builds the portal."""
+
+    async def get(self, endpoint_id: str, now: datetime) -> SigningEndpoint | None: ...
+
+    def forget(self, endpoint_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,7 @@ class PortalCommands:
         self,
         commands: ResellerCommands,
         *,
-        directory: EndpointDirectory,
+        directory: SigningTargets,
         webhooks: WebhookSettings,
         clock: Clock,
     ) -> None:

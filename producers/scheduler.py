@@ -1,18 +1,7 @@
-"""Scheduler: the clock → events. Five loops, each safe to run in several processes at once:
+"""Scheduler: the clock → events. Three loops, each safe to run in several processes at once
+(the composition root adds the flows' own sweeps to the same process, e.g. the verification
+flow's expiry and resumption: ``consumers/verification_sweeps.py``):
 
-- every ``ROTATION_VERIFICATION_SWEEP_S`` (30 s): verifications past their expiry (2 minutes
-  from the send) → a retry through another sender (verification.requested, next attempt) while
-  ``VERIFICATION_RETRIES`` and the number's ``VERIFICATION_BUDGET_S`` (from its first send) allow
-  one, after that number.verification_failed (reason "timeout"); each timeout counts against
-  its sender (verification.sender_suspect; ``consumers/verification_guards.py``). A verification
-  expires only once the reply consumer has read every SMS the gateways pushed before its expiry
-  (``consumers/reply_backlog.py``): a consumer behind its topic never fails a number that
-  answered in time. Verifications deferred by the rate limits whose time has come, and those
-  skipped for want of a sender once there is one (``consumers/verification_waiting.py``) →
-  verification.requested again. Rows are claimed with ``FOR UPDATE SKIP
-  LOCKED`` and marked failed in the transaction that emits, so each failure is emitted once,
-  across restarts and concurrent schedulers (a crash between emit and commit re-emits the
-  same deterministic id: a harmless duplicate).
 - every ``ROTATION_TICK_S`` (60 s): each active SIM whose daily slot has come (05:00 UTC plus
   its spread offset; ``policies/rotation.py``) → mdn.change_requested with ref
   ``rotation:<YYYY-MM-DD>``. The request is emitted in the transaction that inserts the
@@ -34,28 +23,15 @@ A round that fails because Postgres or the broker is away is logged and tried ag
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
 
-from consumers.reply_backlog import ReplyBacklog
-from consumers.verification_guards import resume_deferred
-from consumers.verification_rules import after_timeout, avoiding
-from consumers.verification_store import Pending, expire_due
-from consumers.verification_waiting import resume_awaiting_sender
-from events.envelope import Event
-from events.sim import (
-    MdnChangeRequested,
-    NumberVerificationFailed,
-    VerificationRequested,
-    VerificationSenderSuspect,
-)
+from events.sim import MdnChangeRequested
 from infra.clock import Clock
 from infra.kafka import Bus
-from infra.metrics import VERIFICATIONS
 from infra.outages import OUTAGE_TYPES
 from infra.settings import Settings
 from policies.rotation import RotationPolicy, current_day, due_slot, retry_ref, rotation_ref
@@ -63,9 +39,6 @@ from producers import retention, rotation_breaker, rotation_days
 from producers.silence_sweep import announce_silent
 
 PRODUCER = "simfleet/scheduler"
-# how long a gateway may take to push an SMS it received: a reply received just before the
-# expiry is waited for this long
-PUSH_ALLOWANCE = timedelta(seconds=5)
 CLEANUP_BATCH = 500
 ROTATABLE = """
 SELECT s.iccid, coalesce(n.valid_from, s.last_rotated_at, s.activated_at) AS number_since
@@ -129,22 +102,14 @@ log = structlog.get_logger("simfleet.scheduler")
 
 
 class Scheduler:
-    def __init__(
-        self, pool: asyncpg.Pool, bus: Bus, clock: Clock, settings: Settings,
-        *, replies: ReplyBacklog | None = None,
-    ) -> None:  # fmt: skip
-        """``replies``: how far the verification reply consumer has read (None: not checked)."""
+    def __init__(self, pool: asyncpg.Pool, bus: Bus, clock: Clock, settings: Settings) -> None:
         self.pool, self.bus, self.clock, self.settings = pool, bus, clock, settings
-        self.replies = replies
         self.policy = RotationPolicy.from_settings(settings.rotation)
 
     async def run(self) -> None:
         """Every loop until cancelled (the composition root owns the task)."""
         r = self.settings.rotation
         async with asyncio.TaskGroup() as loops:
-            loops.create_task(self.every(r.verification_sweep_s, self.expire_verifications))
-            loops.create_task(self.every(r.verification_sweep_s, self.resume_deferred))
-            loops.create_task(self.every(r.verification_sweep_s, self.resume_awaiting_sender))
             loops.create_task(self.every(r.tick_s, self.request_rotations))
             loops.create_task(self.every(self.settings.silence.sweep_s, self.find_silent_sims))
             loops.create_task(self.every(r.cleanup_interval_s, self.clean_up))
@@ -159,65 +124,6 @@ class Scheduler:
             except OUTAGE_TYPES as err:
                 log.warning("scheduler_round_failed", job=job.__name__, error=repr(err))
             await asyncio.sleep(interval_s)
-
-    async def expire_verifications(self) -> int:
-        """Timed-out verifications retried or failed; returns how many timed out."""
-        now = cutoff = self.clock.now()
-        if self.replies is not None:
-            unread = await self.replies.oldest_unread()
-            if unread is None:
-                log.warning("verification_expiry_postponed", reason="reply backlog not measured")
-                return 0
-            cutoff = min(now, unread.since or now) - PUSH_ALLOWANCE
-        ended = await expire_due(
-            self.pool, self.bus, now, self._timed_out, expired_before=cutoff,
-            suspect_after=self.settings.verification.suspect_after, producer=PRODUCER,
-        )  # fmt: skip
-        kinds = Counter(e.type for e in ended)
-        failed = kinds[NumberVerificationFailed.event_type()]
-        retried = kinds[VerificationRequested.event_type()]
-        suspects = kinds[VerificationSenderSuspect.event_type()]
-        VERIFICATIONS.labels("failed").inc(failed)
-        VERIFICATIONS.labels("retried").inc(retried)
-        if ended:
-            log.info("verifications_timed_out", failed=failed, retried=retried, suspects=suspects)
-        return failed + retried
-
-    def _timed_out(self, p: Pending) -> tuple[Event, datetime | None]:
-        """Another sender (and gateway) tries again while the retries and the number's budget
-        allow; after that the number has failed."""
-        now = self.clock.now()
-        v, expiry_s = self.settings.verification, self.settings.rotation.verification_expiry_s
-        started = p.started_at or p.sent_at or now
-        if after_timeout(p.attempt, v.retries, started, now, expiry_s, v.budget_s) == "retry":
-            retry = VerificationRequested.create(
-                producer=PRODUCER, time=now, correlationid=p.correlationid, iccid=p.iccid,
-                ref=f"retry:{p.sent_event_id}", number=p.number, attempt=p.attempt + 1,
-                avoid_senders=avoiding(p.avoid_senders, p.sender_iccid),
-                avoid_gateways=avoiding(p.avoid_gateways, p.sender_gateway), reason="timeout",
-                started_at=started,
-            )  # fmt: skip
-            return retry, None
-        event = NumberVerificationFailed.create(
-            producer=PRODUCER, time=now, correlationid=p.correlationid,
-            iccid=p.iccid, request_id=p.sent_event_id, number=p.number,
-            mobility_subscription_id=p.mobility_subscription_id, reason="timeout",
-        )  # fmt: skip
-        return event, None
-
-    async def resume_deferred(self) -> int:
-        """Verifications the rate limits deferred, asked for again once a slot is free."""
-        asked = await resume_deferred(self.pool, self.bus, self.clock.now(), PRODUCER)
-        if asked:
-            log.info("deferred_verifications_resumed", count=len(asked))
-        return len(asked)
-
-    async def resume_awaiting_sender(self) -> int:
-        """Verifications skipped for want of a sender, asked again once a new one exists."""
-        asked = await resume_awaiting_sender(self.pool, self.bus, self.clock.now(), PRODUCER)
-        if asked:
-            log.info("verifications_resumed_with_a_sender", count=len(asked))
-        return len(asked)
 
     async def find_silent_sims(self) -> int:
         """Online SIMs quiet past their threshold, announced once each; returns how many."""

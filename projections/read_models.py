@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 PAGE_SIZE = 50
-SIM_STATUSES = ("pending", "provisioning", "active", "suspended", "canceled", "error")
-SimStatus = Literal["pending", "provisioning", "active", "suspended", "canceled", "error"]
+SIM_STATUSES = ("pending", "provisioning", "active", "suspended", "cancelled", "error")
+SimStatus = Literal["pending", "provisioning", "active", "suspended", "cancelled", "error"]
 
 
 class View(BaseModel):

@@ -9,7 +9,7 @@ verification requested) are not read.
 
 Status (the original's words): ``pending`` until activated, ``provisioning`` while the line is
 active at the carrier without a number, ``active`` once it has one, then ``suspended`` /
-``canceled``; ``error`` when activation failed. A cancelled SIM has no current number (its last
+``cancelled``; ``error`` when activation failed. A cancelled SIM has no current number (its last
 number's ``sim_numbers`` row is closed).
 
 Each event is applied once: its id goes into ``sim_applied_events`` in the batch transaction,
@@ -46,7 +46,7 @@ SET imei = EXCLUDED.imei, status = 'pending', last_error = NULL,
     reseller_id = COALESCE(EXCLUDED.reseller_id, sims.reseller_id),
     gateway_id = COALESCE(EXCLUDED.gateway_id, sims.gateway_id),
     port = COALESCE(EXCLUDED.port, sims.port), updated_at = now()
-WHERE sims.status IN ('pending', 'error', 'canceled')
+WHERE sims.status IN ('pending', 'error', 'cancelled')
 """
 # a (new) subscription: no number until the carrier assigns one. The line a SIM already has
 # (an "already active" activation found it) keeps its number and status.
@@ -147,7 +147,7 @@ MARK_CANCELLED = """
 WITH closed AS (
     UPDATE sim_numbers SET valid_to = $2 WHERE iccid = $1 AND valid_to IS NULL
 )
-UPDATE sims SET status = 'canceled', current_number = NULL, number_status = NULL,
+UPDATE sims SET status = 'cancelled', current_number = NULL, number_status = NULL,
     last_error = NULL, updated_at = now(),
     operator_needed = CASE WHEN operator_needed_action = 'cancel' THEN NULL
                            ELSE operator_needed END,

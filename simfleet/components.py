@@ -31,6 +31,7 @@ from consumers import (
     webhooks,
 )
 from consumers.reply_backlog import ReplyBacklog
+from consumers.verification_sweeps import VerificationSweeps
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.alert_sink import AlertSink, LogSink, SlackSink
@@ -278,7 +279,9 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
         return await endpoint_health.disable_overdue(tracker)
 
     replies = ReplyBacklog(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
-    scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings, replies=replies)
+    verifications = VerificationSweeps(rt.pool, rt.bus, rt.clock, rt.settings, replies=replies)
+    scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings)
+    every_verification_sweep = rt.settings.rotation.verification_sweep_s
     every_alert_round = rt.settings.alerts.interval_s
     async with alert_sink(rt) as sink:
         prefix = rt.settings.kafka.topic_prefix.rstrip(".")
@@ -288,6 +291,9 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
         )  # fmt: skip
         loops = (
             scheduler.run(),
+            scheduler.every(every_verification_sweep, verifications.expire_verifications),
+            scheduler.every(every_verification_sweep, verifications.resume_deferred),
+            scheduler.every(every_verification_sweep, verifications.resume_awaiting_sender),
             scheduler.every(hx.finalize_sweep_s, finalize_sweep),
             scheduler.every(hx.sync_interval_s, sync_round),
             scheduler.every(rt.settings.rotation.tick_s, resend_carrier_requests),
@@ -296,7 +302,7 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
         )
         async with supervised(rt, "scheduler", *loops):
             yield (
-                f"verification sweep every {rt.settings.rotation.verification_sweep_s:g}s, "
+                f"verification sweep every {every_verification_sweep:g}s, "
                 f"rotation daily at {rt.settings.rotation.at}, finalize sweep every "
                 f"{hx.finalize_sweep_s:g}s, silence sweep every "
                 f"{rt.settings.silence.sweep_s:g}s, alerts every {every_alert_round:g}s"

@@ -19,9 +19,12 @@ from projections.sim_target_queries import SimTarget
 router = APIRouter(include_in_schema=False)
 DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
 Text = Annotated[str, Query(max_length=200)]
+# a status once spelled otherwise: links and scripts saved before keep working
+FORMER_STATUS_SPELLINGS = {"canceled": "cancelled"}
 
 
 def sim_status(value: str) -> SimStatus | None:
+    value = FORMER_STATUS_SPELLINGS.get(value, value)
     if value and value not in SIM_STATUSES:
         raise HTTPException(400, f"unknown status {value!r}")
     return cast(SimStatus, value) if value else None

@@ -178,7 +178,7 @@ async def test_the_silent_sims_alert_counts_the_sims_announced_silent(hw: Health
         [
             (f"890126000000000{n:04d}", status, hw.clock.now() if silent else None)
             for n, (status, silent) in enumerate(
-                [("active", True)] * 3 + [("canceled", True), ("active", False)]
+                [("active", True)] * 3 + [("cancelled", True), ("active", False)]
             )
         ],
     )

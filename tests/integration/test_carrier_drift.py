@@ -95,7 +95,7 @@ async def test_sync_turns_carrier_side_status_and_number_changes_into_sim_events
         assert await request_sync(f.pool, f.bus, f.clock) == 5  # the error SIM included
         await eventually(
             lambda: statuses(f, [*lines, lost]),
-            until=lambda s: s == ["canceled", "suspended", "active", "active", "active"],
+            until=lambda s: s == ["cancelled", "suspended", "active", "active", "active"],
         )
         events = await f.events()
         assert [e.data.iccid for e in events if isinstance(e, SimCancelled)] == [cancelled]
@@ -107,7 +107,7 @@ async def test_sync_turns_carrier_side_status_and_number_changes_into_sim_events
 
         # the suspended SIM is compared too: active again at the carrier → restored
         carrier_status_change(f, suspended, "Unsuspend")
-        assert await request_sync(f.pool, f.bus, HoursLater(1)) == 4  # canceled: not compared
+        assert await request_sync(f.pool, f.bus, HoursLater(1)) == 4  # cancelled: not compared
         await eventually(lambda: statuses(f, [suspended]), until=lambda s: s == ["active"])
         assert len([e for e in await f.events() if isinstance(e, SimRestored)]) == 1
 

@@ -287,7 +287,7 @@ async def test_the_overview_counts_the_seeded_fleet(dash: Dash) -> None:
         "provisioning": 1,
         "active": 2 + w.FILLER_COUNT,
         "suspended": 1,
-        "canceled": 1,
+        "cancelled": 1,
         "error": 0,
     }
     assert (stats["online"], stats["verification_failed"]) == (1 + w.FILLER_COUNT, 1)
@@ -319,6 +319,7 @@ async def test_the_sim_table_searches_filters_and_paginates(dash: Dash) -> None:
     assert await iccids(q="5550100001") == [w.FEATURED]
     assert await iccids(q="letters") == []
     assert await iccids(status="pending") == [w.PENDING]
+    assert await iccids(status="cancelled") == await iccids(status="canceled") == [w.CANCELLED]
     assert await iccids(silent="true") == [w.FEATURED]
     assert set(await iccids(reseller="globex", q="89012600")) == {w.PROVISIONING, w.SUSPENDED}
     assert (await dash.http.get("/api/sims", params={"status": "sleeping"})).status_code == 400
@@ -531,10 +532,10 @@ async def test_run_endpoints_take_their_own_secret_as_bearer_or_query(dash: Dash
     assert len(sync.json()["event_ids"]) == 7
     cancel = await dash.anonymous.get(
         "/api/run/cancel",
-        params={"secret": RUN_SECRETS["cancel"], "iccids": f"{w.PENDING},{w.CANCELED}"},
+        params={"secret": RUN_SECRETS["cancel"], "iccids": f"{w.PENDING},{w.CANCELLED}"},
     )
     assert cancel.json()["subjects"] == [w.PENDING]
-    assert cancel.json()["skipped"] == [{"subject": w.CANCELED, "reason": "already canceled"}]
+    assert cancel.json()["skipped"] == [{"subject": w.CANCELLED, "reason": "already cancelled"}]
 
 
 async def test_a_run_secret_left_unset_turns_its_endpoint_off(dash: Dash) -> None:

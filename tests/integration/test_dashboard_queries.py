@@ -31,7 +31,7 @@ INSERT INTO sims (iccid, imei, status, current_number, number_status, reseller_i
                   mobility_subscription_id, created_at, updated_at)
 SELECT '8901260' || lpad(n::text, 12, '0'), '356938035643809',
        (ARRAY['active','active','active','active','provisioning','pending','suspended',
-              'canceled'])[1 + n % 8],
+              'cancelled'])[1 + n % 8],
        '+1555' || lpad(n::text, 7, '0'), 'verified', 'reseller-' || (n % 50),
        'SUB-' || n, $1, $1
 FROM generate_series(1, $2) AS n;

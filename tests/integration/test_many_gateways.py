@@ -114,7 +114,7 @@ async def test_an_unlisted_gateway_is_reached_at_the_address_it_pushed_from(
             until=lambda rows: len(rows) == 3,
         )
         assert [tuple(r) for r in learnt] == list(zip(GATEWAYS, hosts, strict=True))
-        sweeper = await w.scheduler()
+        sweeper = await w.verification_sweeps()
         assert await sweeper.resume_awaiting_sender() == 1
         (asked,) = await w.wait_for(VerificationRequested)
         assert asked.data.ref == f"sender-available:{skipped.data.request_id}"

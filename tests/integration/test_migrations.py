@@ -63,3 +63,24 @@ async def test_an_edited_landed_migration_is_refused(database_url: str, tmp_path
     first.write_text(first.read_text() + "\n-- edited\n")
     with pytest.raises(MigrationError, match="changed after it was applied"):
         await migrate(database_url, edited)
+
+
+async def test_a_canceled_sim_is_cancelled_after_the_spelling_migration(
+    database_url: str, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        before = tmp_path / "migrations"
+        before.mkdir()
+        for path in MIGRATIONS_DIR.glob("*.sql"):
+            if path.name < "0150":
+                shutil.copy(path, before / path.name)
+        await migrate(database_url, before)
+        await conn.execute("INSERT INTO sims (iccid, status) VALUES ('8901', 'canceled')")
+        await migrate(database_url)
+        assert await conn.fetchval("SELECT status FROM sims WHERE iccid = '8901'") == "cancelled"
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO sims (iccid, status) VALUES ('8902', 'canceled')")
+    finally:
+        await conn.close()

@@ -202,7 +202,7 @@ async def test_suspend_restore_and_cancel_reach_the_carrier_and_the_sims_table(
         await status_becomes(f, first, "active", "ACTIVE")
         old_number = (await f.sim(second))["current_number"]
         await request(f, SimCancelRequested, second, "op:cancel-1")
-        await status_becomes(f, second, "canceled", "CANCELED")
+        await status_becomes(f, second, "cancelled", "CANCELED")
         await request(f, SimCancelRequested, second, "op:cancel-2")  # already cancelled: done
 
         cancelled = await eventually(

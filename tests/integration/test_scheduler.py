@@ -54,14 +54,14 @@ async def test_each_timeout_is_emitted_once_across_a_restart_and_two_schedulers(
 
         await w.emit(*(expired(i) for i in range(3)))
         await eventually(pending, until=lambda n: n == 3)
-        first = await w.scheduler()
+        first = await w.verification_sweeps()
         assert await first.expire_verifications() == 3
-        restarted = await w.scheduler()  # a new process: the state is in Postgres
+        restarted = await w.verification_sweeps()  # a new process: the state is in Postgres
         assert await restarted.expire_verifications() == 0
 
         await w.emit(*(expired(i) for i in range(3, 6)))
         await eventually(pending, until=lambda n: n == 3)
-        one, two = await w.scheduler(), await w.scheduler()
+        one, two = await w.verification_sweeps(), await w.verification_sweeps()
         rounds = await asyncio.gather(*(s.expire_verifications() for s in (one, two, one, two)))
         assert sum(rounds) == 3
 

@@ -167,7 +167,7 @@ async def test_a_lost_sms_times_out_a_late_reply_changes_nothing_and_a_retry_ver
         (sent,) = await w.wait_for(VerificationSent)
         await eventually(lambda: _async(w.network.counts["lost"]), until=lambda n: n == 1)
 
-        sweeper = await w.scheduler()
+        sweeper = await w.verification_sweeps()
         await eventually(sweeper.expire_verifications, until=lambda n: n == 1, within=5)
         (failed,) = await w.wait_for(NumberVerificationFailed)
         assert (failed.data.request_id, failed.data.reason) == (sent.id, "timeout")
@@ -224,7 +224,7 @@ async def test_the_first_sim_waits_for_a_sender_and_is_verified_once_a_second_is
         )
         # asked once: a redelivered number.online, or the sweep, finds nobody waiting any more
         await w.emit(*online)
-        assert await (await w.scheduler()).resume_awaiting_sender() == 0
+        assert await (await w.verification_sweeps()).resume_awaiting_sender() == 0
         assert len(await w.events(VerificationRequested)) == 1
 
 

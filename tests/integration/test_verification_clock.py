@@ -13,13 +13,13 @@ import pytest
 
 from consumers import verification
 from consumers.reply_backlog import ReplyBacklog
+from consumers.verification_sweeps import VerificationSweeps
 from events.sim import NumberOnline, NumberVerificationFailed, VerificationSent
 from events.sms import SmsReceived
 from infra.clock import Clock
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings, VerificationSettings
-from producers.scheduler import Scheduler
 from sandbox.gateways import GatewayFaults
 from tests.support.eventually import eventually
 from tests.support.number_world import (
@@ -80,7 +80,7 @@ async def test_a_lagging_reply_consumer_never_fails_a_number_that_answered_in_ti
         # long past the expiry by the scheduler's clock; the reply is unread: nothing expires
         later = MovedClock(LATER)
         bus = Bus(broker, settings.kafka.topic_prefix)
-        sweeper = Scheduler(pool, bus, later, configured, replies=replies)
+        sweeper = VerificationSweeps(pool, bus, later, configured, replies=replies)
         assert await sweeper.expire_verifications() == 0
         states = "SELECT array_agg(DISTINCT state) FROM verifications"
         assert await pool.fetchval(states) == ["sent"]

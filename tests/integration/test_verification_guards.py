@@ -75,7 +75,7 @@ def count_is(n: int) -> Callable[[list[Any]], bool]:
 
 
 async def time_out(w: NumberWorld, count: int = 1) -> None:
-    sweeper = await w.scheduler()
+    sweeper = await w.verification_sweeps()
     await eventually(sweeper.expire_verifications, until=lambda n: n == count, within=5)
 
 
@@ -197,7 +197,7 @@ async def test_rate_limits_defer_verifications_and_the_scheduler_asks_again(
             until=lambda n: n == 2,
         )
         assert w.network.counts["accepted"] == 2
-        sweeper = await w.scheduler()
+        sweeper = await w.verification_sweeps()
         assert await sweeper.resume_deferred() == 0  # not yet
 
         clock.ahead = timedelta(seconds=61)
@@ -287,7 +287,7 @@ async def test_a_late_request_for_the_number_a_sim_rotated_away_from_changes_not
         assert (online.data.iccid, online.data.number) == (sim.iccid, new)
         assert online.data.request_id == in_flight.id
         # nothing left to time out, even 31 s on (the scheduler's clock, moved)
-        sweeper = await w.scheduler(MovedClock(timedelta(seconds=31)))
+        sweeper = await w.verification_sweeps(MovedClock(timedelta(seconds=31)))
         assert await sweeper.expire_verifications() == 0
         assert await w.events(NumberVerificationFailed) == []
         assert await w.events(VerificationSkipped) == []

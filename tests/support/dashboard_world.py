@@ -29,7 +29,7 @@ FEATURED = "8901260000000000017"
 PENDING = "8901260000000000025"
 PROVISIONING = "8901260000000000033"
 SUSPENDED = "8901260000000000041"
-CANCELED = "8901260000000000058"
+CANCELLED = "8901260000000000058"
 FAILED_VERIFY = "8901260000000000066"
 FILLER_COUNT = 130
 NUMBER = "+15550100001"
@@ -47,7 +47,7 @@ def filler_iccid(n: int) -> str:
 
 
 FILLERS = tuple(filler_iccid(n) for n in range(FILLER_COUNT))
-ALL_ICCIDS = (FEATURED, PENDING, PROVISIONING, SUSPENDED, CANCELED, FAILED_VERIFY, *FILLERS)
+ALL_ICCIDS = (FEATURED, PENDING, PROVISIONING, SUSPENDED, CANCELLED, FAILED_VERIFY, *FILLERS)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ async def seed(conn: asyncpg.Connection, now: datetime) -> World:
          now - hour, None, None, 0, now - 2 * day),
         (SUSPENDED, IMEI, "suspended", "SUB-0004", "+15550100004", "verified", "globex", None,
          None, now - 5 * day, None, None, 0, now - 6 * day),
-        (CANCELED, IMEI, "canceled", "SUB-0005", None, None, None, None, None,
+        (CANCELLED, IMEI, "cancelled", "SUB-0005", None, None, None, None, None,
          now - 9 * day, None, None, 0, now - 10 * day),
         (FAILED_VERIFY, IMEI, "active", "SUB-0006", "+15550100006", "failed", "acme", None,
          None, now - day, now - hour, now + day, 1, now - 2 * day),
@@ -209,7 +209,7 @@ async def seed(conn: asyncpg.Connection, now: datetime) -> World:
             ("import:x", "import", IMPORTER, "cli", now - 3 * day, None, None,
              sorted([FEATURED, PENDING]), 3),
             ("click-1", "cancel", "dashboard:operator", "dashboard", now - 9 * day,
-             "returned by the customer", None, [CANCELED], 1),
+             "returned by the customer", None, [CANCELLED], 1),
             ("run-1", "rotate", "run:ADMIN_RUN_SECRET", "run", now - hour, None, None,
              list(FILLERS[:60]), 60),
             ("ep-1", "remove-endpoint", "api:operator", "api", now - 2 * hour,

@@ -22,6 +22,7 @@ import httpx
 from pydantic import SecretStr
 
 from consumers import rotation, verification
+from consumers.verification_sweeps import VerificationSweeps
 from events import decode
 from events.envelope import Event
 from events.sim import NumberAssigned
@@ -149,9 +150,17 @@ class NumberWorld:
 
     async def scheduler(self, clock: Clock | None = None) -> Scheduler:
         """A scheduler with its own pool, as another process would have."""
+        return Scheduler(await self.own_pool(), self.bus, clock or self.clock, self.settings)
+
+    async def verification_sweeps(self, clock: Clock | None = None) -> VerificationSweeps:
+        """The verification flow's sweeps with their own pool, as the scheduler process runs them."""
+        pool = await self.own_pool()
+        return VerificationSweeps(pool, self.bus, clock or self.clock, self.settings)
+
+    async def own_pool(self) -> asyncpg.Pool:
         pool = await create_pool(self.database_url, min_size=1, max_size=4)
         self.stack.push_async_callback(pool.close)
-        return Scheduler(pool, self.bus, clock or self.clock, self.settings)
+        return pool
 
     async def dead_letters(self) -> int:
         return len(await read_topic(self.bootstrap, self.settings, SIM_LIFECYCLE.dlq))

@@ -26,7 +26,7 @@ def carrier(status: str) -> SubscriberDetails:
         ("active", "CANCELED", "cancelled"),
         ("suspended", "CANCELED", "cancelled"),
         ("error", "CANCELED", "cancelled"),
-        ("canceled", "CANCELED", None),
+        ("cancelled", "CANCELED", None),
         ("active", "SUSPENDED", "suspended"),
         ("provisioning", "SUSPENDED", "suspended"),
         ("suspended", "SUSPENDED", None),

@@ -37,7 +37,7 @@ ACCEPTED: dict[SimAction, set[str]] = {
 
 @pytest.mark.parametrize("action", SIM_ACTIONS)
 def test_each_action_accepts_exactly_its_statuses(action: SimAction) -> None:
-    statuses = ("pending", "provisioning", "active", "suspended", "canceled", "error")
+    statuses = ("pending", "provisioning", "active", "suspended", "cancelled", "error")
     accepted = {s for s in statuses if refusal(action, sim(s)) is None}
     assert accepted == ACCEPTED[action]
 

@@ -9,7 +9,6 @@ from consumers.webhook_rules import (
     Schedule,
     SimFacts,
     after_attempt,
-    iso,
     jittered,
     subscribed,
     webhook_body,
@@ -19,6 +18,7 @@ from events.sms import SmsReceived
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.settings import WebhookSettings
 from infra.webhook_sender import Outcome
+from policies.webhook_format import iso
 from producers.reseller_commands import parse_iccid_lines
 from projections.deliveries import latest_attempts, row_status
 
