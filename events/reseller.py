@@ -6,7 +6,7 @@ key (see the webhook issue), so events and the archive hold no usable secret.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -225,3 +225,20 @@ class ResellerTokenRevoked(Event):
     data: ResellerTokenRevokedData
     identity: ClassVar[tuple[str, ...]] = ("reseller_id", "token_id", "ref")
     subject_field: ClassVar[str] = "reseller_id"
+
+
+# what ``reseller.registry`` carries: one class per ``type``, told apart by it
+ResellerRegistryEvent = Annotated[
+    ResellerCreated
+    | WebhookEndpointAdded
+    | WebhookEndpointRemoved
+    | WebhookResendRequested
+    | WebhookSecretRotated
+    | WebhookEndpointDisabled
+    | WebhookEndpointFailing
+    | WebhookEndpointRecovered
+    | WebhookEndpointEnabled
+    | ResellerTokenIssued
+    | ResellerTokenRevoked,
+    Field(discriminator="type"),
+]

@@ -8,7 +8,7 @@ part of the identity, so a redelivered request produces the same outcome id.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -337,3 +337,36 @@ class SimOperatorNeeded(Event):
     type: Literal["sim.operator_needed"] = "sim.operator_needed"
     data: SimOperatorNeededData
     identity: ClassVar[tuple[str, ...]] = ("iccid", "action", "request_id")
+
+
+# what ``sim.lifecycle`` carries: one class per ``type``, told apart by it
+SimLifecycleEvent = Annotated[
+    SimActivationRequested
+    | SimActivated
+    | SimActivationFailed
+    | NumberAssigned
+    | MdnChangeRequested
+    | MdnChanged
+    | MdnChangeFailed
+    | VerificationSent
+    | VerificationSkipped
+    | NumberOnline
+    | NumberVerificationFailed
+    | SimCancelRequested
+    | SimCancelled
+    | SimCancelFailed
+    | SimSuspendRequested
+    | SimSuspended
+    | SimRestoreRequested
+    | SimRestored
+    | SimStatusChangeFailed
+    | SimResellerAssigned
+    | SyncRequested
+    | VerificationRequested
+    | SimInboundSilent
+    | SimInboundResumed
+    | VerificationSenderSuspect
+    | VerificationSenderCleared
+    | SimOperatorNeeded,
+    Field(discriminator="type"),
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -86,3 +86,10 @@ class SmsDeliveryReported(Event):
     type: Literal["sms.delivery_reported"] = "sms.delivery_reported"
     data: SmsDeliveryReportedData
     subject_field: ClassVar[str] = "recipient"
+
+
+# what ``sms.inbound`` carries: one class per ``type``, told apart by it
+SmsInboundEvent = Annotated[
+    SmsReceived | SmsDeliveryReported,
+    Field(discriminator="type"),
+]

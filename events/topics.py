@@ -1,8 +1,19 @@
-"""The topic map: name, partition key, default partitions and the event types each may carry."""
+"""The topic map: name, partition key, default partitions and the event types each may carry.
+
+A topic is given the class of its one event type or the discriminated union of its types
+(``events.sim.SimLifecycleEvent``…); its list of type strings is read off that, never written
+a second time.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from events import gateway, helix, reseller, sim, sms, webhook
+from events.envelope import Event
 
 HEADER_ID = "ce_id"
 HEADER_TYPE = "ce_type"
@@ -19,14 +30,35 @@ class Topic:
     name: str
     key: str
     partitions: int
-    types: frozenset[str]
+    events: Any = None  # an Event class or an Annotated union of them; None: any (a DLQ)
+    members: tuple[type[Event], ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "members", event_classes(self.events))
+
+    @property
+    def types(self) -> frozenset[str]:
+        return frozenset(cls.event_type() for cls in self.members)
 
     def full_name(self, prefix: str = "") -> str:
         return f"{prefix}{self.name}"
 
     @property
     def dlq(self) -> Topic:
-        return Topic(f"{self.name}.dlq", self.key, self.partitions, frozenset())
+        return Topic(f"{self.name}.dlq", self.key, self.partitions)
+
+
+def event_classes(carried: Any) -> tuple[type[Event], ...]:
+    """The event classes of ``X``, ``X | Y`` or ``Annotated[X | Y, …]``, in declaration order."""
+    if carried is None:
+        return ()
+    if typing.get_origin(carried) is typing.Annotated:
+        return event_classes(typing.get_args(carried)[0])
+    if typing.get_origin(carried) in (typing.Union, types.UnionType):
+        return tuple(c for arg in typing.get_args(carried) for c in event_classes(arg))
+    if isinstance(carried, type) and issubclass(carried, Event):
+        return (carried,)
+    raise TypeError(f"a topic carries Event classes, not {carried!r}")
 
 
 SMS_INBOUND = Topic(
@@ -36,78 +68,17 @@ SMS_INBOUND = Topic(
     "only when no SIM is known yet its ICCID, else '<gateway id>:<port>'. "
     "sms.delivery_reported: the recipient of the reported SMS",
     6,
-    frozenset({"sms.received", "sms.delivery_reported"}),
+    sms.SmsInboundEvent,
 )
-GATEWAY_STATUS = Topic("gateway.status", "gateway id", 3, frozenset({"gateway.status_reported"}))
-SIM_LIFECYCLE = Topic(
-    "sim.lifecycle",
-    "ICCID",
-    6,
-    frozenset(
-        {
-            "sim.activation_requested",
-            "sim.activated",
-            "sim.activation_failed",
-            "number.assigned",
-            "mdn.change_requested",
-            "mdn.changed",
-            "mdn.change_failed",
-            "verification.sent",
-            "verification.skipped",
-            "number.online",
-            "number.verification_failed",
-            "sim.cancel_requested",
-            "sim.cancelled",
-            "sim.cancel_failed",
-            "sim.suspend_requested",
-            "sim.suspended",
-            "sim.restore_requested",
-            "sim.restored",
-            "sim.status_change_failed",
-            "sim.reseller_assigned",
-            "sync.requested",
-            "verification.requested",
-            "sim.inbound_silent",
-            "sim.inbound_resumed",
-            "verification.sender_suspect",
-            "verification.sender_cleared",
-            "sim.operator_needed",
-        }
-    ),
-)
-RESELLER_REGISTRY = Topic(
-    "reseller.registry",
-    "reseller id",
-    3,
-    frozenset(
-        {
-            "reseller.created",
-            "webhook.endpoint_added",
-            "webhook.endpoint_removed",
-            "webhook.resend_requested",
-            "webhook.secret_rotated",
-            "webhook.endpoint_disabled",
-            "webhook.endpoint_failing",
-            "webhook.endpoint_recovered",
-            "webhook.endpoint_enabled",
-            "reseller.token_issued",
-            "reseller.token_revoked",
-        }
-    ),
-)
-WEBHOOK_DELIVERIES = Topic(
-    "webhook.deliveries",
-    "endpoint id",
-    6,
-    frozenset({"webhook.delivery_succeeded", "webhook.delivery_failed"}),
-)
-WEBHOOK_RETRY = Topic("webhook.retry", "endpoint id", 6, frozenset({"webhook.retry_scheduled"}))
+GATEWAY_STATUS = Topic("gateway.status", "gateway id", 3, gateway.GatewayStatusReported)
+SIM_LIFECYCLE = Topic("sim.lifecycle", "ICCID", 6, sim.SimLifecycleEvent)
+RESELLER_REGISTRY = Topic("reseller.registry", "reseller id", 3, reseller.ResellerRegistryEvent)
+WEBHOOK_DELIVERIES = Topic("webhook.deliveries", "endpoint id", 6, webhook.WebhookDeliveryEvent)
+WEBHOOK_RETRY = Topic("webhook.retry", "endpoint id", 6, webhook.WebhookRetryScheduled)
 HELIX_CALLS = Topic(
-    "helix.calls", "ICCID, else subscription id, else operation", 3, frozenset({"helix.api_called"})
+    "helix.calls", "ICCID, else subscription id, else operation", 3, helix.HelixApiCalled
 )
-GATEWAY_REJECTED = Topic(
-    "gateway.rejected", "gateway id", 1, frozenset({"gateway.payload_rejected"})
-)
+GATEWAY_REJECTED = Topic("gateway.rejected", "gateway id", 1, gateway.GatewayPayloadRejected)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     SMS_INBOUND,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -59,3 +59,10 @@ class WebhookRetryScheduled(Event):
     data: WebhookRetryScheduledData
     identity: ClassVar[tuple[str, ...]] = ("message_id", "endpoint_id", "attempt")
     subject_field: ClassVar[str] = "endpoint_id"
+
+
+# what ``webhook.deliveries`` carries: one class per ``type``, told apart by it
+WebhookDeliveryEvent = Annotated[
+    WebhookDeliverySucceeded | WebhookDeliveryFailed,
+    Field(discriminator="type"),
+]

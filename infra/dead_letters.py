@@ -205,7 +205,7 @@ async def decode_wanted(
         if headers.get(HEADER_TYPE) not in wanted or not admit(record):
             continue
         try:
-            found.append((record, decode(record.value, headers[HEADER_TYPE])))
+            found.append((record, decode(record.value)))
         except EventDecodeError as err:
             await dead.park(record, headers=headers, error=err, event_id=err.event_id)
     return found

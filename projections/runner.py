@@ -29,7 +29,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from events import EventDecodeError, decode
 from events.envelope import Event
-from events.topics import HEADER_TYPE, Topic
+from events.topics import Topic
 from infra.dead_letters import DeadLetters, headers_of
 from infra.kafka_address import servers
 from infra.kafka_security import client_options
@@ -85,7 +85,7 @@ class Fetched:
             for r in batch:
                 headers = headers_of(r)
                 try:
-                    event = decode(r.value, headers.get(HEADER_TYPE))
+                    event = decode(r.value)
                 except EventDecodeError as err:
                     undecodable.append((r, err))
                     continue

@@ -6,11 +6,11 @@ import pytest
 from pydantic import ValidationError
 
 from events import EVENT_TYPES, MalformedEvent, UnknownEventType, decode, encode
-from events.codec import headers_for
+from events.codec import decoder_for, headers_for
 from events.gateway import GatewayStatusReported, PortStatus
 from events.sim import NumberAssigned, SimActivated, SimActivationRequested
 from events.sms import SmsReceived
-from events.topics import ALL_TOPICS, SMS_INBOUND, topic_for_type
+from events.topics import ALL_TOPICS, SIM_LIFECYCLE, SMS_INBOUND, topic_for_type
 
 T0 = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)
 ICCID = "89012608822000000011"
@@ -151,6 +151,26 @@ def test_every_declared_type_has_a_model_and_every_model_a_topic() -> None:
     declared = {t for topic in ALL_TOPICS for t in topic.types}
     assert declared == set(EVENT_TYPES)
     assert topic_for_type("sms.received") is SMS_INBOUND
+
+
+def test_each_event_class_belongs_to_exactly_one_topic() -> None:
+    homes = [cls for topic in ALL_TOPICS for cls in topic.members]
+    assert len(homes) == len(set(homes)) == len(EVENT_TYPES)
+
+
+def test_a_topics_decoder_refuses_a_type_that_belongs_elsewhere() -> None:
+    received = sms()
+    assert decoder_for(SMS_INBOUND).decode(encode(received)) == received
+    with pytest.raises(UnknownEventType) as err:
+        decoder_for(SIM_LIFECYCLE).decode(encode(received))
+    assert err.value.event_id == received.id
+
+
+def test_a_dict_read_back_from_postgres_decodes_like_its_json() -> None:
+    received = sms()
+    assert decode(json.loads(encode(received))) == received
+    with pytest.raises(MalformedEvent):
+        decode({"type": "sms.received", "id": "x"})
 
 
 def test_events_are_frozen() -> None:
