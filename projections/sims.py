@@ -21,12 +21,42 @@ sharing a statement go to Postgres in one pipelined ``executemany``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, assert_never, cast
 
 import asyncpg
 
 from events.envelope import Event
+from events.sim import (
+    MdnChanged,
+    MdnChangeFailed,
+    MdnChangeRequested,
+    NumberAssigned,
+    NumberOnline,
+    NumberVerificationFailed,
+    SimActivated,
+    SimActivationFailed,
+    SimActivationRequested,
+    SimCancelFailed,
+    SimCancelled,
+    SimCancelRequested,
+    SimInboundResumed,
+    SimInboundSilent,
+    SimLifecycleEvent,
+    SimOperatorNeeded,
+    SimResellerAssigned,
+    SimRestored,
+    SimRestoreRequested,
+    SimStatusChangeFailed,
+    SimSuspended,
+    SimSuspendRequested,
+    SyncRequested,
+    VerificationRequested,
+    VerificationSenderCleared,
+    VerificationSenderSuspect,
+    VerificationSent,
+    VerificationSkipped,
+)
 from events.topics import SIM_LIFECYCLE, Topic
 from projections.runner import Record
 
@@ -197,70 +227,90 @@ CLEAR_SUSPECT_SENDER = """
 UPDATE sims SET verification_suspect_since = NULL, updated_at = now() WHERE iccid = $1
 """
 
-Statement = tuple[str, Callable[[Any], tuple[Any, ...]]]  # SQL and its arguments from an event
+Statement = tuple[str, tuple[Any, ...]]  # the SQL an event runs and its arguments
 
 
-def _verification(status: str) -> Callable[[Any], tuple[Any, ...]]:
-    def args(e: Any) -> tuple[Any, ...]:
-        d = e.data
-        sent = (getattr(d, "code", None), getattr(d, "sender_iccid", None))
-        times = (getattr(d, "sent_at", None), getattr(d, "expires_at", None))
-        return (d.iccid, d.number, status, *sent, *times, e.time)
+def statement(event: SimLifecycleEvent) -> Statement | None:
+    """What one event of ``sim.lifecycle`` changes in the tables; ``None``: a request that
+    changes nothing by itself. Exhaustive: a new type on the topic fails the type check here."""
+    match event:
+        case SimActivationRequested(data=d):
+            return UPSERT_REQUESTED, (
+                d.iccid,
+                d.imei,
+                d.reseller_id,
+                d.gateway_id,
+                d.port,
+                event.id,
+                event.time,
+            )
+        case SimActivated(data=d):
+            return UPSERT_ACTIVATED, (
+                d.iccid,
+                d.imei,
+                d.mobility_subscription_id,
+                event.id,
+                event.time,
+            )
+        case SimActivationFailed(data=d):
+            return UPSERT_ACTIVATION_FAILED, (d.iccid, d.reason)
+        case NumberAssigned(data=d):
+            return ASSIGN_NUMBER, (
+                d.iccid,
+                d.number,
+                event.id,
+                d.source,
+                event.time,
+                d.mobility_subscription_id,
+            )
+        case MdnChangeRequested(data=d):
+            return MARK_ROTATING, (d.iccid,)
+        case MdnChanged(data=d):
+            return MARK_ROTATED, (d.iccid, event.time)
+        case MdnChangeFailed(data=d):
+            return MARK_ROTATION_FAILED, (d.iccid, d.reason)
+        case VerificationSent(data=d):
+            sent = (d.code, d.sender_iccid, d.sent_at, d.expires_at)
+            return MARK_VERIFICATION, (d.iccid, d.number, "sent", *sent, event.time)
+        case VerificationSkipped(data=d):
+            return MARK_VERIFICATION, (d.iccid, d.number, "skipped", *_NOT_SENT, event.time)
+        case NumberOnline(data=d):
+            return MARK_VERIFICATION, (d.iccid, d.number, "verified", *_NOT_SENT, event.time)
+        case NumberVerificationFailed(data=d):
+            return MARK_VERIFICATION, (d.iccid, d.number, "failed", *_NOT_SENT, event.time)
+        case SimCancelled(data=d):
+            return MARK_CANCELLED, (d.iccid, event.time)
+        case SimSuspended(data=d):
+            return MARK_SUSPENDED, (d.iccid,)
+        case SimRestored(data=d):
+            return MARK_RESTORED, (d.iccid,)
+        case SimCancelFailed(data=d) | SimStatusChangeFailed(data=d):
+            return MARK_REQUEST_FAILED, (d.iccid, d.reason)
+        case SimOperatorNeeded(data=d):
+            return MARK_OPERATOR_NEEDED, (d.iccid, d.action, d.reason, event.time)
+        case SimResellerAssigned(data=d):
+            return UPSERT_RESELLER, (d.iccid, d.reseller_id)
+        case SimInboundSilent(data=d):
+            return MARK_SILENT, (d.iccid, d.silent_since)
+        case SimInboundResumed(data=d):
+            return MARK_RESUMED, (d.iccid, d.silent_since)
+        case VerificationSenderSuspect(data=d):
+            return MARK_SUSPECT_SENDER, (d.iccid, event.time)
+        case VerificationSenderCleared(data=d):
+            return CLEAR_SUSPECT_SENDER, (d.iccid,)
+        case (
+            SimCancelRequested()
+            | SimSuspendRequested()
+            | SimRestoreRequested()
+            | SyncRequested()
+            | VerificationRequested()
+        ):
+            return None
+        case _:
+            assert_never(event)
 
-    return args
 
-
-STATEMENTS: dict[str, Statement] = {
-    "sim.activation_requested": (
-        UPSERT_REQUESTED,
-        lambda e: (
-            e.data.iccid,
-            e.data.imei,
-            e.data.reseller_id,
-            e.data.gateway_id,
-            e.data.port,
-            e.id,
-            e.time,
-        ),
-    ),
-    "sim.activated": (
-        UPSERT_ACTIVATED,
-        lambda e: (e.data.iccid, e.data.imei, e.data.mobility_subscription_id, e.id, e.time),
-    ),
-    "sim.activation_failed": (UPSERT_ACTIVATION_FAILED, lambda e: (e.data.iccid, e.data.reason)),
-    "number.assigned": (
-        ASSIGN_NUMBER,
-        lambda e: (
-            e.data.iccid,
-            e.data.number,
-            e.id,
-            e.data.source,
-            e.time,
-            e.data.mobility_subscription_id,
-        ),
-    ),
-    "mdn.change_requested": (MARK_ROTATING, lambda e: (e.data.iccid,)),
-    "mdn.changed": (MARK_ROTATED, lambda e: (e.data.iccid, e.time)),
-    "mdn.change_failed": (MARK_ROTATION_FAILED, lambda e: (e.data.iccid, e.data.reason)),
-    "verification.sent": (MARK_VERIFICATION, _verification("sent")),
-    "verification.skipped": (MARK_VERIFICATION, _verification("skipped")),
-    "number.online": (MARK_VERIFICATION, _verification("verified")),
-    "number.verification_failed": (MARK_VERIFICATION, _verification("failed")),
-    "sim.cancelled": (MARK_CANCELLED, lambda e: (e.data.iccid, e.time)),
-    "sim.suspended": (MARK_SUSPENDED, lambda e: (e.data.iccid,)),
-    "sim.restored": (MARK_RESTORED, lambda e: (e.data.iccid,)),
-    "sim.cancel_failed": (MARK_REQUEST_FAILED, lambda e: (e.data.iccid, e.data.reason)),
-    "sim.status_change_failed": (MARK_REQUEST_FAILED, lambda e: (e.data.iccid, e.data.reason)),
-    "sim.operator_needed": (
-        MARK_OPERATOR_NEEDED,
-        lambda e: (e.data.iccid, e.data.action, e.data.reason, e.time),
-    ),
-    "sim.reseller_assigned": (UPSERT_RESELLER, lambda e: (e.data.iccid, e.data.reseller_id)),
-    "sim.inbound_silent": (MARK_SILENT, lambda e: (e.data.iccid, e.data.silent_since)),
-    "sim.inbound_resumed": (MARK_RESUMED, lambda e: (e.data.iccid, e.data.silent_since)),
-    "verification.sender_suspect": (MARK_SUSPECT_SENDER, lambda e: (e.data.iccid, e.time)),
-    "verification.sender_cleared": (CLEAR_SUSPECT_SENDER, lambda e: (e.data.iccid,)),
-}
+_NOT_SENT = (None, None, None, None)  # code, sender ICCID, sent at, expires at
 
 
 class SimsProjection:
@@ -269,25 +319,27 @@ class SimsProjection:
     tables: tuple[str, ...] = ("sims", "sim_numbers", "sim_applied_events")
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        events = [r.event for r in records if r.event.type in STATEMENTS]
+        # the runner decodes this topic with its own decoder: every event is of its union
+        changes = [(r.event, statement(cast(SimLifecycleEvent, r.event))) for r in records]
+        events = [(event, change) for event, change in changes if change is not None]
         if not events:
             return
-        fresh = {r[0] for r in await conn.fetch(MARK_APPLIED, [e.id for e in events])}
+        fresh = {r[0] for r in await conn.fetch(MARK_APPLIED, [e.id for e, _ in events])}
         runs: list[tuple[str, list[tuple[Any, ...]]]] = []
-        for event in _first_of_each(events, fresh):
-            sql, args = STATEMENTS[event.type]
+        for sql, args in _first_of_each(events, fresh):
             if not runs or runs[-1][0] != sql:
                 runs.append((sql, []))
-            runs[-1][1].append(args(event))
+            runs[-1][1].append(args)
         for sql, rows in runs:
             await conn.executemany(sql, rows)
 
 
-def _first_of_each(events: list[Event], fresh: set[str]) -> list[Event]:
-    """The events not applied before, in order, each once even if the batch repeats it."""
+def _first_of_each(events: list[tuple[Event, Statement]], fresh: set[str]) -> list[Statement]:
+    """The changes of events not applied before, in order, each once even if the batch
+    repeats it."""
     chosen = []
-    for event in events:
+    for event, change in events:
         if event.id in fresh:
             fresh.discard(event.id)
-            chosen.append(event)
+            chosen.append(change)
     return chosen
