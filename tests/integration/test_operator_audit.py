@@ -34,10 +34,10 @@ from tests.integration.test_dashboard import (
     PASSWORD,
     RUN_SECRETS,
     USER,
-    FixedClock,
     dashboard_settings,
 )
 from tests.support import dashboard_world as w
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ async def audited(
             dead_letters=DeadLetters(bus, projection.name),
         )
         task = asyncio.create_task(runner.run())
-        app = create_dashboard_app(configured, pool, bus, FixedClock())
+        app = create_dashboard_app(configured, pool, bus, ControlledClock(NOW))
         try:
             async with (
                 serve_http(app) as url,
@@ -266,7 +266,7 @@ async def test_the_audit_filters_and_pages_newest_first(
     rows.append(("cmd-big", "cancel", "cli:bob", "cli", NOW, "end of contract", many, 70))
     await pool.executemany(INSERT_AUDIT, rows)
     app = create_dashboard_app(
-        configured, pool, Bus(build_broker(configured.kafka, "x")), FixedClock()
+        configured, pool, Bus(build_broker(configured.kafka, "x")), ControlledClock(NOW)
     )
     try:
         async with (

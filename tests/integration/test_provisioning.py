@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from projections import replay
 from projections.sims import SimsProjection
 from sandbox.helix import HelixFaults, HelixSandbox
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
 from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME, Fleet, running_fleet
 
@@ -258,14 +259,6 @@ async def status_becomes(f: Fleet, iccid: str, ours: str, carriers: str) -> None
     assert sub.status == carriers
 
 
-class LaterClock:
-    def __init__(self, hours: int) -> None:
-        self.hours = hours
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(hours=self.hours)
-
-
 async def test_sync_assigns_a_number_only_where_the_carrier_drifted(fleet: FleetFactory) -> None:
     lines = [make_iccid(4001 + i) for i in range(3)]
     text = "iccid,imei\n" + "".join(f"{c},{make_imei(4001 + i)}\n" for i, c in enumerate(lines))
@@ -279,7 +272,7 @@ async def test_sync_assigns_a_number_only_where_the_carrier_drifted(fleet: Fleet
         drifted = lines[0]
         old = (await f.sim(drifted))["current_number"]
         f.world.force_mdn(drifted, "9175550123")
-        assert await request_sync(f.pool, f.bus, LaterClock(hours=1)) == 3
+        assert await request_sync(f.pool, f.bus, ControlledClock(ahead=timedelta(hours=1))) == 3
 
         row = await eventually(
             lambda: f.sim(drifted), until=lambda r: r["current_number"] == "+19175550123"

@@ -15,12 +15,12 @@ from infra.postgres import create_pool
 from infra.settings import RetentionSettings, Settings
 from producers import retention
 from producers.scheduler import Scheduler
-from tests.support.number_world import FixedClock
+from tests.support.clock import ControlledClock
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-CLOCK = FixedClock(NOW)
+CLOCK = ControlledClock(NOW)
 OLD = NOW - timedelta(days=400)  # past every default
 RECENT = NOW - timedelta(days=1)
 

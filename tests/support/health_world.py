@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -20,28 +19,16 @@ from producers import alert_checks
 from producers.alerts import Alerts
 from projections.archive import ArchiveProjection
 from projections.runner import ProjectionRunner
+from tests.support.clock import ControlledClock
 from tests.support.webhook_world import World
 
 ALERT_HOOK = "alerts"  # the receiver's "endpoint" that plays the Slack channel
 
 
-class MovingClock:
-    """Real time plus an offset the test moves forward (days pass in an instant)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, by: timedelta) -> None:
-        self.offset += by
-
-
 @dataclass
 class HealthWorld:
     world: World
-    clock: MovingClock
+    clock: ControlledClock
     tracker: endpoint_health.HealthTracker
     sink: SlackSink
 
@@ -60,7 +47,7 @@ class HealthWorld:
 
 @contextlib.asynccontextmanager
 async def health_world(world: World) -> AsyncIterator[HealthWorld]:
-    settings, clock = world.settings, MovingClock()
+    settings, clock = world.settings, ControlledClock()
     tracker = endpoint_health.tracker_for(settings, pool=world.pool, bus=world.bus, clock=clock)
     archive = ProjectionRunner(
         ArchiveProjection(),

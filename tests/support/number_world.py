@@ -268,21 +268,3 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 def at_utc(day_offset: int, hour: int, minute: int = 0) -> datetime:
     today = datetime.now(UTC).date() + timedelta(days=day_offset)
     return datetime(today.year, today.month, today.day, hour, minute, tzinfo=UTC)
-
-
-@dataclass
-class FixedClock:
-    moment: datetime
-
-    def now(self) -> datetime:
-        return self.moment
-
-
-@dataclass
-class MovedClock:
-    """The system's clock moved on by ``ahead``: consumers see time pass that a test skips."""
-
-    ahead: timedelta = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.ahead
