@@ -11,8 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND, Topic
 from infra.dead_letters import DeadLetters
-from infra.kafka import Bus, build_broker
-from infra.postgres import create_pool
+from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
 from projections.runner import ProjectionRunner, Record
@@ -63,19 +62,10 @@ class CrashAfterPostgresCommit(ProjectionRunner):
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=4)
+async def pool(pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The test's pool, with the table the test projection writes."""
     await pool.execute("CREATE TABLE applied_events (event_id text PRIMARY KEY, n int NOT NULL)")
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def bus(settings: Settings, kafka_bootstrap: str, topics: list[str]) -> AsyncIterator[Bus]:
-    broker = build_broker(settings.kafka, kafka_bootstrap)
-    await broker.start()
-    yield Bus(broker, settings.kafka.topic_prefix)
-    await broker.stop()
+    return pool
 
 
 def runner_for(

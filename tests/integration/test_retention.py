@@ -4,14 +4,12 @@ and keeps what a retry, a de-duplication or a replay still needs, whatever its a
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from infra.kafka import Bus, build_broker
-from infra.postgres import create_pool
 from infra.settings import RetentionSettings, Settings
 from producers import retention
 from producers.scheduler import Scheduler
@@ -27,15 +25,6 @@ RECENT = NOW - timedelta(days=1)
 
 def days_ago(n: float) -> datetime:
     return NOW - timedelta(days=n)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def keys(pool: asyncpg.Pool, sql: str) -> set[str]:

@@ -7,7 +7,6 @@ and find ``bus``, ``pool``, ``clock``, ``settings`` and ``helix`` in the broker'
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from consumers import provisioning
 from events import decode
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import SystemClock
-from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
@@ -31,10 +29,10 @@ from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings
 from producers.bulk_import import ImportReport, import_sims, parse_rows
 from projections.helix_log import HelixLogProjection
-from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
+from tests.support.projecting import projecting
 
 CLIENT_ID = "auth0-client-Fleet7"
 USERNAME = "ops@simfleet.example"
@@ -150,20 +148,10 @@ async def running_fleet(
             broker.context.set_global(name, value)
         await broker.start()
         stack.push_async_callback(broker.stop)
-        for projection in (SimsProjection(), HelixLogProjection()):
-            runner = ProjectionRunner(
-                projection,
-                bootstrap=bootstrap,
-                kafka=settings.kafka,
-                pool=pool,
-                dead_letters=DeadLetters(bus, f"projection.{projection.name}"),
+        await stack.enter_async_context(
+            projecting(
+                (SimsProjection(), HelixLogProjection()),
+                bootstrap=bootstrap, kafka=settings.kafka, pool=pool, bus=bus,
             )
-            task = asyncio.create_task(runner.run())
-            stack.push_async_callback(_cancelled, task)
+        )  # fmt: skip
         yield fleet
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -4,7 +4,6 @@ evaluator posting to the sandbox receiver (a real HTTP sink)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,13 +12,12 @@ import httpx
 
 from consumers import endpoint_health
 from infra.alert_sink import SlackSink
-from infra.dead_letters import DeadLetters
 from infra.kafka import build_broker
 from producers import alert_checks
 from producers.alerts import Alerts
 from projections.archive import ArchiveProjection
-from projections.runner import ProjectionRunner
 from tests.support.clock import ControlledClock
+from tests.support.projecting import projecting
 from tests.support.webhook_world import World
 
 ALERT_HOOK = "alerts"  # the receiver's "endpoint" that plays the Slack channel
@@ -49,23 +47,17 @@ class HealthWorld:
 async def health_world(world: World) -> AsyncIterator[HealthWorld]:
     settings, clock = world.settings, ControlledClock()
     tracker = endpoint_health.tracker_for(settings, pool=world.pool, bus=world.bus, clock=clock)
-    archive = ProjectionRunner(
-        ArchiveProjection(),
-        bootstrap=world.kafka_bootstrap,
-        kafka=settings.kafka,
-        pool=world.pool,
-        dead_letters=DeadLetters(world.bus, "archive"),
-    )
-    archiving = asyncio.create_task(archive.run())
+    archiving = projecting(
+        [ArchiveProjection()], bootstrap=world.kafka_bootstrap, kafka=settings.kafka,
+        pool=world.pool, bus=world.bus,
+    )  # fmt: skip
     broker = build_broker(settings.kafka, world.kafka_bootstrap)
     broker.include_router(endpoint_health.build_router(settings))
     broker.context.set_global("endpoint_health", tracker)
     await broker.start()
     try:
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with archiving, httpx.AsyncClient(timeout=5) as client:
             sink = SlackSink(client, world.url(ALERT_HOOK))
             yield HealthWorld(world, clock, tracker, sink)
     finally:
         await broker.stop()
-        archiving.cancel()
-        await asyncio.gather(archiving, return_exceptions=True)

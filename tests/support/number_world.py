@@ -10,7 +10,6 @@ number, a seat in a gateway port, and ``sims`` / ``sim_numbers`` rows (inserted 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from events.envelope import Event
 from events.sim import NumberAssigned
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import Clock, SystemClock
-from infra.dead_letters import DeadLetters
 from infra.gateway_clients import GatewayClients
 from infra.helix import HelixClient
 from infra.http import serve_http
@@ -47,7 +45,6 @@ from producers.scheduler import Scheduler
 from producers.sms_arrivals import SmsArrivals
 from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
-from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
 from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
@@ -62,6 +59,7 @@ from tests.support.fleet import (
     helix_settings,
     read_topic,
 )
+from tests.support.projecting import projecting
 
 GATEWAY_SECRET = "gw-secret-numbers-4b1d"
 SK_PASSWORD = "sk-p4ss-Numbers-7q"
@@ -246,23 +244,14 @@ async def running_numbers(
         await broker.start()
         stack.push_async_callback(broker.stop)
         projections = (SimsProjection(), GatewaysProjection())
-        for projection in (*projections, *((HelixLogProjection(),) if helix_log else ())):
-            runner = ProjectionRunner(
-                projection,
-                bootstrap=bootstrap,
-                kafka=settings.kafka,
-                pool=pool,
-                dead_letters=DeadLetters(bus, f"projection.{projection.name}"),
+        await stack.enter_async_context(
+            projecting(
+                (*projections, *((HelixLogProjection(),) if helix_log else ())),
+                bootstrap=bootstrap, kafka=settings.kafka, pool=pool, bus=bus,
             )
-            stack.push_async_callback(_cancelled, asyncio.create_task(runner.run()))
+        )  # fmt: skip
         async with world.stack:
             yield world
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def at_utc(day_offset: int, hour: int, minute: int = 0) -> datetime:

@@ -7,7 +7,6 @@ the world — read tables, receiver, the operator's command bus — stays up.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from consumers.webhooks import build_router
 from events.envelope import Event
 from events.sms import SmsReceived
 from infra.clock import Clock, SystemClock
-from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
@@ -32,12 +30,12 @@ from infra.webhook_signing import SecretBox
 from producers.reseller_commands import IssuedSecret, ResellerCommands
 from projections.deliveries import DeliveriesProjection
 from projections.resellers import ResellersProjection
-from projections.runner import ProjectionRunner
 from sandbox.reseller import ReceiverMode, ReceiverState, create_reseller_receiver
 from simfleet.app import Endpoints, runtime
 from simfleet.components import webhook_objects
 from tests.support.assigned import until_assigned
 from tests.support.eventually import eventually
+from tests.support.projecting import projecting
 
 # compressed schedule: the original's 1, 2, 4, 8 s and 1 min … 6 h, scaled down
 FAST = WebhookSettings(
@@ -170,19 +168,14 @@ async def webhook_world(
     bus = Bus(broker, settings.kafka.topic_prefix)
     box = SecretBox.of_deployment(settings)
     app, receiver = create_reseller_receiver()
-    runners = [
-        ProjectionRunner(
-            projection,
-            bootstrap=kafka_bootstrap,
-            kafka=settings.kafka,
-            pool=pool,
-            dead_letters=DeadLetters(bus, projection.name),
-        )
-        for projection in (ResellersProjection(), DeliveriesProjection())
-    ]
-    tasks = [asyncio.create_task(r.run()) for r in runners]
+    projections = (ResellersProjection(), DeliveriesProjection())
     try:
-        async with serve_http(app) as base:
+        async with (
+            projecting(
+                projections, bootstrap=kafka_bootstrap, kafka=settings.kafka, pool=pool, bus=bus
+            ),
+            serve_http(app) as base,
+        ):
             commands = ResellerCommands(
                 bus=bus, pool=pool, box=box, settings=webhooks, clock=SystemClock()
             )
@@ -191,8 +184,5 @@ async def webhook_world(
                 dsn.get_secret_value(),
             )  # fmt: skip
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await broker.stop()
         await pool.close()
