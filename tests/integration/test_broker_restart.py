@@ -30,6 +30,7 @@ from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
+from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from producers.gateway_bridge import RETRY_AFTER_S, create_bridge_app
 from projections.runner import ProjectionRunner
@@ -157,6 +158,13 @@ async def restart_settings(
     return settings.model_copy(
         update={"kafka": kafka, "secrets": SecretsSettings(gateway_secret=SecretStr(SECRET))}
     )
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
 
 
 @contextlib.asynccontextmanager

@@ -28,7 +28,7 @@ from events.topics import SMS_INBOUND
 from infra.dead_letters import DeadLetters
 from infra.embedded import RunningService
 from infra.embedded_postgresql import start_postgres
-from infra.kafka import Bus
+from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool, migrate
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
@@ -96,6 +96,14 @@ def postgres() -> Iterator[RestartablePostgres]:
     finally:
         pg.stop()
         shutil.rmtree(pg.state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def bus(settings: Settings, kafka_bootstrap: str, topics: list[str]) -> AsyncIterator[Bus]:
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    await broker.start()
+    yield Bus(broker, settings.kafka.topic_prefix)
+    await broker.stop()
 
 
 @pytest.fixture
