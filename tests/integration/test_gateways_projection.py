@@ -1,4 +1,3 @@
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -7,6 +6,7 @@ from pydantic import SecretStr
 
 from events.gateway import GatewayStatusReported
 from events.sms import SmsReceived
+from events.topics import GATEWAY_STATUS, SMS_INBOUND
 from infra.clock import SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
@@ -17,6 +17,7 @@ from projections.gateways import GatewaysProjection
 from projections.sms import InboundSmsProjection
 from sandbox.skyline import SandboxGateway
 from tests.support.eventually import eventually
+from tests.support.positions import projection_caught_up
 from tests.support.projecting import projecting
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,12 @@ async def test_ports_keep_the_newest_report_and_map_sms_without_number(
             await eventually(
                 lambda: pool.fetchval("SELECT count(*) FROM gateway_ports"), until=bool
             )
-            await asyncio.sleep(0.5)
+            for name, topic in (
+                ("gateways", GATEWAY_STATUS),
+                ("gateways", SMS_INBOUND),
+                ("inbound_sms", SMS_INBOUND),
+            ):
+                await projection_caught_up(pool, kafka_bootstrap, settings.kafka, name, topic)
         port = await pool.fetchrow("SELECT * FROM gateway_ports WHERE gateway_id = $1", MAC)
         assert (port["iccid"], port["status_code"]) == (ICCID, 3)
         gateway = await pool.fetchrow("SELECT * FROM gateways WHERE gateway_id = $1", MAC)

@@ -17,6 +17,7 @@ from projections.archive import ArchiveProjection
 from projections.runner import ProjectionRunner, Record
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
+from tests.support.positions import projection_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +119,8 @@ async def test_events_become_rows_once_even_when_published_twice(
         await eventually(
             lambda: count(pool, "SELECT count(*) FROM event_log"), until=lambda n: n >= 300
         )
-        await asyncio.sleep(0.5)
+        for name in ("inbound_sms", "archive"):  # every record read: no late duplicate left
+            await projection_caught_up(pool, kafka_bootstrap, settings.kafka, name, SMS_INBOUND)
     assert await count(pool, "SELECT count(*) FROM inbound_sms") == 300
     assert await count(pool, "SELECT count(*) FROM event_log") == 300
     row = await pool.fetchrow("SELECT * FROM inbound_sms WHERE message_id = $1", events[7].id)
@@ -221,7 +223,9 @@ async def test_resumes_from_postgres_checkpoints_not_kafka_offsets(
         await eventually(
             lambda: count(pool, "SELECT count(*) FROM inbound_sms"), until=lambda n: n == 59
         )
-        await asyncio.sleep(0.5)
+        await projection_caught_up(
+            pool, kafka_bootstrap, settings.kafka, "inbound_sms", SMS_INBOUND
+        )
     assert await count(pool, "SELECT count(*) FROM inbound_sms") == 59
 
 

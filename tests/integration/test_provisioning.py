@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from consumers import provisioning
 from consumers.finalizer import sweep_unfinalized
 from consumers.number_sync import request_sync
 from events.sim import (
@@ -35,6 +36,7 @@ from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
 from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME, Fleet, running_fleet
+from tests.support.positions import group_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +123,8 @@ async def test_a_sheet_of_200_with_5_bad_rows_ends_with_195_active_sims_and_reim
         await eventually(
             lambda: f.projected("sims", SIM_LIFECYCLE), until=lambda n: n >= grown, within=15
         )
-        await asyncio.sleep(1.0)  # anything new would have shown by now
+        # the provisioning group has handled every request, the re-imported ones included
+        await group_caught_up(f.bootstrap, f.settings.kafka, provisioning.GROUP, SIM_LIFECYCLE)
         after = await f.records()
 
         assert len(after) == grown
@@ -278,7 +281,7 @@ async def test_sync_assigns_a_number_only_where_the_carrier_drifted(fleet: Fleet
             lambda: f.sim(drifted), until=lambda r: r["current_number"] == "+19175550123"
         )
         await eventually(lambda: synced(f), until=lambda n: n == details_before + 6)
-        await asyncio.sleep(0.5)
+        await group_caught_up(f.bootstrap, f.settings.kafka, provisioning.GROUP, SIM_LIFECYCLE)
         synced_numbers = [
             e for e in await f.events() if isinstance(e, NumberAssigned) and e.data.source == "sync"
         ]

@@ -12,10 +12,11 @@ import httpx
 
 from consumers import endpoint_health
 from infra.alert_sink import SlackSink
-from infra.kafka import build_broker
 from producers import alert_checks
 from producers.alerts import Alerts
 from projections.archive import ArchiveProjection
+from simfleet.app import Endpoints, runtime
+from simfleet.components import health_objects
 from tests.support.clock import ControlledClock
 from tests.support.projecting import projecting
 from tests.support.webhook_world import World
@@ -45,19 +46,19 @@ class HealthWorld:
 
 @contextlib.asynccontextmanager
 async def health_world(world: World) -> AsyncIterator[HealthWorld]:
+    """The health consumer as the composition root runs it (its runtime and provider), on this
+    world's clock."""
     settings, clock = world.settings, ControlledClock()
-    tracker = endpoint_health.tracker_for(settings, pool=world.pool, bus=world.bus, clock=clock)
-    archiving = projecting(
-        [ArchiveProjection()], bootstrap=world.kafka_bootstrap, kafka=settings.kafka,
-        pool=world.pool, bus=world.bus,
-    )  # fmt: skip
-    broker = build_broker(settings.kafka, world.kafka_bootstrap)
-    broker.include_router(endpoint_health.build_router(settings))
-    broker.context.set_global("endpoint_health", tracker)
-    await broker.start()
-    try:
-        async with archiving, httpx.AsyncClient(timeout=5) as client:
-            sink = SlackSink(client, world.url(ALERT_HOOK))
-            yield HealthWorld(world, clock, tracker, sink)
-    finally:
-        await broker.stop()
+    endpoints = Endpoints(world.kafka_bootstrap, world.database_url)
+    routers = [endpoint_health.build_router(settings)]
+    async with (
+        runtime(settings, endpoints, routers, clock=clock, providers=[health_objects]) as rt,
+        projecting(
+            [ArchiveProjection()], bootstrap=world.kafka_bootstrap, kafka=settings.kafka,
+            pool=world.pool, bus=world.bus,
+        ),
+        httpx.AsyncClient(timeout=5) as client,
+    ):  # fmt: skip
+        assert rt.endpoint_health is not None
+        sink = SlackSink(client, world.url(ALERT_HOOK))
+        yield HealthWorld(world, clock, rt.endpoint_health, sink)
