@@ -1,9 +1,9 @@
 """Composition root, machinery: resolves infrastructure, builds the broker, pool and shared
 clients, and runs components until a signal. What the components are is ``simfleet.components``.
 
-A component contributes FastStream routers (consumers), context providers (clients its handlers
-need, entered before the broker starts and left after it stopped) and services (HTTP servers,
-projection runners, schedules); ``serve`` runs the ones asked for in one process, so
+A component contributes FastStream routers (consumers), providers (the clients its handlers need,
+set on the runtime's typed fields, entered before the broker starts and left after it stopped)
+and services (HTTP servers, projection runners, schedules); ``serve`` runs the ones asked for in one process, so
 ``simfleet run`` and ``simfleet workers`` share one path.
 """
 
