@@ -79,6 +79,7 @@ WANTED_TYPES = frozenset(
 POSTGRES_RETRY_S = 1.0
 ENABLED_WAIT_S = 30.0  # for the read table to show a re-enabled endpoint before its resend
 SOURCES = (SMS_INBOUND, SIM_LIFECYCLE, WEBHOOK_RETRY, RESELLER_REGISTRY)
+PUBLISHER_CLIENT_ID = "simfleet-webhooks"  # the delivery tasks' own producer
 
 log = structlog.get_logger("simfleet.webhooks")
 
@@ -215,6 +216,36 @@ def worker_name() -> str:
 
 
 @contextlib.asynccontextmanager
+async def dispatching(
+    settings: Settings,
+    *,
+    bus: Bus,
+    sender: WebhookSender,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    box: SecretBox,
+    stop: asyncio.Event,
+) -> AsyncIterator[Webhooks]:
+    """What the router needs (``webhooks`` in the context), over a publisher and an HTTP sender
+    the caller built (the composition root). Enter before the consuming broker starts, leave
+    after it stopped: ``bus`` is a producer of its own, so delivery tasks can finish and record
+    what they sent after the consumer stopped taking new work. ``stop`` is set when a dispatcher
+    loop fails."""
+    claims = Claims(pool, worker_name())
+    attempts = Attempts(
+        settings.webhooks,
+        claims=claims,
+        directory=EndpointDirectory(pool, box, settings.webhooks.endpoint_cache_s),
+        sender=sender,
+        bus=bus,
+        clock=clock,
+    )
+    dispatcher = Dispatcher(settings.webhooks, claims=claims, attempts=attempts, clock=clock)
+    async with dispatcher.running(stop):
+        yield Webhooks(pool, dispatcher, DeadLetters(bus, "webhooks"), clock)
+
+
+@contextlib.asynccontextmanager
 async def webhook_runtime(
     settings: Settings,
     *,
@@ -224,29 +255,18 @@ async def webhook_runtime(
     box: SecretBox,
     stop: asyncio.Event,
 ) -> AsyncIterator[dict[str, object]]:
-    """The objects the router needs, by context name. Enter before the consuming broker starts,
-    leave after it stopped: delivery tasks publish through a producer of their own, so they can
-    finish and record what they sent after the consumer stopped taking new work. ``stop`` is set
-    when a dispatcher loop fails."""
-    publisher = build_broker(settings.kafka, bootstrap, client_id="simfleet-webhooks")
+    """``dispatching`` with a publisher and a sender of its own, for a process wired without the
+    composition root (the delivery bench): the objects the router needs, by context name."""
+    publisher = build_broker(settings.kafka, bootstrap, client_id=PUBLISHER_CLIENT_ID)
     await publisher.start()
-    bus = Bus(publisher, settings.kafka.topic_prefix)
     try:
-        async with WebhookSender(settings.webhooks, clock=clock) as sender:
-            claims = Claims(pool, worker_name())
-            attempts = Attempts(
-                settings.webhooks,
-                claims=claims,
-                directory=EndpointDirectory(pool, box, settings.webhooks.endpoint_cache_s),
-                sender=sender,
-                bus=bus,
-                clock=clock,
-            )
-            dispatcher = Dispatcher(
-                settings.webhooks, claims=claims, attempts=attempts, clock=clock
-            )
-            async with dispatcher.running(stop):
-                webhooks = Webhooks(pool, dispatcher, DeadLetters(bus, "webhooks"), clock)
-                yield {"webhooks": webhooks, "webhook_sender": sender, "secret_box": box}
+        async with (
+            WebhookSender(settings.webhooks, clock=clock) as sender,
+            dispatching(
+                settings, bus=Bus(publisher, settings.kafka.topic_prefix), sender=sender,
+                pool=pool, clock=clock, box=box, stop=stop,
+            ) as webhooks,
+        ):  # fmt: skip
+            yield {"webhooks": webhooks}
     finally:
         await publisher.stop()

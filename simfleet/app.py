@@ -1,9 +1,9 @@
 """Composition root, machinery: resolves infrastructure, builds the broker, pool and shared
 clients, and runs components until a signal. What the components are is ``simfleet.components``.
 
-A component contributes FastStream routers (consumers), context providers (clients its handlers
-need, entered before the broker starts and left after it stopped) and services (HTTP servers,
-projection runners, schedules); ``serve`` runs the ones asked for in one process, so
+A component contributes FastStream routers (consumers), providers (the clients its handlers need,
+set on the runtime's typed fields, entered before the broker starts and left after it stopped)
+and services (HTTP servers, projection runners, schedules); ``serve`` runs the ones asked for in one process, so
 ``simfleet run`` and ``simfleet workers`` share one path.
 """
 
@@ -21,11 +21,16 @@ from typing import Any
 
 import asyncpg
 import structlog
+from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, KafkaRouter
 
+from consumers.endpoint_health import HealthTracker
+from consumers.webhooks import Webhooks
 from infra import embedded_broker, embedded_postgresql, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
+from infra.gateway_clients import GatewayClients
+from infra.helix import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.kafka_lag import meter_for
@@ -34,6 +39,10 @@ from infra.postgres import create_pool, migrate
 from infra.settings import Settings
 from projections import replay
 from projections.registry import all_projections
+from sandbox.gateways import GatewayNetwork
+from sandbox.helix import HelixSandbox
+from sandbox.helix_world import HelixWorld
+from sandbox.reseller import ReceiverState
 
 log = structlog.get_logger("simfleet")
 
@@ -62,7 +71,8 @@ class Endpoints:
 
 @dataclass
 class Runtime:
-    """What a running component may use; built once per process."""
+    """What a running component may use; built once per process. The fields after ``joining``
+    are filled by the providers the process's components asked for (None: none asked)."""
 
     settings: Settings
     endpoints: Endpoints
@@ -71,14 +81,37 @@ class Runtime:
     pool: asyncpg.Pool
     clock: Clock = field(default_factory=SystemClock)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    objects: dict[str, object] = field(default_factory=dict)
     # what must finish before the process is ready (consumer groups joining); services add theirs
     joining: list[asyncio.Task[Any]] = field(default_factory=list)
+    helix: HelixClient | None = None
+    skyline: GatewayClients | None = None
+    # the sandbox's carrier and gateways, where no real ones are configured
+    helix_world: HelixWorld | None = None
+    helix_sandbox: HelixSandbox | None = None
+    gateway_network: GatewayNetwork | None = None
+    # the sandbox reseller endpoint demo webhooks land at (development only)
+    reseller_receiver: ReceiverState | None = None
+    reseller_receiver_url: str = ""
+    webhooks: Webhooks | None = None
+    endpoint_health: HealthTracker | None = None
+    # the ops port, where components add their private pages (the bridge's API description)
+    ops_app: FastAPI | None = None
+    ops_url: str = ""
+
+    def handler_context(self) -> dict[str, object]:
+        """What handlers resolve from FastStream's context by name (``infra/deps.py`` and the
+        flows' own ``*Dep``): whatever this process has."""
+        named: dict[str, object | None] = {
+            "settings": self.settings, "bus": self.bus, "pool": self.pool, "clock": self.clock,
+            "helix": self.helix, "skyline": self.skyline, "webhooks": self.webhooks,
+            "endpoint_health": self.endpoint_health,
+        }  # fmt: skip
+        return {name: value for name, value in named.items() if value is not None}
 
 
 ServiceFactory = Callable[[Runtime], contextlib.AbstractAsyncContextManager[str | None]]
-# objects handlers receive from FastStream's context, by name
-Provider = Callable[[Runtime], contextlib.AbstractAsyncContextManager[dict[str, object]]]
+# fills the runtime's fields it owns for the block (clients, sandboxes, the webhook dispatcher)
+Provider = Callable[[Runtime], contextlib.AbstractAsyncContextManager[None]]
 
 
 @dataclass(frozen=True)
@@ -166,14 +199,12 @@ async def runtime(
     )
     bus = Bus(broker, settings.kafka.topic_prefix)
     rt = Runtime(settings, endpoints, broker, bus, pool, clock or SystemClock())
-    for name, value in (("settings", settings), ("bus", bus), ("pool", pool), ("clock", rt.clock)):
-        broker.context.set_global(name, value)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(pool.close)
         for provide in dict.fromkeys(providers):  # each provider once, in order
-            for name, value in (await stack.enter_async_context(provide(rt))).items():
-                broker.context.set_global(name, value)
-                rt.objects[name] = value
+            await stack.enter_async_context(provide(rt))
+        for name, value in rt.handler_context().items():
+            broker.context.set_global(name, value)
         await broker.connect()
         joined = asyncio.create_task(broker.start(), name="consumer groups joining")
         rt.joining.append(joined)
@@ -219,8 +250,7 @@ async def running(
         ops_url = await stack.enter_async_context(
             serve_http(ops, settings.ops_host, settings.ops_port)
         )
-        # components add their private pages (the bridge's API description) to the ops port
-        rt.objects |= {"ops_app": ops, "ops_url": ops_url}
+        rt.ops_app, rt.ops_url = ops, ops_url
         announce(f"health and metrics: {ops_url}/healthz {ops_url}/readyz {ops_url}/metrics")
         for component in components:
             for factory in component.services:

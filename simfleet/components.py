@@ -15,7 +15,6 @@ from typing import Protocol
 
 import httpx
 import structlog
-from fastapi import FastAPI
 from faststream.kafka import KafkaRouter
 from httpx_aiohttp import AiohttpTransport
 
@@ -40,8 +39,10 @@ from infra.dead_letters import DeadLetters
 from infra.gateway_clients import GatewayClients
 from infra.helix import HelixClient
 from infra.http import serve_http
+from infra.kafka import Bus, build_broker
 from infra.kafka_lag import meter_for
 from infra.settings import Settings
+from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
 from producers import alert_checks, rotation_alerts
 from producers.alerts import Alerts
@@ -54,7 +55,7 @@ from projections.runner import ProjectionRunner
 from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
-from sandbox.reseller import ReceiverState, create_reseller_receiver
+from sandbox.reseller import create_reseller_receiver
 from simfleet import demo
 from simfleet.app import Component, Runtime, supervised
 
@@ -84,32 +85,45 @@ async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
     API description are on the ops port (not for gateways, nor for whoever can reach them)."""
     arrivals = SmsArrivals(rt.pool, rt.settings.bridge_retry_window_s)
     app = create_bridge_app(rt.settings, rt.bus, rt.clock, arrivals)
-    ops, ops_url = rt.objects.get("ops_app"), rt.objects.get("ops_url")
-    if isinstance(ops, FastAPI):
-        ops.include_router(api_docs_router("/bridge", app.openapi))
+    if rt.ops_app is not None:
+        rt.ops_app.include_router(api_docs_router("/bridge", app.openapi))
     async with serve_http(
         app,
         rt.settings.bridge_host,
         rt.settings.bridge_port,
         max_head_bytes=rt.settings.max_request_head_bytes,
     ) as url:
-        yield f"gateway pushes to {url}/sms and {url}/status (API at {ops_url}/bridge/docs)"
-
-
-def webhook_objects(rt: Runtime) -> contextlib.AbstractAsyncContextManager[dict[str, object]]:
-    return webhooks.webhook_runtime(
-        rt.settings,
-        bootstrap=rt.endpoints.kafka_bootstrap,
-        pool=rt.pool,
-        clock=rt.clock,
-        box=SecretBox.of_deployment(rt.settings),
-        stop=rt.stop,
-    )
+        yield f"gateway pushes to {url}/sms and {url}/status (API at {rt.ops_url}/bridge/docs)"
 
 
 @contextlib.asynccontextmanager
-async def health_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
-    yield {"endpoint_health": health_tracker(rt)}
+async def webhook_objects(rt: Runtime) -> AsyncIterator[None]:
+    """The webhook dispatcher (``rt.webhooks``) with a producer and an HTTP sender of its own:
+    stopped after the consumer, so deliveries under way still record what they sent."""
+    settings = rt.settings
+    publisher = build_broker(
+        settings.kafka, rt.endpoints.kafka_bootstrap, client_id=webhooks.PUBLISHER_CLIENT_ID
+    )
+    await publisher.start()
+    try:
+        async with (
+            WebhookSender(settings.webhooks, clock=rt.clock) as sender,
+            webhooks.dispatching(
+                settings, bus=Bus(publisher, settings.kafka.topic_prefix), sender=sender,
+                pool=rt.pool, clock=rt.clock, box=SecretBox.of_deployment(settings),
+                stop=rt.stop,
+            ) as dispatcher,
+        ):  # fmt: skip
+            rt.webhooks = dispatcher
+            yield
+    finally:
+        await publisher.stop()
+
+
+@contextlib.asynccontextmanager
+async def health_objects(rt: Runtime) -> AsyncIterator[None]:
+    rt.endpoint_health = health_tracker(rt)
+    yield
 
 
 def health_tracker(rt: Runtime) -> endpoint_health.HealthTracker:
@@ -154,28 +168,26 @@ def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
 
 
 @contextlib.asynccontextmanager
-async def receiver_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
+async def receiver_objects(rt: Runtime) -> AsyncIterator[None]:
     """The sandbox reseller endpoint, in development only: where demo webhooks land."""
     port = rt.settings.webhooks.sandbox_receiver_port
     if rt.settings.env != "development" or not port:
-        yield {}
+        yield
         return
-    app, state = create_reseller_receiver()
-    async with serve_http(app, port=port) as url:
-        yield {"reseller_receiver": state, "reseller_receiver_url": url}
+    app, rt.reseller_receiver = create_reseller_receiver()
+    async with serve_http(app, port=port) as rt.reseller_receiver_url:
+        yield
 
 
 @contextlib.asynccontextmanager
 async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
-    network, receiver = rt.objects.get("gateway_network"), rt.objects.get("reseller_receiver")
-    url = str(rt.objects.get("reseller_receiver_url", ""))
+    network, receiver, url = rt.gateway_network, rt.reseller_receiver, rt.reseller_receiver_url
     sims = rt.settings.demo_sims
-    if not (isinstance(network, GatewayNetwork) and isinstance(receiver, ReceiverState) and sims):
+    if network is None or receiver is None or not sims:
         yield None
         return
-    world = rt.objects.get("helix_world")
-    if isinstance(world, HelixWorld):
-        await demo.restore_lines(rt.pool, world)
+    if rt.helix_world is not None:
+        await demo.restore_lines(rt.pool, rt.helix_world)
     await demo.seed(
         rt.pool,
         rt.bus,
@@ -196,8 +208,9 @@ async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
 
 
 @contextlib.asynccontextmanager
-async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
-    """The Helix and Skyline clients; their sandboxes (one shared world) where none is set."""
+async def carrier_objects(rt: Runtime) -> AsyncIterator[None]:
+    """The Helix and Skyline clients (``rt.helix``, ``rt.skyline``); their sandboxes (one shared
+    world: ``rt.helix_world``, ``rt.helix_sandbox``, ``rt.gateway_network``) where none is set."""
     settings = rt.settings
     hx, sk = settings.helix, settings.skyline
     if settings.env == "production" and (hx.api_base is None or not sk.configured):
@@ -242,26 +255,20 @@ async def carrier_objects(rt: Runtime) -> AsyncIterator[dict[str, object]]:
             log.info("sandbox_started", system="skyline", urls=sorted(urls.values()))
         skyline = GatewayClients(sk, rt.pool)
         stack.push_async_callback(skyline.aclose)
-        objects: dict[str, object] = {
-            "helix": HelixClient(
-                helix_http, hx, rt.pool, rt.bus.emit, box=SecretBox.of_deployment(settings)
-            ),
-            "skyline": skyline,
-        }
-        if not settings.skyline.configured:
-            objects["gateway_network"] = network
-        if helix_sandbox is not None:
-            objects["helix_sandbox"] = helix_sandbox
-        if world is not None:
-            objects["helix_world"] = world
-        yield objects
+        rt.helix = HelixClient(
+            helix_http, hx, rt.pool, rt.bus.emit, box=SecretBox.of_deployment(settings)
+        )
+        rt.skyline = skyline
+        rt.gateway_network = None if settings.skyline.configured else network
+        rt.helix_sandbox, rt.helix_world = helix_sandbox, world
+        yield
 
 
 @contextlib.asynccontextmanager
 async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
-    helix = rt.objects["helix"]
-    if not isinstance(helix, HelixClient):
-        raise TypeError("the scheduler needs the Helix client")
+    helix = rt.helix
+    if helix is None:
+        raise RuntimeError("the scheduler needs the Helix client")
     hx = rt.settings.helix
 
     async def finalize_sweep() -> int:
@@ -335,13 +342,12 @@ def worker(module: RouterModule) -> Component:
 
 @contextlib.asynccontextmanager
 async def dashboard_service(rt: Runtime) -> AsyncIterator[str]:
-    helix = rt.objects.get("helix")
     app = create_dashboard_app(
         rt.settings,
         rt.pool,
         rt.bus,
         rt.clock,
-        helix=helix if isinstance(helix, HelixClient) else None,
+        helix=rt.helix,
         lag=meter_for(rt.endpoints.kafka_bootstrap, rt.settings.kafka).lags,
     )
     async with serve_http(

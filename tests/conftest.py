@@ -19,8 +19,8 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from infra.kafka import ensure_topics
-from infra.postgres import migrate
+from infra.kafka import Bus, build_broker, ensure_topics
+from infra.postgres import create_pool, migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from tests.support.infrastructure import database_url as resolve_database_url
 from tests.support.infrastructure import kafka_bootstrap as resolve_kafka_bootstrap
@@ -127,3 +127,24 @@ def settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Sett
 async def topics(settings: Settings, kafka_bootstrap: str) -> list[str]:
     """This test's topics, created explicitly (the embedded broker must not auto-create)."""
     return await ensure_topics(kafka_bootstrap, settings.kafka)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this test's database."""
+    pool = await create_pool(database_url, min_size=1, max_size=6)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def bus(settings: Settings, kafka_bootstrap: str, topics: list[str]) -> AsyncIterator[Bus]:
+    """A started producer on this test's topics."""
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    await broker.start()
+    try:
+        yield Bus(broker, settings.kafka.topic_prefix)
+    finally:
+        await broker.stop()

@@ -23,6 +23,7 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from tests.support import dashboard_world as w
+from tests.support.clock import ControlledClock
 
 pytestmark = pytest.mark.browser
 
@@ -31,11 +32,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS_ENV = "SIMFLEET_SCREENSHOTS"
 USER, PASSWORD = "operator", "browser-Pa55-7d1c"
 NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)  # fixed, so the screenshots only change with the UI
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
 
 
 @dataclass
@@ -70,7 +66,7 @@ async def site(
         broker = build_broker(configured.kafka, kafka_bootstrap)
         async with broker:
             bus = Bus(broker, configured.kafka.topic_prefix)
-            app = create_dashboard_app(configured, pool, bus, FixedClock())
+            app = create_dashboard_app(configured, pool, bus, ControlledClock(NOW))
             async with serve_http(app) as url:
                 context = await browser.new_context(
                     http_credentials={"username": USER, "password": PASSWORD},

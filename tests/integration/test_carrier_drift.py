@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from events.sim import NumberAssigned, SimActivated, SimCancelled, SimRestored, 
 from infra.settings import SecretsSettings, Settings
 from projections.carrier_queries import carrier_status
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
 from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME, Fleet, running_fleet
 
@@ -27,14 +28,6 @@ pytestmark = pytest.mark.integration
 
 FleetFactory = Callable[..., contextlib.AbstractAsyncContextManager[Fleet]]
 AUTH = ("operator", "carrier-Dash-pw-31")
-
-
-class HoursLater:
-    def __init__(self, hours: int) -> None:
-        self.hours = hours
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(hours=self.hours)
 
 
 @pytest.fixture
@@ -107,7 +100,9 @@ async def test_sync_turns_carrier_side_status_and_number_changes_into_sim_events
 
         # the suspended SIM is compared too: active again at the carrier → restored
         carrier_status_change(f, suspended, "Unsuspend")
-        assert await request_sync(f.pool, f.bus, HoursLater(1)) == 4  # cancelled: not compared
+        assert (
+            await request_sync(f.pool, f.bus, ControlledClock(ahead=timedelta(hours=1))) == 4
+        )  # cancelled: not compared
         await eventually(lambda: statuses(f, [suspended]), until=lambda s: s == ["active"])
         assert len([e for e in await f.events() if isinstance(e, SimRestored)]) == 1
 

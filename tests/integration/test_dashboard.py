@@ -40,6 +40,7 @@ from infra.kafka_lag import LagMeter
 from infra.postgres import create_pool
 from infra.settings import HelixSettings, SecretsSettings, Settings
 from tests.support import dashboard_world as w
+from tests.support.clock import ControlledClock
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +58,6 @@ PAGES += ("/resellers", "/controls", "/audit", "/carrier")
 API_READS: tuple[str, ...] = ("/api/overview", "/api/sims", f"/api/sims/{w.FEATURED}", "/api/sms")
 API_READS += ("/api/deliveries", "/api/helix", "/api/resellers", "/api/audit", "/api/carrier")
 API_READS += ("/api/openapi.json",)
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
 
 
 def dashboard_settings(settings: Settings, *, auth: str = f"{USER}:{PASSWORD}") -> Settings:
@@ -116,7 +112,7 @@ async def dash(
         async with broker:
             bus = Bus(broker, configured.kafka.topic_prefix)
             lag = LagMeter(kafka_bootstrap, configured.kafka, ttl_s=0).lags
-            app = create_dashboard_app(configured, pool, bus, FixedClock(), lag=lag)
+            app = create_dashboard_app(configured, pool, bus, ControlledClock(NOW), lag=lag)
             async with (
                 serve_http(app) as url,
                 httpx.AsyncClient(base_url=url, auth=(USER, PASSWORD), timeout=30) as http,
@@ -209,7 +205,7 @@ async def test_the_overview_shows_each_groups_lag_from_the_broker(dash: Dash) ->
 async def test_without_dashboard_auth_every_route_answers_503(dash: Dash) -> None:
     settings = dashboard_settings(dash.settings, auth="")
     app = create_dashboard_app(
-        settings, dash.pool, Bus(build_broker(settings.kafka, "x")), FixedClock()
+        settings, dash.pool, Bus(build_broker(settings.kafka, "x")), ControlledClock(NOW)
     )
     async with serve_http(app) as url, httpx.AsyncClient(base_url=url) as client:
         for method, path in concrete_paths(app):
@@ -544,7 +540,7 @@ async def test_a_run_secret_left_unset_turns_its_endpoint_off(dash: Dash) -> Non
         update={"secrets": settings.secrets.model_copy(update={"sync_secret": SecretStr("")})}
     )
     app = create_dashboard_app(
-        settings, dash.pool, Bus(build_broker(settings.kafka, "x")), FixedClock()
+        settings, dash.pool, Bus(build_broker(settings.kafka, "x")), ControlledClock(NOW)
     )
     async with serve_http(app) as url, httpx.AsyncClient(base_url=url) as client:
         response = await client.get("/api/run/sync", params={"secret": ""})

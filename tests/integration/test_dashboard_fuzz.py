@@ -32,7 +32,7 @@ from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from sandbox.helix import create_helix_sandbox
 from sandbox.helix_world import HelixWorld
-from tests.integration.test_dashboard import PASSWORD, USER, FixedClock
+from tests.integration.test_dashboard import NOW, PASSWORD, USER
 from tests.integration.test_dashboard_helix_query import (
     CLIENT_ID,
     FAST,
@@ -42,6 +42,7 @@ from tests.integration.test_dashboard_helix_query import (
     helix_settings,
 )
 from tests.support import dashboard_world as w
+from tests.support.clock import ControlledClock
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +138,7 @@ async def test_fuzzed_api_requests_never_get_a_server_error(
     unauthenticated: Counter[int] = Counter()
     try:
         async with pool.acquire() as conn:
-            await w.seed(conn, FixedClock().now())
+            await w.seed(conn, ControlledClock(NOW).now())
         await pool.execute(
             "UPDATE sims SET mobility_subscription_id = $1 WHERE iccid = $2",
             line.subscription_id,
@@ -149,7 +150,7 @@ async def test_fuzzed_api_requests_never_get_a_server_error(
             async with broker, httpx.AsyncClient(base_url=carrier_url, timeout=5) as carrier:
                 bus = Bus(broker, configured.kafka.topic_prefix)
                 helix = HelixClient(carrier, configured.helix, pool, bus.emit, policy=FAST)
-                app = create_dashboard_app(configured, pool, bus, FixedClock(), helix=helix)
+                app = create_dashboard_app(configured, pool, bus, ControlledClock(NOW), helix=helix)
                 app.add_middleware(
                     BaseHTTPMiddleware, dispatch=count_answers(answers, unauthenticated)
                 )

@@ -29,12 +29,13 @@ from projections.runner import Record
 from sandbox.helix import HelixFaults, HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from tests.integration.test_dashboard import (
+    NOW,
     PASSWORD,
     USER,
-    FixedClock,
     dashboard_settings,
     read_events,
 )
+from tests.support.clock import ControlledClock
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +146,7 @@ async def hdash(
             ):
                 bus = Bus(broker, configured.kafka.topic_prefix)
                 helix = HelixClient(carrier_http, configured.helix, pool, bus.emit, policy=FAST)
-                app = create_dashboard_app(configured, pool, bus, FixedClock(), helix=helix)
+                app = create_dashboard_app(configured, pool, bus, ControlledClock(NOW), helix=helix)
                 async with (
                     serve_http(app) as url,
                     httpx.AsyncClient(base_url=url, auth=(USER, PASSWORD), timeout=30) as http,
@@ -332,7 +333,7 @@ async def test_the_originals_helix_query_answers_as_the_carrier_sent_it_and_logs
 
 
 async def test_the_forms_refuse_a_missing_or_forged_csrf_token(hdash: HelixDash) -> None:
-    forged = f"{int(FixedClock().now().timestamp())}.{'0' * 64}"
+    forged = f"{int(ControlledClock(NOW).now().timestamp())}.{'0' * 64}"
     for action, fields in (
         ("/helix/details", {"iccid": hdash.line.iccid}),
         ("/helix/reason-codes", {}),
@@ -400,7 +401,7 @@ async def test_a_carrier_outage_or_refusal_is_an_error_page_not_a_500(hdash: Hel
 
 
 async def test_without_a_carrier_client_the_form_says_lookups_are_off(hdash: HelixDash) -> None:
-    app = create_dashboard_app(hdash.settings, hdash.pool, hdash.bus, FixedClock())
+    app = create_dashboard_app(hdash.settings, hdash.pool, hdash.bus, ControlledClock(NOW))
     async with (
         serve_http(app) as url,
         httpx.AsyncClient(base_url=url, auth=(USER, PASSWORD)) as client,

@@ -1,27 +1,24 @@
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from events.gateway import GatewayStatusReported
 from events.sms import SmsReceived
+from events.topics import GATEWAY_STATUS, SMS_INBOUND
 from infra.clock import SystemClock
-from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from producers.gateway_bridge import create_bridge_app
 from projections.gateways import GatewaysProjection
-from projections.runner import Projection, ProjectionRunner
 from projections.sms import InboundSmsProjection
 from sandbox.skyline import SandboxGateway
 from tests.support.eventually import eventually
+from tests.support.positions import projection_caught_up
+from tests.support.projecting import projecting
 
 pytestmark = pytest.mark.integration
 
@@ -40,29 +37,6 @@ def report(at: datetime, iccid: str, status: int) -> GatewayStatusReported:
         reported_at=at,
         ports=[{"port": "1.01", "status_code": status, "iccid": iccid, "number": None}],
     )
-
-
-@contextlib.asynccontextmanager
-async def projecting(
-    projections: list[Projection], settings: Settings, bootstrap: str, pool: asyncpg.Pool, bus: Bus
-) -> AsyncIterator[None]:
-    runners = [
-        ProjectionRunner(
-            p,
-            bootstrap=bootstrap,
-            kafka=settings.kafka,
-            pool=pool,
-            dead_letters=DeadLetters(bus, p.name),
-        )
-        for p in projections
-    ]
-    tasks = [asyncio.create_task(r.run()) for r in runners]
-    try:
-        yield
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_ports_keep_the_newest_report_and_map_sms_without_number(
@@ -97,7 +71,11 @@ async def test_ports_keep_the_newest_report_and_map_sms_without_number(
         )
         await bus.emit_many([sms, stray])
         async with projecting(
-            [GatewaysProjection(), InboundSmsProjection()], settings, kafka_bootstrap, pool, bus
+            [GatewaysProjection(), InboundSmsProjection()],
+            bootstrap=kafka_bootstrap,
+            kafka=settings.kafka,
+            pool=pool,
+            bus=bus,
         ):
             await eventually(
                 lambda: pool.fetchval("SELECT count(*) FROM inbound_sms"), until=lambda n: n == 2
@@ -105,7 +83,12 @@ async def test_ports_keep_the_newest_report_and_map_sms_without_number(
             await eventually(
                 lambda: pool.fetchval("SELECT count(*) FROM gateway_ports"), until=bool
             )
-            await asyncio.sleep(0.5)
+            for name, topic in (
+                ("gateways", GATEWAY_STATUS),
+                ("gateways", SMS_INBOUND),
+                ("inbound_sms", SMS_INBOUND),
+            ):
+                await projection_caught_up(pool, kafka_bootstrap, settings.kafka, name, topic)
         port = await pool.fetchrow("SELECT * FROM gateway_ports WHERE gateway_id = $1", MAC)
         assert (port["iccid"], port["status_code"]) == (ICCID, 3)
         gateway = await pool.fetchrow("SELECT * FROM gateways WHERE gateway_id = $1", MAC)
@@ -151,7 +134,13 @@ async def test_every_push_format_says_where_a_sim_is_and_where_its_gateway_answe
             ]
             await text_gw.push_sms("61A", "+15551230000", None, "hi", iccid=text_sim, mode="http")
             await json_gw.push_sms("7.02", "Google", None, "G-1 is your code", iccid=json_sim)
-        async with projecting([GatewaysProjection()], settings, kafka_bootstrap, pool, bus):
+        async with projecting(
+            [GatewaysProjection()],
+            bootstrap=kafka_bootstrap,
+            kafka=settings.kafka,
+            pool=pool,
+            bus=bus,
+        ):
             rows = await eventually(
                 lambda: pool.fetch(
                     "SELECT gateway_id, port, iccid, status_code FROM gateway_ports ORDER BY port"

@@ -37,8 +37,8 @@ from events.topics import all_topics_with_dlqs
 from infra.http import free_port, serve_http
 from infra.logging import configure
 from infra.settings import HelixSettings, SecretsSettings, Settings
-from sandbox.gateways import GatewayFaults, GatewayNetwork
-from sandbox.helix import HelixFaults, HelixSandbox
+from sandbox.gateways import GatewayFaults
+from sandbox.helix import HelixFaults
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from simfleet.app import Runtime
@@ -147,8 +147,8 @@ async def operators_day(
     rt: Runtime, dash: httpx.AsyncClient, receiver: ReceiverState, receiver_url: str
 ) -> Seen:
     seen = Seen()
-    network = rt.objects["gateway_network"]
-    assert isinstance(network, GatewayNetwork)
+    network = rt.gateway_network
+    assert network is not None
     world: HelixWorld = network.ports.carrier
     seen.gateway_password = network.password
 
@@ -211,9 +211,9 @@ async def echoed_errors(rt: Runtime, dash: httpx.AsyncClient, iccids: list[str])
     """A gateway answering "Server Error for username=…&password=…" while a number is verified,
     then a carrier echoing each request (bearer token included) refusing an activation and a
     lookup. Returns what the dashboard answered."""
-    network, helix = rt.objects["gateway_network"], rt.objects["helix_sandbox"]
-    assert isinstance(network, GatewayNetwork)
-    assert isinstance(helix, HelixSandbox)
+    network, helix = rt.gateway_network, rt.helix_sandbox
+    assert network is not None
+    assert helix is not None
     sender, target = iccids[0], iccids[1]
     # a proven sender (a new fleet has none: the first SIM's verification is skipped)
     await rt.pool.execute("UPDATE sims SET number_status = 'verified' WHERE iccid = $1", sender)

@@ -19,14 +19,12 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from dashboard.app import create_dashboard_app
-from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from projections.audit import OperatorAuditProjection
 from projections.replay import rebuild
-from projections.runner import ProjectionRunner
 from sandbox.helix_world import make_iccid, make_imei
 from simfleet.cli import app as cli_app
 from tests.integration.test_dashboard import (
@@ -34,11 +32,12 @@ from tests.integration.test_dashboard import (
     PASSWORD,
     RUN_SECRETS,
     USER,
-    FixedClock,
     dashboard_settings,
 )
 from tests.support import dashboard_world as w
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
+from tests.support.projecting import projecting
 
 pytestmark = pytest.mark.integration
 
@@ -95,26 +94,22 @@ async def audited(
     broker = build_broker(configured.kafka, kafka_bootstrap)
     async with broker:
         bus = Bus(broker, configured.kafka.topic_prefix)
-        projection = OperatorAuditProjection()
-        runner = ProjectionRunner(
-            projection,
-            bootstrap=kafka_bootstrap,
-            kafka=configured.kafka,
-            pool=pool,
-            dead_letters=DeadLetters(bus, projection.name),
-        )
-        task = asyncio.create_task(runner.run())
-        app = create_dashboard_app(configured, pool, bus, FixedClock())
+        app = create_dashboard_app(configured, pool, bus, ControlledClock(NOW))
         try:
             async with (
+                projecting(
+                    [OperatorAuditProjection()],
+                    bootstrap=kafka_bootstrap,
+                    kafka=configured.kafka,
+                    pool=pool,
+                    bus=bus,
+                ),
                 serve_http(app) as url,
                 httpx.AsyncClient(base_url=url, auth=(USER, PASSWORD), timeout=30) as http,
                 httpx.AsyncClient(base_url=url, timeout=30) as anonymous,
             ):
                 yield Audited(http, anonymous, pool, configured, bus, kafka_bootstrap, database_url)
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             await pool.close()
 
 
@@ -266,7 +261,7 @@ async def test_the_audit_filters_and_pages_newest_first(
     rows.append(("cmd-big", "cancel", "cli:bob", "cli", NOW, "end of contract", many, 70))
     await pool.executemany(INSERT_AUDIT, rows)
     app = create_dashboard_app(
-        configured, pool, Bus(build_broker(configured.kafka, "x")), FixedClock()
+        configured, pool, Bus(build_broker(configured.kafka, "x")), ControlledClock(NOW)
     )
     try:
         async with (

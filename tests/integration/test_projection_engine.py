@@ -11,13 +11,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND, Topic
 from infra.dead_letters import DeadLetters
-from infra.kafka import Bus, build_broker
-from infra.postgres import create_pool
+from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
 from projections.runner import ProjectionRunner, Record
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
+from tests.support.positions import projection_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -63,19 +63,10 @@ class CrashAfterPostgresCommit(ProjectionRunner):
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=4)
+async def pool(pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The test's pool, with the table the test projection writes."""
     await pool.execute("CREATE TABLE applied_events (event_id text PRIMARY KEY, n int NOT NULL)")
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def bus(settings: Settings, kafka_bootstrap: str, topics: list[str]) -> AsyncIterator[Bus]:
-    broker = build_broker(settings.kafka, kafka_bootstrap)
-    await broker.start()
-    yield Bus(broker, settings.kafka.topic_prefix)
-    await broker.stop()
+    return pool
 
 
 def runner_for(
@@ -128,7 +119,8 @@ async def test_events_become_rows_once_even_when_published_twice(
         await eventually(
             lambda: count(pool, "SELECT count(*) FROM event_log"), until=lambda n: n >= 300
         )
-        await asyncio.sleep(0.5)
+        for name in ("inbound_sms", "archive"):  # every record read: no late duplicate left
+            await projection_caught_up(pool, kafka_bootstrap, settings.kafka, name, SMS_INBOUND)
     assert await count(pool, "SELECT count(*) FROM inbound_sms") == 300
     assert await count(pool, "SELECT count(*) FROM event_log") == 300
     row = await pool.fetchrow("SELECT * FROM inbound_sms WHERE message_id = $1", events[7].id)
@@ -231,7 +223,9 @@ async def test_resumes_from_postgres_checkpoints_not_kafka_offsets(
         await eventually(
             lambda: count(pool, "SELECT count(*) FROM inbound_sms"), until=lambda n: n == 59
         )
-        await asyncio.sleep(0.5)
+        await projection_caught_up(
+            pool, kafka_bootstrap, settings.kafka, "inbound_sms", SMS_INBOUND
+        )
     assert await count(pool, "SELECT count(*) FROM inbound_sms") == 59
 
 

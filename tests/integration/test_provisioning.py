@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from consumers import provisioning
 from consumers.finalizer import sweep_unfinalized
 from consumers.number_sync import request_sync
 from events.sim import (
@@ -32,8 +33,10 @@ from projections import replay
 from projections.sims import SimsProjection
 from sandbox.helix import HelixFaults, HelixSandbox
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
 from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME, Fleet, running_fleet
+from tests.support.positions import group_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +123,8 @@ async def test_a_sheet_of_200_with_5_bad_rows_ends_with_195_active_sims_and_reim
         await eventually(
             lambda: f.projected("sims", SIM_LIFECYCLE), until=lambda n: n >= grown, within=15
         )
-        await asyncio.sleep(1.0)  # anything new would have shown by now
+        # the provisioning group has handled every request, the re-imported ones included
+        await group_caught_up(f.bootstrap, f.settings.kafka, provisioning.GROUP, SIM_LIFECYCLE)
         after = await f.records()
 
         assert len(after) == grown
@@ -258,14 +262,6 @@ async def status_becomes(f: Fleet, iccid: str, ours: str, carriers: str) -> None
     assert sub.status == carriers
 
 
-class LaterClock:
-    def __init__(self, hours: int) -> None:
-        self.hours = hours
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(hours=self.hours)
-
-
 async def test_sync_assigns_a_number_only_where_the_carrier_drifted(fleet: FleetFactory) -> None:
     lines = [make_iccid(4001 + i) for i in range(3)]
     text = "iccid,imei\n" + "".join(f"{c},{make_imei(4001 + i)}\n" for i, c in enumerate(lines))
@@ -279,13 +275,13 @@ async def test_sync_assigns_a_number_only_where_the_carrier_drifted(fleet: Fleet
         drifted = lines[0]
         old = (await f.sim(drifted))["current_number"]
         f.world.force_mdn(drifted, "9175550123")
-        assert await request_sync(f.pool, f.bus, LaterClock(hours=1)) == 3
+        assert await request_sync(f.pool, f.bus, ControlledClock(ahead=timedelta(hours=1))) == 3
 
         row = await eventually(
             lambda: f.sim(drifted), until=lambda r: r["current_number"] == "+19175550123"
         )
         await eventually(lambda: synced(f), until=lambda n: n == details_before + 6)
-        await asyncio.sleep(0.5)
+        await group_caught_up(f.bootstrap, f.settings.kafka, provisioning.GROUP, SIM_LIFECYCLE)
         synced_numbers = [
             e for e in await f.events() if isinstance(e, NumberAssigned) and e.data.source == "sync"
         ]

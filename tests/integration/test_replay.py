@@ -1,6 +1,5 @@
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -10,8 +9,7 @@ from events import Event
 from events.sim import SimActivationRequested
 from events.sms import SmsDeliveryReported, SmsReceived
 from infra.dead_letters import DeadLetters
-from infra.kafka import Bus, build_broker
-from infra.postgres import create_pool
+from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
 from projections.replay import ReplayError, rebuild, republish
@@ -64,21 +62,6 @@ def mixed_events(n: int) -> list[Event]:
                 )
             )
     return events
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=6)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def bus(settings: Settings, kafka_bootstrap: str, topics: list[str]) -> AsyncIterator[Bus]:
-    broker = build_broker(settings.kafka, kafka_bootstrap)
-    await broker.start()
-    yield Bus(broker, settings.kafka.topic_prefix)
-    await broker.stop()
 
 
 async def project_until(

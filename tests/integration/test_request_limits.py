@@ -28,7 +28,8 @@ from infra.settings import SecretsSettings, Settings
 from producers.bulk_import import MAX_BYTES
 from producers.gateway_bridge import create_bridge_app
 from sandbox.helix_world import make_iccid, make_imei
-from tests.integration.test_dashboard import FixedClock
+from tests.integration.test_dashboard import NOW
+from tests.support.clock import ControlledClock
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ async def servers(
     try:
         async with broker:
             bus = Bus(broker, configured.kafka.topic_prefix)
-            clock = FixedClock()
+            clock = ControlledClock(NOW)
             async with (
                 serve_http(create_bridge_app(configured, bus, clock)) as bridge,
                 serve_http(create_dashboard_app(configured, pool, bus, clock)) as dashboard,

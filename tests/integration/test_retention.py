@@ -4,38 +4,27 @@ and keeps what a retry, a de-duplication or a replay still needs, whatever its a
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from infra.kafka import Bus, build_broker
-from infra.postgres import create_pool
 from infra.settings import RetentionSettings, Settings
 from producers import retention
 from producers.scheduler import Scheduler
-from tests.support.number_world import FixedClock
+from tests.support.clock import ControlledClock
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-CLOCK = FixedClock(NOW)
+CLOCK = ControlledClock(NOW)
 OLD = NOW - timedelta(days=400)  # past every default
 RECENT = NOW - timedelta(days=1)
 
 
 def days_ago(n: float) -> datetime:
     return NOW - timedelta(days=n)
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def keys(pool: asyncpg.Pool, sql: str) -> set[str]:

@@ -23,20 +23,15 @@ from events.sim import (
 )
 from infra.settings import Settings
 from policies.rotation import retry_ref
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
-from tests.support.number_world import (
-    FixedClock,
-    NumberWorld,
-    at_utc,
-    rotation_settings,
-    running_numbers,
-)
+from tests.support.number_world import NumberWorld, at_utc, rotation_settings, running_numbers
 
 pytestmark = pytest.mark.integration
 
 Numbers = Callable[..., contextlib.AbstractAsyncContextManager[NumberWorld]]
-TOMORROW_0531 = FixedClock(at_utc(1, 5, 31))
-DAY_REF = f"rotation:{TOMORROW_0531.moment.date().isoformat()}"
+TOMORROW_0531 = ControlledClock(at_utc(1, 5, 31))
+DAY_REF = f"rotation:{TOMORROW_0531.now().date().isoformat()}"
 
 
 @pytest.fixture

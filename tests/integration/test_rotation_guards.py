@@ -20,14 +20,9 @@ from producers import rotation_days
 from producers.alerts import Alerts
 from producers.rotation_alerts import RotationIncomplete, RotationPaused
 from sandbox.helix import HelixFaults
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
-from tests.support.number_world import (
-    FixedClock,
-    NumberWorld,
-    at_utc,
-    rotation_settings,
-    running_numbers,
-)
+from tests.support.number_world import NumberWorld, at_utc, rotation_settings, running_numbers
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +31,7 @@ async def test_a_sim_refused_again_and_again_is_parked_and_the_day_reports_it(
     settings: Settings, kafka_bootstrap: str, database_url: str, topics: list[str]
 ) -> None:
     config = rotation_settings(spread_s=1800, retry_delay_s=1, max_attempts=4, park_after=2)
-    day_one, day_two = FixedClock(at_utc(1, 5, 31)), FixedClock(at_utc(2, 5, 31))
+    day_one, day_two = ControlledClock(at_utc(1, 5, 31)), ControlledClock(at_utc(2, 5, 31))
     async with running_numbers(
         settings, kafka_bootstrap, database_url, rotation_config=config
     ) as w:
@@ -71,10 +66,10 @@ async def test_a_sim_refused_again_and_again_is_parked_and_the_day_reports_it(
         assert [
             (r["day"], r["due"], r["rotated"], r["failed"], r["parked"], r["log_level"])
             for r in reports
-        ] == [(day_one.moment.date().isoformat(), 2, 1, 1, 1, "warning")]
-        (day,) = [d for d in await rotation_days.recent(w.pool) if d.day == day_one.moment.date()]
+        ] == [(day_one.now().date().isoformat(), 2, 1, 1, 1, "warning")]
+        (day,) = [d for d in await rotation_days.recent(w.pool) if d.day == day_one.now().date()]
         assert (day.due, day.requested, day.rotated, day.failed, day.parked) == (2, 2, 1, 1, 1)
-        (finding,) = await RotationIncomplete(w.pool).findings(day_two.moment)
+        (finding,) = await RotationIncomplete(w.pool).findings(day_two.now())
         assert "1 of 2 due SIMs rotated" in finding.summary
 
         # an operator's rotation that succeeds unparks the SIM

@@ -17,14 +17,9 @@ from events.sim import SimInboundResumed, SimInboundSilent
 from infra.settings import Settings, SilenceSettings
 from projections import overview_queries, sim_list_queries
 from sandbox.skyline import SandboxGateway
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
-from tests.support.number_world import (
-    GATEWAY_SECRET,
-    FixedClock,
-    NumberWorld,
-    Sim,
-    running_numbers,
-)
+from tests.support.number_world import GATEWAY_SECRET, NumberWorld, Sim, running_numbers
 
 pytestmark = pytest.mark.integration
 
@@ -80,11 +75,11 @@ async def test_an_online_sim_without_sms_for_its_threshold_is_announced_once(
         plain, quick, never, now = await seated_fleet(w)
 
         # five minutes on: nobody has been quiet long enough
-        soon = await w.scheduler(FixedClock(now + timedelta(minutes=5)))
+        soon = await w.scheduler(ControlledClock(now + timedelta(minutes=5)))
         assert await soon.find_silent_sims() == 0
 
         # an hour on: the reseller with a one-hour threshold has a silent SIM
-        later = await w.scheduler(FixedClock(now + HOUR))
+        later = await w.scheduler(ControlledClock(now + HOUR))
         assert await later.find_silent_sims() == 1
         (first,) = await w.wait_for(SimInboundSilent)
         assert (first.data.iccid, first.data.reseller_id) == (quick.iccid, "quick")
@@ -92,12 +87,12 @@ async def test_an_online_sim_without_sms_for_its_threshold_is_announced_once(
         assert first.data.silent_since == now
 
         # six hours on: the default threshold; two schedulers at once announce it once
-        one, two = [await w.scheduler(FixedClock(now + 6 * HOUR)) for _ in range(2)]
+        one, two = [await w.scheduler(ControlledClock(now + 6 * HOUR)) for _ in range(2)]
         rounds = await asyncio.gather(*(s.find_silent_sims() for s in (one, two, one, two)))
         assert sum(rounds) == 1
         announced = await w.wait_for(SimInboundSilent, until=lambda es: len(es) == 2)
         assert {e.data.iccid for e in announced} == {plain.iccid, quick.iccid}
-        far = await w.scheduler(FixedClock(now + 240 * HOUR))
+        far = await w.scheduler(ControlledClock(now + 240 * HOUR))
         assert await far.find_silent_sims() == 0  # once per silence; never-online SIMs never
         assert never.iccid not in {e.data.iccid for e in await w.events(SimInboundSilent)}
 
@@ -115,7 +110,7 @@ async def test_the_next_sms_ends_a_silence_and_the_quiet_starts_again_from_it(
 ) -> None:
     async with numbers() as w:
         plain, quick, _never, now = await seated_fleet(w)
-        silent = await w.scheduler(FixedClock(now + 6 * HOUR))
+        silent = await w.scheduler(ControlledClock(now + 6 * HOUR))
         assert await silent.find_silent_sims() == 2
         announced = {e.data.iccid: e for e in await w.wait_for(SimInboundSilent)}
         await eventually(lambda: overview_queries.silent_sim_count(w.pool), until=lambda n: n == 2)
@@ -137,7 +132,7 @@ async def test_the_next_sms_ends_a_silence_and_the_quiet_starts_again_from_it(
         assert sorted(e.data.iccid for e in both) == sorted((plain.iccid, quick.iccid))
         await eventually(lambda: overview_queries.silent_sim_count(w.pool), until=lambda n: n == 0)
         assert await silent.find_silent_sims() == 1  # quick's 1 h has passed by then, not 6 h
-        again = await w.scheduler(FixedClock(w.clock.now() + 6 * HOUR + timedelta(minutes=1)))
+        again = await w.scheduler(ControlledClock(w.clock.now() + 6 * HOUR + timedelta(minutes=1)))
         assert await again.find_silent_sims() == 1
         every = await w.wait_for(SimInboundSilent, until=lambda es: len(es) == 4)
         assert len({e.id for e in every}) == 4  # a new silence, a new id

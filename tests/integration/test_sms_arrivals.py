@@ -24,7 +24,7 @@ from producers.gateway_bridge import create_bridge_app
 from producers.sms_arrivals import SmsArrivals
 from sandbox.helix_world import make_iccid
 from tests.integration.test_gateway_bridge import read_records, sms_of
-from tests.support.number_world import MovedClock
+from tests.support.clock import ControlledClock
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ WINDOW_S = 600.0
 @dataclass
 class Bridge:
     url: str
-    clock: MovedClock
+    clock: ControlledClock
     pool: asyncpg.Pool
     settings: Settings
 
@@ -89,7 +89,7 @@ async def bridge(
             " VALUES ($1, '3.01', 3, $2, $3, now())",
             GW, PORTED_ICCID, PORTED_NUMBER,
         )  # fmt: skip
-        clock = MovedClock()
+        clock = ControlledClock()
         broker = build_broker(settings.kafka, kafka_bootstrap)
         async with broker:
             app = create_bridge_app(

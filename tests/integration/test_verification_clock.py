@@ -21,13 +21,9 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings, VerificationSettings
 from sandbox.gateways import GatewayFaults
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
-from tests.support.number_world import (
-    MovedClock,
-    NumberWorld,
-    rotation_settings,
-    running_numbers,
-)
+from tests.support.number_world import NumberWorld, rotation_settings, running_numbers
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +74,7 @@ async def test_a_lagging_reply_consumer_never_fails_a_number_that_answered_in_ti
         assert unread.since is not None
         assert unread.since < code.expires_at
         # long past the expiry by the scheduler's clock; the reply is unread: nothing expires
-        later = MovedClock(LATER)
+        later = ControlledClock(ahead=LATER)
         bus = Bus(broker, settings.kafka.topic_prefix)
         sweeper = VerificationSweeps(pool, bus, later, configured, replies=replies)
         assert await sweeper.expire_verifications() == 0
@@ -86,7 +82,7 @@ async def test_a_lagging_reply_consumer_never_fails_a_number_that_answered_in_ti
         assert await pool.fetchval(states) == ["sent"]
 
         # the consumer comes back, minutes late by its own clock: the reply counts by its time
-        async with world(MovedClock(LATER)) as w:
+        async with world(ControlledClock(ahead=LATER)) as w:
             (online,) = await w.wait_for(NumberOnline)
             assert (online.data.iccid, online.data.number) == (answers.iccid, answers.number)
             assert online.time > code.expires_at

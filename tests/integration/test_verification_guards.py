@@ -29,14 +29,9 @@ from events.sim import (
 from infra.settings import Settings, VerificationSettings
 from infra.skyline import wire_number
 from sandbox.gateways import GatewayFaults
+from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually
-from tests.support.number_world import (
-    MovedClock,
-    NumberWorld,
-    Sim,
-    rotation_settings,
-    running_numbers,
-)
+from tests.support.number_world import NumberWorld, Sim, rotation_settings, running_numbers
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +172,7 @@ async def test_a_sender_whose_sms_go_unanswered_is_suspect_avoided_then_cleared(
 async def test_rate_limits_defer_verifications_and_the_scheduler_asks_again(
     numbers: Numbers,
 ) -> None:
-    clock = MovedClock()
+    clock = ControlledClock()
     limits = VerificationSettings(sender_per_minute=2, number_per_hour=1)
     async with numbers(
         verification_config=limits, clock=clock, rotation_config=rotation_settings()
@@ -287,7 +282,7 @@ async def test_a_late_request_for_the_number_a_sim_rotated_away_from_changes_not
         assert (online.data.iccid, online.data.number) == (sim.iccid, new)
         assert online.data.request_id == in_flight.id
         # nothing left to time out, even 31 s on (the scheduler's clock, moved)
-        sweeper = await w.verification_sweeps(MovedClock(timedelta(seconds=31)))
+        sweeper = await w.verification_sweeps(ControlledClock(ahead=timedelta(seconds=31)))
         assert await sweeper.expire_verifications() == 0
         assert await w.events(NumberVerificationFailed) == []
         assert await w.events(VerificationSkipped) == []

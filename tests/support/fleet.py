@@ -1,13 +1,13 @@
 """A running provisioning fleet for integration tests: the Helix sandbox over real HTTP, a real
 broker with the four provisioning routers, and the sims + helix_log projections on Postgres.
 
-Wired the way the composition root does it: the routers come from ``build_router(settings)``
-and find ``bus``, ``pool``, ``clock``, ``settings`` and ``helix`` in the broker's context.
+Run by the composition root's runtime (``simfleet.app.runtime``): the routers come from
+``build_router(settings)`` and find ``bus``, ``pool``, ``clock``, ``settings`` and ``helix`` in the
+broker's context; only the Helix client is the test's own (patient with the sandbox's faults).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,19 +22,18 @@ from consumers import provisioning
 from events import decode
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import SystemClock
-from infra.dead_letters import DeadLetters
 from infra.helix import HelixClient
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
-from infra.postgres import create_pool
+from infra.kafka import Bus
 from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings
 from producers.bulk_import import ImportReport, import_sims, parse_rows
 from projections.helix_log import HelixLogProjection
-from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
+from simfleet.app import Endpoints, Runtime, runtime
+from tests.support.projecting import projecting
 
 CLIENT_ID = "auth0-client-Fleet7"
 USERNAME = "ops@simfleet.example"
@@ -133,37 +132,33 @@ async def read_topic(
 async def running_fleet(
     settings: Settings, bootstrap: str, database_url: str, world: HelixWorld, **helix: Any
 ) -> AsyncIterator[Fleet]:
+    """The provisioning consumer through the composition root's runtime, its Helix client the
+    test's: against this world's sandbox, patient with its faults."""
     app = create_helix_sandbox(world)
-    async with serve_http(app) as url, contextlib.AsyncExitStack() as stack:
-        settings = settings.model_copy(update={"helix": helix_settings(url, **helix)})
-        pool = await create_pool(database_url, min_size=2, max_size=12)
-        stack.push_async_callback(pool.close)
-        http = httpx.AsyncClient(base_url=url, timeout=settings.helix.timeout_s)
-        stack.push_async_callback(http.aclose)
-        broker = build_broker(settings.kafka, bootstrap)
-        bus = Bus(broker, settings.kafka.topic_prefix)
-        client = HelixClient(http, settings.helix, pool, bus.emit, policy=PATIENT)
-        broker.include_router(provisioning.build_router(settings))
-        fleet = Fleet(settings, bootstrap, world, sandbox_of(app), pool, bus, client)
-        context = {"bus": bus, "pool": pool, "clock": fleet.clock, "settings": settings}
-        for name, value in (context | {"helix": client}).items():
-            broker.context.set_global(name, value)
-        await broker.start()
-        stack.push_async_callback(broker.stop)
-        for projection in (SimsProjection(), HelixLogProjection()):
-            runner = ProjectionRunner(
-                projection,
-                bootstrap=bootstrap,
-                kafka=settings.kafka,
-                pool=pool,
-                dead_letters=DeadLetters(bus, f"projection.{projection.name}"),
-            )
-            task = asyncio.create_task(runner.run())
-            stack.push_async_callback(_cancelled, task)
-        yield fleet
+    async with serve_http(app) as url:
+        pool_size = {"database_pool_min": 2, "database_pool_max": 12}
+        settings = settings.model_copy(
+            update={
+                "helix": helix_settings(url, **helix),
+                "postgres": settings.postgres.model_copy(update=pool_size),
+            }
+        )
 
+        @contextlib.asynccontextmanager
+        async def patient_helix(rt: Runtime) -> AsyncIterator[None]:
+            async with httpx.AsyncClient(base_url=url, timeout=settings.helix.timeout_s) as http:
+                rt.helix = HelixClient(http, settings.helix, rt.pool, rt.bus.emit, policy=PATIENT)
+                yield
 
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        endpoints = Endpoints(bootstrap, database_url)
+        routers = [provisioning.build_router(settings)]
+        async with runtime(
+            settings, endpoints, routers, clock=SystemClock(), providers=[patient_helix]
+        ) as rt:
+            assert rt.helix is not None
+            fleet = Fleet(settings, bootstrap, world, sandbox_of(app), rt.pool, rt.bus, rt.helix)
+            async with projecting(
+                (SimsProjection(), HelixLogProjection()),
+                bootstrap=bootstrap, kafka=settings.kafka, pool=rt.pool, bus=rt.bus,
+            ):  # fmt: skip
+                yield fleet

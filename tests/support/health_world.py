@@ -4,44 +4,30 @@ evaluator posting to the sandbox receiver (a real HTTP sink)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from consumers import endpoint_health
 from infra.alert_sink import SlackSink
-from infra.dead_letters import DeadLetters
-from infra.kafka import build_broker
 from producers import alert_checks
 from producers.alerts import Alerts
 from projections.archive import ArchiveProjection
-from projections.runner import ProjectionRunner
+from simfleet.app import Endpoints, runtime
+from simfleet.components import health_objects
+from tests.support.clock import ControlledClock
+from tests.support.projecting import projecting
 from tests.support.webhook_world import World
 
 ALERT_HOOK = "alerts"  # the receiver's "endpoint" that plays the Slack channel
 
 
-class MovingClock:
-    """Real time plus an offset the test moves forward (days pass in an instant)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, by: timedelta) -> None:
-        self.offset += by
-
-
 @dataclass
 class HealthWorld:
     world: World
-    clock: MovingClock
+    clock: ControlledClock
     tracker: endpoint_health.HealthTracker
     sink: SlackSink
 
@@ -60,25 +46,19 @@ class HealthWorld:
 
 @contextlib.asynccontextmanager
 async def health_world(world: World) -> AsyncIterator[HealthWorld]:
-    settings, clock = world.settings, MovingClock()
-    tracker = endpoint_health.tracker_for(settings, pool=world.pool, bus=world.bus, clock=clock)
-    archive = ProjectionRunner(
-        ArchiveProjection(),
-        bootstrap=world.kafka_bootstrap,
-        kafka=settings.kafka,
-        pool=world.pool,
-        dead_letters=DeadLetters(world.bus, "archive"),
-    )
-    archiving = asyncio.create_task(archive.run())
-    broker = build_broker(settings.kafka, world.kafka_bootstrap)
-    broker.include_router(endpoint_health.build_router(settings))
-    broker.context.set_global("endpoint_health", tracker)
-    await broker.start()
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            sink = SlackSink(client, world.url(ALERT_HOOK))
-            yield HealthWorld(world, clock, tracker, sink)
-    finally:
-        await broker.stop()
-        archiving.cancel()
-        await asyncio.gather(archiving, return_exceptions=True)
+    """The health consumer as the composition root runs it (its runtime and provider), on this
+    world's clock."""
+    settings, clock = world.settings, ControlledClock()
+    endpoints = Endpoints(world.kafka_bootstrap, world.database_url)
+    routers = [endpoint_health.build_router(settings)]
+    async with (
+        runtime(settings, endpoints, routers, clock=clock, providers=[health_objects]) as rt,
+        projecting(
+            [ArchiveProjection()], bootstrap=world.kafka_bootstrap, kafka=settings.kafka,
+            pool=world.pool, bus=world.bus,
+        ),
+        httpx.AsyncClient(timeout=5) as client,
+    ):  # fmt: skip
+        assert rt.endpoint_health is not None
+        sink = SlackSink(client, world.url(ALERT_HOOK))
+        yield HealthWorld(world, clock, rt.endpoint_health, sink)

@@ -125,8 +125,8 @@ async def live_site(settings: Settings, endpoints: Endpoints) -> AsyncIterator[L
         serve_http(app) as receiver_url,
         running(settings, endpoints, components, announce=lambda _line: None) as rt,
     ):
-        network = rt.objects["gateway_network"]
-        assert isinstance(network, GatewayNetwork)
+        network = rt.gateway_network
+        assert network is not None
         url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
         yield LiveSite(url, rt, network, receiver, receiver_url)
         assert not rt.stop.is_set(), "a component stopped unexpectedly (see the log)"

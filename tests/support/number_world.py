@@ -2,15 +2,16 @@
 real HTTP, the gateway bridge over real HTTP, a real broker with the verification and rotation
 routers, and the sims + gateways projections on Postgres.
 
-Wired the way the composition root does it: routers from ``build_router(settings)`` find
-``bus``, ``pool``, ``clock``, ``settings``, ``helix`` and ``skyline`` in the broker's context.
+Run by the composition root's runtime (``simfleet.app.runtime``): routers from
+``build_router(settings)`` find ``bus``, ``pool``, ``clock``, ``settings``, ``helix`` and
+``skyline`` in the broker's context; the Helix and Skyline clients are the test's own (quick and
+patient with the sandbox's faults).
 SIMs are seeded as the provisioning flows would have left them: a line at the carrier with a
 number, a seat in a gateway port, and ``sims`` / ``sim_numbers`` rows (inserted directly).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,11 +29,10 @@ from events.envelope import Event
 from events.sim import NumberAssigned
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import Clock, SystemClock
-from infra.dead_letters import DeadLetters
 from infra.gateway_clients import GatewayClients
 from infra.helix import HelixClient
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import Bus
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import (
@@ -47,12 +47,12 @@ from producers.scheduler import Scheduler
 from producers.sms_arrivals import SmsArrivals
 from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
-from projections.runner import ProjectionRunner
 from projections.sims import SimsProjection
 from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.skyline import DEFAULT_GATEWAY_ID, SandboxGateway
+from simfleet.app import Endpoints, Runtime, runtime
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     CLIENT_ID,
@@ -62,6 +62,7 @@ from tests.support.fleet import (
     helix_settings,
     read_topic,
 )
+from tests.support.projecting import projecting
 
 GATEWAY_SECRET = "gw-secret-numbers-4b1d"
 SK_PASSWORD = "sk-p4ss-Numbers-7q"
@@ -215,74 +216,53 @@ async def running_numbers(
                 "secrets": SecretsSettings(gateway_secret=SecretStr(GATEWAY_SECRET)),
                 "rotation": rotation_config or rotation_settings(),
                 "verification": verification_config or settings.verification,
+                "postgres": settings.postgres.model_copy(
+                    update={"database_pool_min": 2, "database_pool_max": 16}
+                ),
             }
         )
-        pool = await create_pool(database_url, min_size=2, max_size=16)
-        stack.push_async_callback(pool.close)
-        broker = build_broker(settings.kafka, bootstrap)
-        bus = Bus(broker, settings.kafka.topic_prefix)
-        bridge_url = await stack.enter_async_context(
-            serve_http(
-                create_bridge_app(
-                    settings, bus, SystemClock(), SmsArrivals(pool, settings.bridge_retry_window_s)
-                )
+
+        @contextlib.asynccontextmanager
+        async def sandbox_clients(rt: Runtime) -> AsyncIterator[None]:
+            """The test's carrier and gateway clients: quick and patient with the sandbox."""
+            async with httpx.AsyncClient(base_url=helix_url, timeout=5.0) as http:
+                rt.helix = HelixClient(http, settings.helix, rt.pool, rt.bus.emit, policy=PATIENT)
+                rt.skyline = GatewayClients(settings.skyline, rt.pool, policy=FAST)
+                try:
+                    yield
+                finally:
+                    await rt.skyline.aclose()
+
+        endpoints = Endpoints(bootstrap, database_url)
+        routers = [flow.build_router(settings) for flow in flows]
+        rt = await stack.enter_async_context(
+            runtime(
+                settings, endpoints, routers, clock=clock or SystemClock(),
+                providers=[sandbox_clients],
             )
+        )  # fmt: skip
+        assert rt.skyline is not None
+        pool, bus = rt.pool, rt.bus
+        arrivals = SmsArrivals(pool, settings.bridge_retry_window_s)
+        bridge_url = await stack.enter_async_context(
+            serve_http(create_bridge_app(settings, bus, SystemClock(), arrivals))
         )
         network.connect_bridge(bridge_url, GATEWAY_SECRET)
-        http = httpx.AsyncClient(base_url=helix_url, timeout=5.0)
-        stack.push_async_callback(http.aclose)
-        helix = HelixClient(http, settings.helix, pool, bus.emit, policy=PATIENT)
-        skyline = GatewayClients(settings.skyline, pool, policy=FAST)
-        stack.push_async_callback(skyline.aclose)
-        for flow in flows:
-            broker.include_router(flow.build_router(settings))
         world = NumberWorld(
-            settings, bootstrap, carrier, network, pool, bus, skyline, bridge_url, database_url,
-            clock=clock or SystemClock(), carrier_sandbox=sandbox_of(helix_app),
+            settings, bootstrap, carrier, network, pool, bus, rt.skyline, bridge_url,
+            database_url, clock=rt.clock, carrier_sandbox=sandbox_of(helix_app),
         )  # fmt: skip
-        context = {"bus": bus, "pool": pool, "clock": world.clock, "settings": settings}
-        for name, value in (context | {"helix": helix, "skyline": skyline}).items():
-            broker.context.set_global(name, value)
-        await broker.start()
-        stack.push_async_callback(broker.stop)
         projections = (SimsProjection(), GatewaysProjection())
-        for projection in (*projections, *((HelixLogProjection(),) if helix_log else ())):
-            runner = ProjectionRunner(
-                projection,
-                bootstrap=bootstrap,
-                kafka=settings.kafka,
-                pool=pool,
-                dead_letters=DeadLetters(bus, f"projection.{projection.name}"),
+        await stack.enter_async_context(
+            projecting(
+                (*projections, *((HelixLogProjection(),) if helix_log else ())),
+                bootstrap=bootstrap, kafka=settings.kafka, pool=pool, bus=bus,
             )
-            stack.push_async_callback(_cancelled, asyncio.create_task(runner.run()))
+        )  # fmt: skip
         async with world.stack:
             yield world
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def at_utc(day_offset: int, hour: int, minute: int = 0) -> datetime:
     today = datetime.now(UTC).date() + timedelta(days=day_offset)
     return datetime(today.year, today.month, today.day, hour, minute, tzinfo=UTC)
-
-
-@dataclass
-class FixedClock:
-    moment: datetime
-
-    def now(self) -> datetime:
-        return self.moment
-
-
-@dataclass
-class MovedClock:
-    """The system's clock moved on by ``ahead``: consumers see time pass that a test skips."""
-
-    ahead: timedelta = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.ahead

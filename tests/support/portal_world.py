@@ -4,7 +4,6 @@ served over ASGI with the world's own sealing box."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -16,15 +15,14 @@ from fastapi import FastAPI
 
 from dashboard.reseller_api.app import PREFIX, build_portal, create_reseller_api
 from infra.clock import SystemClock
-from infra.dead_letters import DeadLetters
 from infra.settings import ResellerApiSettings, Settings
 from producers.reseller_tokens import IssuedToken, ResellerTokens, Scope
 from projections.attempts import AttemptsProjection
 from projections.audit import OperatorAuditProjection
 from projections.reseller_tokens import ResellerTokensProjection
-from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
+from tests.support.projecting import projecting
 from tests.support.webhook_world import World, webhook_world
 
 GENEROUS = ResellerApiSettings(rate_per_s=1000.0, burst=1000)
@@ -70,23 +68,16 @@ async def portal_world(
     settings: Settings, kafka_bootstrap: str, api: ResellerApiSettings = GENEROUS
 ) -> AsyncIterator[PortalWorld]:
     async with webhook_world(settings, kafka_bootstrap) as world:
-        runners = [
-            ProjectionRunner(
-                projection,
-                bootstrap=kafka_bootstrap,
-                kafka=world.settings.kafka,
-                pool=world.pool,
-                dead_letters=DeadLetters(world.bus, projection.name),
-            )
-            for projection in (
-                ResellerTokensProjection(),
-                AttemptsProjection(),
-                OperatorAuditProjection(),
-                InboundSmsProjection(),
-            )
-        ]
-        tasks = [asyncio.create_task(r.run()) for r in runners]
-        try:
+        projections = (
+            ResellerTokensProjection(),
+            AttemptsProjection(),
+            OperatorAuditProjection(),
+            InboundSmsProjection(),
+        )
+        async with projecting(
+            projections, bootstrap=kafka_bootstrap, kafka=world.settings.kafka,
+            pool=world.pool, bus=world.bus,
+        ):  # fmt: skip
             clock = SystemClock()
             portal = build_portal(
                 world.commands, box=world.box, webhooks=world.settings.webhooks, settings=api,
@@ -95,7 +86,3 @@ async def portal_world(
             site = FastAPI()  # mounted where the dashboard mounts it
             site.mount(PREFIX, create_reseller_api(portal))
             yield PortalWorld(world, ResellerTokens(world.commands, clock), site)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)

@@ -7,7 +7,6 @@ the world — read tables, receiver, the operator's command bus — stays up.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -16,13 +15,13 @@ from typing import Any
 
 import asyncpg
 from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from consumers.webhook_dispatch import Dispatcher
-from consumers.webhooks import Webhooks, build_router, webhook_runtime
+from consumers.webhooks import build_router
 from events.envelope import Event
 from events.sms import SmsReceived
 from infra.clock import Clock, SystemClock
-from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
@@ -31,10 +30,12 @@ from infra.webhook_signing import SecretBox
 from producers.reseller_commands import IssuedSecret, ResellerCommands
 from projections.deliveries import DeliveriesProjection
 from projections.resellers import ResellersProjection
-from projections.runner import ProjectionRunner
 from sandbox.reseller import ReceiverMode, ReceiverState, create_reseller_receiver
+from simfleet.app import Endpoints, runtime
+from simfleet.components import webhook_objects
 from tests.support.assigned import until_assigned
 from tests.support.eventually import eventually
+from tests.support.projecting import projecting
 
 # compressed schedule: the original's 1, 2, 4, 8 s and 1 min … 6 h, scaled down
 FAST = WebhookSettings(
@@ -63,6 +64,7 @@ class World:
     receiver: ReceiverState
     receiver_base: str
     commands: ResellerCommands
+    database_url: str
     secrets: dict[str, str] = field(default_factory=dict)
 
     def url(self, endpoint_id: str) -> str:
@@ -76,31 +78,22 @@ class World:
         group: str = "webhooks",
         clock: Clock | None = None,
     ) -> AsyncIterator[Dispatcher]:
-        """The webhook consumer as `simfleet workers` runs it; leaving the block stops it."""
-        settings = self.settings.model_copy(update={"webhooks": webhooks or self.settings.webhooks})
-        broker = build_broker(settings.kafka, self.kafka_bootstrap)
-        broker.include_router(build_router(settings, group=group))
-        failed = asyncio.Event()
-        async with webhook_runtime(
-            settings,
-            bootstrap=self.kafka_bootstrap,
-            pool=self.pool,
-            clock=clock or SystemClock(),
-            box=self.box,
-            stop=failed,
-        ) as context:
-            for name, value in context.items():
-                broker.context.set_global(name, value)
-            await broker.start()
-            try:
-                await until_assigned(broker)
-                webhooks_obj = context["webhooks"]
-                assert isinstance(webhooks_obj, Webhooks)
-                yield webhooks_obj.dispatcher
-            finally:
-                await broker.stop()
+        """The webhook consumer as `simfleet workers` runs it (the composition root's runtime and
+        webhook provider, this world's sealing key); leaving the block stops it."""
+        chosen = (webhooks or self.settings.webhooks).model_copy(
+            update={"sealing_key": self.settings.webhooks.sealing_key}
+        )
+        settings = self.settings.model_copy(update={"webhooks": chosen})
+        endpoints = Endpoints(self.kafka_bootstrap, self.database_url)
+        routers = [build_router(settings, group=group)]
+        async with runtime(
+            settings, endpoints, routers, clock=clock, providers=[webhook_objects]
+        ) as rt:
+            await until_assigned(rt.broker)
+            assert rt.webhooks is not None
+            yield rt.webhooks.dispatcher
         # the process would have stopped: a dispatcher loop failed (its error is in the log)
-        assert not failed.is_set(), "a webhook dispatcher loop failed"
+        assert not rt.stop.is_set(), "a webhook dispatcher loop failed"
 
     async def reseller(
         self, reseller_id: str, modes: dict[str, ReceiverMode], *, failures: int = 2
@@ -164,6 +157,8 @@ def sms(to: str, body: str, *, at: datetime | None = None, **fields: Any) -> Sms
 async def webhook_world(
     settings: Settings, kafka_bootstrap: str, webhooks: WebhookSettings = FAST
 ) -> AsyncIterator[World]:
+    sealing_key = SecretStr(Fernet.generate_key().decode())  # this world's own
+    webhooks = webhooks.model_copy(update={"sealing_key": sealing_key})
     settings = settings.model_copy(update={"webhooks": webhooks})
     dsn = settings.postgres.database_url
     assert dsn is not None
@@ -171,28 +166,23 @@ async def webhook_world(
     broker = build_broker(settings.kafka, kafka_bootstrap)
     await broker.start()
     bus = Bus(broker, settings.kafka.topic_prefix)
-    box = SecretBox([Fernet.generate_key()])
+    box = SecretBox.of_deployment(settings)
     app, receiver = create_reseller_receiver()
-    runners = [
-        ProjectionRunner(
-            projection,
-            bootstrap=kafka_bootstrap,
-            kafka=settings.kafka,
-            pool=pool,
-            dead_letters=DeadLetters(bus, projection.name),
-        )
-        for projection in (ResellersProjection(), DeliveriesProjection())
-    ]
-    tasks = [asyncio.create_task(r.run()) for r in runners]
+    projections = (ResellersProjection(), DeliveriesProjection())
     try:
-        async with serve_http(app) as base:
+        async with (
+            projecting(
+                projections, bootstrap=kafka_bootstrap, kafka=settings.kafka, pool=pool, bus=bus
+            ),
+            serve_http(app) as base,
+        ):
             commands = ResellerCommands(
                 bus=bus, pool=pool, box=box, settings=webhooks, clock=SystemClock()
             )
-            yield World(settings, kafka_bootstrap, pool, bus, box, receiver, base, commands)
+            yield World(
+                settings, kafka_bootstrap, pool, bus, box, receiver, base, commands,
+                dsn.get_secret_value(),
+            )  # fmt: skip
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await broker.stop()
         await pool.close()

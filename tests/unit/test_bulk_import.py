@@ -24,14 +24,12 @@ from producers.bulk_import import (
 )
 from sandbox.helix_world import make_iccid, make_imei
 from simfleet.cli_import import import_app
+from tests.support.clock import ControlledClock
 
 ICCID, IMEI = make_iccid(1), make_imei(1)
 HEADER = "iccid,imei,reseller_id,status\n"
 
-
-class FixedClock:
-    def now(self) -> datetime:
-        return datetime(2026, 2, 4, 12, tzinfo=UTC)
+SHEET_TIME = datetime(2026, 2, 4, 12, tzinfo=UTC)
 
 
 def sheet(*lines: str, header: str = HEADER) -> bytes:
@@ -208,8 +206,8 @@ def test_broken_json_is_a_file_error(data: bytes, message: str) -> None:
 def test_requests_have_ids_that_do_not_change_between_imports() -> None:
     [row] = parse_rows(sheet(f"{ICCID},{IMEI},acme,"), "sims.csv").rows
 
-    first = requests_for(row, FixedClock(), "ops")
-    again = requests_for(row, FixedClock(), "someone else")
+    first = requests_for(row, ControlledClock(SHEET_TIME), "ops")
+    again = requests_for(row, ControlledClock(SHEET_TIME), "someone else")
 
     assert [type(e) for e in first] == [SimActivationRequested, SimResellerAssigned]
     assert [e.id for e in first] == [e.id for e in again]
@@ -312,7 +310,7 @@ async def test_a_streamed_sheet_gives_the_report_and_events_of_a_sheet_read_whol
     )
     bus = CountingBus()
 
-    report = await import_sheet(io.BytesIO(data), "sims.csv", bus, FixedClock())  # type: ignore[arg-type]
+    report = await import_sheet(io.BytesIO(data), "sims.csv", bus, ControlledClock(SHEET_TIME))  # type: ignore[arg-type]
 
     whole = parse_rows(data, "sims.csv")
     assert list(report.accepted) == [r.iccid for r in whole.rows]
@@ -332,6 +330,6 @@ async def test_a_streamed_sheet_unreadable_midway_publishes_nothing() -> None:
     bus = CountingBus()
 
     with pytest.raises(ImportFileError):
-        await import_sheet(io.BytesIO(data), "sims.csv", bus, FixedClock())  # type: ignore[arg-type]
+        await import_sheet(io.BytesIO(data), "sims.csv", bus, ControlledClock(SHEET_TIME))  # type: ignore[arg-type]
 
     assert bus.events == []

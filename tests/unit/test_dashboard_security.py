@@ -11,14 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dashboard.security import CSRF_TTL_S, Credentials, CsrfTokens
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
+from tests.support.clock import ControlledClock
 
 
 def basic(user: str, password: str) -> str:
@@ -48,7 +41,7 @@ SERVER_SECRET = b"k" * 32
 
 def test_knowing_the_password_is_not_enough_to_forge_a_csrf_token() -> None:
     """The key is not a hash of DASHBOARD_AUTH: another server secret, another key."""
-    clock = Clock()
+    clock = ControlledClock(datetime(2025, 6, 2, 12, 0, tzinfo=UTC))
     operator = Credentials("operator", "one")
     token = CsrfTokens(operator, clock, os.urandom(32)).issue("operator")
     assert not CsrfTokens(operator, clock, os.urandom(32)).valid("operator", token)
@@ -65,7 +58,7 @@ def test_knowing_the_password_is_not_enough_to_forge_a_csrf_token() -> None:
 
 
 def test_a_csrf_token_is_bound_to_user_password_and_time() -> None:
-    clock = Clock()
+    clock = ControlledClock(datetime(2025, 6, 2, 12, 0, tzinfo=UTC))
     tokens = CsrfTokens(Credentials("operator", "one"), clock, SERVER_SECRET)
     token = tokens.issue("operator")
 
@@ -76,5 +69,5 @@ def test_a_csrf_token_is_bound_to_user_password_and_time() -> None:
     )
     assert not tokens.valid("operator", token[:-1] + ("0" if token[-1] != "0" else "1"))
     assert not tokens.valid("operator", "")
-    clock.at += timedelta(seconds=CSRF_TTL_S + 1)
+    clock.advance(timedelta(seconds=CSRF_TTL_S + 1))
     assert not tokens.valid("operator", token)
