@@ -95,6 +95,9 @@ RESELLER_REGISTRY = Topic(
         }
     ),
 )
+# kept apart from the registry: a busy token's uses expire (Kafka and archive retention) while
+# the registry is kept for good
+RESELLER_USAGE = Topic("reseller.usage", "reseller id", 3, frozenset({"reseller.token_used"}))
 WEBHOOK_DELIVERIES = Topic(
     "webhook.deliveries",
     "endpoint id",
@@ -114,6 +117,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     GATEWAY_STATUS,
     SIM_LIFECYCLE,
     RESELLER_REGISTRY,
+    RESELLER_USAGE,
     WEBHOOK_DELIVERIES,
     WEBHOOK_RETRY,
     HELIX_CALLS,

@@ -267,6 +267,12 @@ class ResellerApiSettings(BaseSettings):
     token_days: float = Field(
         default=90.0, gt=0, le=366, description="a new token's validity unless told otherwise"
     )
+    use_flush_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="a token's uses are audited as one event per token per this many seconds",
+    )
 
 
 class AlertSettings(BaseSettings):
