@@ -329,8 +329,9 @@ class RetentionSettings(BaseSettings):
     event_log_days: int = Field(
         default=365,
         ge=1,
-        description="archived SMS, Helix calls, webhook deliveries and rejected pushes; SIM and "
-        "reseller history (sim.lifecycle, reseller.registry) and DLQs are kept for good",
+        description="archived SMS, Helix calls, webhook deliveries, rejected pushes and reseller "
+        "token uses (with their audit rows); SIM and reseller history (sim.lifecycle, "
+        "reseller.registry) and DLQs are kept for good",
     )
 
 
