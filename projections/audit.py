@@ -5,8 +5,8 @@ operator made (``requested_by`` other than ``system``, see ``infra.actors``) thr
 dashboard, the JSON API, ``/api/run/*`` or the CLI, every change a reseller made through its API
 or portal (``reseller:<id>/<token name>``), and every use of a reseller's token
 (``reseller.token_used``: one row per batch and path, action ``use-token``, the method and path
-as its ``target``, the requests as its ``events``). One row per command and action — who (actor, channel),
-what, when, why (the reason) and to which SIMs (``subjects``: ICCIDs; reseller ids for the
+as its ``target``, the requests as its ``events``). One row per command and action — who (actor,
+channel), what, when, why (the reason) and to which SIMs (``subjects``: ICCIDs; reseller ids for the
 registry's commands, whose endpoint is the ``target``). A command is the request's ``command``
 field where it has one (an import, an assignment: their refs are per SIM), else its ``ref``
 (one per dashboard click, API call or run), else the event itself.
