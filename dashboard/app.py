@@ -150,6 +150,7 @@ def create_dashboard_app(
         reseller_commands, box=SecretBox.of_deployment(settings), webhooks=settings.webhooks,
         settings=settings.reseller_api, clock=clock, csrf_secret=csrf_secret(settings),
     )  # fmt: skip
+    app.state.token_uses = portal.uses  # flushed by whoever serves the app (the component)
     app.mount(RESELLER_API, create_reseller_api(portal))
     app.mount(PORTAL, create_portal_app(portal, app.state.dashboard.templates))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

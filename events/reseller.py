@@ -1,4 +1,5 @@
-"""Reseller registry facts → topic ``reseller.registry`` (key: reseller id).
+"""Reseller registry facts → topic ``reseller.registry`` (key: reseller id); a token's uses →
+``reseller.usage`` (same key).
 
 Signing secrets never travel in clear: endpoints carry the secret sealed with the deployment's
 key (see the webhook issue), so events and the archive hold no usable secret.
@@ -223,6 +224,41 @@ class ResellerTokenRevokedData(Payload):
 class ResellerTokenRevoked(Event):
     type: Literal["reseller.token_revoked"] = "reseller.token_revoked"
     data: ResellerTokenRevokedData
+    identity: ClassVar[tuple[str, ...]] = ("reseller_id", "token_id", "ref")
+    subject_field: ClassVar[str] = "reseller_id"
+
+
+class TokenUseData(Payload):
+    method: str = Field(min_length=1, max_length=10, description="the HTTP method")
+    path: str = Field(
+        min_length=1, max_length=300, description="the path called, without its query string"
+    )
+    requests: int = Field(ge=1, description="how many requests to it in the batch")
+    first_at: AwareDatetime
+    last_at: AwareDatetime
+
+
+class ResellerTokenUsedData(Payload):
+    reseller_id: ResellerId
+    token_id: str = Field(min_length=1, max_length=64)
+    token_name: str = Field(min_length=1, max_length=100, description="as the audit names it")
+    requested_by: str = Field(description="the actor: reseller:<reseller id>/<token name>")
+    ref: str = Field(description="the batch: unique per process and batch")
+    requests: int = Field(ge=1, description="every request in the batch")
+    uses: list[TokenUseData] = Field(
+        max_length=100, description="per method and path, in first-use order"
+    )
+
+
+class ResellerTokenUsed(Event):
+    """A reseller API token was used (``/reseller/v1`` or ``/portal``): one batch of its requests.
+
+    Coalesced per token and process: the requests of one flush interval
+    (``RESELLER_API_USE_FLUSH_S``) are one event, counted per method and path; a batch is closed
+    early at 100 distinct paths. Carries the token's name, never the token."""
+
+    type: Literal["reseller.token_used"] = "reseller.token_used"
+    data: ResellerTokenUsedData
     identity: ClassVar[tuple[str, ...]] = ("reseller_id", "token_id", "ref")
     subject_field: ClassVar[str] = "reseller_id"
 

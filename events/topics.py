@@ -73,6 +73,7 @@ SMS_INBOUND = Topic(
 GATEWAY_STATUS = Topic("gateway.status", "gateway id", 3, gateway.GatewayStatusReported)
 SIM_LIFECYCLE = Topic("sim.lifecycle", "ICCID", 6, sim.SimLifecycleEvent)
 RESELLER_REGISTRY = Topic("reseller.registry", "reseller id", 3, reseller.ResellerRegistryEvent)
+RESELLER_USAGE = Topic("reseller.usage", "reseller id", 3, reseller.ResellerTokenUsed)
 WEBHOOK_DELIVERIES = Topic("webhook.deliveries", "endpoint id", 6, webhook.WebhookDeliveryEvent)
 WEBHOOK_RETRY = Topic("webhook.retry", "endpoint id", 6, webhook.WebhookRetryScheduled)
 HELIX_CALLS = Topic(
@@ -85,6 +86,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     GATEWAY_STATUS,
     SIM_LIFECYCLE,
     RESELLER_REGISTRY,
+    RESELLER_USAGE,
     WEBHOOK_DELIVERIES,
     WEBHOOK_RETRY,
     HELIX_CALLS,

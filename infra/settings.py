@@ -267,6 +267,12 @@ class ResellerApiSettings(BaseSettings):
     token_days: float = Field(
         default=90.0, gt=0, le=366, description="a new token's validity unless told otherwise"
     )
+    use_flush_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="a token's uses are audited as one event per token per this many seconds",
+    )
 
 
 class AlertSettings(BaseSettings):
@@ -323,8 +329,9 @@ class RetentionSettings(BaseSettings):
     event_log_days: int = Field(
         default=365,
         ge=1,
-        description="archived SMS, Helix calls, webhook deliveries and rejected pushes; SIM and "
-        "reseller history (sim.lifecycle, reseller.registry) and DLQs are kept for good",
+        description="archived SMS, Helix calls, webhook deliveries, rejected pushes and reseller "
+        "token uses (with their audit rows); SIM and reseller history (sim.lifecycle, "
+        "reseller.registry) and DLQs are kept for good",
     )
 
 

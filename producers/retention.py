@@ -11,9 +11,11 @@ whatever its age, because a retry, a de-duplication or a replay still needs it:
 - ``sim_applied_events``, ``inbound_sms``, ``helix_api_logs``: by age alone (a re-published event
   older than the setting is applied again; the sims projection's status guards still hold);
 - ``event_log``: only the archive of what has a table of its own with a retention (SMS, Helix
-  calls, webhook deliveries and retries, rejected pushes); ``sim.lifecycle``,
+  calls, webhook deliveries and retries, rejected pushes, reseller token uses); ``sim.lifecycle``,
   ``reseller.registry``, ``gateway.status`` and every DLQ copy are kept for good — a replay
   rebuilds SIMs, numbers, resellers and endpoints from them;
+- ``operator_audit``: only the rows of reseller token uses (``use-token``), with the archive's
+  age (``RETENTION_EVENT_LOG_DAYS``), so a replay rebuilds the same audit; commands are kept;
 - ``sms_arrivals``: rows older than the bridge's retry window (a later push is a new SMS anyway).
 """
 
@@ -28,6 +30,7 @@ import structlog
 from events.topics import (
     GATEWAY_REJECTED,
     HELIX_CALLS,
+    RESELLER_USAGE,
     SMS_INBOUND,
     WEBHOOK_DELIVERIES,
     WEBHOOK_RETRY,
@@ -39,7 +42,14 @@ BATCH = 500
 # event types whose archive copy may expire: each has a read table with a retention of its own
 EXPIRING_EVENT_TYPES = sorted(
     t
-    for topic in (SMS_INBOUND, HELIX_CALLS, WEBHOOK_DELIVERIES, WEBHOOK_RETRY, GATEWAY_REJECTED)
+    for topic in (
+        SMS_INBOUND,
+        HELIX_CALLS,
+        WEBHOOK_DELIVERIES,
+        WEBHOOK_RETRY,
+        GATEWAY_REJECTED,
+        RESELLER_USAGE,
+    )
     for t in topic.types
 )
 DELETE = {
@@ -73,6 +83,16 @@ DELETE FROM event_log WHERE id IN (
     WHERE time < $1 AND type = ANY($3::text[]) AND topic NOT LIKE '%.dlq'
     LIMIT $2 FOR UPDATE SKIP LOCKED)
 """,
+    # a use row's command id is "<event id>#<n>": its one counted event is found by primary key
+    "operator_audit": """
+WITH gone AS (
+    DELETE FROM operator_audit WHERE (command_id, action) IN (
+        SELECT command_id, action FROM operator_audit
+        WHERE action = 'use-token' AND requested_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING command_id)
+DELETE FROM operator_audit_events WHERE (event_id, command_id) IN (
+    SELECT split_part(command_id, '#', 1), command_id FROM gone)
+""",
     "sms_arrivals": """
 DELETE FROM sms_arrivals WHERE fingerprint IN (
     SELECT fingerprint FROM sms_arrivals WHERE received_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -98,6 +118,7 @@ def cutoffs(settings: Settings, now: datetime) -> dict[str, datetime]:
         "inbound_sms": days(r.inbound_sms_days),
         "helix_api_logs": days(r.helix_api_logs_days),
         "event_log": days(r.event_log_days),
+        "operator_audit": days(r.event_log_days),
         "sms_arrivals": now - timedelta(seconds=settings.bridge_retry_window_s),
     }
 

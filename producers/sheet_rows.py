@@ -12,7 +12,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, NamedTuple, overload
 
 from events.types import luhn_ok
 
@@ -34,20 +34,63 @@ class SimRow:
     port: str | None = None
 
 
-@dataclass(frozen=True)
-class RowIssue:
+class RowIssue(NamedTuple):
+    """A row not imported."""
+
     line: int  # CSV: the sheet line (header = 1); JSON: the item number (first = 1)
     reason: str
     iccid: str | None = None
+
+
+class Issues(Sequence[RowIssue]):
+    """Rows not imported, in sheet order, kept as plain tuples of plain values.
+
+    A big sheet has hundreds of thousands of them. The garbage collector stops tracking a plain
+    tuple of strings and numbers (not an instance of a class, not even a named tuple), so they
+    add nothing to its full collections — which hold the GIL, and so would stall the event loop
+    of the process importing the sheet for a second or more."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[int, str, str | None]] = ()) -> None:
+        self._items = [(line, reason, iccid) for line, reason, iccid in items]
+
+    def append(self, line: int, reason: str, iccid: str | None = None) -> None:
+        self._items.append((line, reason, iccid))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> RowIssue: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RowIssue]: ...
+    def __getitem__(self, index: int | slice) -> RowIssue | list[RowIssue]:
+        if isinstance(index, slice):
+            return [RowIssue(*item) for item in self._items[index]]
+        return RowIssue(*self._items[index])
+
+    def __iter__(self) -> Iterator[RowIssue]:
+        return (RowIssue(*item) for item in self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
+
+    def __repr__(self) -> str:
+        return f"Issues({len(self)} rows)"
 
 
 @dataclass(frozen=True)
 class ParsedImport:
     format: Literal["csv", "json"]
     rows: tuple[SimRow, ...]
-    duplicates: tuple[RowIssue, ...] = ()
-    rejected: tuple[RowIssue, ...] = ()
-    skipped: tuple[RowIssue, ...] = ()
+    duplicates: Sequence[RowIssue] = ()
+    rejected: Sequence[RowIssue] = ()
+    skipped: Sequence[RowIssue] = ()
 
     @property
     def unit(self) -> str:
@@ -121,12 +164,22 @@ def sim_row(line: int, fields: dict[str, str]) -> SimRow:
     )
 
 
+_SKIP_REASONS: dict[str, str] = {}  # one reason string per status, not one per skipped row
+
+
 def status_skip_reason(fields: dict[str, str]) -> str | None:
     """Why a row is left out by its ``status`` (None = import it)."""
     status = fields.get("status", "").lower()
     if status in IMPORTED_STATUSES:
         return None
-    return f"status is {status[:30]!r}; only rows with an empty or 'pending' status are imported"
+    reason = _SKIP_REASONS.get(status)
+    if reason is None:
+        reason = (
+            f"status is {status[:30]!r}; only rows with an empty or 'pending' status are imported"
+        )
+        if len(_SKIP_REASONS) < 256:  # a sheet has a handful of statuses; a hostile one, many
+            _SKIP_REASONS[status] = reason
+    return reason
 
 
 class AcceptedIccids(Sequence[str]):
@@ -165,28 +218,28 @@ class RowCollector:
         # accepted ICCID → its line, in sheet order; the ICCID as the number "1<digits>" (a
         # third of a string's size, leading zeros kept): a 20 MB sheet has ~400k of them
         self._first_seen: dict[int, int] = {}
-        self.duplicates: list[RowIssue] = []
-        self.rejected: list[RowIssue] = []
-        self.skipped: list[RowIssue] = []
+        self.duplicates = Issues()
+        self.rejected = Issues()
+        self.skipped = Issues()
 
     def add(self, line: int, found: dict[str, str] | str) -> SimRow | None:
         """The row to import, or None (the reason is recorded)."""
         if isinstance(found, str):
-            self.rejected.append(RowIssue(line, found))
+            self.rejected.append(line, found)
             return None
         if reason := status_skip_reason(found):
-            self.skipped.append(RowIssue(line, reason, found.get("iccid") or None))
+            self.skipped.append(line, reason, found.get("iccid") or None)
             return None
         try:
             row = sim_row(line, found)
         except RowRejected as err:
-            self.rejected.append(RowIssue(line, str(err), found.get("iccid") or None))
+            self.rejected.append(line, str(err), found.get("iccid") or None)
             return None
         key = int("1" + row.iccid)
         if key in self._first_seen:
             unit = "line" if self.format == "csv" else "item"
             reason = f"ICCID {row.iccid} already on {unit} {self._first_seen[key]}"
-            self.duplicates.append(RowIssue(line, reason, row.iccid))
+            self.duplicates.append(line, reason, row.iccid)
             return None
         self._first_seen[key] = line
         return row
@@ -200,13 +253,7 @@ class RowCollector:
         return AcceptedIccids(self._first_seen)
 
     def parsed(self, rows: Iterable[SimRow] = ()) -> ParsedImport:
-        return ParsedImport(
-            self.format,
-            tuple(rows),
-            tuple(self.duplicates),
-            tuple(self.rejected),
-            tuple(self.skipped),
-        )
+        return ParsedImport(self.format, tuple(rows), self.duplicates, self.rejected, self.skipped)
 
 
 def collect_rows(

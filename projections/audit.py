@@ -1,10 +1,12 @@
 """Operator audit: operator requests → ``operator_audit`` + ``operator_audit_events``.
 
-Reads topics ``sim.lifecycle`` and ``reseller.registry``: every request an operator made
-(``requested_by`` other than ``system``, see ``infra.actors``) through the dashboard, the
-JSON API, ``/api/run/*`` or the CLI, and every request a reseller made through its API or
-portal (``reseller:<id>/<token name>``). One row per command and action — who (actor, channel),
-what, when, why (the reason) and to which SIMs (``subjects``: ICCIDs; reseller ids for the
+Reads topics ``sim.lifecycle``, ``reseller.registry`` and ``reseller.usage``: every request an
+operator made (``requested_by`` other than ``system``, see ``infra.actors``) through the
+dashboard, the JSON API, ``/api/run/*`` or the CLI, every change a reseller made through its API
+or portal (``reseller:<id>/<token name>``), and every use of a reseller's token
+(``reseller.token_used``: one row per batch and path, action ``use-token``, the method and path
+as its ``target``, the requests as its ``events``). One row per command and action — who (actor,
+channel), what, when, why (the reason) and to which SIMs (``subjects``: ICCIDs; reseller ids for the
 registry's commands, whose endpoint is the ``target``). A command is the request's ``command``
 field where it has one (an import, an assignment: their refs are per SIM), else its ``ref``
 (one per dashboard click, API call or run), else the event itself.
@@ -26,6 +28,7 @@ from events.reseller import (
     ResellerCreated,
     ResellerTokenIssued,
     ResellerTokenRevoked,
+    ResellerTokenUsed,
     WebhookEndpointAdded,
     WebhookEndpointDisabled,
     WebhookEndpointEnabled,
@@ -44,7 +47,7 @@ from events.sim import (
     SyncRequested,
     VerificationRequested,
 )
-from events.topics import RESELLER_REGISTRY, SIM_LIFECYCLE, Topic
+from events.topics import RESELLER_REGISTRY, RESELLER_USAGE, SIM_LIFECYCLE, Topic
 from infra.actors import channel_of, is_operator
 from projections.runner import Record
 
@@ -67,6 +70,7 @@ ACTIONS: dict[type[Event], str] = {
     WebhookEndpointDisabled: "pause-endpoint",  # only a requested one: the health rules' are system
     ResellerTokenIssued: "issue-token",
     ResellerTokenRevoked: "revoke-token",
+    ResellerTokenUsed: "use-token",
 }
 
 CLAIM_EVENTS = """
@@ -100,6 +104,7 @@ class AuditEntry:
     subject: str
     reason: str | None = None
     target: str | None = None
+    count: int = 1  # the requests of a token use; one for every other event
 
     @property
     def channel(self) -> str:
@@ -137,6 +142,31 @@ def audit_entry(event: Event) -> AuditEntry | None:
     )
 
 
+def use_entries(event: ResellerTokenUsed) -> list[AuditEntry]:
+    """A batch of a token's uses: one entry per method and path (``<event id>#<n>``)."""
+    data = event.data
+    return [
+        AuditEntry(
+            event_id=event.id,
+            command_id=f"{event.id}#{n}",
+            action=ACTIONS[ResellerTokenUsed],
+            actor=data.requested_by,
+            at=use.first_at,
+            subject=data.reseller_id,
+            target=f"{use.method} {use.path}",
+            count=use.requests,
+        )
+        for n, use in enumerate(data.uses)
+    ]
+
+
+def entries_of(event: Event) -> list[AuditEntry]:
+    if isinstance(event, ResellerTokenUsed):
+        return use_entries(event)
+    entry = audit_entry(event)
+    return [entry] if entry is not None else []
+
+
 @dataclass
 class _Command:
     first: AuditEntry
@@ -149,7 +179,7 @@ class _Command:
     def add(self, entry: AuditEntry) -> None:
         self.at = min(self.at, entry.at)
         self.subjects.add(entry.subject)
-        self.events += 1
+        self.events += entry.count
         self.reason = self.reason or entry.reason
         self.target = self.target or entry.target
 
@@ -167,11 +197,11 @@ def group_commands(entries: Sequence[AuditEntry]) -> list[_Command]:
 
 class OperatorAuditProjection:
     name = "operator_audit"
-    topics: tuple[Topic, ...] = (SIM_LIFECYCLE, RESELLER_REGISTRY)
+    topics: tuple[Topic, ...] = (SIM_LIFECYCLE, RESELLER_REGISTRY, RESELLER_USAGE)
     tables: tuple[str, ...] = ("operator_audit", "operator_audit_events")
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        found = (audit_entry(r.event) for r in records)
+        found = (e for r in records for e in entries_of(r.event))
         # keyed: an event delivered twice in one batch is one entry
         entries = list({(e.event_id, e.command_id): e for e in found if e is not None}.values())
         if not entries:

@@ -2,7 +2,8 @@
 
 Reads ``operator_audit`` (owned by ``projections.audit``). Newest first, keyset-paginated
 (``older`` is ``<requested_at ISO>|<command_id>|<action>`` of the previous page's last row);
-filters by actor, channel, action and by SIM (any command whose subjects hold the ICCID).
+filters by actor, channel, action and by SIM (any command whose subjects hold the ICCID); a
+reseller's own page (the portal) is every row of its tokens: changes and uses.
 A command's subjects are listed up to ``SUBJECTS_SHOWN``; ``subject_count`` says how many.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import computed_field
 
-from infra.actors import CHANNELS
+from infra.actors import CHANNELS, reseller_actor
 from projections.audit import ACTIONS
 from projections.read_models import PAGE_SIZE, View
 
@@ -27,7 +28,18 @@ AUDIT_ACTIONS: tuple[str, ...] = (
 AUDIT_CHANNELS: tuple[str, ...] = (*CHANNELS, "other")
 # the registry's commands are about a reseller: their subjects are reseller ids, not ICCIDs
 RESELLER_ACTIONS = frozenset(
-    {"create-reseller", "add-endpoint", "remove-endpoint", "rotate-secret", "resend"}
+    {
+        "create-reseller",
+        "add-endpoint",
+        "remove-endpoint",
+        "rotate-secret",
+        "resend",
+        "pause-endpoint",
+        "enable-endpoint",
+        "issue-token",
+        "revoke-token",
+        "use-token",
+    }
 )
 
 AUDIT_PAGE = """
@@ -37,6 +49,7 @@ FROM operator_audit
 WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR channel = $2)
   AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR subjects @> ARRAY[$4::text])
   AND ($5::timestamptz IS NULL OR (requested_at, command_id, action) < ($5, $6::text, $7::text))
+  AND ($10::text IS NULL OR starts_with(actor, $10))
 ORDER BY requested_at DESC, command_id DESC, action DESC LIMIT $9
 """
 AUDIT_ACTORS = "SELECT DISTINCT actor FROM operator_audit ORDER BY actor LIMIT 500"
@@ -74,10 +87,17 @@ async def audit_page(
     iccid: str | None = None,
     older: str | None = None,
     limit: int = PAGE_SIZE,
+    reseller_id: str | None = None,
 ) -> AuditPage:
+    """``reseller_id``: only what that reseller's tokens did (its changes and its uses)."""
     at, command_id, older_action = _cursor(older)
-    args: tuple[Any, ...] = (actor or None, channel or None, action or None, iccid or None)
-    args += (at, command_id, older_action, SUBJECTS_SHOWN, limit + 1)
+    subject = iccid or None
+    own: str | None = None
+    if reseller_id is not None:
+        # an actor names the reseller, the subjects hold it (indexed); ids have no '/'
+        subject, own, channel = reseller_id, reseller_actor(reseller_id, ""), "reseller"
+    args: tuple[Any, ...] = (actor or None, channel or None, action or None, subject)
+    args += (at, command_id, older_action, SUBJECTS_SHOWN, limit + 1, own)
     found = [AuditRow.model_validate(dict(r)) for r in await pool.fetch(AUDIT_PAGE, *args)]
     last = found[limit - 1] if len(found) > limit else None
     return AuditPage(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import time
@@ -291,6 +292,10 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with running(settings, endpoints, components, announce=announce) as rt:
+        # what start-up built lives as long as the process: kept out of the collector's full
+        # collections, which hold the GIL and so the event loop (a sheet import's churn sets
+        # them off; walking start-up's objects too made each one last hundreds of ms)
+        gc.freeze()
         announce("simfleet is running; Ctrl-C stops it")
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(rt.stop.wait())

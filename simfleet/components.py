@@ -49,6 +49,7 @@ from producers.alerts import Alerts
 from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
 from producers.sms_arrivals import SmsArrivals
+from producers.token_uses import TokenUses
 from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
@@ -350,16 +351,23 @@ async def dashboard_service(rt: Runtime) -> AsyncIterator[str]:
         helix=rt.helix,
         lag=meter_for(rt.endpoints.kafka_bootstrap, rt.settings.kafka).lags,
     )
-    async with serve_http(
-        app,
-        rt.settings.dashboard_host,
-        rt.settings.dashboard_port,
-        max_head_bytes=rt.settings.max_request_head_bytes,
-    ) as url:
-        user, _, password = rt.settings.secrets.dashboard_auth.get_secret_value().partition(":")
-        # the operator's own terminal, in development only (the generated credentials)
-        shown = password if rt.settings.env == "development" else "from DASHBOARD_AUTH"
-        yield f"at {url} (user {user!r}, password {shown})"
+    uses: TokenUses = app.state.token_uses
+    try:
+        async with (
+            serve_http(
+                app,
+                rt.settings.dashboard_host,
+                rt.settings.dashboard_port,
+                max_head_bytes=rt.settings.max_request_head_bytes,
+            ) as url,
+            supervised(rt, "reseller-token-uses", uses.run()),
+        ):
+            user, _, password = rt.settings.secrets.dashboard_auth.get_secret_value().partition(":")
+            # the operator's own terminal, in development only (the generated credentials)
+            shown = password if rt.settings.env == "development" else "from DASHBOARD_AUTH"
+            yield f"at {url} (user {user!r}, password {shown})"
+    finally:
+        await uses.flush()  # the last requests' uses, before the bus closes
 
 
 def registered_components() -> list[Component]:

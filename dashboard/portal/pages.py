@@ -1,5 +1,6 @@
-"""The portal's pages: a reseller's numbers, SMS, deliveries (with attempts) and endpoints, and
-the forms behind its buttons (test send, pause, resume, rotate, add, recover)."""
+"""The portal's pages: a reseller's numbers, SMS, deliveries (with attempts), endpoints and its
+tokens' activity, and the forms behind its buttons (test send, pause, resume, rotate, add,
+recover)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from dashboard.portal.deps import (
 )
 from dashboard.portal.session import sign_in, sign_out
 from dashboard.reseller_api.auth import caller_of
+from infra.actors import reseller_actor
 from projections import portal_queries as queries
+from projections.audit_queries import audit_page
 
 router = APIRouter(include_in_schema=False)
 EndpointId = Annotated[str, Path(max_length=64)]
@@ -100,6 +103,21 @@ async def endpoints_page(request: Request, session: SessionDep) -> HTMLResponse:
     found = await queries.endpoints(portal_of(request).commands.pool, session.caller.reseller_id)
     return render(request, "endpoints.html", nav="endpoints", endpoints=found,
                   writable=session.caller.may_write)  # fmt: skip
+
+
+@router.get("/activity", response_class=HTMLResponse)
+async def activity_page(
+    request: Request, session: SessionDep, token: Text = "", older: Text = ""
+) -> HTMLResponse:
+    """What this reseller's tokens did: each change, and each use (method, path, how often)."""
+    reseller_id = session.caller.reseller_id
+    pool = portal_of(request).commands.pool
+    # the query keeps to this reseller's own actors whatever the filter says
+    actor = reseller_actor(reseller_id, token) if token else None
+    page = await audit_page(pool, reseller_id=reseller_id, actor=actor, older=older or None)
+    names = [t.name for t in await queries.list_tokens(pool, reseller_id)]
+    return render(request, "activity.html", nav="activity", page=page, token=token,
+                  token_names=names, own=reseller_actor(reseller_id, ""))  # fmt: skip
 
 
 @router.post("/endpoints/{endpoint_id}/test", response_class=HTMLResponse)

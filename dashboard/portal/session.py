@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
-from dashboard.reseller_api.auth import Caller, Portal, caller_of, limit
+from dashboard.reseller_api.auth import Caller, Portal, caller_of, limit, used
 from dashboard.security import Credentials, CsrfTokens
 
 COOKIE = "simfleet_portal"
@@ -37,7 +37,7 @@ async def session_of(request: Request, portal: Portal) -> Session | None:
     if caller is None:
         return None
     limit(portal, caller)
-    await portal.usage.used(caller.token_id, request.url.path)
+    await used(portal, caller, request)
     csrf = CsrfTokens(Credentials(caller.token_id, token), portal.clock, portal.csrf_secret)
     return Session(caller, csrf)
 

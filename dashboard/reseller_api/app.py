@@ -26,6 +26,7 @@ from infra.settings import ResellerApiSettings, WebhookSettings
 from infra.webhook_signing import SecretBox
 from producers.portal_commands import PortalCommands
 from producers.reseller_commands import CommandRejected, NotFound, ResellerCommands
+from producers.token_uses import TokenUses
 
 PREFIX = "/reseller/v1"
 DESCRIPTION = """Your SIMs, numbers, SMS, webhook deliveries and endpoints — only yours.
@@ -58,6 +59,7 @@ def build_portal(
         limiter=limiter,
         clock=clock,
         usage=usage,
+        uses=TokenUses(commands.emit, clock, settings.use_flush_s),
         csrf_secret=csrf_secret,
     )
 

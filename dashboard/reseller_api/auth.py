@@ -3,7 +3,8 @@
 The token is looked up by its hash (``infra.reseller_tokens``); an unknown, revoked or expired
 one gets the same 401, so an answer never tells which tokens exist. A read-only token gets 403
 on a write; past its budget a token gets 429 with ``Retry-After``. Every request is logged with
-the actor (``reseller:<id>/<token name>``), never the token.
+the actor (``reseller:<id>/<token name>``), never the token, and audited as one of the token's
+uses (``producers.token_uses``: method and path, counted per flush interval).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from infra.actors import reseller_actor
 from infra.clock import Clock
 from infra.reseller_tokens import looks_like_token, token_hash
 from producers.portal_commands import PortalCommands
+from producers.token_uses import TokenUses
 from projections.portal_queries import token_by_hash
 
 log = structlog.get_logger("simfleet.reseller_api")
@@ -56,6 +58,7 @@ class Portal:
     limiter: RateLimiter
     clock: Clock
     usage: TokenUsage
+    uses: TokenUses
     csrf_secret: bytes  # the dashboard's random server secret: portal forms are signed with it
 
 
@@ -86,6 +89,13 @@ def limit(portal: Portal, caller: Caller) -> None:
         )
 
 
+async def used(portal: Portal, caller: Caller, request: Request) -> None:
+    """The token's last use, and this request in the audit of its uses (``TokenUses``)."""
+    path = request.url.path
+    await portal.usage.used(caller.token_id, path)
+    portal.uses.record(caller.reseller_id, caller.token_id, caller.token_name, request.method, path)
+
+
 async def authenticate(
     request: Request,
     portal: PortalDep,
@@ -95,7 +105,7 @@ async def authenticate(
     if caller is None:
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     limit(portal, caller)
-    await portal.usage.used(caller.token_id, request.url.path)
+    await used(portal, caller, request)
     request.state.caller = caller
     log.info(
         "reseller_api_request", actor=caller.actor, method=request.method, path=request.url.path

@@ -28,7 +28,7 @@ from events import codec
 from events.envelope import Event
 from events.gateway import GatewayPayloadRejected, GatewayStatusReported
 from events.helix import HelixApiCalled
-from events.reseller import ResellerCreated
+from events.reseller import ResellerCreated, ResellerTokenUsed
 from events.sim import SimActivationRequested
 from events.sms import SmsReceived
 from events.topics import (
@@ -37,6 +37,7 @@ from events.topics import (
     GATEWAY_STATUS,
     HELIX_CALLS,
     RESELLER_REGISTRY,
+    RESELLER_USAGE,
     SIM_LIFECYCLE,
     SMS_INBOUND,
     WEBHOOK_DELIVERIES,
@@ -75,6 +76,12 @@ def valid_events() -> dict[Topic, Event]:
             **at, iccid=ICCID, imei=make_imei(4242), ref="malformed-test"
         ),
         RESELLER_REGISTRY: ResellerCreated.create(**at, reseller_id="acme", name="Acme"),
+        RESELLER_USAGE: ResellerTokenUsed.create(
+            **at, reseller_id="acme", token_id="tok-1", token_name="ops",
+            requested_by="reseller:acme/ops", ref="use-1", requests=1,
+            uses=[{"method": "GET", "path": "/reseller/v1/sims", "requests": 1, "first_at": NOW,
+                   "last_at": NOW}],
+        ),
         WEBHOOK_DELIVERIES: WebhookDeliverySucceeded.create(
             **at, **attempt, status_code=200, attempted_at=NOW
         ),
@@ -135,6 +142,7 @@ def processed_checks(valid: dict[Topic, Event]) -> dict[Topic, tuple[str, tuple[
         # the activation consumer acted on it: the carrier activated the SIM
         SIM_LIFECYCLE: ("SELECT 1 FROM sims WHERE iccid = $1 AND status <> 'pending'", (ICCID,)),
         RESELLER_REGISTRY: ("SELECT 1 FROM resellers WHERE id = $1", ("acme",)),
+        RESELLER_USAGE: ("SELECT 1 FROM operator_audit WHERE actor = $1", ("reseller:acme/ops",)),
         WEBHOOK_DELIVERIES: ("SELECT 1 FROM webhook_deliveries WHERE message_id = $1", ("msg-1",)),
         HELIX_CALLS: ("SELECT 1 FROM helix_api_logs WHERE call_id = $1", ("call-1",)),
     }

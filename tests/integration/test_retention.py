@@ -182,3 +182,31 @@ async def test_the_schedulers_cleanup_round_runs_retention(
     bus = Bus(build_broker(settings.kafka, kafka_bootstrap), settings.kafka.topic_prefix)
     assert await Scheduler(pool, bus, CLOCK, settings).clean_up() >= 1
     assert await pool.fetchval("SELECT count(*) FROM inbound_sms") == 0
+
+
+async def test_token_uses_leave_the_audit_with_their_archive_commands_stay(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    rows = [
+        ("reseller.token_used_old#0", "use-token", "reseller:acme/ops", OLD),
+        ("reseller.token_used_old#1", "use-token", "reseller:acme/ops", OLD),
+        ("reseller.token_used_new#0", "use-token", "reseller:acme/ops", RECENT),
+        ("click-old", "cancel", "dashboard:alice", OLD),  # an operator's command: kept for good
+        ("rotate-old", "rotate-secret", "reseller:acme/ops", OLD),  # a reseller's change: kept
+    ]
+    await pool.executemany(
+        "INSERT INTO operator_audit (command_id, action, actor, channel, requested_at, subjects,"
+        " events) VALUES ($1, $2, $3, split_part($3, ':', 1), $4, ARRAY['acme'], 1)",
+        rows,
+    )
+    await pool.executemany(
+        "INSERT INTO operator_audit_events (event_id, command_id) VALUES ($1, $2)",
+        [(command_id.partition("#")[0], command_id) for command_id, *_ in rows],
+    )
+
+    deleted = await retention.clean_up(pool, CLOCK, settings)
+
+    assert deleted["operator_audit"] == 2
+    kept = {"reseller.token_used_new#0", "click-old", "rotate-old"}
+    assert await keys(pool, "SELECT command_id FROM operator_audit") == kept
+    assert await keys(pool, "SELECT command_id FROM operator_audit_events") == kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from collections.abc import Iterable
@@ -333,3 +334,30 @@ async def test_a_streamed_sheet_unreadable_midway_publishes_nothing() -> None:
         await import_sheet(io.BytesIO(data), "sims.csv", bus, ControlledClock(SHEET_TIME))  # type: ignore[arg-type]
 
     assert bus.events == []
+
+
+def test_a_big_report_adds_nothing_for_the_garbage_collector_to_walk() -> None:
+    """A full collection walks every object it tracks, holding the GIL: a report of 400,000
+    skipped rows made of tracked objects stalled the importing process's event loop for over a
+    second. The rows not imported are kept as plain tuples, which it stops tracking."""
+    rows = 20_000
+    data = sheet(
+        *(f"{make_iccid(n)},{make_imei(n)},,active" for n in range(1, rows + 1)),
+        f"{make_iccid(1)}9,{make_imei(1)},,",  # one rejected
+        *(f"{make_iccid(n)},{make_imei(n)},,pending" for n in range(2, 4)),
+        f"{make_iccid(2)},{make_imei(2)},,",  # one duplicate
+    )
+    gc.collect()
+    tracked_before = len(gc.get_objects())
+
+    parsed = parse_rows(data, "sims.csv")
+    gc.collect()
+    tracked = len(gc.get_objects()) - tracked_before
+
+    assert (len(parsed.skipped), len(parsed.rejected), len(parsed.duplicates)) == (rows, 1, 1)
+    assert tracked < rows / 20, f"{tracked} more tracked objects"
+    assert parsed.skipped[-1].line == rows + 1  # still read as rows with their fields
+    assert [i.reason for i in parsed.duplicates] == [
+        f"ICCID {make_iccid(2)} already on line {rows + 3}"
+    ]
+    assert len({id(issue.reason) for issue in parsed.skipped[:100]}) == 1  # one reason, shared
