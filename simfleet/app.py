@@ -23,7 +23,7 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from infra import embedded_broker, embedded_postgresql, supervision
+from infra import embedded_broker, embedded_postgresql, gc_tuning, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
 from infra.http import serve_http
@@ -262,6 +262,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     async with running(settings, endpoints, components, announce=announce) as rt:
         announce("simfleet is running; Ctrl-C stops it")
+        gc_tuning.tune_for_service()
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(rt.stop.wait())
         await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
