@@ -43,17 +43,18 @@ log = structlog.get_logger("simfleet.webhooks")
 def delivered_fact(
     job: Job, result: AttemptResult, attempted_at: datetime, now: datetime
 ) -> WebhookDeliverySucceeded:
-    """``webhook.delivery_succeeded`` as ``Event.create`` makes it, without its validation: one
-    per delivery on the hot path, and every value comes from a claim row (checked when it was
-    written) or from this process. The one outside value, the receiver's answer, is made
-    storable here as ``create`` would; the unit tests hold both ways to the same event."""
+    """``webhook.delivery_succeeded`` as ``Event.create`` makes it, for a fraction of the CPU:
+    one per delivery on the hot path. ``create`` dumps the payload back to JSON for the id and
+    walks every field for U+0000; here the id comes from the three identity values directly
+    and only the receiver's answer (the one value from outside) is made storable. The unit
+    tests hold both ways to the same event."""
     identity = {
         "message_id": job.message_id,
         "endpoint_id": job.endpoint_id,
         "attempt": job.attempt,
     }
     event_id = canonical_id(WebhookDeliverySucceeded.event_type(), identity)
-    data = DeliveryAttempt.model_construct(
+    data = DeliveryAttempt(
         message_id=job.message_id,
         endpoint_id=job.endpoint_id,
         reseller_id=job.reseller_id,
@@ -64,7 +65,7 @@ def delivered_fact(
         attempted_at=attempted_at,
         response=storable(result.answer),
     )
-    return WebhookDeliverySucceeded.model_construct(
+    return WebhookDeliverySucceeded(
         id=event_id,
         source=PRODUCER,
         subject=job.endpoint_id,

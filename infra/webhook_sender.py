@@ -262,9 +262,7 @@ class WebhookSender:
                 latency_ms=_elapsed_ms(started),
                 error=error,
                 answer=text or None,
-                retry_after_s=parse_retry_after(
-                    response.headers.get("retry-after"), self._clock.now()
-                ),
+                retry_after_s=_retry_after(response, self._clock),
             )
 
     def _endpoint_slot(self, endpoint_id: str) -> _Slot:
@@ -295,7 +293,14 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
         if not chunk:
             break
         answer += chunk
+        if response.content.at_eof():  # the usual short answer: no further read to learn it
+            break
     return bytes(answer)
+
+
+def _retry_after(response: aiohttp.ClientResponse, clock: Clock) -> float | None:
+    value = response.headers.get("retry-after")
+    return None if value is None else parse_retry_after(value, clock.now())
 
 
 def _elapsed_ms(started: float) -> float:
