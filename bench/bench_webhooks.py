@@ -1,4 +1,12 @@
-"""Webhook delivery throughput: `WebhookSender` and the transports it was chosen from.
+"""Webhook delivery cost: the consumer's CPU per delivery against a bare aiohttp POST, then
+`WebhookSender` and the transports it was chosen from.
+
+The headline is a ratio measured in one run, so it means the same on a fast or a slow machine:
+CPU µs the webhook consumer spends per delivery while catching up a backlog of ``sms.received``
+(Kafka batch → claims in Postgres → signed POST → claim finished and delivery event produced)
+over CPU µs of a bare aiohttp POST of a body of the same size to the same receiver, with as many
+in flight as the consumer allows itself against those endpoints. The bare POSTs run just before
+and just after the catch-up; their mean is the reference.
 
 The receiver runs in a subprocess (a bare aiohttp app answering ``200 ok``), so sender and
 receiver do not share one event loop or one core: on a 2-core machine that is the closest local
@@ -18,20 +26,36 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
+import asyncpg
 import httpx
 from aiohttp import web
+from cryptography.fernet import Fernet
 from httpx_aiohttp import AiohttpTransport
 
-from infra.settings import WebhookSettings
+from bench.support import bench_settings, dsn_of
+from consumers.webhook_rules import SimFacts, webhook_body
+from consumers.webhooks import build_router, webhook_runtime
+from events.sms import SmsReceived
+from infra.clock import SystemClock
+from infra.gc_tuning import tuned_for_service
+from infra.kafka import Bus, build_broker
+from infra.postgres import create_pool
+from infra.settings import Settings, WebhookSettings
 from infra.webhook_sender import EndpointTarget, Outcome, WebhookSender
-from infra.webhook_signing import generate_secret, headers_for
+from infra.webhook_signing import SecretBox, generate_secret, headers_for
 
 IN_FLIGHT = 64
 ENDPOINTS = 8
@@ -41,6 +65,9 @@ SAMPLE_EVERY = 100
 # the receiver child imports this module too: it must see the parent's secret
 SECRET = os.environ.get("BENCH_WEBHOOK_SECRET") or generate_secret()
 TARGET = 2_000
+BACKLOG = 20_000  # sms.received the consumer catches up on
+BARE_POSTS = 20_000  # per reference run (one before the catch-up, one after)
+RATIO_TARGET = 2.0
 
 Post = Callable[[str, bytes, dict[str, str]], Awaitable[int]]
 Row = dict[str, object]
@@ -213,6 +240,229 @@ async def _sender_run(base: str) -> tuple[float, list[float]]:
         return await _drive(SENDER_DELIVERIES, deliver)
 
 
+# --- the consumer against a bare POST (same receiver, body size and concurrency) -------------
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    cpu_us: float  # CPU of this process per delivery, from the consumer's start to the last one
+    rate: float  # deliveries/s, first claim to last delivery (wall clock: shared cores)
+
+
+def broker_of(settings: Settings) -> str:
+    """tansu | kafka. The embedded Tansu refuses InitProducerId, so the bench gives it no
+    idempotent producer; Apache Kafka (embedded or configured) always has one."""
+    return "kafka" if settings.kafka.kafka_idempotence else "tansu"
+
+
+def consumer_in_flight(settings: WebhookSettings) -> int:
+    """How many POSTs the consumer keeps in flight against ``ENDPOINTS`` endpoints."""
+    return min(settings.concurrency, ENDPOINTS * settings.per_endpoint_concurrency)
+
+
+async def _seed(pool: asyncpg.Pool, base: str, box: SecretBox, tag: str) -> list[str]:
+    """Resellers with one endpoint and one SIM each, written as the projections would."""
+    iccids = [f"89{uuid.uuid4().int % 10**17:017d}" for _ in range(ENDPOINTS)]
+    now = datetime.now(UTC)
+    for i, iccid in enumerate(iccids):
+        reseller, endpoint = f"{tag}-r{i}", f"{tag}-ep{i}"
+        await pool.execute("INSERT INTO resellers VALUES ($1, $1, $2)", reseller, now)
+        await pool.execute(
+            "INSERT INTO reseller_webhooks (endpoint_id, reseller_id, url, sealed_secret, "
+            "created_at) VALUES ($1, $2, $3, $4, $5)",
+            endpoint,
+            reseller,
+            f"{base}/hooks/{endpoint}",
+            box.seal(SECRET),
+            now,
+        )
+        await pool.execute("INSERT INTO reseller_sims VALUES ($1, $2, $3)", iccid, reseller, now)
+    return iccids
+
+
+def _sms(iccids: list[str], n: int, tag: str) -> SmsReceived:
+    now = datetime.now(UTC)
+    return SmsReceived.create(
+        producer="bench",
+        time=now,
+        gateway_id="gw-bench",
+        port=f"{n % 32 + 1}.01",
+        sender="+15551230000",
+        to=f"+1555{n % 10_000_000:07d}",
+        iccid=iccids[n % len(iccids)],
+        body=f"{tag} code {n:06d}",
+        received_at=now,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _webhook_consumer(
+    settings: Settings, pool: asyncpg.Pool, box: SecretBox
+) -> AsyncIterator[None]:
+    """The webhook consumer as ``simfleet run`` wires it, in this process."""
+    bootstrap = settings.kafka.kafka_bootstrap_servers or ""
+    broker = build_broker(settings.kafka, bootstrap)
+    broker.include_router(build_router(settings))
+    failed = asyncio.Event()
+    async with webhook_runtime(
+        settings, bootstrap=bootstrap, pool=pool, clock=SystemClock(), box=box, stop=failed
+    ) as context:
+        for name, value in context.items():
+            broker.context.set_global(name, value)
+        await broker.start()
+        try:
+            yield
+        finally:
+            await broker.stop()
+    if failed.is_set():
+        raise RuntimeError("a webhook dispatcher loop failed; see the log")
+
+
+async def _delivered(pool: asyncpg.Pool, tag: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM webhook_claims WHERE reseller_id LIKE $1 AND state = 'delivered'",
+        f"{tag}-%",
+    )
+    return count
+
+
+async def _until_delivered(pool: asyncpg.Pool, tag: str, n: int) -> None:
+    deadline = time.monotonic() + 300
+    while await _delivered(pool, tag) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {await _delivered(pool, tag)} of {n} delivered")
+        await asyncio.sleep(0.25)
+
+
+async def _catch_up(settings: Settings, base: str) -> CatchUp:
+    """``BACKLOG`` SMS on ``sms.inbound`` first, then the consumer started until all delivered."""
+    tag = f"bench{uuid.uuid4().hex[:8]}"
+    box = SecretBox([Fernet.generate_key()])
+    pool = await create_pool(dsn_of(settings), min_size=4, max_size=16)
+    try:
+        iccids = await _seed(pool, base, box, tag)
+        publisher = build_broker(settings.kafka, settings.kafka.kafka_bootstrap_servers or "")
+        await publisher.start()
+        try:
+            bus = Bus(publisher, settings.kafka.topic_prefix)
+            for start in range(0, BACKLOG, 1000):
+                await bus.emit_many([_sms(iccids, n, tag) for n in range(start, start + 1000)])
+        finally:
+            await publisher.stop()
+        cpu_before = time.process_time()
+        async with _webhook_consumer(settings, pool, box):
+            with _profiled("webhook-consumer"):
+                await _until_delivered(pool, tag, BACKLOG)
+            cpu_s = time.process_time() - cpu_before
+        span = await pool.fetchrow(
+            "SELECT min(created_at) AS first, max(delivered_at) AS last FROM webhook_claims "
+            "WHERE reseller_id LIKE $1",
+            f"{tag}-%",
+        )
+    finally:
+        await pool.close()
+    seconds = (span["last"] - span["first"]).total_seconds()
+    return CatchUp(cpu_s / BACKLOG * 1e6, BACKLOG / seconds)
+
+
+async def _bare_posts(base: str, body: bytes, in_flight: int) -> float:
+    """CPU µs of this process per plain aiohttp POST: the body and headers made once, no
+    signing, no database, no events — what any sender pays for the HTTP exchange alone."""
+    headers = headers_for([SECRET], "msg_bare", int(time.time()), body)
+    urls = [f"{base}/hooks/bare-{i}" for i in range(ENDPOINTS)]
+    connector = aiohttp.TCPConnector(limit=in_flight)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(n: int) -> None:
+            async with session.post(urls[n % ENDPOINTS], data=body, headers=headers) as answer:
+                await answer.read()
+                _expect(answer.status == 200, answer.status)
+
+        counter = iter(range(BARE_POSTS))
+
+        async def worker() -> None:
+            for n in counter:
+                await post(n)
+
+        await asyncio.gather(*(post(-1 - i) for i in range(in_flight)))  # the pool, warmed
+        cpu_before = time.process_time()
+        with _profiled("bare-post"):
+            async with asyncio.TaskGroup() as group:
+                for _ in range(in_flight):
+                    group.create_task(worker())
+        return (time.process_time() - cpu_before) / BARE_POSTS * 1e6
+
+
+@contextlib.contextmanager
+def _profiled(name: str) -> Iterator[None]:
+    """With ``BENCH_PYSPY=<dir>``: py-spy samples this process for the block (collapsed stacks
+    in ``<dir>/<name>.txt``; py-spy needs root or ptrace rights)."""
+    out_dir = os.environ.get("BENCH_PYSPY")
+    if not out_dir:
+        yield
+        return
+    py_spy = Path(sys.executable).parent / "py-spy"
+    output = Path(out_dir) / f"{name}.txt"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(py_spy), "record", "--pid", str(os.getpid()), "--rate", "250"]
+    cmd += ["--format", "raw", "--output", str(output), "--nonblocking"]
+    sampler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        sampler.send_signal(signal.SIGINT)
+        sampler.wait(30)
+
+
+async def _consumer_against_bare(settings: Settings, base: str) -> list[Row]:
+    # the collector as `simfleet` sets it once started, for the bare POSTs as for the consumer
+    with tuned_for_service():
+        return await _consumer_against_bare_tuned(settings, base)
+
+
+async def _consumer_against_bare_tuned(settings: Settings, base: str) -> list[Row]:
+    in_flight = consumer_in_flight(settings.webhooks)
+    # the very body the consumer makes of such an SMS (no `sims` row: sim_id null)
+    sample = _sms([f"89{0:017d}"], 0, f"bench{0:08x}")
+    body = webhook_body(sample, SimFacts()).encode()
+
+    async def bare_run() -> float:
+        await _stats(base, reset=True)
+        cpu_us = await _bare_posts(base, body, in_flight)
+        _checked(await _stats(base), BARE_POSTS)
+        return cpu_us
+
+    before = await bare_run()
+    await _stats(base, reset=True)
+    catch_up = await _catch_up(settings, base)
+    _checked(await _stats(base), BACKLOG)
+    bare = [before, await bare_run()]
+    reference = statistics.fmean(bare)
+    ratio = catch_up.cpu_us / reference
+    return [
+        {
+            **_row("bare aiohttp POST CPU (reference)", round(reference, 1), "µs/POST"),
+            "detail": f"before {bare[0]:.1f}, after {bare[1]:.1f}; {BARE_POSTS} POSTs each, "
+            f"{len(body)}-byte body, {in_flight} in flight, receiver in a subprocess",
+        },
+        {
+            **_row("webhook consumer CPU per delivery (catch-up)", round(catch_up.cpu_us), "µs"),
+            "detail": f"{BACKLOG} SMS backlog, {ENDPOINTS} resellers, "
+            f"{catch_up.rate:,.0f} deliveries/s first claim to last delivery (cores shared "
+            "with Kafka, Postgres and the receiver)",
+        },
+        {
+            **_row(
+                "webhook consumer CPU per delivery / bare POST",
+                round(ratio, 2),
+                "x",
+                f"<= {RATIO_TARGET:g}x",
+            ),
+            "detail": f"met {'yes' if ratio <= RATIO_TARGET else 'no'}",
+        },
+    ]
+
+
 def _expect(ok: bool, got: object) -> None:
     if not ok:
         raise RuntimeError(f"unexpected answer: {got!r}")
@@ -229,7 +479,14 @@ def _row(benchmark: str, value: float, unit: str, target: str = "") -> Row:
 
 async def run() -> list[Row]:
     rows: list[Row] = []
-    async with receiver_process() as base:
+    async with bench_settings() as base_settings, receiver_process() as base:
+        webhooks = base_settings.webhooks.model_copy(
+            update={"allow_http": True, "allow_private": True}
+        )
+        settings = base_settings.model_copy(update={"webhooks": webhooks})
+        rows += await _consumer_against_bare(settings, base)
+        labels = {"broker": broker_of(settings), "processes": 1}
+        await _stats(base, reset=True)
         rate, latencies = await _sender_run(base)
         _checked(await _stats(base), SENDER_DELIVERIES)
         cuts = statistics.quantiles(latencies, n=100)
@@ -245,7 +502,8 @@ async def run() -> list[Row]:
             rate = await _transport_run(name, base)
             _checked(await _stats(base), total)
             rows.append(_row(f"transport: {name} ({total} POSTs)", round(rate), "POSTs/s"))
-    return rows
+    # the consumer and the senders run in this one process (the receiver in its own)
+    return [{**row, **labels} for row in rows]
 
 
 def _print_table(rows: list[Row]) -> None:

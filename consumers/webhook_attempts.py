@@ -18,9 +18,14 @@ from consumers.endpoint_health_rules import ENDPOINT_BLOCKED
 from consumers.webhook_claims import Claims, Job
 from consumers.webhook_rules import Action, Schedule, Step, after_attempt
 from consumers.webhook_targets import EndpointDirectory
-from events.envelope import Event
+from events.envelope import Event, canonical_id, storable
 from events.reseller import WebhookEndpointDisabled
-from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded, WebhookRetryScheduled
+from events.webhook import (
+    DeliveryAttempt,
+    WebhookDeliveryFailed,
+    WebhookDeliverySucceeded,
+    WebhookRetryScheduled,
+)
 from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
 from infra.settings import WebhookSettings
@@ -33,6 +38,41 @@ GROUP_WINDOW_S = 0.005
 GONE_MEMORY_S = 60.0  # longer than the projector takes to show the endpoint disabled
 
 log = structlog.get_logger("simfleet.webhooks")
+
+
+def delivered_fact(
+    job: Job, result: AttemptResult, attempted_at: datetime, now: datetime
+) -> WebhookDeliverySucceeded:
+    """``webhook.delivery_succeeded`` as ``Event.create`` makes it, for a fraction of the CPU:
+    one per delivery on the hot path. ``create`` dumps the payload back to JSON for the id and
+    walks every field for U+0000; here the id comes from the three identity values directly
+    and only the receiver's answer (the one value from outside) is made storable. The unit
+    tests hold both ways to the same event."""
+    identity = {
+        "message_id": job.message_id,
+        "endpoint_id": job.endpoint_id,
+        "attempt": job.attempt,
+    }
+    event_id = canonical_id(WebhookDeliverySucceeded.event_type(), identity)
+    data = DeliveryAttempt(
+        message_id=job.message_id,
+        endpoint_id=job.endpoint_id,
+        reseller_id=job.reseller_id,
+        event_type=job.event_type,
+        attempt=job.attempt,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        attempted_at=attempted_at,
+        response=storable(result.answer),
+    )
+    return WebhookDeliverySucceeded(
+        id=event_id,
+        source=PRODUCER,
+        subject=job.endpoint_id,
+        time=now,
+        correlationid=job.correlationid or event_id,
+        data=data,
+    )
 
 
 class Attempts:
@@ -170,7 +210,7 @@ class Attempts:
             "response": result.answer,
         }
         if step.action is Action.DONE:
-            return [event(WebhookDeliverySucceeded, **attempt)]
+            return [delivered_fact(job, result, attempted_at, now)]
         error = result.error or "failed"
         facts = [
             event(

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, TypeGuard
 
+import orjson
+
 from events.envelope import Event, canonical_id
 from events.sim import (
     MdnChanged,
@@ -160,7 +162,7 @@ def webhook_body(event: SourceEvent, sim: SimFacts) -> str:
         "created_at": iso(event.time),
         "data": webhook_data(event, sim),
     }
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    return body_json(envelope)
 
 
 def offline_body(left: NumberLeft, sim: SimFacts) -> str:
@@ -180,7 +182,18 @@ def offline_body(left: NumberLeft, sim: SimFacts) -> str:
             "mobilitySubscriptionId": _subscription_id(sim.mobility_subscription_id),
         },
     }
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    return body_json(envelope)
+
+
+def body_json(envelope: dict[str, Any]) -> str:
+    """Compact JSON, non-ASCII as itself: ``json.dumps(separators=(",", ":"),
+    ensure_ascii=False)``, byte for byte, made by orjson (a tenth of the CPU) for the bodies'
+    strings, integers, booleans and nulls; by ``json`` for what orjson refuses (an integer
+    beyond 64 bits, a lone surrogate)."""
+    try:
+        return orjson.dumps(envelope).decode()
+    except (orjson.JSONEncodeError, UnicodeDecodeError):
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
 
 # --- the schedule ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ it is. A SIM's reseller: the operator's assignment (``reseller_sims``), else ``s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,8 @@ class EndpointDirectory:
     """Signing targets by endpoint id, unsealed once and cached for ``ttl_s``.
 
     Re-read at that pace so a rotation, a URL change or a disable reaches running deliveries.
+    One read per endpoint at a time: a backlog starts thousands of deliveries to the same few
+    endpoints at once, and each would otherwise query Postgres and unseal the secret itself.
     """
 
     def __init__(self, pool: asyncpg.Pool, box: SecretBox, ttl_s: float) -> None:
@@ -145,18 +148,38 @@ class EndpointDirectory:
         self._box = box
         self._ttl_s = ttl_s
         self._cache: dict[str, tuple[float, Endpoint | None]] = {}
+        self._reading: dict[str, asyncio.Future[Endpoint | None]] = {}
 
     async def get(self, endpoint_id: str, now: datetime) -> Endpoint | None:
         cached = self._cache.get(endpoint_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
             return cached[1]
+        reading = self._reading.get(endpoint_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(endpoint_id, now))
+            self._reading[endpoint_id] = reading
+            reading.add_done_callback(lambda done: self._read_done(endpoint_id, done))
+        # shielded: one waiter cancelled (its delivery ended) must not fail the others' read
+        return await asyncio.shield(reading)
+
+    async def _read(self, endpoint_id: str, now: datetime) -> Endpoint | None:
+        read_at = time.monotonic()
         rows = await self._pool.fetch(SELECT_ENDPOINTS, [endpoint_id])
         endpoint = self._endpoint(rows[0], now) if rows else None
-        self._cache[endpoint_id] = (time.monotonic(), endpoint)
+        if self._reading.get(endpoint_id) is asyncio.current_task():
+            self._cache[endpoint_id] = (read_at, endpoint)
         return endpoint
+
+    def _read_done(self, endpoint_id: str, done: asyncio.Future[Endpoint | None]) -> None:
+        if self._reading.get(endpoint_id) is done:
+            del self._reading[endpoint_id]
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every waiter may have gone meanwhile
 
     def forget(self, endpoint_id: str) -> None:
         self._cache.pop(endpoint_id, None)
+        # a read under way may predate what made us forget: the next get reads afresh
+        self._reading.pop(endpoint_id, None)
 
     def _endpoint(self, row: asyncpg.Record, now: datetime) -> Endpoint:
         secrets = [self._box.unseal(row["sealed_secret"])]

@@ -44,11 +44,9 @@ Outcomes, and which the consumer retries (`AttemptResult.should_retry`):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import socket
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -78,6 +76,10 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     GONE = "gone"
     BLOCKED = "blocked"
+
+
+# the counter's children looked up once, not per POST
+_ATTEMPTS_BY_OUTCOME = {outcome: WEBHOOK_ATTEMPTS.labels(outcome.value) for outcome in Outcome}
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class WebhookSender:
     ) -> AttemptResult:
         """One attempt: sign, check the target, POST, classify. Never raises for network trouble."""
         result = await self._attempt(endpoint, message_id, body, timestamp)
-        WEBHOOK_ATTEMPTS.labels(result.outcome.value).inc()
+        _ATTEMPTS_BY_OUTCOME[result.outcome].inc()
         WEBHOOK_LATENCY.observe(result.latency_ms / 1000)
         return result
 
@@ -218,20 +220,25 @@ class WebhookSender:
         if timestamp is None:
             timestamp = int(self._clock.now().timestamp())
         headers = headers_for(endpoint.secrets, message_id, timestamp, body)
-        async with self._endpoint_slot(endpoint.endpoint_id), self._all:
-            started = time.perf_counter()
-            try:
-                return await self._post(endpoint.url, headers, body, started)
-            except UnsafeEndpoint as err:
-                return _failed(Outcome.BLOCKED, started, str(err))
-            except TimeoutError:
-                return _failed(
-                    Outcome.RETRYABLE, started, f"timeout after {self._settings.timeout_s}s"
-                )
-            except (aiohttp.ClientError, OSError) as err:
-                return _failed(
-                    Outcome.RETRYABLE, started, f"{type(err).__name__}: {err}"[:ERROR_TEXT_BYTES]
-                )
+        slot = self._endpoint_slot(endpoint.endpoint_id)
+        try:
+            async with slot.semaphore, self._all:
+                started = time.perf_counter()
+                try:
+                    return await self._post(endpoint.url, headers, body, started)
+                except UnsafeEndpoint as err:
+                    return _failed(Outcome.BLOCKED, started, str(err))
+                except TimeoutError:
+                    return _failed(
+                        Outcome.RETRYABLE, started, f"timeout after {self._settings.timeout_s}s"
+                    )
+                except (aiohttp.ClientError, OSError) as err:
+                    error = f"{type(err).__name__}: {err}"[:ERROR_TEXT_BYTES]
+                    return _failed(Outcome.RETRYABLE, started, error)
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._slots[endpoint.endpoint_id]
 
     async def _post(
         self, url: str, headers: dict[str, str], body: bytes, started: float
@@ -255,25 +262,17 @@ class WebhookSender:
                 latency_ms=_elapsed_ms(started),
                 error=error,
                 answer=text or None,
-                retry_after_s=parse_retry_after(
-                    response.headers.get("retry-after"), self._clock.now()
-                ),
+                retry_after_s=_retry_after(response, self._clock),
             )
 
-    @contextlib.asynccontextmanager
-    async def _endpoint_slot(self, endpoint_id: str) -> AsyncIterator[None]:
-        # the per-endpoint semaphore lives only while someone uses it (no growth per endpoint)
+    def _endpoint_slot(self, endpoint_id: str) -> _Slot:
+        """The endpoint's semaphore, counted as used until `_attempt` lets go of it: it lives
+        only while someone uses it (no growth per endpoint ever seen)."""
         slot = self._slots.get(endpoint_id)
         if slot is None:
             slot = self._slots[endpoint_id] = _Slot(self._settings.per_endpoint_concurrency)
         slot.users += 1
-        try:
-            async with slot.semaphore:
-                yield
-        finally:
-            slot.users -= 1
-            if slot.users == 0:
-                del self._slots[endpoint_id]
+        return slot
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -294,7 +293,14 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
         if not chunk:
             break
         answer += chunk
+        if response.content.at_eof():  # the usual short answer: no further read to learn it
+            break
     return bytes(answer)
+
+
+def _retry_after(response: aiohttp.ClientResponse, clock: Clock) -> float | None:
+    value = response.headers.get("retry-after")
+    return None if value is None else parse_retry_after(value, clock.now())
 
 
 def _elapsed_ms(started: float) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import secrets as token_source
@@ -53,7 +52,8 @@ def secret_key(secret: str) -> bytes:
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    # the one-shot C digest: a third of what building an ``hmac.HMAC`` object costs per POST
+    digest = hmac.digest(secret_key(secret), signed, "sha256")
     return "v1," + base64.b64encode(digest).decode()
 
 

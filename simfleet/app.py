@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import sys
 import time
@@ -27,7 +26,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 
 from consumers.endpoint_health import HealthTracker
 from consumers.webhooks import Webhooks
-from infra import embedded_broker, embedded_postgresql, supervision
+from infra import embedded_broker, embedded_postgresql, gc_tuning, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
 from infra.gateway_clients import GatewayClients
@@ -292,10 +291,10 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with running(settings, endpoints, components, announce=announce) as rt:
-        # what start-up built lives as long as the process: kept out of the collector's full
+        # what start-up built lives as long as the process: kept out of the collector's
         # collections, which hold the GIL and so the event loop (a sheet import's churn sets
         # them off; walking start-up's objects too made each one last hundreds of ms)
-        gc.freeze()
+        gc_tuning.tune_for_service()
         announce("simfleet is running; Ctrl-C stops it")
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(rt.stop.wait())

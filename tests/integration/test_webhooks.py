@@ -223,6 +223,24 @@ async def test_redelivered_source_events_are_not_sent_again(world: World) -> Non
     assert sorted(ids) == sorted(e.id for e in [*first, after])
 
 
+async def test_a_batch_holding_an_sms_twice_delivers_it_once_beside_a_failing_endpoint(
+    world: World,
+) -> None:
+    """One batch, one claim statement: the repeated SMS is claimed once per endpoint, and the
+    endpoint answering 500 holds up neither the healthy one nor the rest of the batch."""
+    await world.reseller("acme", {"healthy": "ok", "broken": "fail_500"})
+    await world.sim(ICCID, NUMBER, "acme")
+    texts = [sms(NUMBER, f"batch {i}") for i in range(10)]
+
+    async with world.consumer():
+        await world.publish([texts[0], *texts, texts[5], texts[9]])  # same key: one partition
+        await world.receiver.wait_for(10, endpoint_id="healthy")
+        await asyncio.sleep(0.5)  # a second delivery of a repeated SMS would come now
+
+    assert sorted(world.receiver.ids("healthy")) == sorted(e.id for e in texts)
+    assert world.receiver.ids("broken") == []
+
+
 async def test_a_delivery_interrupted_mid_retry_is_finished_by_the_next_worker(
     world: World,
 ) -> None:

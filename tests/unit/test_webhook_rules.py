@@ -9,6 +9,7 @@ from consumers.webhook_rules import (
     Schedule,
     SimFacts,
     after_attempt,
+    body_json,
     jittered,
     subscribed,
     webhook_body,
@@ -213,3 +214,21 @@ def test_iccid_files() -> None:
         ["8901260000000000001", "8901260000000000002"],
         ["line 6: not an ICCID (19-20 digits): '12ab'"],
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Your code is 123456",
+        'quotes " and \\ backslash, / slash',
+        "tabs\tnew\nlines\r\x01\x1f\x7f control",
+        "ünïcödé — emoji 🎉, U+2028 \u2028 U+2029 \u2029",
+        12345678901234567890123,  # past 64 bits: json makes it
+        -(2**63),
+        None,
+        True,
+    ],
+)
+def test_a_body_is_the_json_the_original_sent_byte_for_byte(value: Any) -> None:
+    envelope = {"event_type": "sms.received", "data": {"body": value, "n": [1, 0, None]}}
+    assert body_json(envelope) == json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
