@@ -133,10 +133,16 @@ def _collect_orphans() -> None:
     for server_dir in SERVER_ROOT.iterdir() if SERVER_ROOT.is_dir() else ():
         with contextlib.suppress(OSError, ValueError):
             owner = Path((server_dir / "owner").read_text().strip())
-            pid_file = server_dir / "data" / "postmaster.pid"
-            running = pid_file.exists() and pid_alive(int(pid_file.read_text().split()[0]))
-            if not owner.exists() and not running:
+            if not owner.exists() and not _may_be_running(server_dir / "data" / "postmaster.pid"):
                 shutil.rmtree(server_dir, ignore_errors=True)
+
+
+def _may_be_running(pid_file: Path) -> bool:
+    """A pid file being written (empty, or no number yet) counts as a server starting."""
+    if not pid_file.exists():
+        return False
+    first = pid_file.read_text().split()[:1]
+    return not first or not first[0].isdigit() or pid_alive(int(first[0]))
 
 
 def _server_dir(pg_dir: Path, account: pwd.struct_passwd | None) -> Path:
