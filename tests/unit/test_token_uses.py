@@ -4,6 +4,7 @@ refuses, and read by the audit as one row per path (``producers.token_uses``, th
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -126,3 +127,19 @@ def test_a_token_use_carries_no_token() -> None:
 def test_the_flush_interval_is_bounded(flush_s: float) -> None:
     with pytest.raises(ValidationError):
         ResellerApiSettings(use_flush_s=flush_s)
+
+
+async def test_the_running_flusher_publishes_without_being_asked() -> None:
+    sink = Sink()
+    uses = TokenUses(sink.emit, TickingClock(), flush_s=0.01)
+    flusher = asyncio.create_task(uses.run())
+    try:
+        uses.record("acme", "tok-1", "ops", "GET", "/portal/")
+        for _ in range(500):  # polled, not timed: only that it happens
+            if sink.events:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        flusher.cancel()
+    [event] = used(sink)
+    assert event.data.uses[0].path == "/portal/"
