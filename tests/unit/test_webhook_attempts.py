@@ -63,3 +63,16 @@ def test_the_fast_event_is_the_created_event(answer: str | None, correlationid: 
     assert codec.encode(fast) == codec.encode(created)
     assert codec.headers_for(fast) == codec.headers_for(created)
     assert codec.decode(codec.encode(fast)) == created
+
+
+def test_the_id_is_create_s_for_any_endpoint_id() -> None:
+    odd = Job(
+        "number.offline_9f", 'ep-ünï "q" \\ 🎉', "acme", "number.offline", "c", "{}", 1, 7, 1, T0
+    )
+    result = AttemptResult(Outcome.DELIVERED, 204, 1.0)
+    created = WebhookDeliverySucceeded.create(
+        producer=PRODUCER, time=T1, correlationid="c", message_id=odd.message_id,
+        endpoint_id=odd.endpoint_id, reseller_id="acme", event_type="number.offline", attempt=7,
+        status_code=204, latency_ms=1.0, attempted_at=T0, response=None,
+    )  # fmt: skip
+    assert delivered_fact(odd, result, T0, T1).id == created.id
