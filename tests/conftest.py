@@ -20,6 +20,7 @@ import pytest
 from pydantic import SecretStr
 
 from infra.kafka import Bus, build_broker, ensure_topics
+from infra.logging import configure as configure_logging
 from infra.postgres import create_pool, migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from tests.support.infrastructure import database_url as resolve_database_url
@@ -37,6 +38,14 @@ TEMPLATE_DB = "simfleet_test_template"
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_logging() -> None:
+    """The tests log as a simfleet process does, at INFO: the runtime's broker hands FastStream's
+    per-message lines to the log at DEBUG, and rendering them all costs the consumers their
+    heartbeats on a busy machine. A test wanting other levels configures its own."""
+    configure_logging("auto", "INFO")
 
 
 @pytest.fixture(scope="session")
