@@ -159,6 +159,7 @@ class Measured:
     calls: int  # carrier API calls (tokens excluded)
     workers_cpu_s: float  # this process (import, provisioning group, projections) while measured
     carrier_cpu_s: float  # the sandbox's process over the same span
+    transactions: int  # Postgres transactions in the bench's database (a round trip or more each)
 
 
 async def measure(base: Settings, s: Scenario, serial: int) -> Measured:
@@ -200,12 +201,15 @@ async def measure(base: Settings, s: Scenario, serial: int) -> Measured:
             parsed = parse_rows(sheet(s.sims, 10_000_000 * (serial + 1)), "sims.csv")
             started = time.perf_counter()
             cpu_started, carrier_started = cpu_seconds(), carrier_cpu(carrier)
+            xacts_started = await transactions(pool)
             await import_sims(parsed, bus, clock)
             imported = time.perf_counter() - started
             done = await wait_all_active(pool, s.sims)
             elapsed = time.perf_counter() - started
             workers_cpu = cpu_seconds() - cpu_started
             carrier_used = carrier_cpu(carrier) - carrier_started
+            await asyncio.sleep(1.5)  # Postgres publishes its counters about once a second
+            xacts = await transactions(pool) - xacts_started
             async with httpx.AsyncClient(base_url=url) as admin:
                 stats: dict[str, Any] = (await admin.get("/_sandbox/stats")).json()
         finally:
@@ -217,7 +221,16 @@ async def measure(base: Settings, s: Scenario, serial: int) -> Measured:
             await pool.close()
     once = sorted(set(stats["activations"].values())) == [1] and len(stats["activations"]) == s.sims
     calls = sum(v for k, v in stats["calls"].items() if k != "token")
-    return Measured(elapsed, imported, done, once, calls, workers_cpu, carrier_used)
+    return Measured(elapsed, imported, done, once, calls, workers_cpu, carrier_used, xacts)
+
+
+async def transactions(pool: asyncpg.Pool) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+    )
 
 
 def cpu_seconds() -> float:
@@ -265,7 +278,9 @@ async def run() -> list[dict[str, object]]:
                 f"{m.done:,}/{s.sims:,} active with numbers, {s.sims / elapsed:,.0f} SIMs/s, "
                 f"import published in {m.imported:.1f} s, {m.calls:,} carrier calls, "
                 f"one activation per ICCID: {'yes' if m.once else 'NO'}; {config}; "
-                f"CPU: workers {m.workers_cpu_s:.1f} s, carrier {m.carrier_cpu_s:.1f} s"
+                f"CPU: workers {m.workers_cpu_s:.1f} s, carrier {m.carrier_cpu_s:.1f} s; "
+                f"Postgres transactions per SIM {m.transactions / s.sims:.1f} "
+                "(projections and the bench's polling included)"
             )
             rows.append(
                 {
