@@ -54,9 +54,15 @@ async def on_activation_requested(event: SimActivationRequested, deps: CarrierDe
             return failed(event, err, retried=retried, now=deps.clock.now())
         return activated(event, sub_id, now=deps.clock.now())
 
-    outcome = await once(deps.pool, deps.bus, CONSUMER, event, activate)
+    outcome = await once(deps.ledger, deps.bus, CONSUMER, event, activate)
     await after_outcome(
-        deps.pool, deps.bus, event, outcome, policy=deps.retries, now=deps.clock.now()
+        deps.pool,
+        deps.bus,
+        event,
+        outcome,
+        policy=deps.retries,
+        now=deps.clock.now(),
+        close=deps.close_retry,
     )
 
 

@@ -61,9 +61,15 @@ async def on_status_change_requested(event: Request, deps: CarrierDeps) -> None:
         action = ACTIONS[type(event)]
         return await change_status(event, action, deps.helix, deps.pool, deps.clock)
 
-    outcome = await once(deps.pool, deps.bus, CONSUMER, event, change)
+    outcome = await once(deps.ledger, deps.bus, CONSUMER, event, change)
     await after_outcome(
-        deps.pool, deps.bus, event, outcome, policy=deps.retries, now=deps.clock.now()
+        deps.pool,
+        deps.bus,
+        event,
+        outcome,
+        policy=deps.retries,
+        now=deps.clock.now(),
+        close=deps.close_retry,
     )
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from consumers.carrier_retries import RequestRetries
+from consumers.effects import Ledger
 from infra.clock import Clock
 from infra.helix import HelixClient
 from infra.kafka import Bus
+
+# (iccid, action): the SIM's retry row for the action closed (a final outcome)
+CloseRetry = Callable[[tuple[str, str]], Awaitable[None]]
+# iccid → the SIM's (mobility subscription id, current number) in ``sims``, None: no row
+HeldLine = Callable[[str], Awaitable[tuple[str | None, str | None] | None]]
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,10 @@ class CarrierDeps:
     pool: asyncpg.Pool
     clock: Clock
     number_delays: tuple[float, ...]  # the finalizer's bounded wait for a new line's number
+    # the statements of the SIMs handled at the same time go to Postgres together
+    ledger: Ledger
+    close_retry: CloseRetry
+    held_line: HeldLine
     retries: RequestRetries = field(
         default_factory=RequestRetries
     )  # retryable failures: backoff, then an operator

@@ -18,6 +18,7 @@ yet, or for the retry it is waiting on.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,6 +63,10 @@ UPDATE carrier_retries SET next_retry_at = $3, state = CASE WHEN $3::timestamptz
 WHERE iccid = $1 AND action = $2
 """
 DONE = "DELETE FROM carrier_retries WHERE iccid = $1 AND action = $2"
+DONE_MANY = """
+DELETE FROM carrier_retries r USING unnest($1::text[], $2::text[]) AS t(iccid, action)
+WHERE r.iccid = t.iccid AND r.action = t.action
+"""
 CLAIM_DUE = """
 SELECT iccid, action, request, failures FROM carrier_retries
 WHERE state = 'waiting' AND next_retry_at <= $1
@@ -102,13 +107,18 @@ async def after_outcome(
     *,
     policy: RequestRetries,
     now: datetime,
+    close: Callable[[tuple[str, str]], Awaitable[None]] | None = None,
 ) -> None:
-    """Opens, advances or closes the SIM's retry row for the request's action."""
+    """Opens, advances or closes the SIM's retry row for the request's action; ``close`` closes
+    it with the rows of other SIMs (``close_many``)."""
     if outcome is None:
         return
     iccid, action = outcome.subject, ACTIONS[request.type]
     if is_final(outcome):
-        await pool.execute(DONE, iccid, action)
+        if close is not None:
+            await close((iccid, action))
+        else:
+            await pool.execute(DONE, iccid, action)
         return
     reason = str(getattr(outcome.data, "reason", ""))
     async with pool.acquire() as conn, conn.transaction():
@@ -135,6 +145,13 @@ async def after_outcome(
                 request_id=request.id,
             )
         )
+
+
+async def close_many(pool: asyncpg.Pool, keys: Sequence[tuple[str, str]]) -> list[None]:
+    """The retry rows of these (iccid, action) closed, in one statement."""
+    iccids, actions = zip(*keys, strict=True)
+    await pool.execute(DONE_MANY, iccids, actions)
+    return [None] * len(keys)
 
 
 async def resend_due(pool: asyncpg.Pool, bus: Bus, now: datetime, limit: int = 500) -> int:

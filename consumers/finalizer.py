@@ -48,7 +48,9 @@ WHERE status = 'provisioning' AND current_number IS NULL
   AND mobility_subscription_id IS NOT NULL AND activation_id IS NOT NULL
 ORDER BY activated_at LIMIT $1
 """
-HELD = "SELECT mobility_subscription_id, current_number FROM sims WHERE iccid = $1"
+HELD_MANY = """
+SELECT iccid, mobility_subscription_id, current_number FROM sims WHERE iccid = ANY($1::text[])
+"""
 log = structlog.get_logger("simfleet.finalizer")
 
 
@@ -65,23 +67,29 @@ async def on_sim_activated(event: SimActivated, deps: CarrierDeps) -> None:
             producer=PRODUCER,
             now=deps.clock.now(),
         )
-        if isinstance(outcome, NumberAssigned) and await holds(deps.pool, event, outcome):
+        if isinstance(outcome, NumberAssigned) and await holds(deps, event, outcome):
             # an "already active" activation found the line the SIM already has: its number
             # is not new, and assigning it again would only verify it again
             log.info("finalize_line_already_held", iccid=event.data.iccid)
             return None
         return outcome
 
-    await once(deps.pool, deps.bus, CONSUMER, event, assign)
+    await once(deps.ledger, deps.bus, CONSUMER, event, assign)
 
 
-async def holds(pool: asyncpg.Pool, event: SimActivated, assigned: NumberAssigned) -> bool:
+async def holds(deps: CarrierDeps, event: SimActivated, assigned: NumberAssigned) -> bool:
     """The SIM already has this line and this number."""
-    row = await pool.fetchrow(HELD, event.data.iccid)
-    return row is not None and (row["mobility_subscription_id"], row["current_number"]) == (
-        event.data.mobility_subscription_id,
-        assigned.data.number,
-    )
+    held = await deps.held_line(event.data.iccid)
+    return held == (event.data.mobility_subscription_id, assigned.data.number)
+
+
+async def held_many(
+    pool: asyncpg.Pool, iccids: Sequence[str]
+) -> list[tuple[str | None, str | None] | None]:
+    """Per ICCID the SIM's line and number in ``sims`` (None: not there), in one statement."""
+    rows = await pool.fetch(HELD_MANY, list(dict.fromkeys(iccids)))
+    held = {r["iccid"]: (r["mobility_subscription_id"], r["current_number"]) for r in rows}
+    return [held.get(iccid) for iccid in iccids]
 
 
 async def wait_for_number(

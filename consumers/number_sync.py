@@ -77,7 +77,7 @@ async def on_sync_requested(event: SyncRequested, deps: CarrierDeps) -> None:
     async def compare(_retried: bool) -> Event | None:
         return await compare_with_carrier(event, deps.helix, deps.pool, deps.clock)
 
-    outcome = await once(deps.pool, deps.bus, CONSUMER, event, compare)
+    outcome = await once(deps.ledger, deps.bus, CONSUMER, event, compare)
     if outcome is not None:
         await deps.pool.execute(
             RECORD_CHANGE, outcome.id, event.data.ref, outcome.subject, outcome.type,

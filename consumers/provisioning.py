@@ -6,11 +6,17 @@ event of its topic whether it wants it or not: as four groups, each SIM cost fou
 and four offset commits per lifecycle event for one useful handling.
 
 The group reads batches and runs **SIMs** concurrently rather than partitions: a batch's events
-are lined up per SIM (the partition key, so a SIM's events arrive in order) and up to
-``HX_CONCURRENCY`` handlers run at once across the lines, each line in order. A slow carrier
-call or a finalizer waiting for a number (bounded by ``HX_NUMBER_WAIT_S``) holds only its own
-SIM, and the batch's offsets are committed once, after every line is done. A redelivered batch
-is harmless: each flow acts once per request through the effects ledger.
+are lined up per SIM (the partition key, so a SIM's events arrive in order) and every line of the
+batch runs at once, each in order; the Helix client keeps at most ``HX_CONCURRENCY`` carrier
+calls in flight (and its rate limit) across them. A slow carrier call or a finalizer waiting for
+a number (bounded by ``HX_NUMBER_WAIT_S``) holds only its own SIM, and the batch's offsets are
+committed once, after every line is done. A redelivered batch is harmless: each flow acts once
+per request through the effects ledger.
+
+The lines' small Postgres statements — the effects ledger, closing a retry row, the finalizer's
+look at the SIM's line — go to Postgres together for the SIMs at the same step
+(``infra.coalescing``): one round trip for many SIMs instead of one (and a pool checkout) each,
+which is what a SIM's provisioning mostly waited on.
 
 A handler that fails on Postgres or the broker being away waits and tries again (nothing is
 parked for an outage, ``infra.outages``); any other failure parks the event on
@@ -21,6 +27,7 @@ hands this member's partitions to another, which then redoes the unfinished SIMs
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -30,7 +37,8 @@ from faststream.kafka import KafkaRouter
 
 from consumers import activation, canceller, finalizer, number_sync
 from consumers.carrier_deps import CarrierDeps
-from consumers.carrier_retries import RequestRetries
+from consumers.carrier_retries import RequestRetries, close_many
+from consumers.effects import Ledger
 from consumers.provisioning_rules import number_poll_delays
 from events.envelope import Event
 from events.sim import (
@@ -42,6 +50,7 @@ from events.sim import (
     SyncRequested,
 )
 from events.topics import SIM_LIFECYCLE
+from infra.coalescing import Coalesced
 from infra.context import MessageDep
 from infra.dead_letters import (
     DeadLetters,
@@ -94,14 +103,23 @@ async def on_lifecycle_batch(  # noqa: PLR0917  (FastStream passes the dependenc
     dead = DeadLetters(bus, GROUP)
     hx = settings.helix
     delays = tuple(number_poll_delays(hx.number_wait_s, hx.number_poll_s))
-    deps = CarrierDeps(helix, bus, pool, clock, delays, RequestRetries.from_settings(hx))
+    deps = CarrierDeps(
+        helix,
+        bus,
+        pool,
+        clock,
+        delays,
+        ledger=Ledger(pool, coalesce=True),
+        close_retry=Coalesced(functools.partial(close_many, pool)),
+        held_line=Coalesced(functools.partial(finalizer.held_many, pool)),
+        retries=RequestRetries.from_settings(hx),
+    )
     lines = per_sim(await decode_wanted(records, HANDLERS, dead))
-    gate = asyncio.Semaphore(hx.concurrency)
     # a line ends only when its events are handled or parked; should one fail anyway, the
     # group cancels the others before the batch is read again (no line left running)
     async with asyncio.TaskGroup() as running:
         for line in lines:
-            running.create_task(run_line(line, deps, dead, gate))
+            running.create_task(run_line(line, deps, dead))
     observe_batch(msg, records)
 
 
@@ -113,12 +131,9 @@ def per_sim(decoded: Sequence[tuple[ConsumerRecord[Any, Any], Event]]) -> list[L
     return list(lines.values())
 
 
-async def run_line(
-    line: Line, deps: CarrierDeps, dead: DeadLetters, gate: asyncio.Semaphore
-) -> None:
+async def run_line(line: Line, deps: CarrierDeps, dead: DeadLetters) -> None:
     for record, event in line:
-        async with gate:
-            await handle(record, event, deps, dead)
+        await handle(record, event, deps, dead)
 
 
 async def handle(

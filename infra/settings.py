@@ -127,8 +127,8 @@ class HelixSettings(BaseSettings):
     concurrency: int = Field(
         default=8,
         ge=1,
-        description="carrier calls in flight at once, and SIMs the provisioning group works on "
-        "at once (each SIM's events in order)",
+        description="carrier calls in flight at once (the provisioning group works on every SIM "
+        "of a batch at once, each SIM's events in order)",
     )
     number_wait_s: float = Field(
         default=10.0,

@@ -3,7 +3,6 @@ other failures parked (waiting for the broker if need be), and the line always g
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -63,9 +62,7 @@ async def test_a_line_waits_out_outages_parks_a_bug_and_goes_on(
     dead = Parking(refusals=2)
     line = [(record(0), first), (record(1), broken), (record(2), last)]
 
-    await provisioning.run_line(
-        line, cast(CarrierDeps, None), cast(DeadLetters, dead), asyncio.Semaphore(1)
-    )
+    await provisioning.run_line(line, cast(CarrierDeps, None), cast(DeadLetters, dead))
 
     assert handled == [first.id, last.id]  # in order; the outage retried, not parked
     assert dead.parked == [(broken.id, "'a bug'")]  # parked once the broker took it
