@@ -2,10 +2,12 @@
 
 Reads topic ``sms.inbound``. Delivery reports are archived, not projected here.
 
-A batch is copied (binary COPY) into a session-local staging table and moved into
-``inbound_sms`` by one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` that empties the staging
-table as it reads it: COPY is the cheapest way in for the rows, and the conflict clause keeps a
-redelivered or repeated message one row. Both run in the caller's transaction, the one that
+A batch goes in by binary COPY, the cheapest way in for rows, straight into ``inbound_sms``
+under a savepoint: in a catch-up or a rebuild nearly every message is new. When one is not (the
+same push published twice, a message already projected) the table's unique message id refuses
+the COPY, and the batch is copied into a session-local staging table instead and moved by one
+``INSERT … SELECT … ON CONFLICT DO NOTHING`` that empties the staging table as it reads it, so
+a repeated message stays one row. Everything runs in the caller's transaction, the one that
 records the checkpoint.
 """
 
@@ -59,6 +61,11 @@ class InboundSmsProjection:
         rows = [_row(r.event) for r in records if isinstance(r.event, SmsReceived)]
         if not rows:
             return
-        await conn.execute(CREATE_STAGING)
-        await conn.copy_records_to_table(STAGING, columns=COLUMNS, records=rows)
-        await conn.execute(MOVE_STAGED)
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table("inbound_sms", columns=COLUMNS, records=rows)
+        except asyncpg.UniqueViolationError:
+            # a message seen before: the conflict clause keeps it one row
+            await conn.execute(CREATE_STAGING)
+            await conn.copy_records_to_table(STAGING, columns=COLUMNS, records=rows)
+            await conn.execute(MOVE_STAGED)
