@@ -30,7 +30,7 @@ from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 
 EVENTS = 200_000
-CATCH_UP_S = 120
+CATCH_UP_S = 300  # a deadline against a hang, not a target: a busy machine is slow
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TARGET = 0.30
 

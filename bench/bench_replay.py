@@ -38,8 +38,8 @@ from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 
 EVENTS = 200_000
-LIVE_CATCH_UP_S = 120
-REBUILD_S = 180
+LIVE_CATCH_UP_S = 300  # deadlines against a hang, not targets: a busy machine is slow
+REBUILD_S = 300
 TARGET = 0.25
 SIMFLEET = str(Path(sys.executable).parent / "simfleet")
 
