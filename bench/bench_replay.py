@@ -209,7 +209,7 @@ async def run() -> list[dict[str, object]]:
             "target": "reference",
             "detail": f"{EVENTS:,} events, first to last batch into shadow tables; whole "
             f"rebuild {whole_s:.1f} s ({EVENTS / whole_s:,.0f} events/s) "
-            "with group join, 1 s idle check and the swap; `simfleet replay projection "
+            "with the shadow tables, 0.2 s idle check and the swap; `simfleet replay projection "
             f"inbound_sms` as a process: {command_s:.1f} s with its start-up",
             **labels,
         },
