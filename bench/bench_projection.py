@@ -148,14 +148,15 @@ async def two_process_catch_up(
         async with asyncio.timeout(CATCH_UP_S):
             await caught_up.wait()
     finally:
+        # the worker goes first: a failed task below must not leave it running
+        if worker.returncode is None:
+            worker.terminate()
+        await worker.wait()
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if worker.returncode is None:
-            worker.terminate()
-        await worker.wait()
     return sorted(batches)
 
 
