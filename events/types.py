@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, StringConstraints
 
 _DIGITS = re.compile(r"\d+")
+_SEPARATORS = re.compile(r"[\s\-().]")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -24,7 +25,9 @@ def luhn_ok(digits: str) -> bool:
 
 def normalize_e164(raw: str) -> str:
     """US-centric normalisation of EXTERNAL_APIS §1.1: 10 digits → +1…, 11 starting with 1 → +…"""
-    cleaned = re.sub(r"[\s\-().]", "", raw)
+    if raw[:1] == "+" and 8 <= len(raw) - 1 <= 15 and _DIGITS.fullmatch(raw, 1):
+        return raw  # already E.164, as every event read back carries it: the common case
+    cleaned = _SEPARATORS.sub("", raw)
     digits = cleaned.removeprefix("+")
     if not _DIGITS.fullmatch(digits):
         raise ValueError(f"not a phone number: {raw!r}")

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import gc
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,7 +28,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from events import EventDecodeError, decode
+from events import EventDecodeError
+from events.codec import Decoder, decoder_for
 from events.envelope import Event
 from events.topics import Topic
 from infra.dead_letters import DeadLetters, headers_of
@@ -42,9 +44,12 @@ log = structlog.get_logger("simfleet.projections")
 SELECT_CHECKPOINTS = """
 SELECT topic, partition, "offset" FROM projection_checkpoints WHERE projection = $1
 """
+# only the partitions of the batch: projectors sharing a group each hold their own partitions,
+# and must not wait for each other's transactions
 LOCK_CHECKPOINTS = """
 SELECT topic, partition, "offset" FROM projection_checkpoints
-WHERE projection = $1 AND topic = ANY($2::text[]) FOR UPDATE
+WHERE projection = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+FOR UPDATE
 """
 UPSERT_CHECKPOINTS = """
 INSERT INTO projection_checkpoints (projection, topic, partition, "offset")
@@ -79,20 +84,37 @@ class Fetched:
     undecodable: list[tuple[ConsumerRecord[Any, Any], EventDecodeError]]
 
     @staticmethod
-    def decode(raw: Batch) -> Fetched:
+    def decode(raw: Batch, decoders: Mapping[str, Decoder]) -> Fetched:
+        """Each record read by its topic's own decoder: a type that does not belong on the
+        topic is refused like a broken value (parked), so a projection sees only its union."""
         records, undecodable = [], []
-        for batch in raw.values():
-            for r in batch:
-                headers = headers_of(r)
-                try:
-                    event = decode(r.value)
-                except EventDecodeError as err:
-                    undecodable.append((r, err))
-                    continue
-                records.append(
-                    Record(event, r.topic, r.partition, r.offset, r.key, r.value, headers)
-                )
+        with _cycle_collection_paused():
+            for batch in raw.values():
+                for r in batch:
+                    headers = headers_of(r)
+                    try:
+                        event = decoders[r.topic].decode(r.value)
+                    except EventDecodeError as err:
+                        undecodable.append((r, err))
+                        continue
+                    records.append(
+                        Record(event, r.topic, r.partition, r.offset, r.key, r.value, headers)
+                    )
         return Fetched(raw, records, undecodable)
+
+
+@contextlib.contextmanager
+def _cycle_collection_paused() -> Iterator[None]:
+    """A batch makes tens of thousands of objects that all outlive it; the cycle collector,
+    run every few hundred allocations meanwhile, walked them over and over and cost as much as
+    decoding (no cycle is made here: reference counting frees everything that is dropped)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Projection(Protocol):
@@ -127,18 +149,26 @@ class ProjectionRunner:
         retry_delay_s: float = 1.0,
         on_batch: Callable[[int], None] | None = None,
         group_id: str | None = None,
+        in_group: bool = True,
     ) -> None:
+        """``in_group=False`` (a rebuild): this runner reads every partition itself, so there is
+        no group to join (a join waits out the broker's rebalance delay) and no Kafka offset to
+        commit; the Postgres checkpoints are its only position, as they are the truth anyway."""
         self.projection = projection
         self._pool = pool
         self._dead = dead_letters
         self._max_records = max_records
         self._retry_delay_s = retry_delay_s
         self._on_batch = on_batch
+        self._in_group = in_group
         self.topic_names = [t.full_name(kafka.topic_prefix) for t in projection.topics]
+        self.decoders = {t.full_name(kafka.topic_prefix): decoder_for(t) for t in projection.topics}
         self.assigned = asyncio.Event()  # the group joined: this runner has its partitions
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=servers(bootstrap),
-            group_id=group_id or f"{kafka.topic_prefix}projection.{projection.name}",
+            group_id=(group_id or f"{kafka.topic_prefix}projection.{projection.name}")
+            if in_group
+            else None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=kafka.kafka_session_timeout_ms,
@@ -164,8 +194,7 @@ class ProjectionRunner:
 
     async def run(self) -> None:
         """Consumes until cancelled. Fetching the next batch overlaps applying this one."""
-        self._consumer.subscribe(self.topic_names, listener=_ResumeFromCheckpoints(self))
-        await self._consumer.start()
+        await self._start_consuming()
         fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=2)
         fetcher = asyncio.create_task(self._fetch_into(fetched))
         next_batch: asyncio.Future[Fetched] | None = None
@@ -184,11 +213,23 @@ class ProjectionRunner:
                 await fetcher
             await self._consumer.stop()
 
+    async def _start_consuming(self) -> None:
+        if self._in_group:
+            self._consumer.subscribe(self.topic_names, listener=_ResumeFromCheckpoints(self))
+            await self._consumer.start()
+            return
+        # without a group every partition of the topics is assigned here, once metadata came
+        self._consumer.subscribe(self.topic_names)
+        await self._consumer.start()
+        while not self._consumer.assignment():  # noqa: ASYNC110  (aiokafka offers no event)
+            await asyncio.sleep(0.01)
+        await self.seek_to_checkpoints(set(self._consumer.assignment()))
+
     async def _fetch_into(self, fetched: asyncio.Queue[Fetched]) -> None:
         while True:
             batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if batch:
-                await fetched.put(Fetched.decode(batch))
+                await fetched.put(Fetched.decode(batch, self.decoders))
 
     async def process(self, batch: Fetched) -> None:
         while True:
@@ -207,7 +248,10 @@ class ProjectionRunner:
         await self.commit_kafka({tp: rs[-1].offset + 1 for tp, rs in batch.raw.items()})
         consumer = f"projection.{self.projection.name}"
         EVENTS_CONSUMED.labels(consumer).inc(applied)
+        assigned = self._consumer.assignment()
         for tp, records in batch.raw.items():
+            if tp not in assigned:
+                continue  # revoked by a rebalance meanwhile: its new owner reports its lag
             end = self._consumer.highwater(tp)
             if end is not None:
                 CONSUMER_LAG.labels(consumer, tp.topic, tp.partition).set(
@@ -218,6 +262,8 @@ class ProjectionRunner:
 
     async def commit_kafka(self, offsets: dict[TopicPartition, int]) -> None:
         # Postgres holds the truth; a failed Kafka commit only means re-reading skipped records
+        if not self._in_group:
+            return
         try:
             await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as err:
@@ -228,7 +274,12 @@ class ProjectionRunner:
     async def _apply_durably(self, batch: Fetched) -> int:
         name = self.projection.name
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(LOCK_CHECKPOINTS, name, [tp.topic for tp in batch.raw])
+            rows = await conn.fetch(
+                LOCK_CHECKPOINTS,
+                name,
+                [tp.topic for tp in batch.raw],
+                [tp.partition for tp in batch.raw],
+            )
             done: dict[tuple[str, int], int] = {
                 (r["topic"], r["partition"]): r["offset"] for r in rows
             }

@@ -1,6 +1,14 @@
 """Inbound SMS: ``sms.received`` → ``inbound_sms`` (one row per message id).
 
 Reads topic ``sms.inbound``. Delivery reports are archived, not projected here.
+
+A batch goes in by binary COPY, the cheapest way in for rows, straight into ``inbound_sms``
+under a savepoint: in a catch-up or a rebuild nearly every message is new. When one is not (the
+same push published twice, a message already projected) the table's unique message id refuses
+the COPY, and the batch is copied into a session-local staging table instead and moved by one
+``INSERT … SELECT … ON CONFLICT DO NOTHING`` that empties the staging table as it reads it, so
+a repeated message stays one row. Everything runs in the caller's transaction, the one that
+records the checkpoint.
 """
 
 from __future__ import annotations
@@ -13,13 +21,35 @@ from events.sms import SmsReceived
 from events.topics import SMS_INBOUND, Topic
 from projections.runner import Record
 
-INSERT_SMS = """
+STAGING = "inbound_sms_batch"
+COLUMNS = (
+    "message_id",
+    "received_at",
+    "gateway_id",
+    "port",
+    "sender",
+    "to_number",
+    "iccid",
+    "body",
+)
+# temporary: one per session, never seen by another; rows never outlive their transaction
+CREATE_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS inbound_sms_batch (
+    message_id text, received_at timestamptz, gateway_id text, port text, sender text,
+    to_number text, iccid text, body text
+) ON COMMIT DELETE ROWS
+"""
+MOVE_STAGED = """
+WITH staged AS (DELETE FROM inbound_sms_batch RETURNING *)
 INSERT INTO inbound_sms (message_id, received_at, gateway_id, port, sender, to_number, iccid, body)
-SELECT * FROM unnest(
-    $1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::text[])
+SELECT message_id, received_at, gateway_id, port, sender, to_number, iccid, body FROM staged
 ON CONFLICT (message_id) DO NOTHING
 """
+
+
+def _row(event: SmsReceived) -> tuple[object, ...]:
+    d = event.data
+    return (event.id, d.received_at, d.gateway_id, d.port, d.sender, d.to, d.iccid, d.body)
 
 
 class InboundSmsProjection:
@@ -28,17 +58,14 @@ class InboundSmsProjection:
     tables: tuple[str, ...] = ("inbound_sms",)
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        sms = [r.event for r in records if isinstance(r.event, SmsReceived)]
-        if not sms:
+        rows = [_row(r.event) for r in records if isinstance(r.event, SmsReceived)]
+        if not rows:
             return
-        await conn.execute(
-            INSERT_SMS,
-            [e.id for e in sms],
-            [e.data.received_at for e in sms],
-            [e.data.gateway_id for e in sms],
-            [e.data.port for e in sms],
-            [e.data.sender for e in sms],
-            [e.data.to for e in sms],
-            [e.data.iccid for e in sms],
-            [e.data.body for e in sms],
-        )
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table("inbound_sms", columns=COLUMNS, records=rows)
+        except asyncpg.UniqueViolationError:
+            # a message seen before: the conflict clause keeps it one row
+            await conn.execute(CREATE_STAGING)
+            await conn.copy_records_to_table(STAGING, columns=COLUMNS, records=rows)
+            await conn.execute(MOVE_STAGED)

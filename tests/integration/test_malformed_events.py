@@ -107,7 +107,9 @@ class Bad:
     reason: str  # what the dead letter's error must say
 
 
-def bad_records(valid: Event) -> list[Bad]:
+def bad_records(valid: Event, foreign: Event) -> list[Bad]:
+    """``foreign``: a valid event of another topic, which a projection must not take for one of
+    its own topic's (each topic is read by its own decoder)."""
     unknown = valid.model_dump(mode="json") | {"type": "sim.exploded", "id": "sim.exploded_1"}
     broken = valid.model_dump(mode="json") | {"data": {"unexpected": True}}
     real_headers = codec.headers_for(valid)
@@ -120,6 +122,12 @@ def bad_records(valid: Event) -> list[Bad]:
             "unknown event type 'sim.exploded'",
         ),
         Bad("invalid data", json.dumps(broken).encode(), real_headers, f"invalid {valid.type}"),
+        Bad(
+            "another topic's type",
+            codec.encode(foreign),
+            codec.headers_for(foreign),
+            f"unknown event type {foreign.type!r}",
+        ),
     ]
 
 
@@ -195,7 +203,8 @@ async def test_bad_records_on_every_topic_are_dead_lettered_and_the_partitions_m
         try:
             for topic, event in valid.items():
                 name = topic.full_name(prefix)
-                for bad in bad_records(event):
+                foreign = next(e for t, e in valid.items() if t != topic)
+                for bad in bad_records(event, foreign):
                     sent = await producer.send_and_wait(
                         name,
                         bad.value,

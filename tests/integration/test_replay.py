@@ -237,3 +237,34 @@ async def test_a_rebuild_that_cannot_reach_the_live_position_fails_with_the_posi
     )
     with pytest.raises(ReplayError, match=rf"{topic}\[0\] at -?\d+ of 5000"):
         await rebuild_inbound_sms(settings, kafka_bootstrap, database_url, pool, bus, stall_s=5.0)
+
+
+async def test_the_swap_leaves_the_live_table_with_its_indexes_and_the_rebuilt_rows(
+    settings: Settings, kafka_bootstrap: str, database_url: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    """The swap drops the live table's plain indexes and builds them again after the rows."""
+    events = mixed_events(200)
+    await bus.emit_many(events)
+    sms_ids = sorted(e.id for e in events if isinstance(e, SmsReceived))
+    await project_until(
+        InboundSmsProjection(),
+        settings,
+        kafka_bootstrap,
+        pool,
+        bus,
+        "SELECT count(*) FROM inbound_sms",
+        len(sms_ids),
+    )
+    indexes = (
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'inbound_sms' ORDER BY 1"
+    )
+    before = await pool.fetch(indexes)
+    await pool.execute("DELETE FROM inbound_sms WHERE message_id = $1", sms_ids[0])
+
+    async with asyncio.timeout(60):
+        assert await rebuild_inbound_sms(settings, kafka_bootstrap, database_url, pool, bus) == []
+
+    assert await pool.fetch(indexes) == before
+    assert len(before) == 6  # primary key, unique message id and four plain indexes
+    rows = await pool.fetch("SELECT message_id FROM inbound_sms ORDER BY message_id")
+    assert [r["message_id"] for r in rows] == sms_ids
