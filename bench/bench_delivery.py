@@ -49,7 +49,7 @@ from bench.processes import (
     simfleet_processes,
     skyline_push,
 )
-from bench.support import STATE_DIR, bench_settings, dsn_of
+from bench.support import STATE_DIR, bench_settings, cpu_s, dsn_of
 from consumers.webhooks import build_router, webhook_runtime
 from events.sms import SmsReceived
 from infra.clock import SystemClock
@@ -295,9 +295,18 @@ async def sustained_rows() -> list[Row]:
         finally:
             await pool.close()
     return [
-        _sustainable_row(name, len(LAYOUTS[name]), steps, bare.rate)
-        for name, steps in ladders.items()
+        _sustainable_row(name, len(LAYOUTS[name]), ladder, bare.rate)
+        for name, ladder in ladders.items()
     ]
+
+
+@dataclass(frozen=True)
+class Ladder:
+    steps: list[Step]
+    cpu_us: dict[str, float]  # per process: CPU µs per SMS pushed over the whole ladder
+
+    def describe_cpu(self) -> str:
+        return ", ".join(f"{name} {us:,.0f}" for name, us in self.cpu_us.items())
 
 
 async def _ladder(
@@ -309,7 +318,7 @@ async def _ladder(
     world: HelixWorld,
     receiver: str,
     bare_rate: float,
-) -> list[Step]:
+) -> Ladder:
     env = simfleet_env(settings, helix_url, world)
     tag = f"sus{uuid.uuid4().hex[:8]}"
     box = SecretBox.from_setting(env["WEBHOOK_SEALING_KEY"], STATE_DIR)
@@ -318,8 +327,12 @@ async def _ladder(
         bridge = f"http://127.0.0.1:{env['SIMFLEET_BRIDGE_PORT']}"
         async with _pusher(bridge, iccids, tag) as push:
             await push(50, 100, 0)  # connections up, every code path warm
+            before = {name: cpu_s(pid) for name, pid in pids.items()}
             with _profiled(pids):
-                return await _step_search(pool, push, 100, bare_rate)
+                steps = await _step_search(pool, push, 100, bare_rate)
+            pushed = sum(len(step.pushed.pushed) for step in steps)
+            cpu = {name: (cpu_s(pid) - before[name]) / pushed * 1e6 for name, pid in pids.items()}
+            return Ladder(steps, cpu)
 
 
 @contextlib.contextmanager
@@ -403,6 +416,7 @@ class Step:
     projected: int
     p50_ms: float
     p99_ms: float
+    claimed_p50_ms: float  # push → the webhook consumer's claim: the part before the consumer
 
     @property
     def kept_up(self) -> bool:
@@ -417,8 +431,9 @@ class Step:
     def describe(self) -> str:
         done = len(self.pushed.pushed)
         return (
-            f"{self.rate}/s: pushed at {self.pushed.rate:,.0f}/s, p50 {self.p50_ms:.0f} ms, "
-            f"p99 {self.p99_ms:.0f} ms, {done - self.delivered} undelivered, "
+            f"{self.rate}/s: pushed at {self.pushed.rate:,.0f}/s, p50 {self.p50_ms:.0f} ms "
+            f"(claimed {self.claimed_p50_ms:.0f}), p99 {self.p99_ms:.0f} ms, "
+            f"{done - self.delivered} undelivered, "
             f"{done - self.projected} unprojected, {self.pushed.errors} push errors"
         )
 
@@ -435,8 +450,9 @@ async def _step_search(pool: asyncpg.Pool, push: Pusher, first: int, bare: float
         first += count
         delivered, projected = await _done_within(pool, list(pushed.pushed), DRAIN_S)
         latencies = await _latencies(pool, pushed.pushed)
-        cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [math.inf] * 99
-        steps.append(Step(rate, pushed, delivered, projected, cuts[49], cuts[98]))
+        claimed = await _latencies(pool, pushed.pushed, "created_at")
+        cuts, claim_cuts = _percentiles(latencies), _percentiles(claimed)
+        steps.append(Step(rate, pushed, delivered, projected, cuts[49], cuts[98], claim_cuts[49]))
         sys.stderr.write(f"  {steps[-1].describe()}\n")
         if not steps[-1].kept_up:
             break
@@ -460,7 +476,8 @@ async def _done_within(pool: asyncpg.Pool, ids: list[str], limit_s: float) -> tu
         await asyncio.sleep(0.2)
 
 
-def _sustainable_row(layout: str, processes: int, steps: list[Step], bare: float) -> Row:
+def _sustainable_row(layout: str, processes: int, ladder: Ladder, bare: float) -> Row:
+    steps = ladder.steps
     best = max((s for s in steps if s.kept_up), key=lambda s: s.rate, default=None)
     share = (best.rate if best else 0) / bare
     tried = "; ".join(s.describe() for s in steps)
@@ -476,17 +493,25 @@ def _sustainable_row(layout: str, processes: int, steps: list[Step], bare: float
         "detail": f"bare endpoint {bare:,.0f} push/s in this run; "
         + (f"p50 {best.p50_ms:.0f} ms, p99 {best.p99_ms:.0f} ms; " if best else "no step kept up; ")
         + f"{STEP_S} s per step, every SMS delivered and projected within {DRAIN_S} s; "
-        f"steps: {tried}",
+        f"CPU µs per SMS over the ladder: {ladder.describe_cpu()}; steps: {tried}",
     }
 
 
-async def _latencies(pool: asyncpg.Pool, pushed: dict[str, datetime]) -> list[float]:
-    """Milliseconds from each gateway push to its webhook answered 2xx (the claim rows)."""
+async def _latencies(
+    pool: asyncpg.Pool, pushed: dict[str, datetime], until: str = "delivered_at"
+) -> list[float]:
+    """Milliseconds from each gateway push to its webhook answered 2xx (the claim rows), or to
+    another moment of the claim (``created_at``: claimed by the webhook consumer)."""
     rows = await pool.fetch(
-        "SELECT message_id, delivered_at FROM webhook_claims WHERE message_id = ANY($1::text[])",
+        f"SELECT message_id, {until} AS at FROM webhook_claims "  # noqa: S608 (a column name)
+        "WHERE message_id = ANY($1::text[]) AND delivered_at IS NOT NULL",
         list(pushed),
     )
-    return [(r["delivered_at"] - pushed[r["message_id"]]).total_seconds() * 1000 for r in rows]
+    return [(r["at"] - pushed[r["message_id"]]).total_seconds() * 1000 for r in rows]
+
+
+def _percentiles(values: list[float]) -> list[float]:
+    return statistics.quantiles(values, n=100) if len(values) > 1 else [math.inf] * 99
 
 
 def _row(benchmark: str, value: float, unit: str, target: str, detail: str) -> Row:
