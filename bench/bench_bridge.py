@@ -93,7 +93,9 @@ async def generate_load(url: str, seconds: float, concurrency: int) -> Load:
 
 
 def bare_app() -> FastAPI:
-    app = FastAPI()
+    from infra.http import NO_TELEMETRY
+
+    app = FastAPI(telemetry=NO_TELEMETRY)  # as the bridge: the reference carries no less
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
