@@ -36,6 +36,7 @@ from bench.support import (
     peak_rss_mib,
     running_broker,
 )
+from infra.logging import configure
 
 HERE = Path(__file__).parent
 RESULTS_JSON = HERE / "results.json"
@@ -176,6 +177,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("modules", nargs="*", help="bench_* modules (default: all)")
     parser.add_argument("--broker", choices=BROKERS, help="one broker only (default: both)")
     args = parser.parse_args(argv)
+    # the components a benchmark runs in this process log warnings only, to stderr (the table
+    # is stdout; their per-push debug lines would bury it)
+    configure("auto", "WARNING")
     modules = args.modules or sorted(p.stem for p in HERE.glob("bench_*.py"))
     if configured_bootstrap():
         brokers = ["configured"]

@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -139,6 +140,16 @@ async def _until_delivered(pool: asyncpg.Pool, tag: str, n: int, limit_s: float)
 
 
 async def run() -> list[Row]:
+    """Every figure; the in-process ones failing (a busy machine) does not lose the ladders."""
+    try:
+        rows = await in_process_rows()
+    except Exception:
+        traceback.print_exc()
+        rows = [{"benchmark": "webhook deliveries, in-process figures", "value": "failed"}]
+    return rows + await sustained_rows()
+
+
+async def in_process_rows() -> list[Row]:
     async with bench_settings() as base_settings:
         webhooks = base_settings.webhooks.model_copy(
             update={"allow_http": True, "allow_private": True}
@@ -214,7 +225,7 @@ async def run() -> list[Row]:
             "< 250 ms at 500 SMS/s",
             live_detail,
         ),
-    ] + await sustained_rows()
+    ]
 
 
 @dataclass(frozen=True)
@@ -237,7 +248,8 @@ async def _bridge(
     secrets = settings.secrets.model_copy(update={"gateway_secret": SecretStr(GATEWAY_SECRET)})
     app = create_bridge_app(settings.model_copy(update={"secrets": secrets}), bus, SystemClock())
 
-    async with serve_http(app) as url, httpx.AsyncClient(transport=AiohttpTransport()) as http:
+    transport = AiohttpTransport()
+    async with serve_http(app) as url, httpx.AsyncClient(transport=transport, timeout=30) as http:
 
         async def push_one(n: int, pushed: dict[str, datetime]) -> bool:
             started = datetime.now(UTC)
