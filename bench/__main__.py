@@ -25,7 +25,7 @@ import json
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.support import (
@@ -151,7 +151,11 @@ def _broker_pass(kind: str, rows: list[Row]) -> Iterator[None]:
             )
 
 
-def run_modules(modules: list[str], brokers: list[str]) -> tuple[list[Row], int]:
+def run_modules(
+    modules: list[str], brokers: list[str], save: Callable[[list[Row]], None]
+) -> tuple[list[Row], int]:
+    """Every module on every broker; ``save`` gets the rows so far after each (a run stopped
+    midway keeps what it measured)."""
     rows: list[Row] = []
     failed = 0
     for kind in brokers:
@@ -169,6 +173,8 @@ def run_modules(modules: list[str], brokers: list[str]) -> tuple[list[Row], int]
                 took = time.monotonic() - began
                 sys.stderr.write(f"{name} on {BROKER_LABELS[kind]}: {took:.0f} s\n")
                 rows.extend({"broker": kind, "processes": 1, **row} for row in got)
+                save(rows)
+    save(rows)  # with the brokers' peak memory
     return rows, failed
 
 
@@ -185,12 +191,15 @@ def main(argv: list[str]) -> int:
         brokers = ["configured"]
     else:
         brokers = [args.broker] if args.broker else list(BROKERS)
-    rows, failed = run_modules(modules, brokers)
+    previous = _load_previous() if args.modules or args.broker else []
+
+    def save(rows: list[Row]) -> None:
+        saved = merged(previous, rows)
+        RESULTS_JSON.write_text(json.dumps(saved, indent=1, ensure_ascii=False, default=str) + "\n")
+        RESULTS_MD.write_text(_document(saved))
+
+    rows, failed = run_modules(modules, brokers, save)
     sys.stdout.write(side_by_side(rows) + "\n\n" + render(rows) + "\n")
-    partial = bool(args.modules or args.broker)
-    saved = merged(_load_previous() if partial else [], rows)
-    RESULTS_JSON.write_text(json.dumps(saved, indent=1, ensure_ascii=False, default=str) + "\n")
-    RESULTS_MD.write_text(_document(saved))
     return 1 if failed else 0
 
 
