@@ -172,7 +172,8 @@ def run_modules(
                     got = [{"benchmark": name, "value": "failed", "detail": "see stderr"}]
                 took = time.monotonic() - began
                 sys.stderr.write(f"{name} on {BROKER_LABELS[kind]}: {took:.0f} s\n")
-                rows.extend({"broker": kind, "processes": 1, **row} for row in got)
+                # the harness knows the broker: a module's own guess does not override it
+                rows.extend({"processes": 1, **row, "broker": kind} for row in got)
                 save(rows)
     save(rows)  # with the brokers' peak memory
     return rows, failed
