@@ -77,7 +77,8 @@ def render(rows: list[Row]) -> str:
 
 def side_by_side(rows: list[Row]) -> str:
     """One line per benchmark, a value column per broker (in the order the brokers ran)."""
-    brokers = list(dict.fromkeys(str(r.get("broker", "")) for r in rows))
+    seen = {str(r.get("broker", "")) for r in rows}
+    brokers = [b for b in BROKER_LABELS if b in seen] + sorted(seen - set(BROKER_LABELS))
     by_name: dict[tuple[str, str], dict[str, Row]] = {}
     for row in rows:
         key = (str(row["benchmark"]), str(row.get("processes", 1)))

@@ -156,7 +156,8 @@ def server_process(mode: str, port: int, bootstrap: str, prefix: str) -> Iterato
             proc.wait()
 
 
-async def wait_ready(base_url: str, within_s: float = 30.0) -> None:
+async def wait_ready(base_url: str, within_s: float = 120.0) -> None:
+    # a busy 2-core machine can take a minute to import and start a FastAPI server
     deadline = time.monotonic() + within_s
     async with httpx.AsyncClient(timeout=1) as client:
         while time.monotonic() < deadline:
