@@ -193,7 +193,11 @@ def main(argv: list[str]) -> int:
         brokers = ["configured"]
     else:
         brokers = [args.broker] if args.broker else list(BROKERS)
-    previous = _load_previous() if args.modules or args.broker else []
+    previous = [  # a module's "failed" row goes once it is run again on that broker
+        r
+        for r in (_load_previous() if args.modules or args.broker else [])
+        if not (r["benchmark"] in modules and r.get("broker") in brokers)
+    ]
 
     def save(rows: list[Row]) -> None:
         saved = merged(previous, rows)
