@@ -108,7 +108,8 @@ schemas: install
 asyncapi: install
 	$(RUN) simfleet docs --write
 
-bench: install
+# every benchmark on the embedded Apache Kafka, then on Tansu (one table: bench/results.md)
+bench: install kafka-jars
 	$(RUN) python -m bench
 
 chaos: install kafka-jars

@@ -1,32 +1,104 @@
-"""Infrastructure for benchmarks: configured services if set, else the embedded ones."""
+"""Infrastructure for benchmarks: configured services if set, else the embedded ones.
+
+The broker a benchmark runs on is chosen outside it: ``python -m bench`` runs every module once
+per broker (``BROKERS``) inside ``on_broker(kind)``, which records the choice in the environment
+(``BENCH_BROKER``) together with what a ``simfleet`` process started by the benchmark must agree
+with (``EMBEDDED_BROKER``; ``KAFKA_IDEMPOTENCE=false`` on Tansu, which refuses InitProducerId).
+A module only asks ``bench_settings()`` or ``kafka_bootstrap()`` for "the broker", and a module
+run alone gets Apache Kafka where its jars are, else Tansu, as ``simfleet run`` would.
+``KAFKA_BOOTSTRAP_SERVERS`` set: that broker only, labelled ``configured``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra import embedded_kafka, embedded_postgresql
+from infra import embedded_broker, embedded_postgresql
+from infra.embedded import RunningService
 from infra.kafka import ensure_topics
 from infra.postgres import migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 
 STATE_DIR = Path(".simfleet/bench")
+BROKERS = ("kafka", "tansu")  # Apache Kafka (idempotent producer) and the embedded Tansu
+BROKER_LABELS = {"kafka": "Apache Kafka", "tansu": "Tansu", "configured": "configured"}
+_CHOICE = "BENCH_BROKER"
+
+
+def configured_bootstrap() -> str | None:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+
+
+def current_broker() -> str:
+    """``kafka``, ``tansu`` or ``configured``: the broker benchmarks run on now."""
+    if configured_bootstrap():
+        return "configured"
+    chosen = os.environ.get(_CHOICE)
+    return chosen if chosen in BROKERS else embedded_broker.chosen("auto")
+
+
+def idempotence() -> bool:
+    return current_broker() != "tansu"
+
+
+@contextlib.contextmanager
+def on_broker(kind: str) -> Iterator[None]:
+    """Benchmarks inside this block (and the processes they start) use broker ``kind``."""
+    wanted = {_CHOICE: kind}
+    if kind != "configured":
+        wanted |= {"EMBEDDED_BROKER": kind, "KAFKA_IDEMPOTENCE": str(kind != "tansu").lower()}
+    before = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def broker_state_dir(kind: str) -> Path:
+    return STATE_DIR / kind
+
+
+@contextlib.contextmanager
+def running_broker(kind: str, *, fresh: bool = False) -> Iterator[RunningService]:
+    """The embedded broker ``kind`` for the block: the one already running for the benchmarks
+    (``python -m bench`` starts each once for all modules), else a new one stopped at the end.
+    ``fresh``: Apache Kafka's log directory is emptied first (topics of earlier runs would
+    otherwise pile up on disk and in the broker's memory)."""
+    state = broker_state_dir(kind)
+    if fresh:
+        shutil.rmtree(state / "apache-kafka", ignore_errors=True)
+    state.mkdir(parents=True, exist_ok=True)
+    with embedded_broker.embedded_broker(kind, state, reuse=not fresh) as service:
+        yield service
+
+
+@contextlib.contextmanager
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of the broker chosen for this benchmark."""
+    if configured := configured_bootstrap():
+        yield configured
+        return
+    with running_broker(current_broker()) as service:
+        yield service.url
 
 
 @contextlib.asynccontextmanager
 async def bench_settings() -> AsyncIterator[Settings]:
     """Settings on real infrastructure with a fresh topic prefix, migrated and topics created."""
     with contextlib.ExitStack() as stack:
-        configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        bootstrap = (
-            configured
-            or stack.enter_context(embedded_kafka.embedded_broker(STATE_DIR, reuse=True)).url
-        )
+        bootstrap = stack.enter_context(kafka_bootstrap())
         dsn = (
             os.environ.get("DATABASE_URL")
             or stack.enter_context(
@@ -41,8 +113,7 @@ async def bench_settings() -> AsyncIterator[Settings]:
                 topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
                 kafka_session_timeout_ms=2000,
                 kafka_heartbeat_interval_ms=400,
-                # the embedded Tansu refuses InitProducerId, as in `simfleet run` on Tansu
-                kafka_idempotence=bool(configured),
+                kafka_idempotence=idempotence(),
             ),
             postgres=PostgresSettings(database_url=SecretStr(dsn)),
         )
@@ -55,3 +126,17 @@ def dsn_of(settings: Settings) -> str:
     if settings.postgres.database_url is None:
         raise RuntimeError("bench settings always carry a database URL")
     return settings.postgres.database_url.get_secret_value()
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set so far, from the kernel (``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

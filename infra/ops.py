@@ -11,6 +11,8 @@ from fastapi import APIRouter, FastAPI, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from infra.http import NO_TELEMETRY
+
 Check = Callable[[], Awaitable[bool]]
 
 
@@ -63,6 +65,12 @@ def ops_router(
 def ops_app(
     checks: dict[str, Check], before_scrape: Callable[[], Awaitable[object]] | None = None
 ) -> FastAPI:
-    app = FastAPI(title="simfleet operations", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="simfleet operations",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry=NO_TELEMETRY,
+    )
     app.include_router(ops_router(checks, before_scrape))
     return app

@@ -44,6 +44,7 @@ from pydantic.json_schema import models_json_schema
 from events.envelope import new_ref
 from events.gateway import GatewayPayloadRejected
 from infra.clock import Clock
+from infra.http import NO_TELEMETRY
 from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import PUSHES_REJECTED, SMS_INGESTED, RequestMetrics, bridge_routes_known
 from infra.openapi import Contract, complete
@@ -420,6 +421,7 @@ def create_bridge_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry=NO_TELEMETRY,
     )
     if not settings.secrets_in_urls:
         app.contract = CONTRACT.without_secrets_in_urls()
