@@ -26,6 +26,11 @@ class SimfleetProcess:
     def name(self) -> str:
         return " ".join(self.args)
 
+    @property
+    def alive(self) -> bool:
+        """Started and not ended (a process the test did not kill must stay up through faults)."""
+        return self.proc is not None and self.proc.returncode is None
+
     async def start(self) -> None:
         """Returns once the process announced it is running (consumers started)."""
         with self.log_path.open("ab") as log:
