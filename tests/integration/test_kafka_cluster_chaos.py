@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from producers.gateway_bridge import RETRY_AFTER_S
 from producers.reseller_commands import ResellerCommands
 from sandbox.helix_world import make_iccid, make_imei
 from sandbox.reseller import ReceiverState, create_reseller_receiver
-from tests.conftest import isolated_settings
+from tests.conftest import ROOT, STATE_DIR, isolated_settings
 from tests.support.carrier_process import carrier_process
 from tests.support.chaos_world import dead_letters, environment, reseller_fleet, webhook_ids
 from tests.support.eventually import eventually
@@ -71,13 +72,28 @@ SECRET = "gw-secret-for-cluster-chaos"
 GATEWAYS = 8
 ROWS = 10  # SMS per push
 STEP = 1_500  # SMS acknowledged between two faults
+MEMBERS_STEP = 1_000  # SMS acknowledged between two changes of the webhook group
+# a process starting on a machine this busy (four JVMs, Postgres, five simfleet processes)
+START_TIMEOUT_S = 300.0
+# each test's process logs, kept after the run (pytest's own temporary directories rotate)
+LOGS = ROOT / ".simfleet" / "chaos-logs"
 CLIENT_ID, USERNAME, PASSWORD = "chaos-client", "chaos@simfleet.example", "chaos-grant-pass"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    with three_brokers(Path(tmp_path_factory.mktemp("kafka-chaos"))) as three:
+def cluster() -> Iterator[KafkaCluster]:
+    # under the session's state directory: pytest's temporary directories are shared by every
+    # session on the machine and the oldest are removed, a cluster's log directories included
+    with three_brokers(STATE_DIR / "kafka-chaos") as three:
         yield three
+
+
+@pytest.fixture
+def logs(request: pytest.FixtureRequest) -> Path:
+    directory: Path = LOGS / str(request.node.name)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return directory
 
 
 @pytest.fixture
@@ -102,7 +118,7 @@ class Run:
     def process(self, *args: str) -> SimfleetProcess:
         n = len(self.processes)
         log = self.logs / f"{n:02d}-{'-'.join(args)}.log"
-        started = SimfleetProcess(list(args), self.env, log)
+        started = SimfleetProcess(list(args), self.env, log, START_TIMEOUT_S)
         self.processes.append(started)
         return started
 
@@ -222,12 +238,12 @@ def outage_answers(answers: list[Answer], down: float, back: float) -> list[Answ
 
 @pytest.mark.timeout(1800)
 async def test_the_whole_cluster_stopped_and_started_on_its_data_under_traffic_loses_nothing(
-    up: KafkaCluster, database_url: str, topic_prefix: str, tmp_path: Path
+    up: KafkaCluster, database_url: str, topic_prefix: str, logs: Path
 ) -> None:
     cluster = up
     outages: list[tuple[str, float, float, float]] = []  # how, down, started, serving again
     async with (
-        simfleet_run(cluster, database_url, topic_prefix, tmp_path) as run,
+        simfleet_run(cluster, database_url, topic_prefix, logs) as run,
         httpx.AsyncClient(timeout=120) as http,
     ):
         for args in (("workers", "webhooks"), ("bridge",)):
@@ -286,13 +302,13 @@ async def keep_changing_members(
     gateways: Gateways,
     restart_postgres: Callable[[], object],
 ) -> list[str]:
-    """The group's membership changed under load, a step each ``STEP`` SMS: a member killed and
+    """The group's membership changed under load, a step each ``MEMBERS_STEP`` SMS: a member killed and
     a new one added, a member added, Postgres restarted, two killed at once and one added.
     Returns what was done, in order."""
     done: list[str] = []
 
     async def after_more() -> None:
-        await acknowledged(gateways, time.monotonic(), STEP)
+        await acknowledged(gateways, time.monotonic(), MEMBERS_STEP)
 
     async def kill(count: int) -> None:
         living = [m for m in members if m.alive]
@@ -323,7 +339,7 @@ async def keep_changing_members(
 
 @pytest.mark.timeout(1800)
 async def test_three_webhook_workers_killed_and_added_under_load_with_postgres_restarted(
-    up: KafkaCluster, topic_prefix: str, tmp_path: Path
+    up: KafkaCluster, topic_prefix: str, logs: Path
 ) -> None:
     with restartable_postgres() as postgres:
         await migrate(postgres.url)
@@ -334,7 +350,7 @@ async def test_three_webhook_workers_killed_and_added_under_load_with_postgres_r
             postgres.start()
 
         async with (
-            simfleet_run(up, postgres.url, topic_prefix, tmp_path) as run,
+            simfleet_run(up, postgres.url, topic_prefix, logs) as run,
             httpx.AsyncClient(timeout=120) as http,
         ):
             members = [run.process("workers", "webhooks") for _ in range(3)]
@@ -396,7 +412,7 @@ async def lines(pool: asyncpg.Pool, iccids: list[str]) -> dict[str, str]:
 
 @pytest.mark.timeout(1800)
 async def test_provisioning_and_rotation_workers_sigkilled_under_carrier_load_act_once(
-    up: KafkaCluster, database_url: str, topic_prefix: str, tmp_path: Path
+    up: KafkaCluster, database_url: str, topic_prefix: str, logs: Path
 ) -> None:
     iccids = [make_iccid(n) for n in range(1, SIMS + 1)]
     bridge_port = free_port()
@@ -408,10 +424,10 @@ async def test_provisioning_and_rotation_workers_sigkilled_under_carrier_load_ac
         "bridge_url": f"http://127.0.0.1:{bridge_port}",
         "gateway_secret": SECRET,
     }
-    async with carrier_process(config, tmp_path / "carrier.log") as carrier:
+    async with carrier_process(config, logs / "carrier.log") as carrier:
         carrier_env = carrier.environment(CLIENT_ID, USERNAME, PASSWORD)
         async with simfleet_run(
-            up, database_url, topic_prefix, tmp_path, carrier=carrier_env, bridge_port=bridge_port
+            up, database_url, topic_prefix, logs, carrier=carrier_env, bridge_port=bridge_port
         ) as run:
             await run.process("bridge").start()
             await run.process("workers", "verification").start()

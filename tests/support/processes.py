@@ -16,8 +16,15 @@ START_TIMEOUT_S = 90.0
 class SimfleetProcess:
     """One ``simfleet <args>`` at a time; its log (stderr) appended to ``log_path``."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        start_timeout_s: float = START_TIMEOUT_S,
+    ) -> None:
         self.args, self.env, self.log_path = args, env, log_path
+        self.start_timeout_s = start_timeout_s
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.kills = 0
@@ -39,7 +46,7 @@ class SimfleetProcess:
             )
         self.starts += 1
         assert self.proc.stdout is not None
-        async with asyncio.timeout(START_TIMEOUT_S):
+        async with asyncio.timeout(self.start_timeout_s):
             while True:
                 line = (await self.proc.stdout.readline()).decode()
                 assert line, f"{self.name} ended before it was running (see {self.log_path})"
