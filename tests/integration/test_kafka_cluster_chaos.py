@@ -246,8 +246,9 @@ async def test_the_whole_cluster_stopped_and_started_on_its_data_under_traffic_l
         simfleet_run(cluster, database_url, topic_prefix, logs) as run,
         httpx.AsyncClient(timeout=120) as http,
     ):
-        for args in (("workers", "webhooks"), ("bridge",)):
-            await run.process(*args).start()
+        await asyncio.gather(
+            run.process("workers", "webhooks").start(), run.process("bridge").start()
+        )
         gateways = Gateways(http, run.bridge_url, SECRET, GATEWAYS, ROWS)
         gateways.start()
         since = 0.0
@@ -354,9 +355,7 @@ async def test_three_webhook_workers_killed_and_added_under_load_with_postgres_r
             httpx.AsyncClient(timeout=120) as http,
         ):
             members = [run.process("workers", "webhooks") for _ in range(3)]
-            for member in members:
-                await member.start()
-            await run.process("bridge").start()
+            await asyncio.gather(*(p.start() for p in [*members, run.process("bridge")]))
             gateways = Gateways(http, run.bridge_url, SECRET, GATEWAYS, ROWS)
             gateways.start()
             steps = await keep_changing_members(
@@ -429,12 +428,10 @@ async def test_provisioning_and_rotation_workers_sigkilled_under_carrier_load_ac
         async with simfleet_run(
             up, database_url, topic_prefix, logs, carrier=carrier_env, bridge_port=bridge_port
         ) as run:
-            await run.process("bridge").start()
-            await run.process("workers", "verification").start()
             provisioning = run.process("workers", "provisioning")
             rotation = run.process("workers", "rotation")
-            await provisioning.start()
-            await rotation.start()
+            others = [run.process("bridge"), run.process("workers", "verification")]
+            await asyncio.gather(*(p.start() for p in [*others, provisioning, rotation]))
             done = asyncio.Event()
             chaos = asyncio.create_task(keep_killing([provisioning, rotation], done))
             now = datetime.now(UTC)
