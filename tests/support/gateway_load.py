@@ -81,6 +81,7 @@ class Gateways:
     secret: str
     count: int
     rows: int
+    pause_s: float = 0.0  # between a gateway's answer and its next push
     answers: list[Answer] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -106,7 +107,9 @@ class Gateways:
         number = 0
         while not self._stop.is_set():
             self.answers.append(await self.send(Push(gateway, number, self.rows)))
-            number += 1  # no pause: at any moment each gateway has a push in flight
+            number += 1  # without a pause each gateway has a push in flight at any moment
+            if self.pause_s:
+                await asyncio.sleep(self.pause_s)
 
     def acknowledged(self, since: float = 0.0) -> int:
         return sum(len(a.ids) for a in self.answers if a.status == 200 and a.sent_at >= since)
