@@ -2,7 +2,8 @@
 
 Producer: ``acks="all"`` and idempotent (a retried send is written once, in order), except on a
 broker without InitProducerId (Tansu: ``KAFKA_IDEMPOTENCE=false``, set by the embedded Tansu).
-Duplicates from a publisher that itself retries are still recognised by event id.
+Duplicates from a publisher that itself retries are still recognised by event id. A send failing
+on a sequence gap gives the producer a new id (``infra.producer_sequence``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from infra.kafka_address import servers
 from infra.kafka_security import broker_security
 from infra.kafka_topics import ensure_topics
 from infra.metrics import consumer_started
+from infra.producer_sequence import SEQUENCE_LOST, restart_sequence
 from infra.settings import KafkaSettings
 
 __all__ = [
@@ -213,10 +215,18 @@ class Bus:
                 await asyncio.gather(*(ack for ack in pending if ack is not None))
         except (TimeoutError, OSError, IncorrectState) as err:
             raise BrokerUnavailable(str(err) or type(err).__name__) from err
+        except SEQUENCE_LOST as err:
+            self._restart_sequence(err)
+            raise BrokerUnavailable(f"{type(err).__name__}: {err}") from err
         except Exception as err:
             if type(err).__module__.startswith(("aiokafka", "kafka")):
                 raise BrokerUnavailable(f"{type(err).__name__}: {err}") from err
             raise
+
+    def _restart_sequence(self, err: Exception) -> None:
+        """Without it every later send to the partition fails the same way, for good."""
+        if producer := _connected_producer(self._broker):
+            restart_sequence(producer, type(err).__name__)
 
     async def _send(self, event: Event) -> asyncio.Future[Any] | None:
         """Hands the event to the producer; the future resolves when the broker acknowledged
@@ -247,6 +257,9 @@ class Bus:
             async with asyncio.timeout(self._timeout_s):
                 await self._broker.publish(value, topic, key=key, headers=headers)
         except (TimeoutError, OSError, IncorrectState) as err:
+            raise BrokerUnavailable(f"publishing to {topic}: {type(err).__name__}") from err
+        except SEQUENCE_LOST as err:
+            self._restart_sequence(err)
             raise BrokerUnavailable(f"publishing to {topic}: {type(err).__name__}") from err
 
 

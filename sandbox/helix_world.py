@@ -108,6 +108,7 @@ class HelixWorld:
         self.subscribers: dict[int, Subscriber] = {}
         self.token_requests = 0
         self.activations: Counter[str] = Counter()  # subscriptions created, per ICCID
+        self.mdn_changes: Counter[str] = Counter()  # numbers changed on request, per ICCID
         self.calls: Counter[str] = Counter()  # requests received, per operation
         self.mdn_rejections: dict[int, str] = {}
 
@@ -234,6 +235,7 @@ class HelixWorld:
             }
         old, sub.phone_number = sub.phone_number, self.next_number()
         sub.old_phone_number = old
+        self.mdn_changes[sub.iccid] += 1
         return {
             "subscriberNumber": old,
             "newSubscriberNumber": sub.phone_number,
@@ -275,6 +277,7 @@ class HelixWorld:
         return {
             "token_requests": self.token_requests,
             "activations": dict(self.activations),
+            "mdn_changes": dict(self.mdn_changes),
             "calls": dict(self.calls),
         }
 

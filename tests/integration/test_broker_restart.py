@@ -12,20 +12,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
-from events.codec import decode
-from events.envelope import Event
 from events.sms import SmsReceived
-from events.topics import SMS_INBOUND
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
 from infra.http import serve_http
@@ -38,6 +32,7 @@ from projections.sms import InboundSmsProjection
 from tests.conftest import isolated_settings
 from tests.support.durable_broker import DurableBroker, S3Server
 from tests.support.eventually import eventually
+from tests.support.gateway_load import Answer, Gateways, topic_events
 
 pytestmark = pytest.mark.integration
 
@@ -47,91 +42,6 @@ ROWS = 3  # SMS per push
 PUSHED_BEFORE_KILL = 60  # acknowledged pushes before the broker is killed
 REFUSED_WHILE_DOWN = 2 * GATEWAYS  # refused pushes before the broker is started again
 PUSHED_AFTER_RESTART = 30
-T0 = 1_763_900_000
-
-
-@dataclass(frozen=True)
-class Push:
-    gateway: int
-    number: int
-
-    @property
-    def bodies(self) -> list[str]:
-        return [f"gw {self.gateway} push {self.number} row {row}" for row in range(ROWS)]
-
-    def payload(self) -> dict[str, Any]:
-        to = f"555987{self.gateway:04d}"
-        rows = [
-            [0, f"{row + 1}.01", T0 + self.number, "+15551230000", to, body]
-            for row, body in enumerate(self.bodies)
-        ]
-        return {"type": "recv-sms", "sms_num": len(rows), "sms": rows}
-
-
-@dataclass(frozen=True)
-class Answer:
-    push: Push
-    status: int
-    retry_after: str | None
-    body: dict[str, Any]
-    sent_at: float
-    answered_at: float
-
-
-@dataclass
-class Gateways:
-    """``GATEWAYS`` gateways pushing new SMS one push after the other until told to stop."""
-
-    http: httpx.AsyncClient
-    url: str
-    answers: list[Answer] = field(default_factory=list)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def send(self, push: Push) -> Answer:
-        sent_at = time.monotonic()
-        response = await self.http.post(f"{self.url}/s/{SECRET}/sms", json=push.payload())
-        return Answer(
-            push,
-            response.status_code,
-            response.headers.get("retry-after"),
-            response.json(),
-            sent_at,
-            time.monotonic(),
-        )
-
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._push(g)) for g in range(GATEWAYS)]
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-    async def _push(self, gateway: int) -> None:
-        number = 0
-        while not self._stop.is_set():
-            self.answers.append(await self.send(Push(gateway, number)))
-            number += 1  # no pause: at any moment each gateway has a push in flight
-
-    async def answered(self, status: int, since: float, at_least: int) -> None:
-        def count() -> int:
-            return sum(1 for a in self.answers if a.status == status and a.sent_at >= since)
-
-        async def enough() -> bool:
-            return count() >= at_least
-
-        await eventually(enough, within=60)
-
-    async def retry_refused(self) -> list[Answer]:
-        """What a gateway does with a refused push: the same SMS again until accepted."""
-        retried = []
-        for push in [a.push for a in self.answers if a.status != 200]:
-
-            async def resend(push: Push = push) -> Answer:
-                return await self.send(push)
-
-            retried.append(await eventually(resend, until=lambda a: a.status == 200, within=30))
-        return retried
 
 
 @pytest.fixture
@@ -178,30 +88,6 @@ async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]
             await task
 
 
-async def topic_events(bootstrap: str, settings: Settings, ids: set[str]) -> list[Event]:
-    """Every event on sms.inbound from offset 0, read until all of ``ids`` were seen (or 30 s)
-    and then a little longer: a late duplicate would show up there."""
-    topic = SMS_INBOUND.full_name(settings.kafka.topic_prefix)
-    partitions = settings.kafka.partitions_for(SMS_INBOUND.name, SMS_INBOUND.partitions)
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found: list[Event] = []
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.monotonic() + 30
-        rounds_after = 5
-        while rounds_after > 0:
-            batch = await consumer.getmany(timeout_ms=200)
-            found += [decode(r.value) for records in batch.values() for r in records]
-            if ids <= {e.id for e in found} or time.monotonic() > deadline:
-                rounds_after -= 1
-    finally:
-        await consumer.stop()
-    return found
-
-
 async def rows(pool: asyncpg.Pool) -> tuple[int, set[str]]:
     records = await pool.fetch("SELECT message_id FROM inbound_sms")
     return len(records), {str(r["message_id"]) for r in records}
@@ -214,6 +100,10 @@ async def rows_once_projected(pool: asyncpg.Pool, ids: set[str]) -> tuple[int, s
         await eventually(lambda: rows(pool), until=lambda r: ids <= r[1], within=60, interval=0.2)
     await asyncio.sleep(1.0)
     return await rows(pool)
+
+
+async def reached(gateways: Gateways, status: int, since: float, at_least: int) -> None:
+    await gateways.until(lambda: gateways.answered(status, since) >= at_least, within=60)
 
 
 def during(answers: list[Answer], start: float, end: float) -> list[Answer]:
@@ -243,19 +133,19 @@ async def test_broker_restarted_while_gateways_push_503_meanwhile_and_nothing_ac
         )
         app = create_bridge_app(settings, bus, SystemClock())
         async with serve_http(app) as url, running(runner) as projecting:
-            gateways = Gateways(http, url)
+            gateways = Gateways(http, url, SECRET, GATEWAYS, ROWS)
             gateways.start()
-            await gateways.answered(200, since=mark("start"), at_least=PUSHED_BEFORE_KILL)
+            await reached(gateways, 200, mark("start"), PUSHED_BEFORE_KILL)
             # the projection is reading too, so it has to live through the restart
             await eventually(lambda: rows(pool), until=lambda r: r[0] > 0, within=30)
             mark("kill")
             kafka.kill()  # while pushes are in flight
-            await gateways.answered(503, since=mark("down"), at_least=REFUSED_WHILE_DOWN)
+            await reached(gateways, 503, mark("down"), REFUSED_WHILE_DOWN)
             mark("restart")
             await kafka.start()  # same storage, same port
-            await gateways.answered(200, since=mark("up"), at_least=PUSHED_AFTER_RESTART)
+            await reached(gateways, 200, mark("up"), PUSHED_AFTER_RESTART)
             await gateways.stop()
-            retried = await gateways.retry_refused()
+            retried = await gateways.retry_refused(within=30)
 
             acknowledged = [a for a in gateways.answers + retried if a.status == 200]
             ids = {i for a in acknowledged for i in a.body["ids"]}

@@ -7,6 +7,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
 from events import Event
+from events.codec import decode
 from events.sim import SimActivationRequested
 from events.sms import SmsReceived
 from events.topics import SIM_LIFECYCLE, SMS_INBOUND
@@ -134,3 +135,56 @@ async def test_connected_bus_sends_through_aiokafka_and_the_test_broker_still_wo
         assert _connected_producer(test_broker) is None
         await Bus(test_broker, prefix).emit(request)
     assert seen == [request]
+
+
+def activation(n: int) -> SimActivationRequested:
+    return SimActivationRequested.create(
+        producer="simfleet/test",
+        time=datetime.now(UTC),
+        iccid="89012608822000000011",  # one SIM: one key, one partition
+        imei="356938035643809",
+        ref=f"sheet:{n}",
+    )
+
+
+async def test_a_sequence_gap_gives_the_producer_a_new_id_instead_of_failing_for_good(
+    settings: Settings, topics: list[str], kafka_bootstrap: str
+) -> None:
+    """aiokafka spends a batch's sequence number when it fails the batch for want of a leader
+    (the whole cluster down longer than request_timeout_ms); the broker then refuses every later
+    batch of the partition. Here the number is spent as that failure spends it."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from infra.kafka import BrokerUnavailable, _connected_producer
+
+    topic = SIM_LIFECYCLE.full_name(settings.kafka.topic_prefix)
+    kafka = settings.kafka.model_copy(update={"kafka_idempotence": True})
+    broker = build_broker(kafka, kafka_bootstrap)
+    async with broker:
+        await broker.start()
+        bus = Bus(broker, settings.kafka.topic_prefix, timeout_s=10.0)
+        producer = _connected_producer(broker)
+        assert producer is not None
+        await bus.emit(activation(1))
+        for partition in await producer.partitions_for(topic):
+            producer._txn_manager.increment_sequence_number(TopicPartition(topic, partition), 1)
+
+        with pytest.raises(BrokerUnavailable, match="OutOfOrderSequenceNumber"):
+            await bus.emit(activation(2))
+        await bus.emit(activation(2))  # the gateway's retry: under a new producer id
+        await bus.emit(activation(3))
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=3000)
+    finally:
+        await consumer.stop()
+    events = [decode(r.value) for records in batch.values() for r in records]
+    assert [e.data.ref for e in events if isinstance(e, SimActivationRequested)] == [
+        "sheet:1",
+        "sheet:2",
+        "sheet:3",
+    ]

@@ -16,17 +16,13 @@ rolled back, its Kafka offsets uncommitted), a webhook worker dies holding lease
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
-from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from cryptography.fernet import Fernet
 
 from events.topics import SMS_INBOUND
@@ -38,7 +34,8 @@ from infra.settings import Settings, WebhookSettings
 from infra.webhook_signing import SecretBox
 from producers.reseller_commands import ResellerCommands
 from sandbox.helix_world import make_iccid
-from sandbox.reseller import ReceiverState, create_reseller_receiver
+from sandbox.reseller import create_reseller_receiver
+from tests.support.chaos_world import dead_letters, environment, reseller_fleet, webhook_ids
 from tests.support.eventually import eventually
 from tests.support.processes import SimfleetProcess
 
@@ -51,54 +48,10 @@ PUSHERS = 6
 SIMS = 100
 KILLS_EACH = 4  # at least, per victim
 SECRET = "chaos-gateway-secret-71c"
-INSERT_SIM = "INSERT INTO sims (iccid, status, current_number) VALUES ($1, 'active', $2)"
 
 
 def number(n: int) -> str:
     return f"+1646555{n:04d}"
-
-
-def environment(
-    settings: Settings, database_url: str, sealing_key: str, bridge_port: int
-) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SIMFLEET_ENV": "test",
-        "SIMFLEET_STATE_DIR": str(settings.state_dir),
-        "SIMFLEET_LOG_FORMAT": "json",
-        "SIMFLEET_BRIDGE_PORT": str(bridge_port),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.kafka_bootstrap_servers or "",
-        "DATABASE_URL": database_url,
-        "TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "KAFKA_SESSION_TIMEOUT_MS": "4000",
-        "KAFKA_HEARTBEAT_INTERVAL_MS": "800",
-        "GATEWAY_SECRET": SECRET,
-        "WEBHOOK_SEALING_KEY": sealing_key,
-        "WEBHOOK_ALLOW_PRIVATE": "true",
-        "WEBHOOK_ALLOW_HTTP": "true",
-        # a dead worker's leased deliveries are taken over within seconds, not the default 20 s
-        "WEBHOOK_LEASE_MARGIN_S": "3",
-        "WEBHOOK_SWEEP_INTERVAL_S": "1",
-    }
-
-
-async def fleet(
-    pool: asyncpg.Pool, commands: ResellerCommands, receiver: ReceiverState, url: str
-) -> None:
-    """Reseller ``chaos`` with one endpoint (the receiver) and SIMS numbered SIMs assigned."""
-    await commands.create_reseller("chaos", "Chaos", "test")
-    await eventually(lambda: pool.fetchval("SELECT 1 FROM resellers WHERE id = 'chaos'"), within=60)
-    issued = await commands.add_endpoint("chaos", f"{url}/hooks/ep1", "test", endpoint_id="ep1")
-    receiver.register("ep1", issued.secret)
-    await pool.executemany(INSERT_SIM, [(make_iccid(n), number(n)) for n in range(SIMS)])
-    await commands.assign_sims("chaos", [make_iccid(n) for n in range(SIMS)], "test")
-    await eventually(
-        lambda: pool.fetchval(
-            "SELECT count(*) FROM reseller_sims r JOIN reseller_webhooks w USING (reseller_id)"
-        ),
-        until=lambda n: n == SIMS,
-        within=60,
-    )
 
 
 async def push_all(bridge_url: str) -> set[str]:
@@ -148,23 +101,21 @@ async def keep_killing(victims: list[SimfleetProcess], pushed: asyncio.Event) ->
             await victim.start()
 
 
-async def dead_letters(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=3000)
-        return sum(len(records) for records in batch.values())
-    finally:
-        await consumer.stop()
-
-
 @pytest.mark.timeout(1800)
 async def test_sigkilled_consumers_lose_nothing_and_deliver_every_webhook(
     settings: Settings, kafka_bootstrap: str, database_url: str, topics: list[str], tmp_path: Path
 ) -> None:
     sealing_key = Fernet.generate_key().decode()
     bridge_port = free_port()
-    env = environment(settings, database_url, sealing_key, bridge_port)
+    env = environment(
+        state_dir=settings.state_dir,
+        bootstrap=kafka_bootstrap,
+        database_url=database_url,
+        topic_prefix=settings.kafka.topic_prefix,
+        gateway_secret=SECRET,
+        sealing_key=sealing_key,
+        bridge_port=bridge_port,
+    )
     projector = SimfleetProcess(["projector"], env, tmp_path / "projector.log")
     webhooks = SimfleetProcess(["workers", "webhooks"], env, tmp_path / "webhooks.log")
     others = SimfleetProcess(
@@ -185,7 +136,8 @@ async def test_sigkilled_consumers_lose_nothing_and_deliver_every_webhook(
     try:
         async with serve_http(receiver_app) as receiver_url:
             await projector.start()
-            await fleet(pool, commands, receiver, receiver_url)
+            numbers = {make_iccid(n): number(n) for n in range(SIMS)}
+            await reseller_fleet(pool, commands, receiver, receiver_url, numbers)
             await webhooks.start()
             await others.start()
             await bridge.start()
@@ -229,9 +181,7 @@ async def test_sigkilled_consumers_lose_nothing_and_deliver_every_webhook(
     # webhooks: each message at least once; a repeat only under the same webhook-id
     got = [d for d in receiver.received("ep1") if d.accepted]
     assert all(d.signature_valid for d in got)
-    ids_of: dict[str, set[str | None]] = defaultdict(set)
-    for d in got:
-        ids_of[d.payload["message_id"]].add(d.webhook_id)
+    ids_of = webhook_ids(receiver, "ep1")
     assert set(ids_of) == acknowledged
     assert all(ids == {message_id} for message_id, ids in ids_of.items()), (
         "a message went out under another webhook-id"

@@ -10,13 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import shutil
-import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -26,16 +22,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
 from infra.dead_letters import DeadLetters
-from infra.embedded import RunningService
-from infra.embedded_postgresql import start_postgres
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool, migrate
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
 from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
-from tests.conftest import STATE_DIR
 from tests.support.eventually import eventually
+from tests.support.restartable_postgres import RestartablePostgres, restartable_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -58,44 +52,10 @@ def sms(i: int) -> SmsReceived:
     )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RestartablePostgres:
-    """A private embedded server whose URL survives stop() and start(): fixed port, same data."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.port = free_port()
-        self._service: RunningService | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._service is not None, "not started"
-        return self._service.url
-
-    def start(self) -> None:
-        self._service = start_postgres(self.state_dir, fast_unsafe=True, port=self.port)
-
-    def stop(self) -> None:
-        if self._service is not None:
-            self._service.stop()
-            self._service = None
-
-
 @pytest.fixture
 def postgres() -> Iterator[RestartablePostgres]:
-    pg = RestartablePostgres(STATE_DIR / f"pg-restart-{uuid.uuid4().hex[:8]}")
-    pg.start()
-    try:
+    with restartable_postgres() as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(pg.state_dir, ignore_errors=True)
 
 
 @pytest.fixture

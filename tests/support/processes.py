@@ -16,8 +16,15 @@ START_TIMEOUT_S = 90.0
 class SimfleetProcess:
     """One ``simfleet <args>`` at a time; its log (stderr) appended to ``log_path``."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        start_timeout_s: float = START_TIMEOUT_S,
+    ) -> None:
         self.args, self.env, self.log_path = args, env, log_path
+        self.start_timeout_s = start_timeout_s
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.kills = 0
@@ -25,6 +32,11 @@ class SimfleetProcess:
     @property
     def name(self) -> str:
         return " ".join(self.args)
+
+    @property
+    def alive(self) -> bool:
+        """Started and not ended (a process the test did not kill must stay up through faults)."""
+        return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
         """Returns once the process announced it is running (consumers started)."""
@@ -34,7 +46,7 @@ class SimfleetProcess:
             )
         self.starts += 1
         assert self.proc.stdout is not None
-        async with asyncio.timeout(START_TIMEOUT_S):
+        async with asyncio.timeout(self.start_timeout_s):
             while True:
                 line = (await self.proc.stdout.readline()).decode()
                 assert line, f"{self.name} ended before it was running (see {self.log_path})"
