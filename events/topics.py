@@ -94,11 +94,23 @@ ALL_TOPICS: tuple[Topic, ...] = (
 )
 
 
-def topic_for_type(event_type: str) -> Topic:
+def _topics_by_type() -> dict[str, Topic]:
+    found: dict[str, Topic] = {}
     for topic in ALL_TOPICS:
-        if event_type in topic.types:
-            return topic
-    raise KeyError(f"no topic carries event type {event_type!r}")
+        for event_type in topic.types:
+            found.setdefault(event_type, topic)  # the first topic to carry it, as listed
+    return found
+
+
+# looked up once per event published: a dict, not a walk over every topic's classes
+_TOPIC_OF_TYPE = _topics_by_type()
+
+
+def topic_for_type(event_type: str) -> Topic:
+    topic = _TOPIC_OF_TYPE.get(event_type)
+    if topic is None:
+        raise KeyError(f"no topic carries event type {event_type!r}")
+    return topic
 
 
 def all_topics_with_dlqs() -> tuple[Topic, ...]:

@@ -211,7 +211,8 @@ class Bus:
         """Returns once the broker acknowledged every event (acks=all); raises BrokerUnavailable."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                pending = [await self._send(event) for event in events]
+                producer = _connected_producer(self._broker)  # once per call, not per event
+                pending = [await self._send(event, producer) for event in events]
                 await asyncio.gather(*(ack for ack in pending if ack is not None))
         except (TimeoutError, OSError, IncorrectState) as err:
             raise BrokerUnavailable(str(err) or type(err).__name__) from err
@@ -228,12 +229,14 @@ class Bus:
         if producer := _connected_producer(self._broker):
             restart_sequence(producer, type(err).__name__)
 
-    async def _send(self, event: Event) -> asyncio.Future[Any] | None:
+    async def _send(
+        self, event: Event, producer: AIOKafkaProducer | None
+    ) -> asyncio.Future[Any] | None:
         """Hands the event to the producer; the future resolves when the broker acknowledged
         (None from the in-memory test broker, which delivers at once)."""
         topic, value, key = self.topic_name(event), codec.encode(event), event.subject.encode()
         headers = codec.headers_for(event)
-        if producer := _connected_producer(self._broker):
+        if producer is not None:
             encoded = [(name, text.encode()) for name, text in headers.items()]
             future: asyncio.Future[Any] = await producer.send(
                 topic, value, key=key, headers=encoded

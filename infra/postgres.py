@@ -63,12 +63,29 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection released without asyncpg's reset query (advisory unlock, CLOSE ALL,
+    UNLISTEN, RESET ALL): a round trip to Postgres on every release, the busiest consumers'
+    most frequent one. Nothing here keeps session state past a release — advisory locks are
+    transaction-scoped (``pg_advisory_xact_lock``), nobody LISTENs, SETs or opens cursors
+    outside a transaction; the one session lock (migrations) is on a connection of its own.
+    asyncpg still rolls back a transaction left open on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, search_path: str | None = None
 ) -> asyncpg.Pool:
     settings = {"search_path": search_path} if search_path else None
     return await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, server_settings=settings
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings=settings,
+        connection_class=PooledConnection,
     )
 
 

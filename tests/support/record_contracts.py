@@ -91,10 +91,10 @@ def note(topic: str, key: bytes, headers: dict[str, str], value: bytes) -> None:
 def _records_held_to_contracts() -> Iterator[None]:
     send = Bus._send
 
-    async def checked_send(self: Bus, event: Event) -> Any:
+    async def checked_send(self: Bus, event: Event, producer: Any) -> Any:
         topic, value = self.topic_name(event), codec.encode(event)
         note(topic, event.subject.encode(), codec.headers_for(event), value)
-        return await send(self, event)
+        return await send(self, event, producer)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Bus, "_send", checked_send)
