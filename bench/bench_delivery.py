@@ -41,18 +41,22 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from bench.bench_bridge import CONCURRENCY, measure
-from bench.bench_webhooks import _stats, receiver_process
+from bench.bench_webhooks import (
+    _stats,
+    delivered_count,
+    receiver_process,
+    seed_resellers,
+    sms_for,
+    webhook_consumer,
+)
 from bench.processes import (
     GATEWAY_SECRET,
     RESELLERS,
-    seed_resellers,
     simfleet_env,
     simfleet_processes,
     skyline_push,
 )
 from bench.support import STATE_DIR, bench_settings, cpu_s, dsn_of
-from consumers.webhooks import build_router, webhook_runtime
-from events.sms import SmsReceived
 from infra.clock import SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
@@ -88,54 +92,11 @@ LAYOUTS: dict[str, dict[str, list[str]]] = {
 Row = dict[str, object]
 
 
-def _sms(iccids: list[str], n: int, tag: str) -> SmsReceived:
-    now = datetime.now(UTC)
-    return SmsReceived.create(
-        producer="bench",
-        time=now,
-        gateway_id="gw-bench",
-        port=f"{n % 32 + 1}.01",
-        sender="+15551230000",
-        to=f"+1555{n % 10_000_000:07d}",
-        iccid=iccids[n % len(iccids)],
-        body=f"{tag} code {n:06d}",
-        received_at=now,
-    )
-
-
-@contextlib.asynccontextmanager
-async def _consumer(settings: Settings, pool: asyncpg.Pool, box: SecretBox) -> AsyncIterator[None]:
-    bootstrap = settings.kafka.kafka_bootstrap_servers or ""
-    broker = build_broker(settings.kafka, bootstrap)
-    broker.include_router(build_router(settings))
-    failed = asyncio.Event()
-    async with webhook_runtime(
-        settings, bootstrap=bootstrap, pool=pool, clock=SystemClock(), box=box, stop=failed
-    ) as context:
-        for name, value in context.items():
-            broker.context.set_global(name, value)
-        await broker.start()
-        try:
-            yield
-        finally:
-            await broker.stop()
-    if failed.is_set():
-        raise RuntimeError("a webhook dispatcher loop failed; see the log")
-
-
-async def _delivered(pool: asyncpg.Pool, tag: str) -> int:
-    count: int = await pool.fetchval(
-        "SELECT count(*) FROM webhook_claims WHERE reseller_id LIKE $1 AND state = 'delivered'",
-        f"{tag}-%",
-    )
-    return count
-
-
 async def _until_delivered(pool: asyncpg.Pool, tag: str, n: int, limit_s: float) -> None:
     deadline = time.monotonic() + limit_s
-    while await _delivered(pool, tag) < n:
+    while await delivered_count(pool, tag) < n:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {await _delivered(pool, tag)} of {n} delivered")
+            raise RuntimeError(f"only {await delivered_count(pool, tag)} of {n} delivered")
         await asyncio.sleep(0.2)
 
 
@@ -165,9 +126,11 @@ async def in_process_rows() -> list[Row]:
                 iccids = await seed_resellers(pool, receiver, box, tag)
                 bus = Bus(publisher, settings.kafka.topic_prefix)
                 for start in range(0, BACKLOG, 1000):
-                    await bus.emit_many([_sms(iccids, n, tag) for n in range(start, start + 1000)])
+                    await bus.emit_many(
+                        [sms_for(iccids, n, tag) for n in range(start, start + 1000)]
+                    )
                 cpu_before = time.process_time()
-                async with _consumer(settings, pool, box):
+                async with webhook_consumer(settings, pool, box):
                     await _until_delivered(pool, tag, BACKLOG, 120)
                     cpu_s = time.process_time() - cpu_before
                     span = await pool.fetchrow(

@@ -18,10 +18,9 @@ import asyncpg
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from bench.bench_webhooks import receiver_process
+from bench.bench_webhooks import receiver_process, seed_resellers
 from bench.processes import (
     GATEWAY_SECRET,
-    seed_resellers,
     simfleet_env,
     simfleet_processes,
     skyline_push,

@@ -233,7 +233,7 @@ def consumer_in_flight(settings: WebhookSettings) -> int:
     return min(settings.concurrency, ENDPOINTS * settings.per_endpoint_concurrency)
 
 
-async def _seed(pool: asyncpg.Pool, base: str, box: SecretBox, tag: str) -> list[str]:
+async def seed_resellers(pool: asyncpg.Pool, base: str, box: SecretBox, tag: str) -> list[str]:
     """Resellers with one endpoint and one SIM each, written as the projections would."""
     iccids = [f"89{uuid.uuid4().int % 10**17:017d}" for _ in range(ENDPOINTS)]
     now = datetime.now(UTC)
@@ -253,7 +253,7 @@ async def _seed(pool: asyncpg.Pool, base: str, box: SecretBox, tag: str) -> list
     return iccids
 
 
-def _sms(iccids: list[str], n: int, tag: str) -> SmsReceived:
+def sms_for(iccids: list[str], n: int, tag: str) -> SmsReceived:
     now = datetime.now(UTC)
     return SmsReceived.create(
         producer="bench",
@@ -269,7 +269,7 @@ def _sms(iccids: list[str], n: int, tag: str) -> SmsReceived:
 
 
 @contextlib.asynccontextmanager
-async def _webhook_consumer(
+async def webhook_consumer(
     settings: Settings, pool: asyncpg.Pool, box: SecretBox
 ) -> AsyncIterator[None]:
     """The webhook consumer as ``simfleet run`` wires it, in this process."""
@@ -291,7 +291,7 @@ async def _webhook_consumer(
         raise RuntimeError("a webhook dispatcher loop failed; see the log")
 
 
-async def _delivered(pool: asyncpg.Pool, tag: str) -> int:
+async def delivered_count(pool: asyncpg.Pool, tag: str) -> int:
     count: int = await pool.fetchval(
         "SELECT count(*) FROM webhook_claims WHERE reseller_id LIKE $1 AND state = 'delivered'",
         f"{tag}-%",
@@ -304,7 +304,7 @@ async def _until_delivered(pool: asyncpg.Pool, tag: str, n: int) -> tuple[float,
     counted at the first look past a tenth of them (where start-up is over)."""
     deadline = time.monotonic() + 300
     running: tuple[float, int] | None = None
-    while (done := await _delivered(pool, tag)) < n:
+    while (done := await delivered_count(pool, tag)) < n:
         if running is None and done >= n // 10:
             running = (time.process_time(), done)
         if time.monotonic() > deadline:
@@ -321,17 +321,17 @@ async def _catch_up(settings: Settings, base: str) -> CatchUp:
     box = SecretBox([Fernet.generate_key()])
     pool = await create_pool(dsn_of(settings), min_size=4, max_size=16)
     try:
-        iccids = await _seed(pool, base, box, tag)
+        iccids = await seed_resellers(pool, base, box, tag)
         publisher = build_broker(settings.kafka, settings.kafka.kafka_bootstrap_servers or "")
         await publisher.start()
         try:
             bus = Bus(publisher, settings.kafka.topic_prefix)
             for start in range(0, BACKLOG, 1000):
-                await bus.emit_many([_sms(iccids, n, tag) for n in range(start, start + 1000)])
+                await bus.emit_many([sms_for(iccids, n, tag) for n in range(start, start + 1000)])
         finally:
             await publisher.stop()
         cpu_before = time.process_time()
-        async with _webhook_consumer(settings, pool, box):
+        async with webhook_consumer(settings, pool, box):
             with _profiled("webhook-consumer"):
                 cpu_running, done_running = await _until_delivered(pool, tag, BACKLOG)
             cpu_end = time.process_time()
@@ -408,7 +408,7 @@ async def _consumer_against_bare(settings: Settings, base: str) -> list[Row]:
 async def _consumer_against_bare_tuned(settings: Settings, base: str) -> list[Row]:
     in_flight = consumer_in_flight(settings.webhooks)
     # the very body the consumer makes of such an SMS (no `sims` row: sim_id null)
-    sample = _sms([f"89{0:017d}"], 0, f"bench{0:08x}")
+    sample = sms_for([f"89{0:017d}"], 0, f"bench{0:08x}")
     body = webhook_body(sample, SimFacts()).encode()
 
     async def bare_run() -> float:

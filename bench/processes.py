@@ -15,22 +15,18 @@ import secrets
 import socket
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from cryptography.fernet import Fernet
 
-from bench.bench_webhooks import SECRET
+from bench.bench_webhooks import ENDPOINTS
 from bench.support import STATE_DIR, dsn_of, idempotence
 from infra.settings import Settings
-from infra.webhook_signing import SecretBox
 from sandbox.helix_world import HelixWorld
 
 GATEWAY_SECRET = "bench-gateway-secret"  # noqa: S105 (a bench's own throwaway)
-RESELLERS = 8
+RESELLERS = ENDPOINTS
 START_S = 120  # every process running within this
 SIMFLEET = str(Path(sys.executable).parent / "simfleet")
 
@@ -111,26 +107,6 @@ async def simfleet_processes(
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-
-
-async def seed_resellers(pool: asyncpg.Pool, base: str, box: SecretBox, tag: str) -> list[str]:
-    """Resellers with one endpoint and one SIM each, written as the projections would."""
-    iccids = [f"89{uuid.uuid4().int % 10**17:017d}" for _ in range(RESELLERS)]
-    now = datetime.now(UTC)
-    for i, iccid in enumerate(iccids):
-        reseller, endpoint = f"{tag}-r{i}", f"{tag}-ep{i}"
-        await pool.execute("INSERT INTO resellers VALUES ($1, $1, $2)", reseller, now)
-        await pool.execute(
-            "INSERT INTO reseller_webhooks (endpoint_id, reseller_id, url, sealed_secret, "
-            "created_at) VALUES ($1, $2, $3, $4, $5)",
-            endpoint,
-            reseller,
-            f"{base}/hooks/{endpoint}",
-            box.seal(SECRET),
-            now,
-        )
-        await pool.execute("INSERT INTO reseller_sims VALUES ($1, $2, $3)", iccid, reseller, now)
-    return iccids
 
 
 def skyline_push(n: int, tag: str, iccid: str) -> dict[str, object]:
