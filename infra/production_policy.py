@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from infra.settings import Settings
+from collections.abc import Mapping
 
 MIN_SECRET_CHARS = 16
 MIN_PASSWORD_CHARS = 12
@@ -43,9 +40,11 @@ def _is_fernet_key(key: str) -> bool:
         return False
 
 
-def production_problems(settings: Settings) -> list[str]:
-    """Every rule a production configuration breaks, by variable; empty when it may start."""
-    values = settings.secret_values()
+def production_problems(
+    values: Mapping[str, str], *, allow_private: bool, allow_http: bool
+) -> list[str]:
+    """Every rule a production configuration breaks, by variable; empty when it may start.
+    ``values``: every secret by variable name (``Settings.secret_values``)."""
     problems = [
         f"{name}: empty or a placeholder"
         for name in REQUIRED
@@ -72,8 +71,8 @@ def production_problems(settings: Settings) -> list[str]:
     if not keys or not all(_is_fernet_key(k) for k in keys):
         problems.append("WEBHOOK_SEALING_KEY: Fernet keys (32 bytes, url-safe base64), required")
     for name, value in (
-        ("WEBHOOK_ALLOW_PRIVATE", settings.webhooks.allow_private),
-        ("WEBHOOK_ALLOW_HTTP", settings.webhooks.allow_http),
+        ("WEBHOOK_ALLOW_PRIVATE", allow_private),
+        ("WEBHOOK_ALLOW_HTTP", allow_http),
     ):
         if value:
             problems.append(f"{name}: for development and tests only")

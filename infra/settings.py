@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.production_policy import production_problems
+
 
 def _config(prefix: str = "") -> SettingsConfigDict:
     return SettingsConfigDict(
@@ -416,9 +418,12 @@ class Settings(BaseSettings):
     def _refuse_weak_production(self) -> Settings:
         if self.env != "production":
             return self
-        from infra.production_policy import production_problems
-
-        if problems := production_problems(self):
+        problems = production_problems(
+            self.secret_values(),
+            allow_private=self.webhooks.allow_private,
+            allow_http=self.webhooks.allow_http,
+        )
+        if problems:
             raise ValueError("not allowed in production: " + "; ".join(problems))
         return self
 
