@@ -163,8 +163,13 @@ def _die_with_parent() -> None:
 
 
 def _cluster_id() -> str:
-    # Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding; like Kafka's
+    own ``Uuid.randomUuid`` never starting with ``-``, which a command line reads as an option
+    (one id in 64 did: ``kafka-storage format`` then failed with "expected one argument")."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 @dataclass(frozen=True)
@@ -342,7 +347,8 @@ class KafkaCluster:
             if (node.directory / "data" / "meta.properties").exists():
                 continue
             cmd = [java, *JVM_OPTIONS, "-cp", f"{jars_dir()}/*", "kafka.tools.StorageTool"]
-            cmd += ["format", "-t", cluster_id, "-c", str(node.properties), "--ignore-formatted"]
+            cmd += ["format", f"--cluster-id={cluster_id}", "-c", str(node.properties)]
+            cmd += ["--ignore-formatted"]
             if self.extra_listener is not None:
                 cmd += self.extra_listener.format_args
             pending.append(
