@@ -28,10 +28,11 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -199,6 +200,27 @@ class Pushed:
 
 
 Pusher = Callable[[int, int, int], Awaitable[Pushed]]
+PushOne = Callable[[int, dict[str, datetime]], Coroutine[Any, Any, bool]]
+
+
+def paced(push_one: PushOne) -> Pusher:
+    """``count`` pushes from number ``first`` at ``rate`` per second, each started on its
+    schedule whether or not earlier ones were answered; ``push_one`` records what it stored."""
+
+    async def push(rate: int, count: int, first: int) -> Pushed:
+        pushed: dict[str, datetime] = {}
+        tasks: list[asyncio.Task[bool]] = []
+        began = time.perf_counter()
+        for i in range(count):
+            delay = began + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(push_one(first + i, pushed)))
+        achieved = count / (time.perf_counter() - began) if count > 1 else float(rate)
+        answered = await asyncio.gather(*tasks, return_exceptions=True)
+        return Pushed(achieved, pushed, sum(a is not True for a in answered))
+
+    return push
 
 
 @contextlib.asynccontextmanager
@@ -226,20 +248,7 @@ async def _bridge(
             pushed[answer.json()["ids"][0]] = started
             return True
 
-        async def push(rate: int, count: int, first: int) -> Pushed:
-            pushed: dict[str, datetime] = {}
-            tasks = []
-            began = time.perf_counter()
-            for i in range(count):
-                delay = began + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(push_one(first + i, pushed)))
-            achieved = count / (time.perf_counter() - began) if count > 1 else float(rate)
-            answered = await asyncio.gather(*tasks, return_exceptions=True)
-            return Pushed(achieved, pushed, sum(a is not True for a in answered))
-
-        yield push
+        yield paced(push_one)
 
 
 async def sustained_rows() -> list[Row]:
@@ -367,20 +376,7 @@ async def _pusher(bridge: str, iccids: list[str], tag: str) -> AsyncIterator[Pus
                 pushed[(await answer.json())["ids"][0]] = started
                 return True
 
-        async def push(rate: int, count: int, first: int) -> Pushed:
-            pushed: dict[str, datetime] = {}
-            tasks = []
-            began = time.perf_counter()
-            for i in range(count):
-                delay = began + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(push_one(first + i, pushed)))
-            achieved = count / (time.perf_counter() - began) if count > 1 else float(rate)
-            answered = await asyncio.gather(*tasks, return_exceptions=True)
-            return Pushed(achieved, pushed, sum(a is not True for a in answered))
-
-        yield push
+        yield paced(push_one)
 
 
 @dataclass(frozen=True)
