@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from events.topics import RESELLER_REGISTRY
 from infra.settings import ResellerApiSettings, Settings
@@ -42,20 +41,6 @@ async def numbered_sim(world: World, iccid: str, number: str, reseller_id: str) 
         "verification_status, verified_at) VALUES ($1, $2, $3, 'activation', $4, 'verified', $4)",
         f"a-{iccid}", iccid, number, since,
     )  # fmt: skip
-
-
-async def registry_values(world: World) -> bytes:
-    consumer = AIOKafkaConsumer(
-        RESELLER_REGISTRY.full_name(world.settings.kafka.topic_prefix),
-        bootstrap_servers=world.kafka_bootstrap,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=3000)
-    finally:
-        await consumer.stop()
-    return b" ".join(r.value for records in batch.values() for r in records)
 
 
 async def test_tokens_are_shown_once_kept_hashed_scoped_revocable_and_audited(
@@ -100,7 +85,7 @@ async def test_tokens_are_shown_once_kept_hashed_scoped_revocable_and_audited(
         unused.token_id
     ] is None
     stored = await world.pool.fetchval("SELECT string_agg(t::text, ' ') FROM reseller_tokens t")
-    published = (await registry_values(world)).decode()
+    published = b" ".join(await world.published(RESELLER_REGISTRY)).decode()
     assert "reseller.token_issued" in published
     for token in (reader.token, writer.token, short.token):
         assert token not in stored

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from dashboard.api_resellers import resellers_api
@@ -28,20 +27,6 @@ async def world(
 ) -> AsyncIterator[World]:
     async with webhook_world(settings, kafka_bootstrap) as world:
         yield world
-
-
-async def registry_values(world: World) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        RESELLER_REGISTRY.full_name(world.settings.kafka.topic_prefix),
-        bootstrap_servers=world.kafka_bootstrap,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=3000)
-    finally:
-        await consumer.stop()
-    return [r.value for records in batch.values() for r in records]
 
 
 async def test_commands_build_the_tables_and_secrets_stay_sealed(world: World) -> None:
@@ -69,7 +54,7 @@ async def test_commands_build_the_tables_and_secrets_stay_sealed(world: World) -
     clear = [rotated.secret, *(i.secret for i in issued.values())]
     assert all(s.startswith("whsec_") for s in clear)
     stored = await world.pool.fetchval("SELECT string_agg(w::text, ' ') FROM reseller_webhooks w")
-    published = b" ".join(await registry_values(world)).decode()
+    published = b" ".join(await world.published(RESELLER_REGISTRY)).decode()
     assert "webhook.secret_rotated" in published
     for secret in clear:
         for where in (stored, published, repr(rotated), repr(issued)):

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from dashboard.app import create_dashboard_app
@@ -70,21 +69,6 @@ async def uses(pool: asyncpg.Pool, count: int) -> list[tuple[str, str, str, int,
 async def sign_in(browser: httpx.AsyncClient, token: str) -> None:
     answer = await browser.post("/portal/login", data={"token": token})
     assert answer.status_code == 303, answer.text
-
-
-async def usage_values(portal: PortalWorld) -> bytes:
-    world = portal.world
-    consumer = AIOKafkaConsumer(
-        RESELLER_USAGE.full_name(world.settings.kafka.topic_prefix),
-        bootstrap_servers=world.kafka_bootstrap,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=3000)
-    finally:
-        await consumer.stop()
-    return b" ".join(r.value for records in batch.values() for r in records)
 
 
 async def test_a_read_is_audited_as_its_token_survives_a_replay_and_shows_only_to_its_reseller(
@@ -161,7 +145,7 @@ async def test_a_read_is_audited_as_its_token_survives_a_replay_and_shows_only_t
     assert "/reseller/v1/sms" not in filtered  # naming B's token from A's session finds nothing
 
     # the token's name, never the token, in the events and the pages
-    published = await usage_values(portal)
+    published = b" ".join(await portal.world.published(RESELLER_USAGE))
     assert b"reseller:acme/ops" in published
     for token in (a.token, b.token):
         for shown in (published.decode(), seen_by_a, seen_by_b, page.text):

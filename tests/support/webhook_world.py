@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
@@ -21,6 +22,7 @@ from consumers.webhook_dispatch import Dispatcher
 from consumers.webhooks import build_router
 from events.envelope import Event
 from events.sms import SmsReceived
+from events.topics import Topic
 from infra.clock import Clock, SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
@@ -69,6 +71,20 @@ class World:
 
     def url(self, endpoint_id: str) -> str:
         return f"{self.receiver_base}/hooks/{endpoint_id}"
+
+    async def published(self, topic: Topic) -> list[bytes]:
+        """Every value on ``topic`` so far (what a subscriber would read, secrets included)."""
+        consumer = AIOKafkaConsumer(
+            topic.full_name(self.settings.kafka.topic_prefix),
+            bootstrap_servers=self.kafka_bootstrap,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            batch = await consumer.getmany(timeout_ms=3000)
+        finally:
+            await consumer.stop()
+        return [r.value for records in batch.values() for r in records]
 
     @contextlib.asynccontextmanager
     async def consumer(
