@@ -36,3 +36,18 @@ def tuned_for_service() -> Iterator[None]:
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No cycle collection for a block that makes tens of thousands of objects which all
+    outlive it (a projection batch being decoded): the collector, run every few hundred
+    allocations meanwhile, would walk them over and over and cost as much as the work itself.
+    Nothing is lost: reference counting still frees what is dropped, and no cycle is made."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +31,7 @@ from events import EventDecodeError
 from events.codec import Decoder, decoder_for
 from events.envelope import Event
 from events.topics import Topic
+from infra import gc_tuning
 from infra.dead_letters import DeadLetters, headers_of
 from infra.kafka_address import servers
 from infra.kafka_security import client_options
@@ -88,7 +88,8 @@ class Fetched:
         """Each record read by its topic's own decoder: a type that does not belong on the
         topic is refused like a broken value (parked), so a projection sees only its union."""
         records, undecodable = [], []
-        with _cycle_collection_paused():
+        # a batch's objects all outlive it: the collector would walk them again and again
+        with gc_tuning.collection_paused():
             for batch in raw.values():
                 for r in batch:
                     headers = headers_of(r)
@@ -101,20 +102,6 @@ class Fetched:
                         Record(event, r.topic, r.partition, r.offset, r.key, r.value, headers)
                     )
         return Fetched(raw, records, undecodable)
-
-
-@contextlib.contextmanager
-def _cycle_collection_paused() -> Iterator[None]:
-    """A batch makes tens of thousands of objects that all outlive it; the cycle collector,
-    run every few hundred allocations meanwhile, walked them over and over and cost as much as
-    decoding (no cycle is made here: reference counting frees everything that is dropped)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class Projection(Protocol):
