@@ -1,7 +1,7 @@
 """Many concurrent callers' small statements sent as one (group commit).
 
 On a busy machine a Postgres round trip costs far more than the statement: the client waits for
-the server's process to be scheduled, and each pool checkout adds a reset round trip. Where many
+the server's process to be scheduled. Where many
 handlers run at once and each would send the same small statement (the effects ledger, a
 lookup), ``Coalesced`` hands them all to one ``run_many`` call: whatever arrives while a call is
 in flight goes into the next one, so an idle system waits for nothing and a busy one sends one
