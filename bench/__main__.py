@@ -107,6 +107,13 @@ def merged(previous: list[Row], rows: list[Row]) -> list[Row]:
     return kept + [r for r in rows if (r["benchmark"], r.get("broker")) in fresh]
 
 
+def namesakes(rows: list[Row], fresh: list[Row]) -> list[str]:
+    """The names of ``fresh`` rows already in ``rows`` for the same broker: results are kept per
+    (benchmark, broker), so a second module's row of that name would replace the first's."""
+    seen = {(r["benchmark"], r.get("broker")) for r in rows}
+    return sorted({str(r["benchmark"]) for r in fresh if (r["benchmark"], r.get("broker")) in seen})
+
+
 def _document(rows: list[Row]) -> str:
     return (
         "# Benchmark results\n\nProduced by `make bench` (2 cores shared by the broker, "
@@ -174,7 +181,11 @@ def run_modules(
                 took = time.monotonic() - began
                 sys.stderr.write(f"{name} on {BROKER_LABELS[kind]}: {took:.0f} s\n")
                 # the harness knows the broker: a module's own guess does not override it
-                rows.extend({"processes": 1, **row, "broker": kind} for row in got)
+                labelled = [{"processes": 1, **row, "broker": kind} for row in got]
+                if taken := namesakes(rows, labelled):
+                    failed += 1
+                    sys.stderr.write(f"{name} measured again what another module did: {taken}\n")
+                rows.extend(labelled)
                 save(rows)
     save(rows)  # with the brokers' peak memory
     return rows, failed

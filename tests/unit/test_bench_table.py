@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.__main__ import merged, side_by_side
+from bench.__main__ import merged, namesakes, side_by_side
 
 ROW = {"processes": 1, "unit": "push/s", "target": ">= 60% of bare endpoint"}
 
@@ -35,3 +35,13 @@ def test_each_benchmark_is_one_line_with_a_value_per_broker() -> None:
     assert lines[2] == (
         "| bridge pushes/s | 1 | push/s | >= 60% of bare endpoint | 2,500 (61%) | 2,700 (66%) |"
     )
+
+
+def test_a_row_another_module_already_gave_for_that_broker_is_named() -> None:
+    earlier = [{**ROW, "benchmark": "consumer CPU", "broker": "kafka", "value": 226}]
+    again = [
+        {**ROW, "benchmark": "consumer CPU", "broker": "kafka", "value": 371},
+        {**ROW, "benchmark": "consumer CPU", "broker": "tansu", "value": 389},
+    ]
+    assert namesakes(earlier, again) == ["consumer CPU"]
+    assert namesakes(earlier, again[1:]) == []
