@@ -24,8 +24,8 @@ import structlog
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from consumers.endpoint_health import HealthTracker
-from consumers.webhooks import Webhooks
+from consumers.webhooks.consumer import Webhooks
+from consumers.webhooks.endpoint_health import HealthTracker
 from infra import embedded_broker, embedded_postgresql, gc_tuning, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary

@@ -20,17 +20,17 @@ from httpx_aiohttp import AiohttpTransport
 
 from consumers import (
     carrier_retries,
-    endpoint_health,
     finalizer,
     number_sync,
     provisioning,
     rotation,
     silence,
     verification,
-    webhooks,
 )
 from consumers.reply_backlog import ReplyBacklog
 from consumers.verification_sweeps import VerificationSweeps
+from consumers.webhooks import consumer as webhooks
+from consumers.webhooks import endpoint_health
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.alert_sink import AlertSink, LogSink, SlackSink

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from consumers import endpoint_health
+from consumers.webhooks import endpoint_health
 from events.sim import NumberOnline
 from events.webhook import WebhookDeliveryFailed
 from infra.settings import Settings

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from consumers import endpoint_health
+from consumers.webhooks import endpoint_health
 from infra.alert_sink import SlackSink
 from producers import alert_checks
 from producers.alerts import Alerts

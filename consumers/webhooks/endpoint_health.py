@@ -24,7 +24,7 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
-from consumers.endpoint_health_rules import (
+from consumers.webhooks.endpoint_health_rules import (
     Health,
     HealthPolicy,
     Transition,

@@ -33,10 +33,10 @@ from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
 from consumers.verification_store import verification_sms_ids
-from consumers.webhook_attempts import Attempts
-from consumers.webhook_claims import Claims, NewDelivery
-from consumers.webhook_dispatch import Dispatcher
-from consumers.webhook_rules import (
+from consumers.webhooks.attempts import Attempts
+from consumers.webhooks.claims import Claims, NewDelivery
+from consumers.webhooks.dispatch import Dispatcher
+from consumers.webhooks.rules import (
     NUMBER_OFFLINE,
     OFFLINE_CAUSE_TYPES,
     WEBHOOK_EVENT_TYPES,
@@ -48,7 +48,7 @@ from consumers.webhook_rules import (
     subscribed,
     webhook_body,
 )
-from consumers.webhook_targets import EndpointDirectory, Targets, resolve_left, resolve_targets
+from consumers.webhooks.targets import EndpointDirectory, Targets, resolve_left, resolve_targets
 from events.envelope import Event
 from events.reseller import WebhookEndpointEnabled, WebhookResendRequested
 from events.sms import SmsReceived

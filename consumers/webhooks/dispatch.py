@@ -24,9 +24,9 @@ from datetime import datetime
 
 import structlog
 
-from consumers.webhook_attempts import Attempts
-from consumers.webhook_claims import Claims, Job
-from consumers.webhook_rules import Action
+from consumers.webhooks.attempts import Attempts
+from consumers.webhooks.claims import Claims, Job
+from consumers.webhooks.rules import Action
 from infra.clock import Clock
 from infra.outages import OUTAGE_TYPES
 from infra.settings import WebhookSettings

@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import structlog
 
-from consumers.endpoint_health_rules import ENDPOINT_BLOCKED
-from consumers.webhook_claims import Claims, Job
-from consumers.webhook_rules import Action, Schedule, Step, after_attempt
-from consumers.webhook_targets import EndpointDirectory
+from consumers.webhooks.claims import Claims, Job
+from consumers.webhooks.endpoint_health_rules import ENDPOINT_BLOCKED
+from consumers.webhooks.rules import Action, Schedule, Step, after_attempt
+from consumers.webhooks.targets import EndpointDirectory
 from events.envelope import Event, storable
 from events.reseller import WebhookEndpointDisabled
 from events.webhook import (

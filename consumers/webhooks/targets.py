@@ -16,7 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
-from consumers.webhook_rules import NumberLeft, SimFacts, SourceEvent
+from consumers.webhooks.rules import NumberLeft, SimFacts, SourceEvent
 from events.sms import SmsReceived
 from infra.webhook_sender import EndpointTarget
 from infra.webhook_signing import SecretBox
