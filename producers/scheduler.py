@@ -1,6 +1,6 @@
 """Scheduler: the clock → events. Three loops, each safe to run in several processes at once
 (the composition root adds the flows' own sweeps to the same process, e.g. the verification
-flow's expiry and resumption: ``consumers/verification_sweeps.py``):
+flow's expiry and resumption: ``consumers/verification/sweeps.py``):
 
 - every ``ROTATION_TICK_S`` (60 s): each active SIM whose daily slot has come (05:00 UTC plus
   its spread offset; ``policies/rotation.py``) → mdn.change_requested with ref

@@ -18,17 +18,10 @@ import structlog
 from faststream.kafka import KafkaRouter
 from httpx_aiohttp import AiohttpTransport
 
-from consumers import (
-    carrier_retries,
-    finalizer,
-    number_sync,
-    provisioning,
-    rotation,
-    silence,
-    verification,
-)
-from consumers.reply_backlog import ReplyBacklog
-from consumers.verification_sweeps import VerificationSweeps
+from consumers import carrier_retries, finalizer, number_sync, provisioning, rotation, silence
+from consumers.verification import consumer as verification
+from consumers.verification.reply_backlog import ReplyBacklog
+from consumers.verification.sweeps import VerificationSweeps
 from consumers.webhooks import consumer as webhooks
 from consumers.webhooks import endpoint_health
 from dashboard.app import create_dashboard_app

@@ -32,7 +32,7 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
-from consumers.verification_store import verification_sms_ids
+from consumers.verification.store import verification_sms_ids
 from consumers.webhooks.attempts import Attempts
 from consumers.webhooks.claims import Claims, NewDelivery
 from consumers.webhooks.dispatch import Dispatcher

@@ -20,8 +20,9 @@ import asyncpg
 import httpx
 from pydantic import SecretStr
 
-from consumers import rotation, verification
-from consumers.verification_sweeps import VerificationSweeps
+from consumers import rotation
+from consumers.verification import consumer as verification
+from consumers.verification.sweeps import VerificationSweeps
 from events import decode
 from events.envelope import Event
 from events.sim import NumberAssigned

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.verification_rules import code_in, might_be_reply
+from consumers.verification.rules import code_in, might_be_reply
 from producers.push_fields import (
     MAX_PUSH_ITEMS,
     MAX_SMS_BODY_CHARS,

@@ -6,7 +6,7 @@ Reads ``sim.lifecycle`` (group ``verification``; partitions concurrently, each i
 fleet and a per-message subscriber costs ~330 µs of FastStream each, too much at 2,000/s;
 records that do not say "verify" are skipped undecoded). Picks senders from ``sims``,
 ``sim_numbers`` and ``gateway_ports``; keeps its state in ``verifications`` and
-``verification_replies`` (``consumers/verification_store.py``). Timeouts: ``producers/scheduler``.
+``verification_replies`` (``consumers/verification/store.py``). Timeouts: ``producers/scheduler``.
 
 Sending: a 6-character code, kept per request so a retried send repeats it; a sender that is
 not the target, active in a known, registered gateway port — SIMs whose number is verified (or
@@ -39,8 +39,8 @@ from faststream import Depends
 from faststream.kafka import KafkaRouter
 
 from consumers.effects import once
-from consumers.verification_guards import Refused, mark_deferred, release_slot, take_slot
-from consumers.verification_rules import (
+from consumers.verification.guards import Refused, mark_deferred, release_slot, take_slot
+from consumers.verification.rules import (
     Sender,
     code_in,
     expiry,
@@ -51,7 +51,7 @@ from consumers.verification_rules import (
     task_id,
     verification_text,
 )
-from consumers.verification_store import (
+from consumers.verification.store import (
     Pending,
     Target,
     mark_skipped,
@@ -59,7 +59,7 @@ from consumers.verification_store import (
     record_sent,
     reserve_code,
 )
-from consumers.verification_waiting import CAN_SEND, LOCATED_SIMS, resume_awaiting_sender
+from consumers.verification.waiting import CAN_SEND, LOCATED_SIMS, resume_awaiting_sender
 from events.envelope import Event
 from events.sim import (
     NumberAssigned,

@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from consumers.reply_backlog import ReplyBacklog
-from consumers.verification_guards import resume_deferred
-from consumers.verification_rules import after_timeout, avoiding
-from consumers.verification_store import Pending, expire_due
-from consumers.verification_waiting import resume_awaiting_sender
+from consumers.verification.guards import resume_deferred
+from consumers.verification.reply_backlog import ReplyBacklog
+from consumers.verification.rules import after_timeout, avoiding
+from consumers.verification.store import Pending, expire_due
+from consumers.verification.waiting import resume_awaiting_sender
 from events.envelope import Event
 from events.sim import (
     NumberVerificationFailed,

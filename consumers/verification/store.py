@@ -1,6 +1,6 @@
 """The verification flow's state (``verifications``, ``verification_replies``; migration 0040).
 
-Written by ``consumers/verification.py`` (codes, pending verifications, replies, matches) and by
+Written by ``consumers/verification/consumer.py`` (codes, pending verifications, replies, matches) and by
 ``producers/scheduler.py`` (timeouts); read by the webhook flow through ``is_verification_sms``.
 
 A reply and its ``verification.sent`` travel on different topics, so either may be consumed
@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from consumers.verification_guards import answered, count_unanswered
-from consumers.verification_rules import code_in
+from consumers.verification.guards import answered, count_unanswered
+from consumers.verification.rules import code_in
 from events.envelope import Event
 from events.sim import VerificationSent
 from events.sms import SmsReceived
@@ -192,7 +192,7 @@ async def mark_skipped(
     pool: asyncpg.Pool, request_id: str, now: datetime, *, awaiting_sender: bool
 ) -> None:
     """``awaiting_sender``: skipped for want of a sender, asked again once there is one
-    (``consumers/verification_waiting.py``)."""
+    (``consumers/verification/waiting.py``)."""
     await pool.execute(MARK_SKIPPED, request_id, now, awaiting_sender)
 
 

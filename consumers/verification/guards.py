@@ -23,7 +23,7 @@ from typing import Literal
 
 import asyncpg
 
-from consumers.verification_rules import becomes_suspect, next_free_at
+from consumers.verification.rules import becomes_suspect, next_free_at
 from events.envelope import Event
 from events.sim import VerificationRequested, VerificationSenderCleared, VerificationSenderSuspect
 from infra.kafka import Bus

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
-from consumers.verification_guards import ask_again_claimed
+from consumers.verification.guards import ask_again_claimed
 from events.sim import VerificationRequested
 from infra.kafka import Bus
 
