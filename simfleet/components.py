@@ -39,9 +39,9 @@ from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
 from producers import alert_checks, rotation_alerts
 from producers.alerts import Alerts
-from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
-from producers.sms_arrivals import SmsArrivals
+from producers.skyline.arrivals import SmsArrivals
+from producers.skyline.bridge import create_bridge_app
 from producers.token_uses import TokenUses
 from projections import overview_queries
 from projections.registry import all_projections

@@ -41,9 +41,9 @@ from infra.settings import (
     SkylineSettings,
     VerificationSettings,
 )
-from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
-from producers.sms_arrivals import SmsArrivals
+from producers.skyline.arrivals import SmsArrivals
+from producers.skyline.bridge import create_bridge_app
 from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
 from projections.sims import SimsProjection

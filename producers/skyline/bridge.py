@@ -17,7 +17,7 @@ query ``?secret=``; an empty GATEWAY_SECRET refuses every push (401): it must be
 ignored): URLs end up in access logs and proxies.
 
 Before publishing, an SMS without a receiving number gets its SIM's, and one without a time of
-its own gets its first arrival's (``producers.sms_arrivals``: a gateway's retry is the same SMS).
+its own gets its first arrival's (``producers.skyline.arrivals``: a gateway's retry is the same SMS).
 
 Contract: 200 only after Kafka acknowledged every event (acks=all). Broker unreachable → 503 +
 ``Retry-After`` (the gateway retries; ids are deterministic, so a retry is a harmless duplicate).
@@ -49,8 +49,8 @@ from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import PUSHES_REJECTED, SMS_INGESTED, RequestMetrics, bridge_routes_known
 from infra.openapi import Contract, complete
 from infra.settings import Settings
-from producers.push_fields import PushRejected
-from producers.skyline_push import (
+from producers.skyline.arrivals import SmsArrivals
+from producers.skyline.push import (
     PRODUCER,
     ParsedPush,
     gateway_id_from,
@@ -58,14 +58,14 @@ from producers.skyline_push import (
     parse_json_push,
     parse_simple_push,
 )
-from producers.skyline_wire import (
+from producers.skyline.push_fields import PushRejected
+from producers.skyline.wire import (
     WIRE_MODELS,
     DevStatusPush,
     PortStatusPush,
     RecvSmsPush,
     SimpleSms,
 )
-from producers.sms_arrivals import SmsArrivals
 
 SECRET_HEADER = "x-gateway-secret"  # noqa: S105  (a header name, not a secret)
 RETRY_AFTER_S = 5

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from producers.push_fields import MAX_PUSH_ITEMS
+from producers.skyline.push_fields import MAX_PUSH_ITEMS
 
 
 def _leading_int(value: object) -> object:

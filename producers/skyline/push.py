@@ -12,7 +12,7 @@ is accepted or rejected whole; the bridge keeps rejected pushes verbatim on ``ga
 Ids are deterministic (see ``events.sms``), so a push must not depend on the time it arrives when
 it carries its own: the row's unix time, else the ``SCTS`` header line, and only then ``now``.
 SMS dated ``now`` are named in ``ParsedPush.arrival_timed``: the bridge gives a gateway's retry
-of one the time of its first arrival (``producers.sms_arrivals``), so a retry is the same SMS.
+of one the time of its first arrival (``producers.skyline.arrivals``), so a retry is the same SMS.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from pydantic import ValidationError
 from events.envelope import Event
 from events.gateway import GatewayStatusReported, PortStatus
 from events.sms import SmsDeliveryReported, SmsReceived
-from producers.push_fields import (
+from producers.skyline.content import decode_content, scts_time
+from producers.skyline.push_fields import (
     MALFORMED,
     MAX_PUSH_ITEMS,
     PushRejected,
@@ -47,8 +48,7 @@ from producers.push_fields import (
     validated,
     validation_reason,
 )
-from producers.skyline_content import decode_content, scts_time
-from producers.skyline_wire import (
+from producers.skyline.wire import (
     DevStatusPush,
     PortStatusPush,
     PortStatusRow,
