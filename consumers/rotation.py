@@ -35,8 +35,8 @@ from events.types import normalize_e164
 from infra.clock import Clock
 from infra.dead_letters import DeadLetterMiddleware
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
-from infra.helix import HelixClient
-from infra.helix_errors import HelixError
+from infra.helix.client import HelixClient
+from infra.helix.errors import HelixError
 from infra.kafka import consume, is_type
 from infra.settings import Settings
 from policies.rotation import Decision, RotationPolicy, decide, retry_at, rotation_key

@@ -30,7 +30,7 @@ from infra import embedded_broker, embedded_postgresql, gc_tuning, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
 from infra.gateway_clients import GatewayClients
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.kafka_lag import meter_for

@@ -30,7 +30,7 @@ from infra.alert_sink import AlertSink, LogSink, SlackSink
 from infra.api_docs import api_docs_router
 from infra.dead_letters import DeadLetters
 from infra.gateway_clients import GatewayClients
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.kafka_lag import meter_for

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from infra.settings import WebhookSettings
 
-# the error of an attempt not made (endpoint removed or disabled meanwhile); see webhook_attempts
+# the error of an attempt not made (endpoint removed or disabled meanwhile); see webhooks.attempts
 ENDPOINT_BLOCKED = "endpoint removed or disabled"
 
 

@@ -16,7 +16,7 @@ import structlog
 from events.envelope import new_ref
 from events.helix import HelixApiCalled
 from infra.clock import Clock
-from infra.helix_errors import HelixError, error_for, reply_body
+from infra.helix.errors import HelixError, error_for, reply_body
 from infra.metrics import HELIX_CALLS, HELIX_LATENCY
 from infra.redaction import Redactor
 

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from infra.clock import Clock
-from infra.helix_errors import HelixError, HelixUnavailable
+from infra.helix.errors import HelixError, HelixUnavailable
 from infra.redaction import Redactor
 from infra.webhook_signing import SecretBox, SecretUnsealError
 

@@ -1,10 +1,9 @@
 """Helix (HX-AX wholesale API, EXTERNAL_APIS §2): activate, details, MDN change, status, cancel,
 reason codes.
 
-Every operation goes through one HTTP call path: the shared token (``helix_token``), a rate limit
+Every operation goes through one HTTP call path: the shared token (``access_token``), a rate limit
 that protects the account, ``retry()`` for 429/5xx/timeouts, and a redacted ``helix.api_called``
-event per call (``helix_audit``). Errors and answer models live in ``helix_errors`` and
-``helix_models``.
+event per call (``audit``). Errors and answer models live in ``errors`` and ``models``.
 """
 
 from __future__ import annotations
@@ -24,8 +23,9 @@ from pydantic import ValidationError
 
 from events.sim import StatusAction
 from infra.clock import Clock, SystemClock
-from infra.helix_audit import Emit, HelixAudit, HelixCall
-from infra.helix_errors import (
+from infra.helix.access_token import SharedToken, Token, token_from_grant
+from infra.helix.audit import Emit, HelixAudit, HelixCall
+from infra.helix.errors import (
     ALREADY_ACTIVE,
     HelixError,
     HelixOutcomeUnknown,
@@ -35,8 +35,7 @@ from infra.helix_errors import (
     error_for,
     reply_body,
 )
-from infra.helix_models import MdnChangeResult, ReasonCode, StatusChangeResult, SubscriberDetails
-from infra.helix_token import SharedToken, Token, token_from_grant
+from infra.helix.models import MdnChangeResult, ReasonCode, StatusChangeResult, SubscriberDetails
 from infra.redaction import Redactor
 from infra.retry import RateLimiter, RetryPolicy, retry
 from infra.settings import HelixSettings
