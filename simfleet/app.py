@@ -26,9 +26,11 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 
 from consumers.webhooks.consumer import Webhooks
 from consumers.webhooks.endpoint_health import HealthTracker
-from infra import embedded_broker, embedded_postgresql, gc_tuning, supervision
+from infra import gc_tuning, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
+from infra.embedded import broker as embedded_broker
+from infra.embedded import postgresql as embedded_postgresql
 from infra.gateway_clients import GatewayClients
 from infra.helix.client import HelixClient
 from infra.http import serve_http

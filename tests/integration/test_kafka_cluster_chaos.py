@@ -39,7 +39,7 @@ from cryptography.fernet import Fernet
 from events.sim import MdnChangeRequested, SimActivationRequested
 from events.topics import SIM_LIFECYCLE, SMS_INBOUND
 from infra.clock import SystemClock
-from infra.embedded_apache_kafka import KafkaCluster
+from infra.embedded.apache_kafka import KafkaCluster
 from infra.http import free_port, serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool, migrate

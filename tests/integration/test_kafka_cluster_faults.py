@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from events.topics import SMS_INBOUND
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
-from infra.embedded_apache_kafka import KafkaCluster
+from infra.embedded.apache_kafka import KafkaCluster
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.settings import SecretsSettings, Settings

@@ -1,4 +1,4 @@
-"""The embedded Apache Kafka: the pinned broker of ``infra/kafka-broker/pom.xml`` in KRaft mode on
+"""The embedded Apache Kafka: the pinned broker of ``infra/embedded/kafka-broker/pom.xml`` in KRaft mode on
 127.0.0.1 free ports, one node or a cluster of three brokers.
 
 The jars come from Maven Central once (``make kafka-jars``: ``mvn dependency:copy-dependencies``
@@ -39,7 +39,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.embedded import (
+from infra.embedded.service import (
     EmbeddedInfraError,
     RunningService,
     forget_state,
@@ -51,8 +51,8 @@ from infra.embedded import (
     write_state,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-POM = ROOT / "infra" / "kafka-broker" / "pom.xml"
+ROOT = Path(__file__).resolve().parents[2]
+POM = Path(__file__).resolve().parent / "kafka-broker" / "pom.xml"
 LOG_CONFIG = POM.with_name("log4j2.properties")
 READY_TIMEOUT_S = 90.0
 CONTROLLER_ID = 100

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from infra.embedded import (
+from infra.embedded.service import (
     READY_TIMEOUT,
     START_ATTEMPTS,
     EmbeddedInfraError,

