@@ -18,6 +18,9 @@ import structlog
 from faststream.kafka import KafkaRouter
 from httpx_aiohttp import AiohttpTransport
 
+from alerting import checks as alert_checks
+from alerting import rotation_checks as rotation_alerts
+from alerting.incidents import Alerts
 from consumers import carrier_retries, finalizer, number_sync, provisioning, rotation, silence
 from consumers.verification import consumer as verification
 from consumers.verification.reply_backlog import ReplyBacklog
@@ -37,8 +40,6 @@ from infra.kafka_lag import meter_for
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
-from producers import alert_checks, rotation_alerts
-from producers.alerts import Alerts
 from producers.scheduler import Scheduler
 from producers.skyline.arrivals import SmsArrivals
 from producers.skyline.bridge import create_bridge_app

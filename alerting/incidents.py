@@ -1,4 +1,4 @@
-"""Operational alerts: the checks of ``alert_checks`` → incidents in Postgres → the alert sink.
+"""Operational alerts: the checks of ``checks`` (and ``rotation_checks``) → incidents in Postgres → the alert sink.
 
 Every ``ALERT_INTERVAL_S`` (a scheduler loop): each check says what is wrong now; a finding
 with no open incident opens one (the unique index lets one scheduler win), an open incident
@@ -16,9 +16,9 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from alerting.checks import Check, Finding
 from infra.alert_sink import AlertSink, AlertSinkError
 from infra.clock import Clock
-from producers.alert_checks import Check, Finding
 
 OPEN = """
 INSERT INTO alert_incidents (check_name, key, summary, opened_at)

@@ -1,4 +1,4 @@
-"""Alert checks for the daily rotation (``producers.alerts`` runs them with the others):
+"""Alert checks for the daily rotation (``alerting.incidents`` runs them with the others):
 
 - ``rotation_paused``: the carrier breaker is open (``producers/rotation_breaker.py``) — one
   message when rotation pauses, one when it resumes;
@@ -12,8 +12,8 @@ from datetime import datetime
 
 import asyncpg
 
+from alerting.checks import Finding
 from producers import rotation_breaker
-from producers.alert_checks import Finding
 from projections.carrier_queries import RotationDay
 
 LAST_REPORTED = """
