@@ -21,10 +21,8 @@ from httpx_aiohttp import AiohttpTransport
 from alerting import checks as alert_checks
 from alerting import rotation_checks as rotation_alerts
 from alerting.incidents import Alerts
-from consumers import carrier_retries, finalizer, number_sync, provisioning, rotation, silence
+from consumers import provisioning, rotation, silence
 from consumers.verification import consumer as verification
-from consumers.verification.reply_backlog import ReplyBacklog
-from consumers.verification.sweeps import VerificationSweeps
 from consumers.webhooks import consumer as webhooks
 from consumers.webhooks import endpoint_health
 from dashboard.app import create_dashboard_app
@@ -51,7 +49,7 @@ from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import create_reseller_receiver
-from simfleet import demo
+from simfleet import demo, sweeps
 from simfleet.app import Component, Runtime, supervised
 
 log = structlog.get_logger("simfleet")
@@ -265,23 +263,6 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
     if helix is None:
         raise RuntimeError("the scheduler needs the Helix client")
     hx = rt.settings.helix
-
-    async def finalize_sweep() -> int:
-        return await finalizer.sweep_unfinalized(rt.pool, rt.bus, helix, rt.clock)
-
-    async def sync_round() -> int:
-        return await number_sync.request_sync(rt.pool, rt.bus, rt.clock)
-
-    async def resend_carrier_requests() -> int:
-        return await carrier_retries.resend_due(rt.pool, rt.bus, rt.clock.now())
-
-    tracker = health_tracker(rt)
-
-    async def disable_failing_endpoints() -> int:
-        return await endpoint_health.disable_overdue(tracker)
-
-    replies = ReplyBacklog(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
-    verifications = VerificationSweeps(rt.pool, rt.bus, rt.clock, rt.settings, replies=replies)
     scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings)
     every_verification_sweep = rt.settings.rotation.verification_sweep_s
     every_alert_round = rt.settings.alerts.interval_s
@@ -291,17 +272,11 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
             rt.pool, sink, rt.clock, alert_checks_for(rt),
             label=f"simfleet {prefix}" if prefix else "simfleet",
         )  # fmt: skip
-        loops = (
-            scheduler.run(),
-            scheduler.every(every_verification_sweep, verifications.expire_verifications),
-            scheduler.every(every_verification_sweep, verifications.resume_deferred),
-            scheduler.every(every_verification_sweep, verifications.resume_awaiting_sender),
-            scheduler.every(hx.finalize_sweep_s, finalize_sweep),
-            scheduler.every(hx.sync_interval_s, sync_round),
-            scheduler.every(rt.settings.rotation.tick_s, resend_carrier_requests),
-            scheduler.every(every_alert_round, disable_failing_endpoints),
-            scheduler.every(every_alert_round, alerts.evaluate),
+        # every clock-driven round of the scheduler process, with its period: simfleet/sweeps.py
+        every = sweeps.scheduled(
+            rt, scheduler, helix=helix, tracker=health_tracker(rt), alerts=alerts
         )
+        loops = (scheduler.every(sweep.period_s, sweep.round) for sweep in every)
         async with supervised(rt, "scheduler", *loops):
             yield (
                 f"verification sweep every {every_verification_sweep:g}s, "
