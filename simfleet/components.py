@@ -287,27 +287,24 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
 
 
 class RouterModule(Protocol):
-    __name__: str
-
     def build_router(self, settings: Settings) -> KafkaRouter: ...
 
 
-CARRIER_WORKERS: tuple[RouterModule, ...] = (
-    provisioning,
-    verification,
-    rotation,
-)
+# by the name `simfleet workers NAME` takes (a flow's module is not always named after it)
+CARRIER_WORKERS: dict[str, RouterModule] = {
+    "provisioning": provisioning,
+    "verification": verification,
+    "rotation": rotation,
+}
 
 
-def worker(module: RouterModule) -> Component:
+def worker(name: str, module: RouterModule) -> Component:
     """A side-effect consumer that talks to the carrier or the gateways."""
 
     def routers(settings: Settings) -> list[KafkaRouter]:
         return [module.build_router(settings)]
 
-    return Component(
-        module.__name__.rsplit(".", 1)[-1], "workers", routers=routers, providers=(carrier_objects,)
-    )
+    return Component(name, "workers", routers=routers, providers=(carrier_objects,))
 
 
 @contextlib.asynccontextmanager
@@ -344,7 +341,7 @@ def registered_components() -> list[Component]:
     return [
         Component("projector", "projector", services=(projector_service,)),
         Component("bridge", "bridge", services=(bridge_service,)),
-        *(worker(module) for module in CARRIER_WORKERS),
+        *(worker(name, module) for name, module in CARRIER_WORKERS.items()),
         Component(
             "webhooks",
             "workers",
