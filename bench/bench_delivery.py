@@ -64,7 +64,7 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from infra.webhook_signing import SecretBox
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 from sandbox.helix import create_helix_sandbox
 from sandbox.helix_world import HelixWorld
 

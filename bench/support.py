@@ -20,8 +20,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra import embedded_broker, embedded_postgresql
-from infra.embedded import RunningService
+from infra.embedded import broker as embedded_broker
+from infra.embedded import postgresql as embedded_postgresql
+from infra.embedded.service import RunningService
 from infra.kafka import ensure_topics
 from infra.postgres import migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings

@@ -57,7 +57,7 @@ from dashboard.security import (
     security_headers,
 )
 from infra.clock import Clock
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.kafka import BrokerUnavailable, Bus
 from infra.kafka_lag import LagSource
 from infra.settings import Settings

@@ -24,13 +24,15 @@ import structlog
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from consumers.endpoint_health import HealthTracker
-from consumers.webhooks import Webhooks
-from infra import embedded_broker, embedded_postgresql, gc_tuning, supervision
+from consumers.webhooks.consumer import Webhooks
+from consumers.webhooks.endpoint_health import HealthTracker
+from infra import gc_tuning, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
+from infra.embedded import broker as embedded_broker
+from infra.embedded import postgresql as embedded_postgresql
 from infra.gateway_clients import GatewayClients
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.kafka_lag import meter_for

@@ -26,7 +26,7 @@ from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import RETRY_AFTER_S, create_bridge_app
+from producers.skyline.bridge import RETRY_AFTER_S, create_bridge_app
 from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.conftest import isolated_settings

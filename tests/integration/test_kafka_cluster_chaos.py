@@ -39,15 +39,15 @@ from cryptography.fernet import Fernet
 from events.sim import MdnChangeRequested, SimActivationRequested
 from events.topics import SIM_LIFECYCLE, SMS_INBOUND
 from infra.clock import SystemClock
-from infra.embedded_apache_kafka import KafkaCluster
+from infra.embedded.apache_kafka import KafkaCluster
 from infra.http import free_port, serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool, migrate
 from infra.settings import Settings, WebhookSettings
 from infra.webhook_signing import SecretBox
 from policies.rotation import retry_ref
-from producers.gateway_bridge import RETRY_AFTER_S
 from producers.reseller_commands import ResellerCommands
+from producers.skyline.bridge import RETRY_AFTER_S
 from sandbox.helix_world import make_iccid, make_imei
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from tests.conftest import ROOT, STATE_DIR, isolated_settings

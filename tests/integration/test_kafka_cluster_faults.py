@@ -23,11 +23,11 @@ from pydantic import SecretStr
 from events.topics import SMS_INBOUND
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
-from infra.embedded_apache_kafka import KafkaCluster
+from infra.embedded.apache_kafka import KafkaCluster
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import RETRY_AFTER_S, create_bridge_app
+from producers.skyline.bridge import RETRY_AFTER_S, create_bridge_app
 from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.conftest import isolated_settings

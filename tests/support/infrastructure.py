@@ -14,9 +14,9 @@ import os
 import warnings
 from pathlib import Path
 
-from infra.embedded import EmbeddedInfraError
-from infra.embedded_broker import chosen, embedded_broker
-from infra.embedded_postgresql import embedded_postgres
+from infra.embedded.broker import chosen, embedded_broker
+from infra.embedded.postgresql import embedded_postgres
+from infra.embedded.service import EmbeddedInfraError
 
 __all__ = ["database_url", "docker_available", "kafka_bootstrap"]
 

@@ -20,15 +20,16 @@ import asyncpg
 import httpx
 from pydantic import SecretStr
 
-from consumers import rotation, verification
-from consumers.verification_sweeps import VerificationSweeps
+from consumers import rotation
+from consumers.verification import consumer as verification
+from consumers.verification.sweeps import VerificationSweeps
 from events import decode
 from events.envelope import Event
 from events.sim import NumberAssigned
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import Clock, SystemClock
 from infra.gateway_clients import GatewayClients
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
@@ -40,9 +41,9 @@ from infra.settings import (
     SkylineSettings,
     VerificationSettings,
 )
-from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
-from producers.sms_arrivals import SmsArrivals
+from producers.skyline.arrivals import SmsArrivals
+from producers.skyline.bridge import create_bridge_app
 from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
 from projections.sims import SimsProjection
