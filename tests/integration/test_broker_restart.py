@@ -9,7 +9,6 @@ throughout; the bridge and the inbound_sms projection run through it and are nev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.support.durable_broker import DurableBroker, S3Server
 from tests.support.eventually import eventually
 from tests.support.gateway_load import Answer, Gateways, topic_records
 from tests.support.positions import projection_reached
+from tests.support.projecting import running
 
 pytestmark = pytest.mark.integration
 
@@ -78,17 +78,6 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, min_size=1, max_size=4)
     yield pool
     await pool.close()
-
-
-@contextlib.asynccontextmanager
-async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(runner.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def rows(pool: asyncpg.Pool) -> tuple[int, set[str]]:

@@ -8,7 +8,6 @@ port with the same data directory, as an operator restarting the database would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
 from tests.support.positions import projection_reached
+from tests.support.projecting import running
 from tests.support.restartable_postgres import RestartablePostgres, restartable_postgres
 
 pytestmark = pytest.mark.integration
@@ -72,17 +72,6 @@ async def pool(postgres: RestartablePostgres) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(postgres.url, min_size=2, max_size=4)
     yield pool
     await pool.close()
-
-
-@contextlib.asynccontextmanager
-async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(runner.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def count(pool: asyncpg.Pool, sql: str) -> int:
