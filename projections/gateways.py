@@ -9,7 +9,7 @@ older report never overwrites a newer one. A gateway's host is the address it la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar, assert_never, cast
@@ -88,11 +88,10 @@ class Sightings:
                 assert_never(event)
 
 
-def sightings(records: Sequence[Record]) -> Sightings:
-    # the runner decodes each topic with its own decoder: every event is of its union
+def sightings(events: Iterable[GatewayTopicsEvent]) -> Sightings:
     seen = Sightings()
-    for record in records:
-        seen.add(cast(GatewayTopicsEvent, record.event))
+    for event in events:
+        seen.add(event)
     return seen
 
 
@@ -102,7 +101,8 @@ class GatewaysProjection:
     tables: tuple[str, ...] = ("gateways", "gateway_ports")
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        seen = sightings(records)
+        # the runner decodes each topic with its own decoder: every event is of its union
+        seen = sightings(cast(GatewayTopicsEvent, r.event) for r in records)
         gateways, ports = seen.gateways, seen.ports
         if not gateways:
             return

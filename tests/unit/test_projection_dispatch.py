@@ -1,7 +1,7 @@
-"""Every projection reads every type its topics carry (listed by ``events.topics``, never by
-hand) without raising: each dispatches with ``match`` over the topic's union and
-``assert_never``, so a type added to a topic fails the type check until the projection
-handles it, and this test shows what each does with every type that is there now."""
+"""Each projection that tells its topics' types apart reads every type they carry (listed by
+``events.topics``, never by hand) without raising: each dispatches with ``match`` over the
+topics' unions and ``assert_never``, so a type added to a topic fails the type check until the
+projection handles it, and this test shows what each does with every type that is there now."""
 
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ from events.sim import (
     SyncRequested,
     VerificationRequested,
 )
-from events.sms import SmsInboundEvent, SmsReceived
 from events.topics import Topic
 from events.webhook import WebhookDeliveryEvent
-from projections import audit, deliveries, gateways, reseller_tokens, resellers, sims, sms
-from projections.runner import Record
+from projections import audit, deliveries, gateways, reseller_tokens, resellers, sims
 from tests.support.event_examples import example
 
 
@@ -29,10 +27,6 @@ def every_type(*topics: Topic) -> list[Event]:
     events = [example(cls, n) for t in topics for n, cls in enumerate(t.members)]
     assert events, "a projection reads at least one type"
     return events
-
-
-def record(event: Event, topic: Topic) -> Record:
-    return Record(event, topic.name, 0, 0, None, b"", {})
 
 
 def test_sims_has_a_statement_or_a_deliberate_none_for_every_type() -> None:
@@ -50,9 +44,8 @@ def test_sims_has_a_statement_or_a_deliberate_none_for_every_type() -> None:
 
 
 def test_gateways_learns_from_status_reports_and_sms_pushes_only() -> None:
-    topics = gateways.GatewaysProjection.topics
-    records = [record(e, t) for t in topics for e in every_type(t)]
-    seen = gateways.sightings(records)
+    events = every_type(*gateways.GatewaysProjection.topics)
+    seen = gateways.sightings(cast(gateways.GatewayTopicsEvent, e) for e in events)
     # the status report (one port) and the SMS push (its port) name the same placeholder port
     assert set(seen.gateways) == {"x"}
     assert set(seen.ports) == {("x", "x")}
@@ -106,12 +99,6 @@ def test_reseller_tokens_reads_issues_and_revocations() -> None:
         if reseller_tokens.statement(cast(ResellerRegistryEvent, e)) is not None
     }
     assert read == {"reseller.token_issued", "reseller.token_revoked"}
-
-
-def test_inbound_sms_keeps_a_row_per_received_sms_only() -> None:
-    events = every_type(*sms.InboundSmsProjection.topics)
-    rows = {e.type for e in events if sms.row(cast(SmsInboundEvent, e)) is not None}
-    assert rows == {SmsReceived.event_type()}
 
 
 def test_a_token_use_is_audited_once_per_path() -> None:
