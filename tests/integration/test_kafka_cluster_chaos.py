@@ -270,7 +270,9 @@ async def test_the_whole_cluster_stopped_and_started_on_its_data_under_traffic_l
         await gateways.stop()
         retried = await gateways.retry_refused(within=120)
         ids = acknowledged_ids(gateways.answers + retried)
-        rows = await stored(run.pool, ids, within=600)
+        rows = await stored(
+            run.pool, ids, within=600, bootstrap=run.bootstrap, settings=run.settings
+        )
         await webhooks_for(run.receiver, ids, within=600)
         events = await topic_events(cluster.bootstrap, run.settings, ids, within=120)
         dlq = await dead_letters(cluster.bootstrap, run.topic(SMS_INBOUND.dlq.name))
@@ -366,7 +368,9 @@ async def test_three_webhook_workers_killed_and_added_under_load_with_postgres_r
             await gateways.stop()
             retried = await gateways.retry_refused(within=120)
             ids = acknowledged_ids(gateways.answers + retried)
-            rows = await stored(run.pool, ids, within=600)
+            rows = await stored(
+                run.pool, ids, within=600, bootstrap=run.bootstrap, settings=run.settings
+            )
             await webhooks_for(run.receiver, ids, within=600)
             dlq = await dead_letters(up.bootstrap, run.topic(SMS_INBOUND.dlq.name))
             dead = run.dead(victims=members)
