@@ -160,7 +160,7 @@ class ProjectionRunner:
             auto_offset_reset="earliest",
             session_timeout_ms=kafka.kafka_session_timeout_ms,
             heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=kafka.kafka_fetch_wait_ms,
             max_poll_records=max_records,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             **client_options(kafka),
