@@ -51,7 +51,9 @@ def idempotence() -> bool:
 
 def fetch_wait_ms(kind: str | None = None) -> int:
     """``KAFKA_FETCH_WAIT_MS`` for broker ``kind`` (default: the current one), as ``simfleet``
-    sets it for the embedded brokers."""
+    sets it for the embedded brokers; set in the environment, that value (to compare waits)."""
+    if explicit := os.environ.get("KAFKA_FETCH_WAIT_MS"):
+        return int(explicit)
     if (kind or current_broker()) == "tansu":
         return TANSU_FETCH_WAIT_MS
     return int(KafkaSettings.model_fields["kafka_fetch_wait_ms"].default)
