@@ -69,6 +69,13 @@ class KafkaSettings(BaseSettings):
         "with nothing to read; Apache Kafka answers it as soon as a record arrives, Tansu waits "
         "it out (20 there, set with the embedded Tansu)",
     )
+    kafka_projection_gather_ms: int = Field(
+        default=50,
+        ge=0,
+        le=5_000,
+        description="a live projection keeps reading this long after new records arrive and "
+        "writes them in one transaction; 0 = each fetch at once",
+    )
     kafka_linger_ms: int = Field(default=5, ge=0)
     kafka_max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

@@ -145,6 +145,7 @@ class ProjectionRunner:
         self._pool = pool
         self._dead = dead_letters
         self._max_records = max_records
+        self._gather_s = kafka.kafka_projection_gather_ms / 1000 if in_group else 0.0
         self._retry_delay_s = retry_delay_s
         self._on_batch = on_batch
         self._in_group = in_group
@@ -216,7 +217,23 @@ class ProjectionRunner:
         while True:
             batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if batch:
+                await self._gather(batch)
                 await fetched.put(Fetched.decode(batch, self.decoders))
+
+    async def _gather(self, batch: Batch) -> None:
+        """Adds what arrives within ``gather_s`` of the first records: under a steady trickle
+        each batch would otherwise be a few records, and its transaction, checkpoint and Kafka
+        commit cost more than its rows."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._gather_s
+        count = sum(map(len, batch.values()))
+        while count < self._max_records and (left := deadline - loop.time()) > 0:
+            more = await self._consumer.getmany(
+                timeout_ms=max(1, round(left * 1000)), max_records=self._max_records - count
+            )
+            for tp, records in more.items():
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
 
     async def process(self, batch: Fetched) -> None:
         while True:
