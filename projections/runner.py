@@ -232,8 +232,13 @@ class ProjectionRunner:
                 timeout_ms=max(1, round(left * 1000)), max_records=self._max_records - count
             )
             for tp, records in more.items():
-                batch.setdefault(tp, []).extend(records)
-                count += len(records)
+                # a rebalance meanwhile seeks back to the checkpoint: records already held
+                # must not come twice into one batch (the checkpoint filters across batches)
+                held = batch.setdefault(tp, [])
+                after = held[-1].offset if held else -1
+                new = [r for r in records if r.offset > after]
+                held.extend(new)
+                count += len(new)
 
     async def process(self, batch: Fetched) -> None:
         while True:
