@@ -454,8 +454,8 @@ async def _step_search(pool: asyncpg.Pool, push: Pusher, first: int, bare: float
     """Steps the rate up until a step does not keep up; returns every step tried. Upwards only:
     a step after an overloaded one would measure the overload's aftermath."""
     steps: list[Step] = []
-    for share in STEP_SHARES:
-        rate = round(share * bare)
+    fixed = os.environ.get("BENCH_STEP_RATES")
+    for rate in _step_rates(bare, fixed):
         await asyncio.sleep(2)  # each step starts idle
         count = rate * STEP_S
         pushed = await push(rate, count, first)
@@ -466,9 +466,17 @@ async def _step_search(pool: asyncpg.Pool, push: Pusher, first: int, bare: float
         parts = await _parts(pool, pushed)
         steps.append(Step(rate, pushed, delivered, projected, cuts[49], cuts[98], parts))
         sys.stderr.write(f"  {steps[-1].describe()}\n")
-        if not steps[-1].kept_up:
+        if not steps[-1].kept_up and not fixed:
             break
     return steps
+
+
+def _step_rates(bare: float, fixed: str | None) -> list[int]:
+    """The steps' rates: shares of the bare endpoint, or BENCH_STEP_RATES (SMS/s, comma
+    separated; each is run) to compare CPU per SMS at the same rates whatever the load."""
+    if fixed:
+        return [int(rate) for rate in fixed.split(",")]
+    return [round(share * bare) for share in STEP_SHARES]
 
 
 async def _done_within(pool: asyncpg.Pool, ids: list[str], limit_s: float) -> tuple[int, int]:
