@@ -20,6 +20,7 @@ class _Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._answer: asyncio.Future[tuple[int, bytes]] | None = None
         self.lost = False
+        self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -63,6 +64,10 @@ def _content_length(head: bytes) -> int:
     raise ValueError(f"an answer without Content-Length: {head[:200]!r}")
 
 
+# uvicorn closes a connection idle for 5 s; one reused just as it does fails its request
+REUSE_WITHIN_S = 2.0
+
+
 class LeanHttp:
     """POSTs to one server over at most ``limit`` keep-alive connections (opened as needed);
     a request finding none free waits for one."""
@@ -98,13 +103,16 @@ class LeanHttp:
             if connection.lost:
                 self._opened -= 1
             else:
+                connection.idle_since = asyncio.get_running_loop().time()
                 self._idle.put_nowait(connection)
 
     async def _checkout(self) -> _Connection:
+        now = asyncio.get_running_loop().time()
         while not self._idle.empty():
             connection = self._idle.get_nowait()
-            if not connection.lost:
+            if not connection.lost and now - connection.idle_since < REUSE_WITHIN_S:
                 return connection
+            connection.close()
             self._opened -= 1
         if self._opened >= self._limit:
             return await self._idle.get()

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bench import lean_http
 from bench.lean_http import LeanHttp
 from infra.http import serve_http
 
@@ -53,3 +54,16 @@ async def test_a_server_gone_is_an_error() -> None:
     async with LeanHttp(url, {}) as http:
         with pytest.raises(ConnectionRefusedError):
             await asyncio.wait_for(http.post("/sms", b"1"), 10)
+
+
+async def test_a_connection_idle_near_the_servers_keep_alive_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lean_http, "REUSE_WITHIN_S", 0.05)
+    async with serve_http(APP) as url, LeanHttp(url, {"x-token": "t"}, limit=1) as http:
+        await http.post("/sms", b"1")
+        await asyncio.sleep(0.1)
+        status, _ = await http.post("/sms", b"2")
+        assert status == 200
+        assert http.opened == 1
+        assert len(http._all) == 2
