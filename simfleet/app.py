@@ -38,7 +38,7 @@ from infra.kafka import Bus, build_broker, ensure_topics
 from infra.kafka_lag import meter_for
 from infra.ops import Check, broker_check, ops_app, postgres_check
 from infra.postgres import create_pool, migrate
-from infra.settings import Settings
+from infra.settings import TANSU_FETCH_WAIT_MS, Settings
 from projections import replay
 from projections.registry import all_projections
 from sandbox.gateways import GatewayNetwork
@@ -152,6 +152,8 @@ def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[En
             kind = embedded_broker.chosen(settings.kafka.embedded_broker)
             if kind == "tansu":
                 settings.kafka.kafka_idempotence = False  # Tansu refuses InitProducerId
+                if "kafka_fetch_wait_ms" not in settings.kafka.model_fields_set:
+                    settings.kafka.kafka_fetch_wait_ms = TANSU_FETCH_WAIT_MS
             broker = stack.enter_context(
                 embedded_broker.embedded_broker(kind, settings.state_dir, reuse=reuse)
             )

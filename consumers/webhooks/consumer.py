@@ -100,8 +100,10 @@ WebhooksDep = Annotated[Webhooks, LoopContext("webhooks")]
 def build_router(settings: Settings, *, group: str = "webhooks") -> KafkaRouter:
     kafka = settings.kafka
     router = KafkaRouter()
-    # an SMS code is waited for: neither the batch nor the fetch idles longer than 20 ms
-    subscriber = consume_batches(router, kafka, SOURCES, group, wait_ms=20, fetch_wait_ms=20)
+    # an SMS code is waited for: the batch is not held back, the fetch as the broker needs
+    subscriber = consume_batches(
+        router, kafka, SOURCES, group, wait_ms=20, fetch_wait_ms=kafka.kafka_fetch_wait_ms
+    )
     subscriber(on_batch)
     return router
 

@@ -48,7 +48,7 @@ from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
 from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
-from infra.kafka import Bus, consume_batches
+from infra.kafka import GATHER_BYTES, Bus, consume_batches
 from infra.settings import Settings
 
 PRODUCER = "simfleet/endpoint-health"
@@ -128,7 +128,10 @@ HealthDep = Annotated[HealthTracker, LoopContext("endpoint_health")]
 def build_router(settings: Settings, *, group: str = "endpoint_health") -> KafkaRouter:
     kafka = settings.kafka
     router = KafkaRouter()
-    subscriber = consume_batches(router, kafka, (WEBHOOK_DELIVERIES, RESELLER_REGISTRY), group)
+    # a failing streak is judged over minutes: batches as large as half a second brings
+    subscriber = consume_batches(
+        router, kafka, (WEBHOOK_DELIVERIES, RESELLER_REGISTRY), group, gather_bytes=GATHER_BYTES
+    )
     subscriber(track_health)
     return router
 
