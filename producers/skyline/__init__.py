@@ -1,8 +1,11 @@
 """The gateway bridge: Skyline gateways' HTTP pushes → events on ``sms.inbound`` and
 ``gateway.status``.
 
-- ``bridge``: the HTTP app the gateways push to (``simfleet bridge``); it publishes, answers and
-  keeps what it cannot accept on ``gateway.rejected``;
+- ``bridge``: the HTTP app the gateways push to (``simfleet bridge``): its routes and errors;
+- ``intake``: what every push goes through around its parser: the gateway secret, the size
+  limit, publishing (200 once the broker acknowledged) and keeping a refused push on
+  ``gateway.rejected``, secret removed;
+- ``openapi``: the bridge's API description (bodies, answers, security schemes, wire models);
 - ``push``: pure parsing of a push into events (JSON push, "SMS to HTTP", generic ``SimpleSms``);
 - ``wire``: the push bodies as pydantic models (also the bridge's OpenAPI request bodies);
 - ``content``: an SMS's content (base64 or plain, with or without the gateway's header block);
