@@ -57,21 +57,26 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
+        self._ordered: list[str] = []
         self.add(*secrets)
 
     def add(self, *secrets: str) -> None:
         self._secrets.update(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
+        # ordered once per change, not once per value redacted (every carrier call redacts many)
+        self._ordered = _longest_first(self._secrets)
 
     def __call__(self, value: Any) -> Any:
-        return redact(value, self._secrets)
+        return _redact(value, self._ordered)
 
 
 def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
     """A copy of ``value`` (JSON-like: dicts, lists, strings, scalars) with secrets masked."""
-    ordered = sorted(
-        {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True
-    )  # longest first, so a secret containing another is masked whole
-    return _redact(value, ordered)
+    return _redact(value, _longest_first(secrets))
+
+
+def _longest_first(secrets: Iterable[str]) -> list[str]:
+    """Longest first, so a secret containing another is masked whole."""
+    return sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
 
 
 def _redact(value: Any, secrets: list[str]) -> Any:
@@ -92,6 +97,8 @@ def _redact(value: Any, secrets: list[str]) -> Any:
 def _redact_text(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
+    if text.isalnum():  # no "_", space, ":" or "=": none of the patterns can match
+        return text
     text = _ISSUED.sub(lambda m: m.group(1) + REDACTED, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     return _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
