@@ -84,6 +84,7 @@ class HelixAudit:
         now = self._clock.now()
         redact = self._redact
         response, reply = answer if answer is not None else (None, None)
+        has_nul = False
         request_headers: dict[str, str] | None = None
         response_headers: dict[str, str] | None = None
         response_text: str | None = None
@@ -96,6 +97,10 @@ class HelixAudit:
             status_code: int | None = response.status_code
             request_headers = self._headers(response.request.headers)
             response_headers = storable(self._headers(response.headers))
+            # U+0000 reaches the parsed answer only from the bytes, raw (UTF-16 and UTF-32,
+            # which JSON may come in, have them for every ASCII character) or as JSON's escape
+            raw = response.content
+            has_nul = b"\x00" in raw or b"\\u0000" in raw
             response_text = storable(redact(response.text[:MAX_RESPONSE_TEXT]))
         else:
             ok, status_code = False, None
@@ -113,7 +118,7 @@ class HelixAudit:
             ok=ok,
             duration_ms=round((time.monotonic() - started) * 1000, 3),
             request_body=storable(redact(call.body)),
-            response_body=storable(redact(reply)),
+            response_body=storable(redact(reply)) if has_nul else redact(reply),
             error=storable(redact(str(error))) if error is not None else None,
             called_at=now,
             request_headers=request_headers,

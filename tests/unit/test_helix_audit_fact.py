@@ -32,10 +32,14 @@ async def ignore(_: HelixApiCalled) -> None:
     return None
 
 
-def answered(status: int, body: Any = None, text: str | None = None) -> httpx.Response:
+def answered(
+    status: int, body: Any = None, text: str | None = None, raw: bytes | None = None
+) -> httpx.Response:
     request = httpx.Request(
         "POST", URL, json={"iccid": "8901"}, headers={"authorization": "Bearer sbx.tok-secret-1"}
     )
+    if raw is not None:
+        return httpx.Response(status, content=raw, request=request)
     if text is not None:
         return httpx.Response(status, text=text, request=request)
     return httpx.Response(status, json=body, request=request, headers={"x-trace": "t-1"})
@@ -73,6 +77,16 @@ def created(
     )
 
 
+def has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 CALL = HelixCall(
     "subscriber_details", "POST", "/api/x", {"mobilitySubscriptionId": 38100}, "8901", "38100"
 )
@@ -85,6 +99,8 @@ CALL = HelixCall(
         (answered(200, {"note": f"nul \x00 here, password {PASSWORD}"}), None),
         (answered(500, {"errorMessage": "Internal error, try again"}), None),
         (answered(400, text="<html>Bad Request \x00</html>"), None),
+        (answered(200, raw='{"note": "utf-16 \x00"}'.encode("utf-16")), None),
+        (answered(200, raw=b'{"note": "escaped \\u0000 nul"}'), None),
         (None, HelixUnavailable("ReadTimeout: timed out", ambiguous=True)),
     ],
 )
@@ -102,6 +118,7 @@ def test_the_fast_event_is_the_created_event(
     assert codec.decode(codec.encode(fast)) == slow
     assert PASSWORD not in codec.encode(fast).decode()
     assert "tok-secret-1" not in codec.encode(fast).decode()
+    assert not has_nul(fast.model_dump())  # made storable
     assert fast.data.run_id == bound.get("event_id")
 
 
