@@ -14,8 +14,8 @@ import structlog
 
 from events import codec
 from events.helix import HelixApiCalled
-from infra.helix_audit import PRODUCER, HelixAudit, HelixCall
-from infra.helix_errors import HelixError, HelixUnavailable, error_for, reply_body
+from infra.helix.audit import PRODUCER, HelixAudit, HelixCall
+from infra.helix.errors import HelixError, HelixUnavailable, error_for, reply_body
 from infra.redaction import Redactor
 
 T0 = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)

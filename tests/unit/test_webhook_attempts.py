@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.webhook_attempts import PRODUCER, delivered_fact
-from consumers.webhook_claims import Job
+from consumers.webhooks.attempts import PRODUCER, delivered_fact
+from consumers.webhooks.claims import Job
 from events import codec
 from events.webhook import WebhookDeliverySucceeded
 from infra.webhook_sender import AttemptResult, Outcome
