@@ -93,7 +93,12 @@ class HelixClient:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._subscriber_name = subscriber_name
         self._redact = Redactor([settings.grant_password.get_secret_value(), settings.client_id])
-        self._audit = HelixAudit(emit, self._clock, self._redact, http.base_url)
+        self._audit = HelixAudit(emit, self._clock, self._redact)
+        # a call goes straight to the client's transport (see ``_request``) with what the client
+        # would have added: its default headers and its timeouts
+        self._default_headers = dict(http.headers.items())
+        self._extensions = {"timeout": http.timeout.as_dict()}
+        self._targets: dict[str, tuple[httpx.URL, httpx.AsyncBaseTransport]] = {}
         # box: seals the token in token_cache (the composition root always passes one)
         self._token = SharedToken(
             pool, self._clock, self._redact, lambda: self._retry(self._fetch_token), box
@@ -146,8 +151,8 @@ class HelixClient:
         iccid: str | None = None,
         operation: str = "subscriber_details",
     ) -> SubscriberDetails:
-        row, _ = await self.details_answer(subscription_id, iccid=iccid, operation=operation)
-        return SubscriberDetails.model_validate(row)
+        found, _, _ = await self._subscription(subscription_id, iccid, operation)
+        return found
 
     async def details_answer(
         self,
@@ -158,6 +163,12 @@ class HelixClient:
     ) -> tuple[dict[str, Any], Any]:
         """The subscription's row and the whole answer, as the carrier sent them: every field,
         also those ``SubscriberDetails`` does not model (an operator lookup shows them all)."""
+        _, row, reply = await self._subscription(subscription_id, iccid, operation)
+        return row, reply
+
+    async def _subscription(
+        self, subscription_id: str, iccid: str | None, operation: str
+    ) -> tuple[SubscriberDetails, dict[str, Any], Any]:
         body = {"mobilitySubscriptionId": _wire_id(subscription_id)}
         call = HelixCall(operation, "POST", DETAILS_PATH, body, iccid, subscription_id)
         reply = await self._retry(lambda: self._send(call))
@@ -165,7 +176,7 @@ class HelixClient:
             with contextlib.suppress(ValidationError):
                 found = SubscriberDetails.model_validate(row)
                 if found.mobility_subscription_id == str(subscription_id):
-                    return row, reply
+                    return found, row, reply
         raise HelixRejected(f"Helix has no subscription {subscription_id}", 404)
 
     async def find_line(
@@ -309,34 +320,56 @@ class HelixClient:
     async def _send(self, call: HelixCall) -> Any:
         """One call (replayed once with a fresh token after a 401); the JSON reply or an error."""
         token = await self._token.get()
-        response = await self._request(call, token)
+        response, reply = await self._request(call, token)
         if response.status_code == 401:
-            response = await self._request(call, await self._token.get(stale=token))
-        reply = reply_body(response)
+            response, reply = await self._request(call, await self._token.get(stale=token))
         if response.is_success:
             return reply
         raise error_for(response, self._redact(reply))
 
-    async def _request(self, call: HelixCall, token: str | None) -> httpx.Response:
+    async def _request(self, call: HelixCall, token: str | None) -> tuple[httpx.Response, Any]:
+        """One HTTP exchange and its audit; the response (read) and its body (``reply_body``)."""
         if token is not None:  # the token endpoint is Auth0's, outside the account's quota
             await self._limiter.acquire()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = self._default_headers
+        if token:
+            headers = {**headers, "authorization": f"Bearer {token}"}
+        url, transport = self._target(call.url)
+        request = httpx.Request(
+            call.method, url, json=call.body, headers=headers, extensions=self._extensions
+        )
         started = time.monotonic()
         try:
             async with self._slots:
-                response = await self._http.request(
-                    call.method, call.url, json=call.body, headers=headers
-                )
+                response = await transport.handle_async_request(request)
+                response.request = request  # as the client does: not every transport sets it
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except httpx.TransportError as err:
             # a refused connection never reached the carrier; a read timeout may have
             sent = not isinstance(
                 err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
             )
             error = HelixUnavailable(self._redact(f"{type(err).__name__}: {err}"), ambiguous=sent)
-            await self._audit.record(call, started, None, error)
+            await self._audit.record(call, str(url), started, None, error)
             raise error from err
-        await self._audit.record(call, started, response, None)
-        return response
+        answer = response, reply_body(response)
+        await self._audit.record(call, str(url), started, answer, None)
+        return answer
+
+    def _target(self, path: str) -> tuple[httpx.URL, httpx.AsyncBaseTransport]:
+        """The URL a path of the API (or the absolute token URL) is sent to, and the transport
+        the client would send it with (its proxies honoured). The client's own request path —
+        header and cookie merging, the auth and redirect flows, none of which the carrier uses —
+        cost about as much CPU as the aiohttp transport under it, on every call."""
+        found = self._targets.get(path)
+        if found is None:
+            url = self._http.build_request("GET", path).url  # the client's base URL merged in
+            found = url, self._http._transport_for_url(url)
+            self._targets[path] = found
+        return found
 
     async def _fetch_token(self) -> Token:
         s = self._settings
@@ -348,8 +381,9 @@ class HelixClient:
             "password": s.grant_password.get_secret_value(),
         }
         fetched_at = self._clock.now()
-        response = await self._request(HelixCall("token", "POST", self._token_url, grant), None)
-        reply = reply_body(response)
+        response, reply = await self._request(
+            HelixCall("token", "POST", self._token_url, grant), None
+        )
         if not response.is_success:
             raise error_for(response, self._redact(reply))
         return token_from_grant(reply, fetched_at, self._redact)

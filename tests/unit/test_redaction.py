@@ -1,6 +1,6 @@
 import pytest
 
-from infra.redaction import REDACTED, Redactor, is_secret_key, redact
+from infra.redaction import _BEARER, _ISSUED, _KEY_VALUE, REDACTED, Redactor, is_secret_key, redact
 
 TOKEN_REQUEST = {
     "grant_type": "password",
@@ -93,3 +93,21 @@ def test_non_string_scalars_pass_through() -> None:
         "none": None,
         "f": 1.5,
     }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u017fecret=abcdef",  # a long s: the pattern's case-blind match takes it for "s"
+        "to\u212aen: abcdef",  # a Kelvin sign, likewise a "k"
+        "Authorization: Bearer abcdefghijk",
+        "PASSWORD=hunter22",
+        "x sfr_abcdefghijklmnopqrstuvwxyz",
+        '{"Access_Token": "abc.def"}',
+    ],
+)
+def test_the_look_before_a_pattern_misses_nothing_the_pattern_masks(text: str) -> None:
+    by_patterns = _ISSUED.sub(lambda m: m.group(1) + REDACTED, text)
+    by_patterns = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", by_patterns)
+    by_patterns = _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, by_patterns)
+    assert redact(text) == by_patterns != text
