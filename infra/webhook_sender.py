@@ -288,6 +288,9 @@ class WebhookSender:
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    length = response.content_length
+    if length is not None and length <= MAX_ANSWER_BYTES:  # the usual answer: read in one go
+        return await response.read()
     answer = bytearray()
     while len(answer) < MAX_ANSWER_BYTES:
         chunk = await response.content.read(MAX_ANSWER_BYTES - len(answer))
