@@ -45,7 +45,7 @@ contract-validators: $(VALIDATORS_STAMP)
 
 
 # Apache Kafka (the broker of make test) runs on Debian's OpenJDK; Maven fetches the pinned broker
-# of infra/kafka-broker/pom.xml once into .simfleet/apache-kafka/<version>/lib.
+# of infra/embedded/kafka-broker/pom.xml once into .simfleet/apache-kafka/<version>/lib.
 kafka-deps:
 	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -55,7 +55,7 @@ kafka-deps:
 	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { echo "apt-get finished but java or mvn is still missing" >&2; exit 1; }
 
 kafka-jars: install kafka-deps
-	@$(RUN) python -c "from infra.embedded_apache_kafka import fetch_jars; fetch_jars()"
+	@$(RUN) python -c "from infra.embedded.apache_kafka import fetch_jars; fetch_jars()"
 
 
 # the local demo: development said explicitly (webhooks may reach the sandbox on loopback)

@@ -115,7 +115,7 @@ async def serve(mode: str, port: int, bootstrap: str, prefix: str) -> None:
     from infra.kafka import Bus, build_broker
     from infra.logging import configure
     from infra.settings import KafkaSettings, SecretsSettings, Settings
-    from producers.gateway_bridge import create_bridge_app
+    from producers.skyline.bridge import create_bridge_app
 
     configure("json", "INFO", [SECRET])  # as in production: JSON lines (to /dev/null here)
     stop = asyncio.Event()

@@ -8,7 +8,10 @@ consumer in this process), and the sustainable maximum of the whole pipeline as 
 ``simfleet run`` as one process, then ``simfleet bridge``, ``workers`` and ``projector`` as three
 (so that both cores work): rates stepped up as shares of the bare endpoint's pushes/s measured
 in the same run (10 %, 15 %, 20 % …, 4 s each) until p99 passes 250 ms or an SMS is not
-delivered and projected within 10 s. The load generator is plain aiohttp, open loop.
+delivered and projected within 10 s. Each step says where its time went (push → the bridge's
+200 → the webhook consumer's claim → the receiver's 2xx, and → projected), and each ladder every
+process's CPU per SMS and idle CPU. The load generator is open loop, on a lean HTTP client
+(``bench.lean_http``: ~50 µs of CPU a push where aiohttp's client took ~280).
 
     .venv/bin/python -m bench.bench_delivery               # every figure
     .venv/bin/python -m bench.bench_delivery sustained     # the ladders only
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import os
 import signal
@@ -34,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import httpx
+import orjson
 from cryptography.fernet import Fernet
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
@@ -50,6 +52,7 @@ from bench.bench_webhooks import (
     sms_for,
     webhook_consumer,
 )
+from bench.lean_http import LeanHttp
 from bench.processes import (
     GATEWAY_SECRET,
     RESELLERS,
@@ -64,7 +67,7 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from infra.webhook_signing import SecretBox
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 from sandbox.helix import create_helix_sandbox
 from sandbox.helix_world import HelixWorld
 
@@ -77,6 +80,7 @@ P99_TARGET_MS = 250
 STEP_SHARES = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.60, 0.70, 0.80)
 TARGET_SHARE = 0.35
 STEP_S = 4  # seconds of pushing per step
+IDLE_S = 3.0  # seconds with nothing pushed, before the ladder: each process's idle CPU
 DRAIN_S = 10  # a step's SMS not delivered and projected this long after its last push: left behind
 BARE_S = 5.0  # seconds of load on the bare endpoint (after bench_bridge's warm-up)
 # the pipeline as deployed: everything in one `simfleet run`, or the roles on the hot path as
@@ -186,28 +190,31 @@ class Pushed:
     rate: float  # SMS/s achieved by the load generator
     pushed: dict[str, datetime]  # SMS id → the moment its push started
     errors: int
+    answered: dict[str, datetime]  # SMS id → the moment the bridge answered 200 (Kafka acked)
 
 
 Pusher = Callable[[int, int, int], Awaitable[Pushed]]
-PushOne = Callable[[int, dict[str, datetime]], Coroutine[Any, Any, bool]]
+PushOne = Callable[[int, Pushed], Coroutine[Any, Any, bool]]
 
 
 def paced(push_one: PushOne) -> Pusher:
     """``count`` pushes from number ``first`` at ``rate`` per second, each started on its
-    schedule whether or not earlier ones were answered; ``push_one`` records what it stored."""
+    schedule whether or not earlier ones were answered; ``push_one`` records in ``marks`` when
+    what it stored was pushed and answered."""
 
     async def push(rate: int, count: int, first: int) -> Pushed:
-        pushed: dict[str, datetime] = {}
+        marks = Pushed(float(rate), {}, 0, {})
         tasks: list[asyncio.Task[bool]] = []
         began = time.perf_counter()
         for i in range(count):
             delay = began + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(push_one(first + i, pushed)))
+            tasks.append(asyncio.create_task(push_one(first + i, marks)))
         achieved = count / (time.perf_counter() - began) if count > 1 else float(rate)
-        answered = await asyncio.gather(*tasks, return_exceptions=True)
-        return Pushed(achieved, pushed, sum(a is not True for a in answered))
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = sum(d is not True for d in done)
+        return Pushed(achieved, marks.pushed, errors, marks.answered)
 
     return push
 
@@ -225,7 +232,7 @@ async def _bridge(
     transport = AiohttpTransport()
     async with serve_http(app) as url, httpx.AsyncClient(transport=transport, timeout=30) as http:
 
-        async def push_one(n: int, pushed: dict[str, datetime]) -> bool:
+        async def push_one(n: int, marks: Pushed) -> bool:
             started = datetime.now(UTC)
             answer = await http.post(
                 f"{url}/sms",
@@ -234,7 +241,8 @@ async def _bridge(
             )
             if answer.status_code != httpx.codes.OK:
                 return False
-            pushed[answer.json()["ids"][0]] = started
+            sms_id = answer.json()["ids"][0]
+            marks.pushed[sms_id], marks.answered[sms_id] = started, datetime.now(UTC)
             return True
 
         yield paced(push_one)
@@ -277,9 +285,12 @@ async def sustained_rows() -> list[Row]:
 class Ladder:
     steps: list[Step]
     cpu_us: dict[str, float]  # per process: CPU µs per SMS pushed over the whole ladder
+    idle_ms: dict[str, float]  # per process: CPU ms per second with nothing pushed
 
     def describe_cpu(self) -> str:
-        return ", ".join(f"{name} {us:,.0f}" for name, us in self.cpu_us.items())
+        per_sms = ", ".join(f"{name} {us:,.0f}" for name, us in self.cpu_us.items())
+        idle = ", ".join(f"{name} {ms:.0f}" for name, ms in self.idle_ms.items())
+        return f"{per_sms}; idle, CPU ms per s: {idle}"
 
 
 async def _ladder(
@@ -298,14 +309,36 @@ async def _ladder(
     iccids = await seed_resellers(pool, receiver, box, tag)
     async with simfleet_processes(commands, env, STATE_DIR / "sustained" / tag) as pids:
         bridge = f"http://127.0.0.1:{env['SIMFLEET_BRIDGE_PORT']}"
+        # beside the pipeline: the load generator (this process) and the webhook receiver
+        watched = {**pids, "bench": os.getpid(), **_receiver_pid()}
         async with _pusher(bridge, iccids, tag) as push:
             await push(50, 100, 0)  # connections up, every code path warm
-            before = {name: cpu_s(pid) for name, pid in pids.items()}
+            idle = await _idle_cpu_ms(watched, IDLE_S)
+            before = {name: cpu_s(pid) for name, pid in watched.items()}
             with _profiled(pids):
                 steps = await _step_search(pool, push, 100, bare_rate)
             pushed = sum(len(step.pushed.pushed) for step in steps)
-            cpu = {name: (cpu_s(pid) - before[name]) / pushed * 1e6 for name, pid in pids.items()}
-            return Ladder(steps, cpu)
+            cpu = {n: (cpu_s(pid) - before[n]) / pushed * 1e6 for n, pid in watched.items()}
+            return Ladder(steps, cpu, idle)
+
+
+async def _idle_cpu_ms(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """CPU ms per second each process spends with nothing to do (polling, heartbeats): what it
+    takes from the cores whatever the rate."""
+    await asyncio.sleep(2)  # the warm-up's deliveries done
+    before = {name: cpu_s(pid) for name, pid in pids.items()}
+    await asyncio.sleep(seconds)
+    return {name: (cpu_s(pid) - before[name]) / seconds * 1000 for name, pid in pids.items()}
+
+
+def _receiver_pid() -> dict[str, int]:
+    """``{"receiver": pid}`` of the webhook receiver this process started (empty if none)."""
+    for task in Path("/proc/self/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"bench.webhook_receiver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return {"receiver": int(child)}
+    return {}
 
 
 @contextlib.contextmanager
@@ -350,22 +383,41 @@ def _profiled(pids: dict[str, int]) -> Iterator[None]:
 async def _pusher(bridge: str, iccids: list[str], tag: str) -> AsyncIterator[Pusher]:
     """A function pushing ``count`` SMS to the bridge at ``rate`` as Skyline gateways would
     (JSON push with the ICCID appended), numbered from ``first``. Open loop: pushes start on
-    schedule whether or not earlier ones were answered. Plain aiohttp: the load generator
-    shares the 2 cores with what it measures, so it should take as little as it can."""
+    schedule whether or not earlier ones were answered. The load generator shares the 2 cores
+    with what it measures, so it takes as little as it can: a lean HTTP client (aiohttp's cost
+    about as much CPU per push as the bridge) and orjson."""
     headers = {"x-gateway-secret": GATEWAY_SECRET, "content-type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with LeanHttp(bridge, headers, limit=256) as http:
 
-        async def push_one(n: int, pushed: dict[str, datetime]) -> bool:
+        async def push_one(n: int, marks: Pushed) -> bool:
             started = datetime.now(UTC)
-            body = json.dumps(skyline_push(n, tag, iccids[n % len(iccids)]))
-            async with http.post(f"{bridge}/sms", data=body, headers=headers) as answer:
-                if answer.status != 200:
-                    return False
-                pushed[(await answer.json())["ids"][0]] = started
-                return True
+            body = orjson.dumps(skyline_push(n, tag, iccids[n % len(iccids)]))
+            status, answer = await http.post("/sms", body)
+            if status != 200:
+                return False
+            sms_id = orjson.loads(answer)["ids"][0]
+            marks.pushed[sms_id], marks.answered[sms_id] = started, datetime.now(UTC)
+            return True
 
         yield paced(push_one)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Where a step's push → webhook time went, (p50, p99) ms of each part: push → the bridge's
+    200 (parsed, published, Kafka acknowledged); 200 → the webhook consumer's claim (its fetch,
+    batch and claim); claim → the receiver's 2xx (the POST and the wait for a sender); and, beside
+    the webhook, 200 → the projector's transaction (``inbound_sms.recorded_at``)."""
+
+    acked: tuple[float, float]
+    claimed: tuple[float, float]
+    delivered: tuple[float, float]
+    projected: tuple[float, float]
+
+    def describe(self) -> str:
+        parts = ("acked", self.acked), ("claimed", self.claimed), ("posted", self.delivered)
+        shown = ", ".join(f"{name} {p50:.0f}/{p99:.0f}" for name, (p50, p99) in parts)
+        return f"{shown}, projected {self.projected[0]:.0f}/{self.projected[1]:.0f} ms (p50/p99)"
 
 
 @dataclass(frozen=True)
@@ -376,7 +428,7 @@ class Step:
     projected: int
     p50_ms: float
     p99_ms: float
-    claimed_p50_ms: float  # push → the webhook consumer's claim: the part before the consumer
+    parts: Parts
 
     @property
     def kept_up(self) -> bool:
@@ -391,8 +443,8 @@ class Step:
     def describe(self) -> str:
         done = len(self.pushed.pushed)
         return (
-            f"{self.rate}/s: pushed at {self.pushed.rate:,.0f}/s, p50 {self.p50_ms:.0f} ms "
-            f"(claimed {self.claimed_p50_ms:.0f}), p99 {self.p99_ms:.0f} ms, "
+            f"{self.rate}/s: pushed at {self.pushed.rate:,.0f}/s, p50 {self.p50_ms:.0f} ms, "
+            f"p99 {self.p99_ms:.0f} ms ({self.parts.describe()}), "
             f"{done - self.delivered} undelivered, "
             f"{done - self.projected} unprojected, {self.pushed.errors} push errors"
         )
@@ -402,21 +454,29 @@ async def _step_search(pool: asyncpg.Pool, push: Pusher, first: int, bare: float
     """Steps the rate up until a step does not keep up; returns every step tried. Upwards only:
     a step after an overloaded one would measure the overload's aftermath."""
     steps: list[Step] = []
-    for share in STEP_SHARES:
-        rate = round(share * bare)
+    fixed = os.environ.get("BENCH_STEP_RATES")
+    for rate in _step_rates(bare, fixed):
         await asyncio.sleep(2)  # each step starts idle
         count = rate * STEP_S
         pushed = await push(rate, count, first)
         first += count
         delivered, projected = await _done_within(pool, list(pushed.pushed), DRAIN_S)
         latencies = await _latencies(pool, pushed.pushed)
-        claimed = await _latencies(pool, pushed.pushed, "created_at")
-        cuts, claim_cuts = _percentiles(latencies), _percentiles(claimed)
-        steps.append(Step(rate, pushed, delivered, projected, cuts[49], cuts[98], claim_cuts[49]))
+        cuts = _percentiles(latencies)
+        parts = await _parts(pool, pushed)
+        steps.append(Step(rate, pushed, delivered, projected, cuts[49], cuts[98], parts))
         sys.stderr.write(f"  {steps[-1].describe()}\n")
-        if not steps[-1].kept_up:
+        if not steps[-1].kept_up and not fixed:
             break
     return steps
+
+
+def _step_rates(bare: float, fixed: str | None) -> list[int]:
+    """The steps' rates: shares of the bare endpoint, or BENCH_STEP_RATES (SMS/s, comma
+    separated; each is run) to compare CPU per SMS at the same rates whatever the load."""
+    if fixed:
+        return [int(rate) for rate in fixed.split(",")]
+    return [round(share * bare) for share in STEP_SHARES]
 
 
 async def _done_within(pool: asyncpg.Pool, ids: list[str], limit_s: float) -> tuple[int, int]:
@@ -453,21 +513,46 @@ def _sustainable_row(layout: str, processes: int, ladder: Ladder, bare: float) -
         "detail": f"bare endpoint {bare:,.0f} push/s in this run; "
         + (f"p50 {best.p50_ms:.0f} ms, p99 {best.p99_ms:.0f} ms; " if best else "no step kept up; ")
         + f"{STEP_S} s per step, every SMS delivered and projected within {DRAIN_S} s; "
-        f"CPU µs per SMS over the ladder: {ladder.describe_cpu()}; steps: {tried}",
+        f"CPU µs per SMS over the ladder (bench: the load generator): {ladder.describe_cpu()}; "
+        f"steps: {tried}",
     }
 
 
-async def _latencies(
-    pool: asyncpg.Pool, pushed: dict[str, datetime], until: str = "delivered_at"
-) -> list[float]:
-    """Milliseconds from each gateway push to its webhook answered 2xx (the claim rows), or to
-    another moment of the claim (``created_at``: claimed by the webhook consumer)."""
+async def _latencies(pool: asyncpg.Pool, pushed: dict[str, datetime]) -> list[float]:
+    """Milliseconds from each gateway push to its webhook answered 2xx (the claim rows)."""
     rows = await pool.fetch(
-        f"SELECT message_id, {until} AS at FROM webhook_claims "  # noqa: S608 (a column name)
+        "SELECT message_id, delivered_at FROM webhook_claims "
         "WHERE message_id = ANY($1::text[]) AND delivered_at IS NOT NULL",
         list(pushed),
     )
-    return [(r["at"] - pushed[r["message_id"]]).total_seconds() * 1000 for r in rows]
+    return [(r["delivered_at"] - pushed[r["message_id"]]).total_seconds() * 1000 for r in rows]
+
+
+async def _parts(pool: asyncpg.Pool, pushed: Pushed) -> Parts:
+    ids = list(pushed.answered)
+    claims = await pool.fetch(
+        "SELECT message_id, created_at, delivered_at FROM webhook_claims "
+        "WHERE message_id = ANY($1::text[]) AND delivered_at IS NOT NULL",
+        ids,
+    )
+    stored = await pool.fetch(
+        "SELECT message_id, recorded_at FROM inbound_sms WHERE message_id = ANY($1::text[])", ids
+    )
+
+    def ms(later: datetime, earlier: datetime) -> float:
+        return (later - earlier).total_seconds() * 1000
+
+    def cut(values: list[float]) -> tuple[float, float]:
+        cuts = _percentiles(values)
+        return round(cuts[49], 1), round(cuts[98], 1)
+
+    at, answered = pushed.pushed, pushed.answered
+    return Parts(
+        acked=cut([ms(answered[i], at[i]) for i in ids]),
+        claimed=cut([ms(c["created_at"], answered[c["message_id"]]) for c in claims]),
+        delivered=cut([ms(c["delivered_at"], c["created_at"]) for c in claims]),
+        projected=cut([ms(r["recorded_at"], answered[r["message_id"]]) for r in stored]),
+    )
 
 
 def _percentiles(values: list[float]) -> list[float]:

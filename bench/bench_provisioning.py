@@ -38,7 +38,7 @@ from bench.support import bench_settings, dsn_of
 from consumers import provisioning
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import free_port
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool, migrate

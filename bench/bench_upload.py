@@ -39,7 +39,7 @@ from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 from sandbox.helix_world import make_iccid, make_imei
 
 SHEET_BYTES = 20 * 1024 * 1024

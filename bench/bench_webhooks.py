@@ -47,8 +47,8 @@ from cryptography.fernet import Fernet
 from httpx_aiohttp import AiohttpTransport
 
 from bench.support import bench_settings, dsn_of
-from consumers.webhook_rules import SimFacts, webhook_body
-from consumers.webhooks import build_router, webhook_runtime
+from consumers.webhooks.consumer import build_router, webhook_runtime
+from consumers.webhooks.rules import SimFacts, webhook_body
 from events.sms import SmsReceived
 from infra.clock import SystemClock
 from infra.gc_tuning import tuned_for_service

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from bench.bench_webhooks import ENDPOINTS
-from bench.support import STATE_DIR, dsn_of, idempotence
+from bench.support import STATE_DIR, dsn_of, fetch_wait_ms, idempotence
 from infra.settings import Settings
 from sandbox.helix_world import HelixWorld
 
@@ -51,6 +51,7 @@ def simfleet_env(settings: Settings, helix_url: str, world: HelixWorld) -> dict[
         "SIMFLEET_DASHBOARD_PORT": str(free_port()),
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.kafka_bootstrap_servers or "",
         "KAFKA_IDEMPOTENCE": str(idempotence()).lower(),
+        "KAFKA_FETCH_WAIT_MS": str(fetch_wait_ms()),
         "DATABASE_URL": dsn_of(settings),
         "TOPIC_PREFIX": settings.kafka.topic_prefix,
         "HX_API_BASE": helix_url,

@@ -3,7 +3,8 @@
 The broker a benchmark runs on is chosen outside it: ``python -m bench`` runs every module once
 per broker (``BROKERS``) inside ``on_broker(kind)``, which records the choice in the environment
 (``BENCH_BROKER``) together with what a ``simfleet`` process started by the benchmark must agree
-with (``EMBEDDED_BROKER``; ``KAFKA_IDEMPOTENCE=false`` on Tansu, which refuses InitProducerId).
+with (``EMBEDDED_BROKER``; ``KAFKA_IDEMPOTENCE=false`` on Tansu, which refuses InitProducerId;
+``KAFKA_FETCH_WAIT_MS`` 20 on Tansu, which waits out a fetch's whole wait).
 A module only asks ``bench_settings()`` or ``kafka_bootstrap()`` for "the broker", and a module
 run alone gets Apache Kafka where its jars are, else Tansu, as ``simfleet run`` would.
 ``KAFKA_BOOTSTRAP_SERVERS`` set: that broker only, labelled ``configured``.
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra import embedded_broker, embedded_postgresql
-from infra.embedded import RunningService
+from infra.embedded import broker as embedded_broker
+from infra.embedded import postgresql as embedded_postgresql
+from infra.embedded.service import RunningService
 from infra.kafka import ensure_topics
 from infra.postgres import migrate
-from infra.settings import KafkaSettings, PostgresSettings, Settings
+from infra.settings import TANSU_FETCH_WAIT_MS, KafkaSettings, PostgresSettings, Settings
 
 STATE_DIR = Path(".simfleet/bench")
 BROKERS = ("kafka", "tansu")  # Apache Kafka (idempotent producer) and the embedded Tansu
@@ -48,12 +50,26 @@ def idempotence() -> bool:
     return current_broker() != "tansu"
 
 
+def fetch_wait_ms(kind: str | None = None) -> int:
+    """``KAFKA_FETCH_WAIT_MS`` for broker ``kind`` (default: the current one), as ``simfleet``
+    sets it for the embedded brokers; set in the environment, that value (to compare waits)."""
+    if explicit := os.environ.get("KAFKA_FETCH_WAIT_MS"):
+        return int(explicit)
+    if (kind or current_broker()) == "tansu":
+        return TANSU_FETCH_WAIT_MS
+    return int(KafkaSettings.model_fields["kafka_fetch_wait_ms"].default)
+
+
 @contextlib.contextmanager
 def on_broker(kind: str) -> Iterator[None]:
     """Benchmarks inside this block (and the processes they start) use broker ``kind``."""
     wanted = {_CHOICE: kind}
     if kind != "configured":
-        wanted |= {"EMBEDDED_BROKER": kind, "KAFKA_IDEMPOTENCE": str(kind != "tansu").lower()}
+        wanted |= {
+            "EMBEDDED_BROKER": kind,
+            "KAFKA_IDEMPOTENCE": str(kind != "tansu").lower(),
+            "KAFKA_FETCH_WAIT_MS": str(fetch_wait_ms(kind)),
+        }
     before = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
     try:
@@ -114,6 +130,7 @@ async def bench_settings() -> AsyncIterator[Settings]:
                 kafka_session_timeout_ms=2000,
                 kafka_heartbeat_interval_ms=400,
                 kafka_idempotence=idempotence(),
+                kafka_fetch_wait_ms=fetch_wait_ms(),
             ),
             postgres=PostgresSettings(database_url=SecretStr(dsn)),
         )

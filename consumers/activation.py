@@ -27,7 +27,7 @@ from consumers.effects import once
 from consumers.provisioning_rules import activation_failure
 from events.envelope import Event
 from events.sim import SimActivated, SimActivationFailed, SimActivationRequested
-from infra.helix_errors import ALREADY_ACTIVE, HelixError, HelixOutcomeUnknown
+from infra.helix.errors import ALREADY_ACTIVE, HelixError, HelixOutcomeUnknown
 
 CONSUMER = "activation"
 PRODUCER = "simfleet/activation"

@@ -36,8 +36,8 @@ from events.sim import (
     StatusAction,
 )
 from infra.clock import Clock
-from infra.helix import HelixClient
-from infra.helix_errors import HelixError
+from infra.helix.client import HelixClient
+from infra.helix.errors import HelixError
 
 CONSUMER = "canceller"
 PRODUCER = "simfleet/canceller"

@@ -10,7 +10,7 @@ import asyncpg
 from consumers.carrier_retries import RequestRetries
 from consumers.effects import Ledger
 from infra.clock import Clock
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.kafka import Bus
 
 # (iccid, action): the SIM's retry row for the action closed (a final outcome)

@@ -34,9 +34,9 @@ from consumers.provisioning_rules import finalization, finalize_outcome
 from events.envelope import Event, new_ref
 from events.sim import NumberAssigned, SimActivated
 from infra.clock import Clock
-from infra.helix import HelixClient
-from infra.helix_errors import HelixError, HelixUnavailable
-from infra.helix_models import SubscriberDetails
+from infra.helix.client import HelixClient
+from infra.helix.errors import HelixError, HelixUnavailable
+from infra.helix.models import SubscriberDetails
 from infra.kafka import Bus
 
 CONSUMER = "finalizer"

@@ -43,9 +43,9 @@ from events.sim import (
     SyncRequested,
 )
 from infra.clock import Clock
-from infra.helix import HelixClient
-from infra.helix_errors import HelixError
-from infra.helix_models import SubscriberDetails
+from infra.helix.client import HelixClient
+from infra.helix.errors import HelixError
+from infra.helix.models import SubscriberDetails
 from infra.kafka import Bus
 
 CONSUMER = "number_sync"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from events.sim import NumberAssigned, SimActivationFailed, StatusAction
-from infra.helix_errors import ALREADY_ACTIVE, HelixError, HelixOutcomeUnknown
-from infra.helix_models import SubscriberDetails
+from infra.helix.errors import ALREADY_ACTIVE, HelixError, HelixOutcomeUnknown
+from infra.helix.models import SubscriberDetails
 
 Finalization = Literal["assign", "wait", "failed"]
 

@@ -10,7 +10,7 @@ already changed is refused. The current number goes to Helix with the change, so
 is checked against the details before a retry; an attempt interrupted by a crash (``changing``)
 is checked the same way before changing again — the number never changes twice for one key.
 
-The number.assigned starts the new number's verification (consumers/verification.py). A failure
+The number.assigned starts the new number's verification (consumers/verification/consumer.py). A failure
 is recorded with its next retry time; the scheduler asks again then (producers/scheduler.py).
 Refusals in a row park the SIM for an operator (``consumers/rotation_streaks.py``).
 """
@@ -35,8 +35,8 @@ from events.types import normalize_e164
 from infra.clock import Clock
 from infra.dead_letters import DeadLetterMiddleware
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
-from infra.helix import HelixClient
-from infra.helix_errors import HelixError
+from infra.helix.client import HelixClient
+from infra.helix.errors import HelixError
 from infra.kafka import consume, is_type
 from infra.settings import Settings
 from policies.rotation import Decision, RotationPolicy, decide, retry_at, rotation_key

@@ -32,7 +32,7 @@ from events.topics import SMS_INBOUND
 from infra.context import MessageDep
 from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from infra.deps import BusDep, ClockDep, PoolDep
-from infra.kafka import Bus, consume_batches
+from infra.kafka import GATHER_BYTES, Bus, consume_batches
 from infra.settings import Settings
 
 CONSUMER = "silence"
@@ -112,7 +112,11 @@ def resumed_event(row: asyncpg.Record, now: datetime) -> SimInboundResumed:
 
 def build_router(settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
-    consume_batches(router, settings.kafka, (SMS_INBOUND,), CONSUMER)(on_sms_for_silence)
+    # nobody waits on a SIM's activity: batches as large as half a second brings
+    subscriber = consume_batches(
+        router, settings.kafka, (SMS_INBOUND,), CONSUMER, gather_bytes=GATHER_BYTES
+    )
+    subscriber(on_sms_for_silence)
     return router
 
 

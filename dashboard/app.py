@@ -57,7 +57,7 @@ from dashboard.security import (
     security_headers,
 )
 from infra.clock import Clock
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.kafka import BrokerUnavailable, Bus
 from infra.kafka_lag import LagSource
 from infra.settings import Settings
@@ -101,7 +101,40 @@ def create_dashboard_app(
         settings=settings.webhooks,
         clock=clock,
     )
-    app.state.dashboard = Dashboard(
+    app.state.dashboard = _dashboard(
+        settings, pool, bus, clock,
+        credentials=credentials, reseller_commands=reseller_commands, helix=helix, lag=lag,
+    )  # fmt: skip
+    # the last added is the outermost: headers go on every answer, the auth's refusals too
+    app.add_middleware(BaseHTTPMiddleware, dispatch=basic_auth(credentials))
+    app.add_middleware(BaseHTTPMiddleware, dispatch=security_headers)
+    _include_routes(app, settings, clock, reseller_commands)
+    _mount_reseller_sites(app, settings, clock, reseller_commands)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_error_handlers(app)
+    openapi_contract.install(app, secrets_in_urls=settings.secrets_in_urls)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _dashboard(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    bus: Bus,
+    clock: Clock,
+    *,
+    credentials: Credentials | None,
+    reseller_commands: ResellerCommands,
+    helix: HelixClient | None,
+    lag: LagSource | None,
+) -> Dashboard:
+    """What the routes share (``app.state.dashboard``)."""
+    secrets = settings.secrets
+    return Dashboard(
         pool=pool,
         bus=bus,
         clock=clock,
@@ -121,9 +154,12 @@ def create_dashboard_app(
         secrets=frozenset(v for v in settings.secret_values().values() if v),
         run_secret_in_url=settings.secrets_in_urls,
     )
-    # the last added is the outermost: headers go on every answer, the auth's refusals too
-    app.add_middleware(BaseHTTPMiddleware, dispatch=basic_auth(credentials))
-    app.add_middleware(BaseHTTPMiddleware, dispatch=security_headers)
+
+
+def _include_routes(
+    app: FastAPI, settings: Settings, clock: Clock, reseller_commands: ResellerCommands
+) -> None:
+    """The operator's pages and JSON API; the pages that show the endpoint banner load it."""
     app.include_router(pages.router, dependencies=[Depends(load_endpoint_banner)])
     for router in (actions.router, endpoints.router, imports.router, api.router, run.router):
         app.include_router(router)
@@ -146,6 +182,12 @@ def create_dashboard_app(
         ),
         dependencies=[Depends(json_writes_only)],
     )
+
+
+def _mount_reseller_sites(
+    app: FastAPI, settings: Settings, clock: Clock, reseller_commands: ResellerCommands
+) -> None:
+    """The resellers' own API and portal pages, with their own authentication."""
     portal = build_portal(
         reseller_commands, box=SecretBox.of_deployment(settings), webhooks=settings.webhooks,
         settings=settings.reseller_api, clock=clock, csrf_secret=csrf_secret(settings),
@@ -153,20 +195,14 @@ def create_dashboard_app(
     app.state.token_uses = portal.uses  # flushed by whoever serves the app (the component)
     app.mount(RESELLER_API, create_reseller_api(portal))
     app.mount(PORTAL, create_portal_app(portal, app.state.dashboard.templates))
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.add_exception_handler(BadCursor, bad_value)
     app.add_exception_handler(asyncpg.DataError, bad_value)
-
-    openapi_contract.install(app, secrets_in_urls=settings.secrets_in_urls)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
 
 
 def csrf_secret(settings: Settings) -> bytes:

@@ -22,8 +22,8 @@ from pydantic import AliasChoices, BaseModel, Field, field_validator
 
 from dashboard.deps import Dashboard
 from events.envelope import new_ref
-from infra.helix import HelixClient
-from infra.helix_errors import HelixError, HelixRejected
+from infra.helix.client import HelixClient
+from infra.helix.errors import HelixError, HelixRejected
 from infra.redaction import redact
 from projections import sim_target_queries
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from infra.dev_secrets import with_development_defaults
-from infra.settings import Settings
+from infra.settings import HelixSettings, Settings, SkylineSettings
 from infra.user_errors import settings_problem
 
 Level = Literal["ok", "missing", "note"]
@@ -32,11 +32,27 @@ def _need(name: str, present: bool, why: str) -> Finding:
 
 def check(settings: Settings) -> list[Finding]:
     production = settings.env == "production"
-    hx, sk, sec = settings.helix, settings.skyline, settings.secrets
-    found = [
+    return [
+        *_secrets(settings),
+        *_services(settings, production),
+        *_helix(settings.helix, production),
+        *_skyline(settings.skyline, production),
+        *_sealing(settings, production),
+    ]
+
+
+def _secrets(settings: Settings) -> list[Finding]:
+    sec = settings.secrets
+    return [
         _need("GATEWAY_SECRET", bool(sec.gateway_secret.get_secret_value()), "gateway pushes"),
         _need("DASHBOARD_AUTH", ":" in sec.dashboard_auth.get_secret_value(), "user:password"),
     ]
+
+
+def _services(settings: Settings, production: bool) -> list[Finding]:
+    """The broker and the database: embedded ones start where none is named, but not in
+    production."""
+    found = []
     for name, value, role in (
         ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka.kafka_bootstrap_servers, "broker"),
         ("DATABASE_URL", settings.postgres.database_url, "Postgres server"),
@@ -45,48 +61,46 @@ def check(settings: Settings) -> list[Finding]:
             found.append(_need(name, bool(value), f"the {role}"))
         else:
             found.append(Finding(name, "note", f"unset: an embedded {role} is started"))
+    return found
+
+
+def _helix(hx: HelixSettings, production: bool) -> list[Finding]:
     if hx.api_base is None:
-        found.append(
-            Finding("HX_API_BASE", "missing" if production else "note", "unset: Helix sandbox")
-        )
-    else:
-        required = {
-            "HX_TOKEN_URL": bool(hx.token_url),
-            "HX_CLIENT_ID": bool(hx.client_id),
-            "HX_AUDIENCE": bool(hx.audience),
-            "HX_GRANT_USERNAME": bool(hx.grant_username),
-            "HX_GRANT_PASSWORD": bool(hx.grant_password.get_secret_value()),
-            "HX_ACTIVATION_CLIENT_ID": hx.activation_client_id > 0,
-            "HX_PLAN_ID": hx.plan_id > 0,
-            "HX_BAN": bool(hx.ban),
-            "HX_FAN": bool(hx.fan),
-            "HX_ADDRESS1": bool(hx.address1),
-            "HX_CITY": bool(hx.city),
-            "HX_STATE": bool(hx.state),
-            "HX_ZIP": bool(hx.zip),
-        }
-        found += [_need(n, ok, "the Helix API is configured") for n, ok in required.items()]
+        return [Finding("HX_API_BASE", "missing" if production else "note", "unset: Helix sandbox")]
+    required = {
+        "HX_TOKEN_URL": bool(hx.token_url),
+        "HX_CLIENT_ID": bool(hx.client_id),
+        "HX_AUDIENCE": bool(hx.audience),
+        "HX_GRANT_USERNAME": bool(hx.grant_username),
+        "HX_GRANT_PASSWORD": bool(hx.grant_password.get_secret_value()),
+        "HX_ACTIVATION_CLIENT_ID": hx.activation_client_id > 0,
+        "HX_PLAN_ID": hx.plan_id > 0,
+        "HX_BAN": bool(hx.ban),
+        "HX_FAN": bool(hx.fan),
+        "HX_ADDRESS1": bool(hx.address1),
+        "HX_CITY": bool(hx.city),
+        "HX_STATE": bool(hx.state),
+        "HX_ZIP": bool(hx.zip),
+    }
+    return [_need(n, ok, "the Helix API is configured") for n, ok in required.items()]
+
+
+def _skyline(sk: SkylineSettings, production: bool) -> list[Finding]:
     if not sk.configured:
-        found.append(
-            Finding(
-                "SK_HOST",
-                "missing" if production else "note",
-                "unset (and no SK_GATEWAYS): sandbox gateways",
-            )
-        )
-    else:
-        found += [
-            _need("SK_USERNAME", bool(sk.username), "the gateways are configured"),
-            _need(
-                "SK_PASSWORD", bool(sk.password.get_secret_value()), "the gateways are configured"
-            ),
-        ]
+        severity: Level = "missing" if production else "note"
+        return [Finding("SK_HOST", severity, "unset (and no SK_GATEWAYS): sandbox gateways")]
+    configured = "the gateways are configured"
+    return [
+        _need("SK_USERNAME", bool(sk.username), configured),
+        _need("SK_PASSWORD", bool(sk.password.get_secret_value()), configured),
+    ]
+
+
+def _sealing(settings: Settings, production: bool) -> list[Finding]:
     sealing = settings.webhooks.sealing_key
     if sealing or production:
-        found.append(_need("WEBHOOK_SEALING_KEY", bool(sealing), "seals endpoint secrets"))
-    else:
-        found.append(Finding("WEBHOOK_SEALING_KEY", "note", "unset: a key file in the state dir"))
-    return found
+        return [_need("WEBHOOK_SEALING_KEY", bool(sealing), "seals endpoint secrets")]
+    return [Finding("WEBHOOK_SEALING_KEY", "note", "unset: a key file in the state dir")]
 
 
 def start_problems(settings: Settings) -> list[str]:

@@ -8,7 +8,7 @@ import asyncpg
 
 from infra.clock import Clock
 from infra.context import LoopContext
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.kafka import Bus
 from infra.settings import Settings
 

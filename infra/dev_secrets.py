@@ -6,7 +6,7 @@ run the bridge or dashboard open. Webhooks to loopback over http open an SSRF ho
 need ``SIMFLEET_ENV=development`` said explicitly (``make run`` does): a deployment that merely
 forgot to set ``SIMFLEET_ENV`` keeps the guard. The generated values live in
 ``<state_dir>/dev-secrets.json`` (mode 0600) so they stay the same between runs; the embedded
-PostgreSQL keeps its generated password there too (``infra.embedded_postgresql``).
+PostgreSQL keeps its generated password there too (``infra.embedded.postgresql``).
 """
 
 from __future__ import annotations

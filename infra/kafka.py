@@ -37,6 +37,7 @@ from infra.producer_sequence import SEQUENCE_LOST, restart_sequence
 from infra.settings import KafkaSettings
 
 __all__ = [
+    "GATHER_BYTES",
     "BrokerUnavailable",
     "Bus",
     "EncodedEvent",
@@ -182,6 +183,13 @@ def consume(
     )
 
 
+# A consumer nobody waits on asks the broker to hold its fetch until this much is there (or the
+# fetch wait passed): Apache Kafka answers a fetch at its first record, so under a steady trickle
+# each batch was a few records, each a Postgres transaction and an offset commit. Tansu holds
+# every fetch for its whole wait anyway.
+GATHER_BYTES = 256 * 1024
+
+
 def consume_batches(
     router: KafkaRouter,
     kafka: KafkaSettings,
@@ -190,6 +198,7 @@ def consume_batches(
     *,
     wait_ms: int = 50,
     fetch_wait_ms: int = 500,
+    gather_bytes: int = 1,
     max_poll_interval_ms: int = 300_000,
 ) -> Any:
     """A batch subscriber the simfleet way (webhooks, endpoint health, silence, verification
@@ -197,7 +206,9 @@ def consume_batches(
     (``infra.dead_letters.decode_wanted``), so one bad record cannot fail the batch — and a batch
     whose handler raised is read again (Postgres or the broker away) rather than committed
     past. ``wait_ms`` bounds how long a batch is gathered, ``fetch_wait_ms`` how long one fetch
-    idles on the broker (lower it where a waiting record is awaited by someone)."""
+    idles on the broker (lower it where a waiting record is awaited by someone), ``gather_bytes``
+    how much the broker waits for within that (``GATHER_BYTES`` where nobody waits: a record
+    then waits up to ``fetch_wait_ms``)."""
     consumer_started(f"{kafka.topic_prefix}{group}")
     return router.subscriber(
         *(t.full_name(kafka.topic_prefix) for t in topics),
@@ -206,6 +217,7 @@ def consume_batches(
         max_records=500,
         batch_timeout_ms=wait_ms,
         fetch_max_wait_ms=fetch_wait_ms,
+        fetch_min_bytes=gather_bytes,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         session_timeout_ms=kafka.kafka_session_timeout_ms,

@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# every operation name HelixClient logs (infra.helix, consumers.canceller, consumers.rotation,
+# every operation name HelixClient logs (infra.helix.client, consumers.canceller, consumers.rotation,
 # consumers.number_sync, dashboard.helix_query)
 HELIX_OPERATIONS = (
     "token",

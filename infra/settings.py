@@ -22,6 +22,11 @@ def _config(prefix: str = "") -> SettingsConfigDict:
     )
 
 
+# Tansu holds a waiting fetch for its whole wait even once a record arrived (Apache Kafka answers
+# it then), so on Tansu a consumer that someone waits on fetches often instead
+TANSU_FETCH_WAIT_MS = 20
+
+
 class KafkaSettings(BaseSettings):
     model_config = _config()
 
@@ -56,6 +61,21 @@ class KafkaSettings(BaseSettings):
     )
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=2_000, ge=100)
+    kafka_fetch_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=30_000,
+        description="how long a fetch of the webhook consumer or a projection idles on the broker "
+        "with nothing to read; Apache Kafka answers it as soon as a record arrives, Tansu waits "
+        "it out (20 there, set with the embedded Tansu)",
+    )
+    kafka_projection_gather_ms: int = Field(
+        default=50,
+        ge=0,
+        le=5_000,
+        description="a live projection keeps reading this long after new records arrive and "
+        "writes them in one transaction; 0 = each fetch at once",
+    )
     kafka_linger_ms: int = Field(default=5, ge=0)
     kafka_max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

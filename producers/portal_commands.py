@@ -46,7 +46,7 @@ class SigningEndpoint(Protocol):
 
 class SigningTargets(Protocol):
     """Where the test send finds an endpoint's URL and secrets: the webhook flow's directory
-    (``consumers/webhook_targets.EndpointDirectory``), handed in by whoever builds the portal."""
+    (``consumers/webhooks/targets.EndpointDirectory``), handed in by whoever builds the portal."""
 
     async def get(self, endpoint_id: str, now: datetime) -> SigningEndpoint | None: ...
 

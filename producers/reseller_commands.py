@@ -24,7 +24,6 @@ from events.reseller import (
     WebhookResendRequested,
     WebhookSecretRotated,
 )
-from events.sim import SimResellerAssigned
 from infra.clock import Clock
 from infra.kafka import Bus
 from infra.settings import WebhookSettings
@@ -32,6 +31,12 @@ from infra.url_guard import UnsafeEndpoint, validate_endpoint_url
 from infra.webhook_signing import SecretBox, generate_secret
 from policies.rotation import RotationPolicy
 from producers.resync import resync_reseller
+from producers.sim_assignment import (
+    Assignment,
+    assignment_events,
+    current_owners,
+    parse_iccid_lines,
+)
 from projections.reseller_queries import (
     EndpointView,
     count_missed,
@@ -39,6 +44,8 @@ from projections.reseller_queries import (
     get_reseller,
     list_endpoints,
 )
+
+__all__ = ["Assignment", "parse_iccid_lines"]  # offered to the CLI and the dashboard
 
 PRODUCER = "simfleet/commands"
 MAX_REASON = 500
@@ -49,12 +56,6 @@ WEBHOOK_TYPES = (
     "sim.cancelled",
     "number.offline",
 )
-# where each SIM is now: the reseller (and number) an assignment takes it from
-CURRENT_OWNERS = """
-SELECT s.iccid, coalesce(rs.reseller_id, s.reseller_id) AS reseller_id, s.current_number
-FROM sims s LEFT JOIN reseller_sims rs ON rs.iccid = s.iccid
-WHERE s.iccid = ANY($1::text[])
-"""
 
 
 class CommandRejected(ValueError):
@@ -84,29 +85,8 @@ class Reenabled:
     missed_since: datetime
 
 
-@dataclass(frozen=True)
-class Assignment:
-    assigned: list[str]
-    errors: list[str]
-
-
 def _reason(text: str | None) -> str | None:
     return text.strip()[:MAX_REASON] if text and text.strip() else None
-
-
-def parse_iccid_lines(text: str) -> tuple[list[str], list[str]]:
-    """ICCIDs from a file: one per line (or the first CSV column); ``#`` comments and a header
-    line are skipped. Returns (iccids, "line N: reason" errors)."""
-    iccids, errors = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        value = line.split("#", 1)[0].split(",", 1)[0].strip().strip('"')
-        if not value or (number == 1 and value.lower() == "iccid"):
-            continue
-        if not value.isdigit() or not 19 <= len(value) <= 20:
-            errors.append(f"line {number}: not an ICCID (19-20 digits): {value[:30]!r}")
-        else:
-            iccids.append(value)
-    return iccids, errors
 
 
 class ResellerCommands:
@@ -284,30 +264,16 @@ class ResellerCommands:
         self, reseller_id: str, iccids: Iterable[str], requested_by: str
     ) -> Assignment:
         await self._known_reseller(reseller_id)
-        now = self._clock.now()
-        events: list[SimResellerAssigned] = []
-        errors: list[str] = []
-        # one ref per command: moving a SIM A → B → A must be three facts, not a duplicate of
-        # the first (the archive would drop it and a rebuild would leave the SIM with B)
-        command = f"assign:{reseller_id}:{now.isoformat()}"
         wanted = list(dict.fromkeys(i.strip() for i in iccids if i.strip()))
-        owners = {r["iccid"]: r for r in await self.pool.fetch(CURRENT_OWNERS, wanted)}
-        for iccid in wanted:
-            ref = f"{command}:{iccid}"
-            fields = {"iccid": iccid, "reseller_id": reseller_id, "ref": ref, "command": command}
-            if (owner := owners.get(iccid)) is not None:  # the number leaves its reseller
-                fields |= {
-                    "previous_reseller_id": owner["reseller_id"],
-                    "number": owner["current_number"],
-                }
-            try:
-                event = SimResellerAssigned.create(
-                    producer=PRODUCER, time=now, requested_by=requested_by, **fields
-                )
-            except ValidationError:
-                errors.append(f"{iccid[:30]!r}: not an ICCID (19-20 digits)")
-            else:
-                events.append(event)
+        owners = await current_owners(self.pool, wanted)
+        events, errors = assignment_events(
+            reseller_id,
+            wanted,
+            owners,
+            self._clock.now(),
+            requested_by=requested_by,
+            producer=PRODUCER,
+        )
         await self._bus.emit_many(events)
         return Assignment([e.data.iccid for e in events], errors)
 

@@ -12,7 +12,7 @@ scheduler's rotation tick:
   are made even when rotation was the only traffic.
 
 One row, changed under its lock: several schedulers agree on the state and log each change
-once. The alert check ``rotation_paused`` (``producers.alert_checks``) announces the pause and
+once. The alert check ``rotation_paused`` (``alerting.checks``) announces the pause and
 its end.
 """
 

@@ -1,20 +1,20 @@
-"""Scheduler: the clock → events. Three loops, each safe to run in several processes at once
-(the composition root adds the flows' own sweeps to the same process, e.g. the verification
-flow's expiry and resumption: ``consumers/verification_sweeps.py``):
+"""Scheduler: the clock → events. Three rounds of its own, each safe to run in several processes
+at once; ``simfleet/sweeps.py`` lists them with every other flow's sweep and the periods the
+scheduler process runs them at (``every``):
 
-- every ``ROTATION_TICK_S`` (60 s): each active SIM whose daily slot has come (05:00 UTC plus
-  its spread offset; ``policies/rotation.py``) → mdn.change_requested with ref
-  ``rotation:<YYYY-MM-DD>``. The request is emitted in the transaction that inserts the
+- ``request_rotations`` (every ``ROTATION_TICK_S``, 60 s): each active SIM whose daily slot has
+  come (05:00 UTC plus its spread offset; ``policies/rotation.py``) → mdn.change_requested with
+  ref ``rotation:<YYYY-MM-DD>``. The request is emitted in the transaction that inserts the
   (SIM, day) row of ``rotations``: of two schedulers, one insert wins, the other waits for it
   and inserts nothing. Failed rotations whose retry time has come → a new request for the
   same day (``rotation:<date>:retry-<n>``), claimed the same way. Parked SIMs are skipped;
   while the carrier breaker is open only one probe is requested; each tick records the day's
   figures (due, rotated, failed, parked) and the day's report is logged once its window passed.
-- every ``SILENCE_SWEEP_S`` (5 min): online SIMs without SMS past their threshold →
-  sim.inbound_silent, once per silence (``producers/silence_sweep.py``).
-- every ``ROTATION_CLEANUP_INTERVAL_S`` (1 h): ``webhook_deliveries`` rows older than
-  ``WEBHOOK_RETENTION_DAYS`` (and this flow's own finished rows) deleted in small batches, so
-  no long lock is held; then every other table that grows, per ``RETENTION_*``
+- ``find_silent_sims`` (every ``SILENCE_SWEEP_S``, 5 min): online SIMs without SMS past their
+  threshold → sim.inbound_silent, once per silence (``producers/silence_sweep.py``).
+- ``clean_up`` (every ``ROTATION_CLEANUP_INTERVAL_S``, 1 h): ``webhook_deliveries`` rows older
+  than ``WEBHOOK_RETENTION_DAYS`` (and this flow's own finished rows) deleted in small batches,
+  so no long lock is held; then every other table that grows, per ``RETENTION_*``
   (``producers/retention.py``: what a retry, dedup or replay needs is kept).
 
 A round that fails because Postgres or the broker is away is logged and tried again next round.
@@ -105,14 +105,6 @@ class Scheduler:
     def __init__(self, pool: asyncpg.Pool, bus: Bus, clock: Clock, settings: Settings) -> None:
         self.pool, self.bus, self.clock, self.settings = pool, bus, clock, settings
         self.policy = RotationPolicy.from_settings(settings.rotation)
-
-    async def run(self) -> None:
-        """Every loop until cancelled (the composition root owns the task)."""
-        r = self.settings.rotation
-        async with asyncio.TaskGroup() as loops:
-            loops.create_task(self.every(r.tick_s, self.request_rotations))
-            loops.create_task(self.every(self.settings.silence.sweep_s, self.find_silent_sims))
-            loops.create_task(self.every(r.cleanup_interval_s, self.clean_up))
 
     async def every(self, interval_s: float, job: Callable[[], Awaitable[int]]) -> None:
         """Runs ``job`` now and then every ``interval_s``; a failed round waits for the next."""

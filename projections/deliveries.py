@@ -10,11 +10,12 @@ batches, live or in a replay. Status: ``retrying`` (a further attempt is due), `
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import assert_never, cast
 
 import asyncpg
 
 from events.topics import WEBHOOK_DELIVERIES, Topic
-from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
+from events.webhook import WebhookDeliveryEvent, WebhookDeliveryFailed, WebhookDeliverySucceeded
 from projections.runner import Record
 
 UPSERT_DELIVERIES = """
@@ -30,7 +31,7 @@ ON CONFLICT (message_id, endpoint) DO UPDATE SET
 WHERE EXCLUDED.attempts > d.attempts
 """
 
-Attempt = WebhookDeliverySucceeded | WebhookDeliveryFailed
+Attempt = WebhookDeliveryEvent  # every type on the topic is one attempt's outcome
 
 
 def latest_attempts(events: Sequence[Attempt]) -> list[Attempt]:
@@ -44,9 +45,14 @@ def latest_attempts(events: Sequence[Attempt]) -> list[Attempt]:
 
 
 def row_status(event: Attempt) -> str:
-    if isinstance(event, WebhookDeliverySucceeded):
-        return "delivered"
-    return "failed" if event.data.final else "retrying"
+    """Exhaustive: a new type on the topic fails the type check here."""
+    match event:
+        case WebhookDeliverySucceeded():
+            return "delivered"
+        case WebhookDeliveryFailed(data=d):
+            return "failed" if d.final else "retrying"
+        case _:
+            assert_never(event)
 
 
 class DeliveriesProjection:
@@ -55,7 +61,8 @@ class DeliveriesProjection:
     tables: tuple[str, ...] = ("webhook_deliveries",)
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        attempts = latest_attempts([r.event for r in records if isinstance(r.event, Attempt)])
+        # the runner decodes this topic with its own decoder: every event is of its union
+        attempts = latest_attempts([cast(Attempt, r.event) for r in records])
         if not attempts:
             return
         failures = [e if isinstance(e, WebhookDeliveryFailed) else None for e in attempts]

@@ -9,15 +9,15 @@ older report never overwrites a newer one. A gateway's host is the address it la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, assert_never, cast
 
 import asyncpg
 
 from events.gateway import GatewayStatusReported
-from events.sms import SmsReceived
+from events.sms import SmsDeliveryReported, SmsInboundEvent, SmsReceived
 from events.topics import GATEWAY_STATUS, SMS_INBOUND, Topic
 from projections.runner import Record
 
@@ -59,28 +59,51 @@ class Seen:
     values: tuple[object, ...]
 
 
+GatewayTopicsEvent = GatewayStatusReported | SmsInboundEvent
+
+
+@dataclass
+class Sightings:
+    """The gateways and ports a batch reported, the newest report of each."""
+
+    gateways: dict[str, Seen] = field(default_factory=dict)
+    ports: dict[tuple[str, str], Seen] = field(default_factory=dict)
+
+    def add(self, event: GatewayTopicsEvent) -> None:
+        """Exhaustive: a new type on either topic fails the type check here."""
+        match event:
+            case GatewayStatusReported(data=d):
+                _gateway(self.gateways, d.gateway_id, d.reported_at, d.max_ports, d.host)
+                for p in d.ports:
+                    values = (p.status_code, p.iccid, p.imsi, p.number)
+                    _port(self.ports, (d.gateway_id, p.port), d.reported_at, *values)
+            case SmsReceived(data=s) if s.gateway_id != UNNAMED_GATEWAY:
+                _gateway(self.gateways, s.gateway_id, s.received_at, None, s.gateway_host)
+                if s.port and s.iccid:
+                    values = (REGISTERED, s.iccid, s.imsi, s.to)
+                    _port(self.ports, (s.gateway_id, s.port), s.received_at, *values)
+            case SmsReceived() | SmsDeliveryReported():
+                pass  # an SMS from a gateway that did not name itself; a report names no port
+            case _:
+                assert_never(event)
+
+
+def sightings(events: Iterable[GatewayTopicsEvent]) -> Sightings:
+    seen = Sightings()
+    for event in events:
+        seen.add(event)
+    return seen
+
+
 class GatewaysProjection:
     name = "gateways"
     topics: tuple[Topic, ...] = (GATEWAY_STATUS, SMS_INBOUND)
     tables: tuple[str, ...] = ("gateways", "gateway_ports")
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        gateways: dict[str, Seen] = {}
-        ports: dict[tuple[str, str], Seen] = {}
-        for record in records:
-            event = record.event
-            if isinstance(event, GatewayStatusReported):
-                d = event.data
-                _gateway(gateways, d.gateway_id, d.reported_at, d.max_ports, d.host)
-                for p in d.ports:
-                    values = (p.status_code, p.iccid, p.imsi, p.number)
-                    _port(ports, (d.gateway_id, p.port), d.reported_at, *values)
-            elif isinstance(event, SmsReceived) and event.data.gateway_id != UNNAMED_GATEWAY:
-                s = event.data
-                _gateway(gateways, s.gateway_id, s.received_at, None, s.gateway_host)
-                if s.port and s.iccid:
-                    values = (REGISTERED, s.iccid, s.imsi, s.to)
-                    _port(ports, (s.gateway_id, s.port), s.received_at, *values)
+        # the runner decodes each topic with its own decoder: every event is of its union
+        seen = sightings(cast(GatewayTopicsEvent, r.event) for r in records)
+        gateways, ports = seen.gateways, seen.ports
         if not gateways:
             return
         ids = list(gateways)

@@ -8,10 +8,24 @@ events cannot bring it back).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, assert_never, cast
 
 import asyncpg
 
-from events.reseller import ResellerTokenIssued, ResellerTokenRevoked
+from events.reseller import (
+    ResellerCreated,
+    ResellerRegistryEvent,
+    ResellerTokenIssued,
+    ResellerTokenRevoked,
+    WebhookEndpointAdded,
+    WebhookEndpointDisabled,
+    WebhookEndpointEnabled,
+    WebhookEndpointFailing,
+    WebhookEndpointRecovered,
+    WebhookEndpointRemoved,
+    WebhookResendRequested,
+    WebhookSecretRotated,
+)
 from events.topics import RESELLER_REGISTRY, Topic
 from projections.runner import Record
 
@@ -27,6 +41,36 @@ WHERE token_id = $1 AND reseller_id = $2 AND revoked_at IS NULL
 """
 
 
+Statement = tuple[str, tuple[Any, ...]]  # the SQL an event runs and its arguments
+
+
+def statement(event: ResellerRegistryEvent) -> Statement | None:
+    """What one registry event changes in ``reseller_tokens``; None: not a token's event.
+    Exhaustive: a new type on the topic fails the type check here."""
+    match event:
+        case ResellerTokenIssued(data=d):
+            return INSERT_ISSUED, (
+                d.token_id, d.reseller_id, d.name, d.scope, d.token_hash, d.expires_at,
+                d.requested_by, event.time,
+            )  # fmt: skip
+        case ResellerTokenRevoked(data=d):
+            return MARK_REVOKED, (d.token_id, d.reseller_id, event.time, d.requested_by)
+        case (
+            ResellerCreated()
+            | WebhookEndpointAdded()
+            | WebhookEndpointRemoved()
+            | WebhookResendRequested()
+            | WebhookSecretRotated()
+            | WebhookEndpointDisabled()
+            | WebhookEndpointFailing()
+            | WebhookEndpointRecovered()
+            | WebhookEndpointEnabled()
+        ):
+            return None
+        case _:
+            assert_never(event)
+
+
 class ResellerTokensProjection:
     name = "reseller_tokens"
     topics: tuple[Topic, ...] = (RESELLER_REGISTRY,)
@@ -34,13 +78,7 @@ class ResellerTokensProjection:
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
         for r in records:
-            match r.event:
-                case ResellerTokenIssued(data=d) as e:
-                    await conn.execute(
-                        INSERT_ISSUED, d.token_id, d.reseller_id, d.name, d.scope, d.token_hash,
-                        d.expires_at, d.requested_by, e.time,
-                    )  # fmt: skip
-                case ResellerTokenRevoked(data=d) as e:
-                    await conn.execute(
-                        MARK_REVOKED, d.token_id, d.reseller_id, e.time, d.requested_by
-                    )
+            # the runner decodes this topic with its own decoder: every event is of its union
+            change = statement(cast(ResellerRegistryEvent, r.event))
+            if change is not None:
+                await conn.execute(change[0], *change[1])

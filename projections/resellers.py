@@ -10,20 +10,54 @@ by ``reseller.created``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import assert_never, cast
 
 import asyncpg
 
 from events.reseller import (
     ResellerCreated,
+    ResellerRegistryEvent,
+    ResellerTokenIssued,
+    ResellerTokenRevoked,
     WebhookEndpointAdded,
     WebhookEndpointDisabled,
     WebhookEndpointEnabled,
     WebhookEndpointFailing,
     WebhookEndpointRecovered,
     WebhookEndpointRemoved,
+    WebhookResendRequested,
     WebhookSecretRotated,
 )
-from events.sim import SimResellerAssigned
+from events.sim import (
+    MdnChanged,
+    MdnChangeFailed,
+    MdnChangeRequested,
+    NumberAssigned,
+    NumberOnline,
+    NumberVerificationFailed,
+    SimActivated,
+    SimActivationFailed,
+    SimActivationRequested,
+    SimCancelFailed,
+    SimCancelled,
+    SimCancelRequested,
+    SimInboundResumed,
+    SimInboundSilent,
+    SimLifecycleEvent,
+    SimOperatorNeeded,
+    SimResellerAssigned,
+    SimRestored,
+    SimRestoreRequested,
+    SimStatusChangeFailed,
+    SimSuspended,
+    SimSuspendRequested,
+    SyncRequested,
+    VerificationRequested,
+    VerificationSenderCleared,
+    VerificationSenderSuspect,
+    VerificationSent,
+    VerificationSkipped,
+)
 from events.topics import RESELLER_REGISTRY, SIM_LIFECYCLE, Topic
 from projections.runner import Record
 
@@ -95,19 +129,14 @@ class ResellersProjection:
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
         assignments: dict[str, SimResellerAssigned] = {}
         for r in records:
-            match r.event:
+            # the runner decodes each topic with its own decoder: every event is of its union
+            event = cast(ResellersTopicsEvent, r.event)
+            match read(event):
                 case SimResellerAssigned() as e:
                     assignments[e.data.iccid] = e  # the last one in the batch wins, as in order
-                case (
-                    ResellerCreated()
-                    | WebhookEndpointAdded()
-                    | WebhookEndpointRemoved()
-                    | WebhookSecretRotated()
-                    | WebhookEndpointDisabled()
-                    | WebhookEndpointEnabled()
-                    | WebhookEndpointFailing()
-                    | WebhookEndpointRecovered()
-                ) as e:
+                case None:
+                    pass
+                case e:
                     await apply_registry_event(conn, e)
         if assignments:
             await assign(conn, list(assignments.values()))
@@ -123,6 +152,64 @@ RegistryEvent = (
     | WebhookEndpointFailing
     | WebhookEndpointRecovered
 )
+
+
+ResellersTopicsEvent = ResellerRegistryEvent | SimLifecycleEvent
+
+
+def read(event: ResellersTopicsEvent) -> RegistryEvent | SimResellerAssigned | None:
+    """The events this projection applies; None for the rest of its topics. Exhaustive: a new
+    type on either topic fails the type check here."""
+    match event:
+        case (
+            ResellerCreated()
+            | WebhookEndpointAdded()
+            | WebhookEndpointRemoved()
+            | WebhookSecretRotated()
+            | WebhookEndpointDisabled()
+            | WebhookEndpointEnabled()
+            | WebhookEndpointFailing()
+            | WebhookEndpointRecovered()
+            | SimResellerAssigned()
+        ):
+            return event
+        case (
+            WebhookResendRequested()  # the dispatcher's, and the audit's
+            | ResellerTokenIssued()  # the token projection's
+            | ResellerTokenRevoked()
+        ):
+            return None
+        case (
+            SimActivationRequested()
+            | SimActivated()
+            | SimActivationFailed()
+            | NumberAssigned()
+            | MdnChangeRequested()
+            | MdnChanged()
+            | MdnChangeFailed()
+            | VerificationSent()
+            | VerificationSkipped()
+            | NumberOnline()
+            | NumberVerificationFailed()
+            | SimCancelRequested()
+            | SimSuspendRequested()
+            | SimRestoreRequested()
+            | SimCancelled()
+            | SimSuspended()
+            | SimRestored()
+            | SimCancelFailed()
+            | SimStatusChangeFailed()
+            | SyncRequested()
+            | VerificationRequested()
+            | SimInboundSilent()
+            | SimInboundResumed()
+            | VerificationSenderSuspect()
+            | VerificationSenderCleared()
+            | SimOperatorNeeded()
+        ):
+            return None  # the SIM's own story: the sims projection's
+        case _:
+            assert_never(event)
 
 
 async def apply_registry_event(conn: asyncpg.Connection, event: RegistryEvent) -> None:

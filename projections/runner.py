@@ -145,6 +145,7 @@ class ProjectionRunner:
         self._pool = pool
         self._dead = dead_letters
         self._max_records = max_records
+        self._gather_s = kafka.kafka_projection_gather_ms / 1000 if in_group else 0.0
         self._retry_delay_s = retry_delay_s
         self._on_batch = on_batch
         self._in_group = in_group
@@ -160,7 +161,7 @@ class ProjectionRunner:
             auto_offset_reset="earliest",
             session_timeout_ms=kafka.kafka_session_timeout_ms,
             heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=kafka.kafka_fetch_wait_ms,
             max_poll_records=max_records,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             **client_options(kafka),
@@ -216,7 +217,28 @@ class ProjectionRunner:
         while True:
             batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if batch:
+                await self._gather(batch)
                 await fetched.put(Fetched.decode(batch, self.decoders))
+
+    async def _gather(self, batch: Batch) -> None:
+        """Adds what arrives within ``gather_s`` of the first records: under a steady trickle
+        each batch would otherwise be a few records, and its transaction, checkpoint and Kafka
+        commit cost more than its rows."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._gather_s
+        count = sum(map(len, batch.values()))
+        while count < self._max_records and (left := deadline - loop.time()) > 0:
+            more = await self._consumer.getmany(
+                timeout_ms=max(1, round(left * 1000)), max_records=self._max_records - count
+            )
+            for tp, records in more.items():
+                # a rebalance meanwhile seeks back to the checkpoint: records already held
+                # must not come twice into one batch (the checkpoint filters across batches)
+                held = batch.setdefault(tp, [])
+                after = held[-1].offset if held else -1
+                new = [r for r in records if r.offset > after]
+                held.extend(new)
+                count += len(new)
 
     async def process(self, batch: Fetched) -> None:
         while True:

@@ -158,9 +158,16 @@ def create_helix_sandbox(
 ) -> FastAPI:
     """The carrier as an ASGI app; the token URL is ``<base>/oauth/token``."""
     sandbox = HelixSandbox(world or HelixWorld(), mode, faults or HelixFaults())
-    world_ = sandbox.world
     app = FastAPI(title="Helix sandbox")
     app.state.sandbox = sandbox
+    _carrier_routes(app, sandbox)
+    _admin_routes(app, sandbox)
+    return app
+
+
+def _carrier_routes(app: FastAPI, sandbox: HelixSandbox) -> None:
+    """The carrier's API as simfleet calls it, each call through the sandbox's fault mode."""
+    world_ = sandbox.world
 
     @app.post("/oauth/token")
     async def token(request: Request) -> Response:
@@ -219,7 +226,11 @@ def create_helix_sandbox(
 
         return await sandbox.handle(request, "reason_codes", work)
 
-    # admin routes for demos and e2e tests that run the sandbox in another process
+
+def _admin_routes(app: FastAPI, sandbox: HelixSandbox) -> None:
+    """For demos and e2e tests that run the sandbox in another process: never faulty."""
+    world_ = sandbox.world
+
     @app.get("/_sandbox/stats")
     async def stats() -> dict[str, Any]:
         return world_.stats()
@@ -242,8 +253,6 @@ def create_helix_sandbox(
                 sandbox.switch(known, sandbox.faults)
                 return _json(200, {"mode": known})
         return _json(400, {"error": f"unknown mode {wanted}"})
-
-    return app
 
 
 def sandbox_of(app: FastAPI) -> HelixSandbox:

@@ -24,19 +24,21 @@ import structlog
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from consumers.endpoint_health import HealthTracker
-from consumers.webhooks import Webhooks
-from infra import embedded_broker, embedded_postgresql, gc_tuning, supervision
+from consumers.webhooks.consumer import Webhooks
+from consumers.webhooks.endpoint_health import HealthTracker
+from infra import gc_tuning, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
+from infra.embedded import broker as embedded_broker
+from infra.embedded import postgresql as embedded_postgresql
 from infra.gateway_clients import GatewayClients
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.kafka_lag import meter_for
 from infra.ops import Check, broker_check, ops_app, postgres_check
 from infra.postgres import create_pool, migrate
-from infra.settings import Settings
+from infra.settings import TANSU_FETCH_WAIT_MS, Settings
 from projections import replay
 from projections.registry import all_projections
 from sandbox.gateways import GatewayNetwork
@@ -150,6 +152,8 @@ def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[En
             kind = embedded_broker.chosen(settings.kafka.embedded_broker)
             if kind == "tansu":
                 settings.kafka.kafka_idempotence = False  # Tansu refuses InitProducerId
+                if "kafka_fetch_wait_ms" not in settings.kafka.model_fields_set:
+                    settings.kafka.kafka_fetch_wait_ms = TANSU_FETCH_WAIT_MS
             broker = stack.enter_context(
                 embedded_broker.embedded_broker(kind, settings.state_dir, reuse=reuse)
             )

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from infra.dev_secrets import with_development_defaults
-from infra.embedded import EmbeddedInfraError, reusable
+from infra.embedded.service import EmbeddedInfraError, reusable
 from infra.logging import configure
 from infra.progress import progress_bar
 from infra.settings import Settings

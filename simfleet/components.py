@@ -18,37 +18,29 @@ import structlog
 from faststream.kafka import KafkaRouter
 from httpx_aiohttp import AiohttpTransport
 
-from consumers import (
-    carrier_retries,
-    endpoint_health,
-    finalizer,
-    number_sync,
-    provisioning,
-    rotation,
-    silence,
-    verification,
-    webhooks,
-)
-from consumers.reply_backlog import ReplyBacklog
-from consumers.verification_sweeps import VerificationSweeps
+from alerting import checks as alert_checks
+from alerting import rotation_checks as rotation_alerts
+from alerting.incidents import Alerts
+from consumers import provisioning, rotation, silence
+from consumers.verification import consumer as verification
+from consumers.webhooks import consumer as webhooks
+from consumers.webhooks import endpoint_health
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.alert_sink import AlertSink, LogSink, SlackSink
 from infra.api_docs import api_docs_router
 from infra.dead_letters import DeadLetters
 from infra.gateway_clients import GatewayClients
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.kafka_lag import meter_for
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
-from producers import alert_checks, rotation_alerts
-from producers.alerts import Alerts
-from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
-from producers.sms_arrivals import SmsArrivals
+from producers.skyline.arrivals import SmsArrivals
+from producers.skyline.bridge import create_bridge_app
 from producers.token_uses import TokenUses
 from projections import overview_queries
 from projections.registry import all_projections
@@ -57,7 +49,7 @@ from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import create_reseller_receiver
-from simfleet import demo
+from simfleet import demo, sweeps
 from simfleet.app import Component, Runtime, supervised
 
 log = structlog.get_logger("simfleet")
@@ -271,23 +263,6 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
     if helix is None:
         raise RuntimeError("the scheduler needs the Helix client")
     hx = rt.settings.helix
-
-    async def finalize_sweep() -> int:
-        return await finalizer.sweep_unfinalized(rt.pool, rt.bus, helix, rt.clock)
-
-    async def sync_round() -> int:
-        return await number_sync.request_sync(rt.pool, rt.bus, rt.clock)
-
-    async def resend_carrier_requests() -> int:
-        return await carrier_retries.resend_due(rt.pool, rt.bus, rt.clock.now())
-
-    tracker = health_tracker(rt)
-
-    async def disable_failing_endpoints() -> int:
-        return await endpoint_health.disable_overdue(tracker)
-
-    replies = ReplyBacklog(rt.endpoints.kafka_bootstrap, rt.settings.kafka)
-    verifications = VerificationSweeps(rt.pool, rt.bus, rt.clock, rt.settings, replies=replies)
     scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings)
     every_verification_sweep = rt.settings.rotation.verification_sweep_s
     every_alert_round = rt.settings.alerts.interval_s
@@ -297,17 +272,11 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
             rt.pool, sink, rt.clock, alert_checks_for(rt),
             label=f"simfleet {prefix}" if prefix else "simfleet",
         )  # fmt: skip
-        loops = (
-            scheduler.run(),
-            scheduler.every(every_verification_sweep, verifications.expire_verifications),
-            scheduler.every(every_verification_sweep, verifications.resume_deferred),
-            scheduler.every(every_verification_sweep, verifications.resume_awaiting_sender),
-            scheduler.every(hx.finalize_sweep_s, finalize_sweep),
-            scheduler.every(hx.sync_interval_s, sync_round),
-            scheduler.every(rt.settings.rotation.tick_s, resend_carrier_requests),
-            scheduler.every(every_alert_round, disable_failing_endpoints),
-            scheduler.every(every_alert_round, alerts.evaluate),
+        # every clock-driven round of the scheduler process, with its period: simfleet/sweeps.py
+        every = sweeps.scheduled(
+            rt, scheduler, helix=helix, tracker=health_tracker(rt), alerts=alerts
         )
+        loops = (scheduler.every(sweep.period_s, sweep.round) for sweep in every)
         async with supervised(rt, "scheduler", *loops):
             yield (
                 f"verification sweep every {every_verification_sweep:g}s, "
@@ -318,27 +287,24 @@ async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
 
 
 class RouterModule(Protocol):
-    __name__: str
-
     def build_router(self, settings: Settings) -> KafkaRouter: ...
 
 
-CARRIER_WORKERS: tuple[RouterModule, ...] = (
-    provisioning,
-    verification,
-    rotation,
-)
+# by the name `simfleet workers NAME` takes (a flow's module is not always named after it)
+CARRIER_WORKERS: dict[str, RouterModule] = {
+    "provisioning": provisioning,
+    "verification": verification,
+    "rotation": rotation,
+}
 
 
-def worker(module: RouterModule) -> Component:
+def worker(name: str, module: RouterModule) -> Component:
     """A side-effect consumer that talks to the carrier or the gateways."""
 
     def routers(settings: Settings) -> list[KafkaRouter]:
         return [module.build_router(settings)]
 
-    return Component(
-        module.__name__.rsplit(".", 1)[-1], "workers", routers=routers, providers=(carrier_objects,)
-    )
+    return Component(name, "workers", routers=routers, providers=(carrier_objects,))
 
 
 @contextlib.asynccontextmanager
@@ -375,7 +341,7 @@ def registered_components() -> list[Component]:
     return [
         Component("projector", "projector", services=(projector_service,)),
         Component("bridge", "bridge", services=(bridge_service,)),
-        *(worker(module) for module in CARRIER_WORKERS),
+        *(worker(name, module) for name, module in CARRIER_WORKERS.items()),
         Component(
             "webhooks",
             "workers",

@@ -15,7 +15,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from consumers.webhook_targets import EndpointDirectory
+from consumers.webhooks.targets import EndpointDirectory
 from dashboard.reseller_api import routes
 from dashboard.reseller_api.auth import Portal
 from dashboard.reseller_api.rate_limit import RateLimiter

@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from pydantic import SecretStr
 
+from alerting import checks as alert_checks
 from events.topics import GATEWAY_REJECTED
 from infra.http import serve_http
 from infra.kafka_lag import group_lags
 from infra.settings import AlertSettings, Settings
-from producers import alert_checks
 from sandbox.reseller import create_reseller_receiver
 from simfleet.app import Endpoints, runtime
 from simfleet.components import carrier_objects, scheduler_service

@@ -17,7 +17,7 @@ from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.metrics import PUSHES_REJECTED
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 
 pytestmark = pytest.mark.integration
 

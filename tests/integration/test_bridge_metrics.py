@@ -13,7 +13,7 @@ from infra.clock import SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ throughout; the bridge and the inbound_sms projection run through it and are nev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,20 +18,24 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from events.envelope import Event
 from events.sms import SmsReceived
+from events.topics import SMS_INBOUND
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import RETRY_AFTER_S, create_bridge_app
+from producers.skyline.bridge import RETRY_AFTER_S, create_bridge_app
 from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.conftest import isolated_settings
 from tests.support.durable_broker import DurableBroker, S3Server
 from tests.support.eventually import eventually
-from tests.support.gateway_load import Answer, Gateways, topic_events
+from tests.support.gateway_load import Answer, Gateways, topic_records
+from tests.support.positions import projection_reached
+from tests.support.projecting import running
 
 pytestmark = pytest.mark.integration
 
@@ -77,28 +80,22 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-@contextlib.asynccontextmanager
-async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(runner.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def rows(pool: asyncpg.Pool) -> tuple[int, set[str]]:
     records = await pool.fetch("SELECT message_id FROM inbound_sms")
     return len(records), {str(r["message_id"]) for r in records}
 
 
-async def rows_once_projected(pool: asyncpg.Pool, ids: set[str]) -> tuple[int, set[str]]:
-    """inbound_sms once it holds all of ``ids`` (or after 60 s) and a moment later, room for a
-    late duplicate row to show up. The caller asserts on what it returns."""
-    with contextlib.suppress(AssertionError):
-        await eventually(lambda: rows(pool), until=lambda r: ids <= r[1], within=60, interval=0.2)
-    await asyncio.sleep(1.0)
+async def rows_once_projected(
+    pool: asyncpg.Pool, topic: str, on_topic: list[tuple[int, int, Event]]
+) -> tuple[int, set[str]]:
+    """inbound_sms once the projection has read every record ``on_topic`` (all of the topic's,
+    read with their positions): a late duplicate row would be there by then. Not
+    ``end_offsets()``: Tansu answers it with the base offset of a partition's last batch + 1,
+    not with the high watermark."""
+    ends: dict[int, int] = {}
+    for partition, offset, _ in on_topic:
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    await projection_reached(pool, "inbound_sms", topic, ends, within=60)
     return await rows(pool)
 
 
@@ -149,7 +146,9 @@ async def test_broker_restarted_while_gateways_push_503_meanwhile_and_nothing_ac
 
             acknowledged = [a for a in gateways.answers + retried if a.status == 200]
             ids = {i for a in acknowledged for i in a.body["ids"]}
-            row_count, row_ids = await rows_once_projected(pool, ids)
+            on_topic = await topic_records(kafka.bootstrap, settings, ids)
+            topic = SMS_INBOUND.full_name(settings.kafka.topic_prefix)
+            row_count, row_ids = await rows_once_projected(pool, topic, on_topic)
             assert not projecting.done(), "the projection gave up"
 
     answers = gateways.answers
@@ -166,10 +165,10 @@ async def test_broker_restarted_while_gateways_push_503_meanwhile_and_nothing_ac
     assert {a.push for a in acknowledged} == {a.push for a in answers}  # all accepted at last
     assert len(ids) == ROWS * len(answers)
     bodies = {i: b for a in acknowledged for i, b in zip(a.body["ids"], a.push.bodies, strict=True)}
-    events = await topic_events(kafka.bootstrap, settings, ids)
-    on_topic = {e.id for e in events}
-    assert len(ids - on_topic) == 0, f"{len(ids - on_topic)} acknowledged SMS lost"
-    assert on_topic == ids
+    events = [event for _, _, event in on_topic]
+    on_topic_ids = {e.id for e in events}
+    assert len(ids - on_topic_ids) == 0, f"{len(ids - on_topic_ids)} acknowledged SMS lost"
+    assert on_topic_ids == ids
     for event in events:
         assert isinstance(event, SmsReceived)
         assert event.data.body == bodies[event.id]

@@ -21,7 +21,7 @@ from infra.http import free_port, serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 from tests.integration.test_gateway_bridge import read_records
 from tests.support.stack import components, running
 

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from dashboard.app import create_dashboard_app
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool

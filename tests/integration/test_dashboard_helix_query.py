@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from dashboard.app import create_dashboard_app
 from events.helix import HelixApiCalled
 from events.topics import HELIX_CALLS
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool

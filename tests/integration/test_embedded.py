@@ -15,10 +15,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra import embedded_kafka, embedded_postgresql
-from infra.embedded import EmbeddedInfraError
-from infra.embedded_kafka import embedded_broker, start_broker
-from infra.embedded_postgresql import embedded_postgres, start_postgres
+from infra.embedded import postgresql as embedded_postgresql
+from infra.embedded import tansu as embedded_kafka
+from infra.embedded.postgresql import embedded_postgres, start_postgres
+from infra.embedded.service import EmbeddedInfraError
+from infra.embedded.tansu import embedded_broker, start_broker
 
 pytestmark = pytest.mark.integration
 

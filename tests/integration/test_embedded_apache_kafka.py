@@ -19,9 +19,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra import embedded_apache_kafka, embedded_broker
-from infra.embedded import EmbeddedInfraError, pid_alive
-from infra.embedded_apache_kafka import KafkaCluster, start_kafka
+from infra.embedded import apache_kafka as embedded_apache_kafka
+from infra.embedded import broker as embedded_broker
+from infra.embedded.apache_kafka import KafkaCluster, start_kafka
+from infra.embedded.service import EmbeddedInfraError, pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +122,7 @@ def test_the_broker_dies_with_the_process_that_started_it(state_dir: Path) -> No
     script = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from infra.embedded_apache_kafka import start_kafka\n"
+        "from infra.embedded.apache_kafka import start_kafka\n"
         "service = start_kafka(Path(sys.argv[1]))\n"
         "print(json.dumps({'pid': service.pid}), flush=True)\n"
         "time.sleep(600)\n"

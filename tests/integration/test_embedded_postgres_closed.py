@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from infra.embedded_postgresql import HBA, embedded_postgres
+from infra.embedded.postgresql import HBA, embedded_postgres
 from simfleet.app import without_password
 
 pytestmark = pytest.mark.integration

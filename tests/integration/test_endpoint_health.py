@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from consumers import endpoint_health
+from alerting import checks as alert_checks
+from consumers.webhooks import endpoint_health
 from events.sim import NumberOnline
 from events.webhook import WebhookDeliveryFailed
 from infra.settings import Settings
-from producers import alert_checks
 from tests.support.eventually import eventually
 from tests.support.health_world import HealthWorld, health_world
 from tests.support.webhook_world import FAST, World, sms, webhook_world

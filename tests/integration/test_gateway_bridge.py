@@ -31,7 +31,7 @@ from infra.clock import SystemClock
 from infra.http import free_port, serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 from sandbox.skyline import SandboxGateway, inject_sms
 from tests.support.eventually import eventually
 

@@ -12,7 +12,7 @@ from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 from projections.gateways import GatewaysProjection
 from projections.sms import InboundSmsProjection
 from sandbox.skyline import SandboxGateway

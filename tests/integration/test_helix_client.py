@@ -14,9 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from events.helix import HelixApiCalled
-from infra.helix import HelixClient
-from infra.helix_errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
-from infra.helix_models import SubscriberDetails
+from infra.helix.client import HelixClient
+from infra.helix.errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
+from infra.helix.models import SubscriberDetails
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool

@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.postgres import create_pool
 from infra.settings import HelixSettings

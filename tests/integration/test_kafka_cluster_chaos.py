@@ -39,15 +39,15 @@ from cryptography.fernet import Fernet
 from events.sim import MdnChangeRequested, SimActivationRequested
 from events.topics import SIM_LIFECYCLE, SMS_INBOUND
 from infra.clock import SystemClock
-from infra.embedded_apache_kafka import KafkaCluster
+from infra.embedded.apache_kafka import KafkaCluster
 from infra.http import free_port, serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool, migrate
 from infra.settings import Settings, WebhookSettings
 from infra.webhook_signing import SecretBox
 from policies.rotation import retry_ref
-from producers.gateway_bridge import RETRY_AFTER_S
 from producers.reseller_commands import ResellerCommands
+from producers.skyline.bridge import RETRY_AFTER_S
 from sandbox.helix_world import make_iccid, make_imei
 from sandbox.reseller import ReceiverState, create_reseller_receiver
 from tests.conftest import ROOT, STATE_DIR, isolated_settings
@@ -270,7 +270,9 @@ async def test_the_whole_cluster_stopped_and_started_on_its_data_under_traffic_l
         await gateways.stop()
         retried = await gateways.retry_refused(within=120)
         ids = acknowledged_ids(gateways.answers + retried)
-        rows = await stored(run.pool, ids, within=600)
+        rows = await stored(
+            run.pool, ids, within=600, bootstrap=run.bootstrap, settings=run.settings
+        )
         await webhooks_for(run.receiver, ids, within=600)
         events = await topic_events(cluster.bootstrap, run.settings, ids, within=120)
         dlq = await dead_letters(cluster.bootstrap, run.topic(SMS_INBOUND.dlq.name))
@@ -366,7 +368,9 @@ async def test_three_webhook_workers_killed_and_added_under_load_with_postgres_r
             await gateways.stop()
             retried = await gateways.retry_refused(within=120)
             ids = acknowledged_ids(gateways.answers + retried)
-            rows = await stored(run.pool, ids, within=600)
+            rows = await stored(
+                run.pool, ids, within=600, bootstrap=run.bootstrap, settings=run.settings
+            )
             await webhooks_for(run.receiver, ids, within=600)
             dlq = await dead_letters(up.bootstrap, run.topic(SMS_INBOUND.dlq.name))
             dead = run.dead(victims=members)

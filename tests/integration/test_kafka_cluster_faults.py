@@ -23,11 +23,11 @@ from pydantic import SecretStr
 from events.topics import SMS_INBOUND
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
-from infra.embedded_apache_kafka import KafkaCluster
+from infra.embedded.apache_kafka import KafkaCluster
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import RETRY_AFTER_S, create_bridge_app
+from producers.skyline.bridge import RETRY_AFTER_S, create_bridge_app
 from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.conftest import isolated_settings
@@ -143,7 +143,9 @@ async def test_leader_sigkilled_while_20000_sms_are_pushed_loses_and_doubles_not
             retried = await gateways.retry_refused()
             acknowledged = [a for a in gateways.answers + retried if a.status == 200]
             ids = {i for a in acknowledged for i in a.ids}
-            rows = await stored(world.pool, ids, within=300)
+            rows = await stored(
+                world.pool, ids, within=300, bootstrap=cluster.bootstrap, settings=settings
+            )
             with contextlib.suppress(AssertionError):
                 await eventually(
                     lambda: asyncio.sleep(0, delivered(world)),  # a plain value, awaitable
@@ -196,7 +198,9 @@ async def test_two_of_three_brokers_down_refuses_with_retry_after_and_recovers(
             retried = await gateways.retry_refused()
             acknowledged = [a for a in gateways.answers + retried if a.status == 200]
             ids = {i for a in acknowledged for i in a.ids}
-            rows = await stored(world.pool, ids, within=120)
+            rows = await stored(
+                world.pool, ids, within=120, bootstrap=cluster.bootstrap, settings=settings
+            )
 
     refused = gateways.refused(killed_at)
     assert refused, "nothing was refused with two brokers down"

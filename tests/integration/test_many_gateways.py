@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from consumers import verification
+from consumers.verification import consumer as verification
 from events.sim import NumberOnline, VerificationRequested, VerificationSent, VerificationSkipped
 from infra.http import free_port
 from infra.settings import Settings

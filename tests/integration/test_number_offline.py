@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.webhook_rules import number_left
+from consumers.webhooks.rules import number_left
 from events.sim import MdnChanged, NumberAssigned, NumberOnline, SimCancelled
 from infra.settings import Settings
 from tests.support.eventually import eventually

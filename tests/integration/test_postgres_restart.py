@@ -8,11 +8,10 @@ port with the same data directory, as an operator restarting the database would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -29,13 +28,14 @@ from projections.archive import ArchiveProjection
 from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
+from tests.support.positions import projection_reached
+from tests.support.projecting import running
 from tests.support.restartable_postgres import RestartablePostgres, restartable_postgres
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 5_000
 WAVE = 500
-OUTAGE_S = 3.0
 T0 = datetime(2026, 2, 4, 12, tzinfo=UTC)
 
 
@@ -72,17 +72,6 @@ async def pool(postgres: RestartablePostgres) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(postgres.url, min_size=2, max_size=4)
     yield pool
     await pool.close()
-
-
-@contextlib.asynccontextmanager
-async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(runner.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def count(pool: asyncpg.Pool, sql: str) -> int:
@@ -149,6 +138,20 @@ def projection_runners(
     ]
 
 
+def waiting_out(logs: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The projections that logged they wait an outage out."""
+    return {e["projection"] for e in logs if e["event"] == "projection_waiting_out_outage"}
+
+
+async def read_to_the_end(pool: asyncpg.Pool, settings: Settings, kafka_bootstrap: str) -> None:
+    topic = SMS_INBOUND.full_name(settings.kafka.topic_prefix)
+    partitions = settings.kafka.partitions_for(SMS_INBOUND.name, SMS_INBOUND.partitions)
+    last = await last_offsets(kafka_bootstrap, topic, partitions, expected=EVENTS)
+    ends = {partition: offset + 1 for partition, offset in last.items()}
+    for projection in ("inbound_sms", "archive"):
+        await projection_reached(pool, projection, topic, ends, within=60)
+
+
 async def assert_each_event_once(pool: asyncpg.Pool, events: list[SmsReceived]) -> None:
     ids = {e.id for e in events}
     assert len(ids) == len(events)
@@ -199,18 +202,21 @@ async def test_postgres_restarted_mid_stream_consumers_wait_and_resume_with_noth
                 await eventually(
                     lambda: count(pool, "SELECT count(*) FROM inbound_sms"),
                     until=lambda n: n >= 2 * WAVE,
+                    within=60,  # the groups' first join, on a busy machine
                 )
                 # stopped while waves are still being published and applied
                 await asyncio.to_thread(postgres.stop)
-                outage_started = time.monotonic()
                 await before  # the rest of these waves arrive while Postgres is down
-                await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
+                # down until both runners met the outage and chose to wait it out
+                await eventually(
+                    lambda: asyncio.sleep(0, waiting_out(logs)),  # a plain value, awaitable
+                    until=lambda waiting: waiting == {"inbound_sms", "archive"},
+                    within=60,
+                )
                 with pytest.raises(ConnectionRefusedError):
                     await asyncpg.connect(url, timeout=2)
                 assert not sms_task.done(), "the inbound_sms runner gave up"
                 assert not archive_task.done(), "the archive runner gave up"
-                waited = [e for e in logs if e["event"] == "projection_waiting_out_outage"]
-                assert {e["projection"] for e in waited} == {"inbound_sms", "archive"}
 
                 await asyncio.to_thread(postgres.start)  # same port, same data directory
                 assert postgres.url == url
@@ -219,11 +225,8 @@ async def test_postgres_restarted_mid_stream_consumers_wait_and_resume_with_noth
                     assert (await a.fetchval("SELECT 1"), await b.fetchval("SELECT 2")) == (1, 2)
 
                 await publish(waves[6:])
-                for sql in ("SELECT count(*) FROM inbound_sms", "SELECT count(*) FROM event_log"):
-                    await eventually(
-                        functools.partial(count, pool, sql), until=lambda n: n >= EVENTS, within=30
-                    )
-                await asyncio.sleep(0.5)  # room for a late duplicate to show up
+                # both read to the last record: a late duplicate row would be there by then
+                await read_to_the_end(pool, settings, kafka_bootstrap)
     finally:
         await idle.close()
 

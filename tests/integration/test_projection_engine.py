@@ -1,6 +1,5 @@
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from projections.runner import ProjectionRunner, Record
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
 from tests.support.positions import projection_caught_up
+from tests.support.projecting import running
 
 pytestmark = pytest.mark.integration
 
@@ -87,17 +87,6 @@ def runner_for(
         dead_letters=DeadLetters(bus, projection.name),
         group_id=group_id,
     )
-
-
-@contextlib.asynccontextmanager
-async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(runner.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-            await task
 
 
 async def count(pool: asyncpg.Pool, sql: str) -> int:

@@ -26,7 +26,7 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from producers.bulk_import import MAX_BYTES
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 from sandbox.helix_world import make_iccid, make_imei
 from tests.integration.test_dashboard import NOW
 from tests.support.clock import ControlledClock

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alerting.checks import DisabledEndpoints
 from events.topics import RESELLER_REGISTRY
 from infra.settings import ResellerApiSettings, Settings
-from producers.alert_checks import DisabledEndpoints
 from producers.reseller_commands import CommandRejected
 from tests.support.eventually import eventually
 from tests.support.portal_world import PortalWorld, portal_world

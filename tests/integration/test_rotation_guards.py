@@ -13,12 +13,12 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 import structlog
 
+from alerting.incidents import Alerts
+from alerting.rotation_checks import RotationIncomplete, RotationPaused
 from events.sim import MdnChanged, MdnChangeFailed, MdnChangeRequested, SimOperatorNeeded
 from infra.alert_sink import LogSink
 from infra.settings import Settings
 from producers import rotation_days
-from producers.alerts import Alerts
-from producers.rotation_alerts import RotationIncomplete, RotationPaused
 from sandbox.helix import HelixFaults
 from tests.support.clock import ControlledClock
 from tests.support.eventually import eventually

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers import verification
+from consumers.verification import consumer as verification
 from events import decode
 from events.sim import NumberOnline, NumberVerificationFailed, VerificationSent
 from events.topics import SIM_LIFECYCLE

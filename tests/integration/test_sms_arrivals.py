@@ -20,8 +20,8 @@ from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import create_bridge_app
-from producers.sms_arrivals import SmsArrivals
+from producers.skyline.arrivals import SmsArrivals
+from producers.skyline.bridge import create_bridge_app
 from sandbox.helix_world import make_iccid
 from tests.integration.test_gateway_bridge import read_records, sms_of
 from tests.support.clock import ControlledClock

@@ -1,6 +1,6 @@
 """Tansu stays the zero-dependency broker of ``make run`` where no JVM is: the suite runs on Apache
 Kafka, so this keeps one end-to-end path on Tansu from rotting — the composition root picks Tansu
-(without the idempotent producer it refuses), the bridge acknowledges an SMS and the projector
+(without the idempotent producer it refuses, with short fetch waits), the bridge acknowledges an SMS and the projector
 stores and archives it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from infra.http import free_port
-from infra.settings import KafkaSettings, SecretsSettings, Settings
+from infra.settings import TANSU_FETCH_WAIT_MS, KafkaSettings, SecretsSettings, Settings
 from simfleet.app import resolve_endpoints
 from tests.support.eventually import eventually
 from tests.support.stack import components, running
@@ -39,6 +39,8 @@ async def test_an_sms_pushed_through_the_bridge_is_stored_on_tansu(
     with resolve_endpoints(on_tansu) as endpoints:
         assert any("Tansu" in line for line in endpoints.embedded), endpoints.embedded
         assert on_tansu.kafka.kafka_idempotence is False
+        # Tansu holds a fetch for its whole wait: a waited-on consumer must not idle 500 ms
+        assert on_tansu.kafka.kafka_fetch_wait_ms == TANSU_FETCH_WAIT_MS
         push = {"to": "+16465550001", "from": "+15551230000", "body": "hello from tansu"}
         parts = components("projector", "bridge")
         async with (

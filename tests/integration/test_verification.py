@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from consumers import verification
-from consumers.verification_store import is_verification_sms, verification_sms_ids
+from consumers.verification import consumer as verification
+from consumers.verification.store import is_verification_sms, verification_sms_ids
 from events.sim import (
     NumberOnline,
     NumberVerificationFailed,

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 
-from consumers import verification
-from consumers.reply_backlog import ReplyBacklog
-from consumers.verification_sweeps import VerificationSweeps
+from consumers.verification import consumer as verification
+from consumers.verification.reply_backlog import ReplyBacklog
+from consumers.verification.sweeps import VerificationSweeps
 from events.sim import NumberOnline, NumberVerificationFailed, VerificationSent
 from events.sms import SmsReceived
 from infra.clock import Clock

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from consumers import rotation, verification
+from consumers import rotation
+from consumers.verification import consumer as verification
 from events.sim import (
     MdnChanged,
     MdnChangeRequested,

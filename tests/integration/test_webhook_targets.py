@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from cryptography.fernet import Fernet
 
-from consumers.webhook_targets import EndpointDirectory
+from consumers.webhooks.targets import EndpointDirectory
 from infra.postgres import create_pool
 from infra.webhook_signing import SecretBox, generate_secret
 

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from dashboard.app import create_dashboard_app
 from infra.clock import SystemClock
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 
 
 def openapi_documents(state_dir: Path) -> dict[str, dict[str, Any]]:

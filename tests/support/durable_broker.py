@@ -1,6 +1,6 @@
 """A local Kafka broker that keeps its data across a restart, for broker-restart tests.
 
-The embedded broker (``infra.embedded_kafka``) keeps everything in memory, so restarting it loses
+The embedded broker (``infra.embedded.tansu``) keeps everything in memory, so restarting it loses
 every topic. The same Tansu binary has one durable storage engine compiled in: S3. Here an S3
 server (moto, in its own process, so it outlives the broker) holds the topics' records and
 watermarks, the topic metadata and the consumer groups' committed offsets; Tansu killed and
@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra.embedded_kafka import tansu_path
+from infra.embedded.tansu import tansu_path
 from infra.http import free_port
 
 __all__ = ["DurableBroker", "S3Server"]

@@ -22,7 +22,7 @@ from consumers import provisioning
 from events import decode
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import SystemClock
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus
 from infra.retry import RetryPolicy

@@ -26,6 +26,7 @@ from events.topics import SMS_INBOUND
 from infra.kafka_address import servers
 from infra.settings import Settings
 from tests.support.eventually import eventually
+from tests.support.positions import projection_caught_up
 
 T0 = 1_763_900_000
 SENDER = "+15551230000"
@@ -143,14 +144,18 @@ async def inbound_ids(pool: asyncpg.Pool) -> list[str]:
     return [str(r["message_id"]) for r in await pool.fetch("SELECT message_id FROM inbound_sms")]
 
 
-async def stored(pool: asyncpg.Pool, ids: set[str], within: float) -> list[str]:
-    """inbound_sms's message ids once they include ``ids`` (or after ``within``), and a moment
-    later, room for a late duplicate to show. The caller asserts on what it returns."""
+async def stored(
+    pool: asyncpg.Pool, ids: set[str], within: float, *, bootstrap: str, settings: Settings
+) -> list[str]:
+    """inbound_sms's message ids once they include ``ids`` (or after ``within``) and the
+    projection has read to the end of sms.inbound, so a late duplicate would be among them.
+    Call it once nothing more is pushed. The caller asserts on what it returns."""
     with contextlib.suppress(AssertionError):
         await eventually(
             lambda: inbound_ids(pool), until=lambda r: ids <= set(r), within=within, interval=0.5
         )
-    await asyncio.sleep(1.0)
+    kafka = settings.kafka
+    await projection_caught_up(pool, bootstrap, kafka, "inbound_sms", SMS_INBOUND, within=within)
     return await inbound_ids(pool)
 
 
@@ -159,12 +164,19 @@ async def topic_events(
 ) -> list[Event]:
     """Every event on sms.inbound from offset 0, read until all of ``ids`` were seen (or
     ``within`` passed) and then a little longer: a late duplicate would show up there."""
+    return [event for _, _, event in await topic_records(bootstrap, settings, ids, within)]
+
+
+async def topic_records(
+    bootstrap: str, settings: Settings, ids: set[str], within: float = 30.0
+) -> list[tuple[int, int, Event]]:
+    """``topic_events`` with each one's partition and offset."""
     topic = SMS_INBOUND.full_name(settings.kafka.topic_prefix)
     partitions = settings.kafka.partitions_for(SMS_INBOUND.name, SMS_INBOUND.partitions)
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=servers(bootstrap), enable_auto_commit=False)
     await consumer.start()
-    found: list[Event] = []
+    found: list[tuple[int, int, Event]] = []
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -172,8 +184,8 @@ async def topic_events(
         rounds_after = 5
         while rounds_after > 0:
             batch = await consumer.getmany(timeout_ms=200)
-            found += [decode(r.value) for records in batch.values() for r in records]
-            if ids <= {e.id for e in found} or time.monotonic() > deadline:
+            found += [(r.partition, r.offset, decode(r.value)) for rs in batch.values() for r in rs]
+            if ids <= {e.id for _, _, e in found} or time.monotonic() > deadline:
                 rounds_after -= 1
     finally:
         await consumer.stop()

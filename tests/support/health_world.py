@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from consumers import endpoint_health
+from alerting import checks as alert_checks
+from alerting.incidents import Alerts
+from consumers.webhooks import endpoint_health
 from infra.alert_sink import SlackSink
-from producers import alert_checks
-from producers.alerts import Alerts
 from projections.archive import ArchiveProjection
 from simfleet.app import Endpoints, runtime
 from simfleet.components import health_objects

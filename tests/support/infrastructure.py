@@ -14,9 +14,10 @@ import os
 import warnings
 from pathlib import Path
 
-from infra.embedded import EmbeddedInfraError
-from infra.embedded_broker import chosen, embedded_broker
-from infra.embedded_postgresql import embedded_postgres
+from infra.embedded.broker import chosen, embedded_broker
+from infra.embedded.postgresql import embedded_postgres
+from infra.embedded.service import EmbeddedInfraError
+from infra.settings import TANSU_FETCH_WAIT_MS
 
 __all__ = ["database_url", "docker_available", "kafka_bootstrap"]
 
@@ -41,6 +42,7 @@ def kafka_bootstrap(stack: contextlib.ExitStack, state_dir: Path) -> str:
         if chosen(kind) == "tansu":
             # read by every Settings of this session and of the processes it starts
             os.environ["KAFKA_IDEMPOTENCE"] = "false"
+            os.environ["KAFKA_FETCH_WAIT_MS"] = str(TANSU_FETCH_WAIT_MS)
         return stack.enter_context(embedded_broker(kind, state_dir)).url
     except EmbeddedInfraError as exc:
         raise RuntimeError(

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from infra.embedded_apache_kafka import KafkaCluster
+from infra.embedded.apache_kafka import KafkaCluster
 from infra.kafka_address import servers
 
 

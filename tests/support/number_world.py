@@ -2,8 +2,10 @@
 real HTTP, the gateway bridge over real HTTP, a real broker with the verification and rotation
 routers, and the sims + gateways projections on Postgres.
 
-Wired the way the composition root does it: routers from ``build_router(settings)`` find
-``bus``, ``pool``, ``clock``, ``settings``, ``helix`` and ``skyline`` in the broker's context.
+Run by the composition root's runtime (``simfleet.app.runtime``): routers from
+``build_router(settings)`` find ``bus``, ``pool``, ``clock``, ``settings``, ``helix`` and
+``skyline`` in the broker's context; the Helix and Skyline clients are the test's own (quick and
+patient with the sandbox's faults).
 SIMs are seeded as the provisioning flows would have left them: a line at the carrier with a
 number, a seat in a gateway port, and ``sims`` / ``sim_numbers`` rows (inserted directly).
 """
@@ -20,17 +22,18 @@ import asyncpg
 import httpx
 from pydantic import SecretStr
 
-from consumers import rotation, verification
-from consumers.verification_sweeps import VerificationSweeps
+from consumers import rotation
+from consumers.verification import consumer as verification
+from consumers.verification.sweeps import VerificationSweeps
 from events import decode
 from events.envelope import Event
 from events.sim import NumberAssigned
 from events.topics import SIM_LIFECYCLE, Topic
 from infra.clock import Clock, SystemClock
 from infra.gateway_clients import GatewayClients
-from infra.helix import HelixClient
+from infra.helix.client import HelixClient
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import Bus
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import (
@@ -40,9 +43,9 @@ from infra.settings import (
     SkylineSettings,
     VerificationSettings,
 )
-from producers.gateway_bridge import create_bridge_app
 from producers.scheduler import Scheduler
-from producers.sms_arrivals import SmsArrivals
+from producers.skyline.arrivals import SmsArrivals
+from producers.skyline.bridge import create_bridge_app
 from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
 from projections.sims import SimsProjection
@@ -50,6 +53,7 @@ from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.skyline import DEFAULT_GATEWAY_ID, SandboxGateway
+from simfleet.app import Endpoints, Runtime, runtime
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     CLIENT_ID,
@@ -65,6 +69,11 @@ GATEWAY_SECRET = "gw-secret-numbers-4b1d"
 SK_PASSWORD = "sk-p4ss-Numbers-7q"
 FAST = RetryPolicy(max_attempts=5, base_delay_s=0.01, max_delay_s=0.05, budget_s=5.0)
 E = TypeVar("E", bound=Event)
+# Kafka's default group time-outs, not the suite's 2 s: with a dozen groups, two sandboxes and
+# the bridge in one process on a loaded machine, a 2 s session lapses (the broker marks the
+# member gone, "member_id was not recognized"), the group rebalances, and the records in flight
+# are read again: a redelivered request re-emits its outcome, which these tests count
+PATIENT_GROUPS = {"kafka_session_timeout_ms": 10_000, "kafka_heartbeat_interval_ms": 2_000}
 
 
 @dataclass(frozen=True)
@@ -213,36 +222,43 @@ async def running_numbers(
                 "secrets": SecretsSettings(gateway_secret=SecretStr(GATEWAY_SECRET)),
                 "rotation": rotation_config or rotation_settings(),
                 "verification": verification_config or settings.verification,
+                "kafka": settings.kafka.model_copy(update=PATIENT_GROUPS),
+                "postgres": settings.postgres.model_copy(
+                    update={"database_pool_min": 2, "database_pool_max": 16}
+                ),
             }
         )
-        pool = await create_pool(database_url, min_size=2, max_size=16)
-        stack.push_async_callback(pool.close)
-        broker = build_broker(settings.kafka, bootstrap)
-        bus = Bus(broker, settings.kafka.topic_prefix)
-        bridge_url = await stack.enter_async_context(
-            serve_http(
-                create_bridge_app(
-                    settings, bus, SystemClock(), SmsArrivals(pool, settings.bridge_retry_window_s)
-                )
+
+        @contextlib.asynccontextmanager
+        async def sandbox_clients(rt: Runtime) -> AsyncIterator[None]:
+            """The test's carrier and gateway clients: quick and patient with the sandbox."""
+            async with httpx.AsyncClient(base_url=helix_url, timeout=5.0) as http:
+                rt.helix = HelixClient(http, settings.helix, rt.pool, rt.bus.emit, policy=PATIENT)
+                rt.skyline = GatewayClients(settings.skyline, rt.pool, policy=FAST)
+                try:
+                    yield
+                finally:
+                    await rt.skyline.aclose()
+
+        endpoints = Endpoints(bootstrap, database_url)
+        routers = [flow.build_router(settings) for flow in flows]
+        rt = await stack.enter_async_context(
+            runtime(
+                settings, endpoints, routers, clock=clock or SystemClock(),
+                providers=[sandbox_clients],
             )
+        )  # fmt: skip
+        assert rt.skyline is not None
+        pool, bus = rt.pool, rt.bus
+        arrivals = SmsArrivals(pool, settings.bridge_retry_window_s)
+        bridge_url = await stack.enter_async_context(
+            serve_http(create_bridge_app(settings, bus, SystemClock(), arrivals))
         )
         network.connect_bridge(bridge_url, GATEWAY_SECRET)
-        http = httpx.AsyncClient(base_url=helix_url, timeout=5.0)
-        stack.push_async_callback(http.aclose)
-        helix = HelixClient(http, settings.helix, pool, bus.emit, policy=PATIENT)
-        skyline = GatewayClients(settings.skyline, pool, policy=FAST)
-        stack.push_async_callback(skyline.aclose)
-        for flow in flows:
-            broker.include_router(flow.build_router(settings))
         world = NumberWorld(
-            settings, bootstrap, carrier, network, pool, bus, skyline, bridge_url, database_url,
-            clock=clock or SystemClock(), carrier_sandbox=sandbox_of(helix_app),
+            settings, bootstrap, carrier, network, pool, bus, rt.skyline, bridge_url,
+            database_url, clock=rt.clock, carrier_sandbox=sandbox_of(helix_app),
         )  # fmt: skip
-        context = {"bus": bus, "pool": pool, "clock": world.clock, "settings": settings}
-        for name, value in (context | {"helix": helix, "skyline": skyline}).items():
-            broker.context.set_global(name, value)
-        await broker.start()
-        stack.push_async_callback(broker.stop)
         projections = (SimsProjection(), GatewaysProjection())
         await stack.enter_async_context(
             projecting(

@@ -4,6 +4,8 @@ consumer group's committed offsets — never for a guessed pause."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -48,9 +50,18 @@ async def projection_caught_up(
     published before the call: what its tables show then is all those records will make."""
     ends = await end_offsets(bootstrap, kafka, topic)
     name = topic.full_name(kafka.topic_prefix)
+    await projection_reached(pool, projection, name, ends, within=within)
+
+
+async def projection_reached(
+    pool: asyncpg.Pool, projection: str, topic: str, ends: Mapping[int, int],
+    *, within: float = 30.0,
+) -> None:  # fmt: skip
+    """Returns once ``projection``'s checkpoints on ``topic`` (its full name) are at ``ends``
+    (partition → the offset after its last record) or past them."""
 
     async def reached() -> dict[int, int]:
-        return {r["partition"]: r["next"] for r in await pool.fetch(CHECKPOINTS, projection, name)}
+        return {r["partition"]: r["next"] for r in await pool.fetch(CHECKPOINTS, projection, topic)}
 
     await eventually(
         reached, until=lambda at: all(at.get(p, 0) >= end for p, end in ends.items()),

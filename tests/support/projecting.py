@@ -41,3 +41,16 @@ async def projecting(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def running(runner: ProjectionRunner) -> AsyncIterator[asyncio.Task[None]]:
+    """One runner running for the block, its task given to the test (to see it did not give
+    up); cancelled when the block ends."""
+    task = asyncio.create_task(runner.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

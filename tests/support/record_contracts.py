@@ -117,9 +117,13 @@ def _no_record_broke_a_contract() -> Iterator[None]:
     assert not broken, "records that break the published contracts:\n" + "\n".join(broken[:20])
 
 
+WHOLE_SUITE_MARKERS = "not slow"
+
+
 def whole_suite(config: pytest.Config) -> bool:
-    """Whether this session runs every integration test (not a chosen file, test or -k)."""
-    if config.option.keyword:
+    """Whether this session runs every integration test (not a chosen file, test, -k, or a marker
+    other than the one that leaves out the long fault tests: `make chaos` runs those alone)."""
+    if config.option.keyword or config.option.markexpr not in ("", WHOLE_SUITE_MARKERS):
         return False
     integration = ROOT / "tests" / "integration"
     args = [Path(a) for a in config.args] or [ROOT / p for p in config.getini("testpaths")]

@@ -10,8 +10,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from infra.embedded import RunningService, free_port
-from infra.embedded_postgresql import start_postgres
+from infra.embedded.postgresql import start_postgres
+from infra.embedded.service import RunningService, free_port
 from tests.conftest import STATE_DIR
 
 

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaConsumer
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from consumers.webhook_dispatch import Dispatcher
-from consumers.webhooks import build_router
+from consumers.webhooks.consumer import build_router
+from consumers.webhooks.dispatch import Dispatcher
 from events.envelope import Event
 from events.sms import SmsReceived
 from events.topics import Topic

@@ -9,8 +9,8 @@ import pytest
 from consumers.activation import already_active
 from consumers.carrier_retries import RequestRetries, retry_ref
 from consumers.provisioning_rules import status_drift
-from infra.helix_errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
-from infra.helix_models import SubscriberDetails
+from infra.helix.errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
+from infra.helix.models import SubscriberDetails
 from policies.rotation import RotationPolicy, current_day
 
 NOW = datetime(2026, 2, 4, 12, 30, tzinfo=UTC)

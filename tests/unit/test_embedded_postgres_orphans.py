@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import embedded_postgresql
+from infra.embedded import postgresql as embedded_postgresql
 
 
 def server(root: Path, name: str, pid_text: str | None) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from consumers.endpoint_health_rules import (
+from consumers.webhooks.endpoint_health_rules import (
     ENDPOINT_BLOCKED,
     Health,
     HealthPolicy,

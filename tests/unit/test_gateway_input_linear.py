@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.verification_rules import code_in, might_be_reply
-from producers.push_fields import (
+from consumers.verification.rules import code_in, might_be_reply
+from producers.skyline.content import decode_content, split_header_block
+from producers.skyline.push import parse_http_push, parse_json_push, parse_simple_push
+from producers.skyline.push_fields import (
     MAX_PUSH_ITEMS,
     MAX_SMS_BODY_CHARS,
     PushRejected,
@@ -21,8 +23,6 @@ from producers.push_fields import (
     receiver_of,
     sender_of,
 )
-from producers.skyline_content import decode_content, split_header_block
-from producers.skyline_push import parse_http_push, parse_json_push, parse_simple_push
 
 N = MAX_SMS_BODY_CHARS  # the longest text that gets past the bridge
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ from infra.clock import SystemClock
 from infra.kafka import Bus
 from infra.ops import ops_app
 from infra.settings import SecretsSettings, Settings
-from producers.gateway_bridge import create_bridge_app
+from producers.skyline.bridge import create_bridge_app
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra import embedded_apache_kafka
+from infra.embedded import apache_kafka as embedded_apache_kafka
 
 
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,7 @@ PACKAGES = (
 CLIENTS = {"AIOKafkaConsumer", "AIOKafkaProducer", "AIOKafkaAdminClient"}
 # the embedded brokers' own readiness probes (PLAINTEXT on loopback, the broker just started)
 # and the AsyncAPI renderer (never connects)
-EXEMPT = {"infra/embedded_kafka.py", "infra/embedded_apache_kafka.py", "infra/asyncapi.py"}
+EXEMPT = {"infra/embedded/tansu.py", "infra/embedded/apache_kafka.py", "infra/asyncapi.py"}
 BROKERS = {"KafkaBroker", "ConcurrentStartBroker"}
 
 

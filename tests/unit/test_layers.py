@@ -2,7 +2,9 @@
 
     bench                          benchmarks: measure any part, the composition root included
     simfleet                       composition root and CLI: may import every flow
-    dashboard                      the operator's web UI
+    dashboard | alerting           what operators see | what they are told: both read tables and
+                                   emit no events (alerting reads the rotation breaker's state
+                                   through producers); neither imports the other
     producers                      what turns the outside world and the clock into events
     consumers | projections        side effects | read tables: neither imports the other
     policies                       rules several flows apply alike (the rotation schedule, the
@@ -26,6 +28,7 @@ FLOORS: dict[str, int] = {
     "bench": 8,
     "simfleet": 7,
     "dashboard": 6,
+    "alerting": 6,
     "producers": 5,
     "consumers": 4,
     "projections": 4,
@@ -89,5 +92,14 @@ def test_producers_import_no_consumer() -> None:
 
 
 def test_infra_imports_no_flow_package() -> None:
-    flows = {"producers", "consumers", "projections", "dashboard", "sandbox", "simfleet", "bench"}
+    flows = {
+        "producers",
+        "consumers",
+        "projections",
+        "dashboard",
+        "alerting",
+        "sandbox",
+        "simfleet",
+        "bench",
+    }
     assert [f"{f} imports {m}" for f, p, m, t in arrows() if p == "infra" and t in flows] == []

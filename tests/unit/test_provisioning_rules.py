@@ -15,8 +15,8 @@ from consumers.provisioning_rules import (
     sync_ref,
 )
 from events.sim import NumberAssigned, SimActivationFailed, StatusAction
-from infra.helix_errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
-from infra.helix_models import SubscriberDetails
+from infra.helix.errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
+from infra.helix.models import SubscriberDetails
 from sandbox.helix_world import make_iccid
 
 NOW = datetime(2026, 2, 4, 12, 30, tzinfo=UTC)

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from events.sms import SmsDeliveryReported, SmsReceived
-from producers.push_fields import PushRejected
-from producers.skyline_content import decode_content, scts_time
-from producers.skyline_push import (
+from producers.skyline.content import decode_content, scts_time
+from producers.skyline.push import (
     gateway_id_from,
     parse_http_push,
     parse_json_push,
     parse_simple_push,
 )
+from producers.skyline.push_fields import PushRejected
 
 NOW = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)
 GW = "00-30-f1-01-02-03"

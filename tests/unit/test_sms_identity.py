@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from events.sms import SmsReceived
-from producers.skyline_push import parse_json_push
+from producers.skyline.push import parse_json_push
 
 T0 = datetime(2026, 2, 4, 12, 0, 0, tzinfo=UTC)
 NOW = datetime(2026, 2, 4, 12, 5, tzinfo=UTC)

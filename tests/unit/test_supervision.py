@@ -6,9 +6,9 @@ from typing import Any, cast
 
 import structlog
 
-from consumers.webhook_attempts import Attempts
-from consumers.webhook_claims import Claims
-from consumers.webhook_dispatch import Dispatcher
+from consumers.webhooks.attempts import Attempts
+from consumers.webhooks.claims import Claims
+from consumers.webhooks.dispatch import Dispatcher
 from infra.clock import SystemClock
 from infra.settings import WebhookSettings
 from infra.supervision import supervised

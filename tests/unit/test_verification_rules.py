@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.verification_rules import (
+from consumers.verification.rules import (
     CODE_ALPHABET,
     Sender,
     after_timeout,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from consumers.webhook_attempts import PRODUCER, delivered_record
-from consumers.webhook_claims import Job
+from consumers.webhooks.attempts import PRODUCER, delivered_record
+from consumers.webhooks.claims import Job
 from events import codec
 from events.topics import WEBHOOK_DELIVERIES
 from events.webhook import WebhookDeliverySucceeded

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from consumers.webhook_rules import (
+from consumers.webhooks.rules import (
     Action,
     Schedule,
     SimFacts,

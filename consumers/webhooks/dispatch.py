@@ -1,0 +1,203 @@
+"""Delivery tasks: one bounded background task per (message, endpoint), never the handler.
+
+The consumer hands over deliveries already claimed in ``webhook_claims`` (so the source offset
+may be committed: the claim row is the durable copy). Each task signs and POSTs, records the
+outcome in the claim row *then* as events on ``webhook.deliveries``, waits the fast schedule in
+process (1, 2, 4, 8 s), and after that hands the delivery to ``webhook.retry``. A due-time heap
+makes retries read from that topic when due, and a sweeper takes over every claim whose owner
+went quiet (crash, restart, overflow) — so a delivery is lost only if Postgres loses it.
+
+Bounds: ``max_in_flight`` tasks in all (the consumer waits for room), ``per_endpoint_queue`` per
+endpoint (beyond that the claim is released to the sweeper), and the sender's slots. A hanging
+endpoint therefore holds at most its own share and never stalls the consumer or other endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
+import structlog
+
+from consumers.webhooks.attempts import Attempts
+from consumers.webhooks.claims import Claims, Job
+from consumers.webhooks.rules import Action
+from infra.clock import Clock
+from infra.outages import OUTAGE_TYPES
+from infra.settings import WebhookSettings
+from infra.supervision import supervised
+
+HEAP_HORIZON_S = 900.0  # later retries stay in Postgres only; the sweeper brings them back
+SWEEP_BATCH = 500
+# a task hitting these leaves its claim to the sweeper instead of failing the process
+
+log = structlog.get_logger("simfleet.webhooks")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        *,
+        claims: Claims,
+        attempts: Attempts,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.claims = claims
+        self._attempts = attempts
+        self._clock = clock
+        self._live: Counter[str] = Counter()
+        self._in_flight = 0  # the sum of _live, kept: Counter.total() walks every endpoint
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._room.set()
+        # endpoints whose surplus waits in Postgres: swept again as soon as they drain
+        self._overflowed: set[str] = set()
+        self._sweep_now = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._heap: list[tuple[datetime, int, str, str, int]] = []
+        self._heap_changed = asyncio.Event()
+        self._order = itertools.count()
+
+    def lease_from(self, now: datetime) -> datetime:
+        return self._attempts.lease_from(now)
+
+    def endpoint_enabled(self, endpoint_id: str) -> None:
+        self._attempts.endpoint_enabled(endpoint_id)
+
+    @property
+    def _low_water(self) -> int:
+        return self.settings.per_endpoint_queue // 2
+
+    @contextlib.asynccontextmanager
+    async def running(self, stop: asyncio.Event) -> AsyncIterator[Dispatcher]:
+        """Runs the sweeper, heap and recorder for the block, supervised: one of them failing
+        sets ``stop`` (the process ends rather than leave deliveries waiting). On exit,
+        in-flight POSTs may finish."""
+        loops = supervised(
+            "webhook-dispatcher",
+            stop,
+            self._sweep_loop(),
+            self._heap_loop(),
+            self._attempts.record_delivered(),
+            finishing=self._closing,
+        )
+        async with loops:
+            try:
+                yield self
+            finally:
+                self._closing.set()
+                self._sweep_now.set()
+                if self._tasks:
+                    await asyncio.wait(set(self._tasks), timeout=self.settings.timeout_s + 2)
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def room(self) -> None:
+        await self._room.wait()
+
+    async def submit(self, jobs: Sequence[Job]) -> None:
+        """Starts a task per job; jobs of a full endpoint go back to the sweeper."""
+        refused = [job for job in jobs if not self._spawn(job)]
+        self._overflowed.update(job.endpoint_id for job in refused)
+        await self.claims.release(refused, self._clock.now())
+
+    def schedule(self, message_id: str, endpoint_id: str, attempt: int, due_at: datetime) -> None:
+        """A retry read from webhook.retry: attempted when due (if it is still ours to make)."""
+        if (due_at - self._clock.now()).total_seconds() > HEAP_HORIZON_S:
+            return
+        if len(self._heap) < self.settings.max_in_flight:
+            heapq.heappush(
+                self._heap, (due_at, next(self._order), message_id, endpoint_id, attempt)
+            )
+            self._heap_changed.set()
+
+    def _spawn(self, job: Job | None, due: tuple[str, str, int] | None = None) -> bool:
+        endpoint_id = job.endpoint_id if job else due[1] if due else ""
+        if self._closing.is_set() or self._live[endpoint_id] >= self.settings.per_endpoint_queue:
+            return False
+        self._live[endpoint_id] += 1
+        self._in_flight += 1
+        if self._in_flight >= self.settings.max_in_flight:
+            self._room.clear()
+        task = asyncio.create_task(self._deliver(job, due, endpoint_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return True
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # the claim stays pending: the sweeper retries it once the lease ends
+            log.error("webhook_delivery_crashed", error=repr(task.exception()))
+
+    async def _deliver(
+        self, job: Job | None, due: tuple[str, str, int] | None, endpoint: str
+    ) -> None:
+        try:
+            if job is None and due is not None:
+                lease = self.lease_from(self._clock.now())
+                job = await self.claims.take_due(*due, lease)
+            while job is not None:
+                step = await self._attempts.make(job)
+                if step.action is not Action.RETRY_SOON or not await self._pause_until(step.at):
+                    return
+                job = await self.claims.next_attempt(job, self.lease_from(self._clock.now()))
+        except OUTAGE_TYPES as err:  # Postgres or the broker away
+            log.warning("webhook_delivery_interrupted", endpoint_id=endpoint, error=repr(err))
+        finally:
+            self._live[endpoint] -= 1
+            self._in_flight -= 1
+            if self._live[endpoint] <= 0:
+                del self._live[endpoint]
+            if endpoint in self._overflowed and self._live[endpoint] <= self._low_water:
+                self._overflowed.discard(endpoint)
+                self._sweep_now.set()
+            if self._in_flight < self.settings.max_in_flight:
+                self._room.set()
+
+    async def _pause_until(self, at: datetime | None) -> bool:
+        """Sleeps until ``at``; False when the dispatcher is closing (the sweeper resumes it)."""
+        delay = 0.0 if at is None else (at - self._clock.now()).total_seconds()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), timeout=max(delay, 0.0))
+        return not self._closing.is_set()
+
+    async def _heap_loop(self) -> None:
+        while not self._closing.is_set():
+            now = self._clock.now()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, message_id, endpoint_id, attempt = heapq.heappop(self._heap)
+                # no room now: the claim stays scheduled and the sweeper takes it after the grace
+                self._spawn(None, (message_id, endpoint_id, attempt))
+            wait = (self._heap[0][0] - now).total_seconds() if self._heap else HEAP_HORIZON_S
+            self._heap_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heap_changed.wait(), timeout=max(wait, 0.001))
+
+    async def _sweep_loop(self) -> None:
+        while not self._closing.is_set():
+            free = self.settings.max_in_flight - self._in_flight
+            if free > 0:
+                try:
+                    await self._sweep(min(free, SWEEP_BATCH))
+                except OUTAGE_TYPES as err:  # waited out: the next round sweeps again
+                    log.warning("webhook_sweep_interrupted", error=repr(err))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_now.wait(), self.settings.sweep_interval_s)
+            self._sweep_now.clear()
+
+    async def _sweep(self, limit: int) -> None:
+        now = self._clock.now()
+        full = [e for e, n in self._live.items() if n >= self.settings.per_endpoint_queue]
+        jobs = await self.claims.sweep(now, self.lease_from(now), full, limit)
+        if jobs:
+            log.info("webhook_deliveries_taken_over", count=len(jobs))
+            await self.submit(jobs)
