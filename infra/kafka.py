@@ -9,11 +9,14 @@ on a sequence gap gives the producer a new id (``infra.producer_sequence``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from faststream import AckPolicy
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker, KafkaRouter
@@ -25,7 +28,7 @@ from faststream.message import StreamMessage
 
 from events import codec
 from events.envelope import Event
-from events.topics import HEADER_TYPE, Topic, topic_for_type
+from events.topics import HEADER_CORRELATION, HEADER_TYPE, Topic, topic_for_type
 from infra.kafka_address import servers
 from infra.kafka_security import broker_security
 from infra.kafka_topics import ensure_topics
@@ -37,11 +40,15 @@ __all__ = [
     "GATHER_BYTES",
     "BrokerUnavailable",
     "Bus",
+    "EncodedEvent",
     "build_broker",
     "consume",
     "consume_batches",
     "ensure_topics",
 ]
+
+
+_T = TypeVar("_T")
 
 
 class BrokerUnavailable(RuntimeError):
@@ -82,10 +89,29 @@ def build_broker(
         log_level=logging.DEBUG,  # "Received" / "Processed": two lines per message
         middlewares=middlewares,
         decoder=decode_message,
+        partitioner=placed_by_key,
         allow_auto_create_topics=False,
         graceful_timeout=15.0,
         security=broker_security(settings),
     )
+
+
+KEY_HASHES_KEPT = 65_536
+
+
+@functools.lru_cache(maxsize=KEY_HASHES_KEPT)
+def _key_hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def placed_by_key(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's ``DefaultPartitioner`` (the Java client's murmur2 placement, so other clients
+    agree on a key's partition) with each key's hash remembered: aiokafka's murmur2 is pure
+    Python, a few µs per record, and a process keeps sending to the same keys (endpoint ids,
+    ICCIDs, numbers)."""
+    if key is None:
+        return int(DefaultPartitioner()(key, all_partitions, available))
+    return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
 # FastStream's start-up chatter per consumer: useful when debugging a group, noise otherwise
@@ -205,6 +231,18 @@ async def _undecoded(_msg: StreamMessage[Any]) -> None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event already written as its record: what ``Bus`` would make of the model (value,
+    key, headers), made without one where an event is produced per delivery (the webhook hot
+    path). Whoever builds it holds it to ``codec.encode`` and ``codec.headers_for`` in tests."""
+
+    topic: Topic
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
 class Bus:
     """Publishes events to their topic, keyed by subject, with CloudEvents headers."""
 
@@ -216,15 +254,29 @@ class Bus:
     def topic_name(self, event: Event) -> str:
         return topic_for_type(event.type).full_name(self._prefix)
 
+    def encoded_topic_name(self, record: EncodedEvent) -> str:
+        return record.topic.full_name(self._prefix)
+
     async def emit(self, event: Event) -> None:
         await self.emit_many((event,))
 
     async def emit_many(self, events: Iterable[Event]) -> None:
         """Returns once the broker acknowledged every event (acks=all); raises BrokerUnavailable."""
+        await self._acknowledged(self._send, events)
+
+    async def emit_encoded(self, records: Iterable[EncodedEvent]) -> None:
+        """``emit_many`` for events already encoded (``EncodedEvent``)."""
+        await self._acknowledged(self._send_encoded, records)
+
+    async def _acknowledged(
+        self,
+        send: Callable[[_T, AIOKafkaProducer | None], Awaitable[asyncio.Future[Any] | None]],
+        items: Iterable[_T],
+    ) -> None:
         try:
             async with asyncio.timeout(self._timeout_s):
                 producer = _connected_producer(self._broker)  # once per call, not per event
-                pending = [await self._send(event, producer) for event in events]
+                pending = [await send(item, producer) for item in items]
                 await asyncio.gather(*(ack for ack in pending if ack is not None))
         except (TimeoutError, OSError, IncorrectState) as err:
             raise BrokerUnavailable(str(err) or type(err).__name__) from err
@@ -260,6 +312,26 @@ class Bus:
             key=key,
             headers=headers,
             correlation_id=event.correlationid,
+            no_confirm=True,
+        )
+        return sent
+
+    async def _send_encoded(
+        self, record: EncodedEvent, producer: AIOKafkaProducer | None
+    ) -> asyncio.Future[Any] | None:
+        topic = self.encoded_topic_name(record)
+        if producer is not None:
+            future: asyncio.Future[Any] = await producer.send(
+                topic, record.value, key=record.key, headers=record.headers
+            )
+            return future
+        headers = {name: value.decode() for name, value in record.headers}
+        sent: asyncio.Future[Any] | None = await self._broker.publish(
+            record.value,
+            topic,
+            key=record.key,
+            headers=headers,
+            correlation_id=headers[HEADER_CORRELATION],
             no_confirm=True,
         )
         return sent

@@ -28,8 +28,7 @@ SELECT m, e, r, t, c, b, CASE WHEN s THEN 'skipped' ELSE 'pending' END,
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[])
     AS x(m, e, r, t, c, b, s)
 ON CONFLICT (message_id, endpoint_id) DO NOTHING
-RETURNING message_id, endpoint_id, reseller_id, event_type, correlationid, body, sequence,
-    attempts, tries, started_at, state
+RETURNING message_id, endpoint_id, sequence, attempts, tries, started_at, state
 """
 RELEASE = """
 UPDATE webhook_claims c SET attempts = c.attempts - 1, tries = c.tries - 1, owner = NULL,
@@ -161,7 +160,14 @@ class Claims:
         columns = [list(col) for col in zip(*(_fields(d) for d in deliveries), strict=True)]
         skipped = [d.skipped for d in deliveries]
         rows = await self._pool.fetch(CLAIM_NEW, *columns, skipped, self.owner, lease_until, now)
-        return [Job.from_row(r) for r in rows if r["state"] == "pending"]
+        # the rows inserted say which are new; the rest of each job is what was inserted (the
+        # body, hundreds of bytes, is not read back from Postgres)
+        given = {(d.message_id, d.endpoint_id): d for d in deliveries}
+        return [
+            _new_job(given[r["message_id"], r["endpoint_id"]], r)
+            for r in rows
+            if r["state"] == "pending"
+        ]
 
     async def release(self, jobs: Sequence[Job], now: datetime) -> None:
         if jobs:
@@ -239,6 +245,21 @@ class Claims:
             now,
         )
         return [Job.from_row(r) for r in rows]
+
+
+def _new_job(d: NewDelivery, row: Any) -> Job:
+    return Job(
+        message_id=d.message_id,
+        endpoint_id=d.endpoint_id,
+        reseller_id=d.reseller_id,
+        event_type=d.event_type,
+        correlationid=d.correlationid,
+        body=d.body,
+        sequence=row["sequence"],
+        attempt=row["attempts"],
+        tries=row["tries"],
+        started_at=row["started_at"],
+    )
 
 
 def _fields(d: NewDelivery) -> tuple[str, ...]:

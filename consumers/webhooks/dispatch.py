@@ -53,6 +53,7 @@ class Dispatcher:
         self._attempts = attempts
         self._clock = clock
         self._live: Counter[str] = Counter()
+        self._in_flight = 0  # the sum of _live, kept: Counter.total() walks every endpoint
         self._tasks: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         self._room.set()
@@ -123,7 +124,8 @@ class Dispatcher:
         if self._closing.is_set() or self._live[endpoint_id] >= self.settings.per_endpoint_queue:
             return False
         self._live[endpoint_id] += 1
-        if self._live.total() >= self.settings.max_in_flight:
+        self._in_flight += 1
+        if self._in_flight >= self.settings.max_in_flight:
             self._room.clear()
         task = asyncio.create_task(self._deliver(job, due, endpoint_id))
         self._tasks.add(task)
@@ -152,12 +154,13 @@ class Dispatcher:
             log.warning("webhook_delivery_interrupted", endpoint_id=endpoint, error=repr(err))
         finally:
             self._live[endpoint] -= 1
+            self._in_flight -= 1
             if self._live[endpoint] <= 0:
                 del self._live[endpoint]
             if endpoint in self._overflowed and self._live[endpoint] <= self._low_water:
                 self._overflowed.discard(endpoint)
                 self._sweep_now.set()
-            if self._live.total() < self.settings.max_in_flight:
+            if self._in_flight < self.settings.max_in_flight:
                 self._room.set()
 
     async def _pause_until(self, at: datetime | None) -> bool:
@@ -181,7 +184,7 @@ class Dispatcher:
 
     async def _sweep_loop(self) -> None:
         while not self._closing.is_set():
-            free = self.settings.max_in_flight - self._live.total()
+            free = self.settings.max_in_flight - self._in_flight
             if free > 0:
                 try:
                     await self._sweep(min(free, SWEEP_BATCH))

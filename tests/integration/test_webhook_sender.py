@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from infra.http import free_port, serve_http
 from infra.settings import WebhookSettings
 from infra.url_guard import validate_endpoint_url
 from infra.webhook_sender import (
+    ERROR_TEXT_BYTES,
     AttemptResult,
     EndpointTarget,
     Outcome,
@@ -293,3 +295,39 @@ def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     assert parse_retry_after("Wed, 04 Feb 2026 12:00:30 GMT", now) == 30.0
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
+
+
+async def _answering(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI receiver answering 200 with the body its path asks for: ``/small`` (a length
+    given), ``/large`` (1 MiB, a length given), ``/streamed`` (chunked, no length)."""
+    if scope["type"] != "http":  # lifespan: nothing to set up
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        return
+    path = scope["path"]
+    if path == "/streamed":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"thanks, ", b"got it"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = b"thanks, got it" if path == "/small" else b"x" * (1024 * 1024)
+    length = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": length})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_answers_are_read_whatever_their_framing_and_size(sender: WebhookSender) -> None:
+    async with serve_http(_answering) as base:
+        results = {
+            path: await sender.deliver(
+                EndpointTarget("ep-a", f"{base}/{path}", (generate_secret(),)), "m-a", BODY
+            )
+            for path in ("small", "streamed", "large", "small")
+        }
+
+    assert {path: r.outcome for path, r in results.items()} == dict.fromkeys(
+        ("small", "streamed", "large"), Outcome.DELIVERED
+    )
+    assert results["small"].answer == results["streamed"].answer == "thanks, got it"
+    assert results["large"].answer == "x" * ERROR_TEXT_BYTES

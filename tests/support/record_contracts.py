@@ -1,6 +1,6 @@
 """Every record a test publishes, held to the published contracts (a pytest plugin).
 
-Wraps ``Bus._send`` for the whole session: each record — its topic, key, headers and value, as
+Wraps ``Bus._send`` and ``Bus._send_encoded`` for the whole session: each record — its topic, key, headers and value, as
 the bus computes them — is checked against ``events/schemas`` (JSON Schema, formats included)
 and against its AsyncAPI message (header schema, key, topic), and its type is noted. A record
 that breaks a contract fails the test that produced it (at teardown: the producing code itself is
@@ -26,7 +26,7 @@ from events.envelope import Event
 from events.schema_export import SCHEMA_DIR
 from events.topics import ALL_TOPICS
 from infra.asyncapi import DOC_PATH
-from infra.kafka import Bus
+from infra.kafka import Bus, EncodedEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,8 +96,16 @@ def _records_held_to_contracts() -> Iterator[None]:
         note(topic, event.subject.encode(), codec.headers_for(event), value)
         return await send(self, event, producer)
 
+    send_encoded = Bus._send_encoded
+
+    async def checked_send_encoded(self: Bus, record: EncodedEvent, producer: Any) -> Any:
+        headers = {name: value.decode() for name, value in record.headers}
+        note(self.encoded_topic_name(record), record.key, headers, record.value)
+        return await send_encoded(self, record, producer)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Bus, "_send", checked_send)
+        patch.setattr(Bus, "_send_encoded", checked_send_encoded)
         yield
 
 

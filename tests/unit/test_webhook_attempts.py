@@ -1,20 +1,22 @@
-"""The hot path's ``webhook.delivery_succeeded`` is the event ``Event.create`` makes: same id,
-same bytes on the wire, and it decodes as any other event."""
+"""The hot path's ``webhook.delivery_succeeded`` record is the event ``Event.create`` makes, as
+``Bus`` writes it: same id, key, value bytes and headers, and it decodes as any other event."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from consumers.webhooks.attempts import PRODUCER, delivered_fact
+from consumers.webhooks.attempts import PRODUCER, delivered_record
 from consumers.webhooks.claims import Job
 from events import codec
+from events.topics import WEBHOOK_DELIVERIES
 from events.webhook import WebhookDeliverySucceeded
 from infra.webhook_sender import AttemptResult, Outcome
 
 T0 = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)
 T1 = datetime(2026, 2, 4, 12, 0, 0, 412_000, tzinfo=UTC)
+PARIS = timezone(timedelta(hours=1))
 
 
 def job(correlationid: str = "corr-1") -> Job:
@@ -33,20 +35,29 @@ def job(correlationid: str = "corr-1") -> Job:
 
 
 @pytest.mark.parametrize(
-    ("answer", "correlationid"),
+    ("answer", "correlationid", "latency_ms", "times"),
     [
-        ("ok", "corr-1"),
-        (None, "corr-1"),
-        ("thanks \x00 got it — ünïcode", "corr-1"),  # U+0000 from a receiver: made storable
-        ("ok", ""),  # no correlation id: the event's own id, as create() does
+        ("ok", "corr-1", 12.345, (T0, T1)),
+        (None, "corr-1", 12.345, (T0, T1)),
+        ("thanks \x00 got it — ünïcode", "corr-1", 12.345, (T0, T1)),  # U+0000: made storable
+        ('"quoted" \\ </script>\t🎉', "corr-1", 12.345, (T0, T1)),  # escapes as pydantic's
+        ("ok", "", 12.345, (T0, T1)),  # no correlation id: the event's own id, as create() does
+        ("ok", "corr-1", 0.001, (T0, T1)),
+        ("ok", "corr-1", 1234567.891, (T0, T1)),
+        ("ok", "corr-1", 1e-07, (T0, T1)),  # floats written as pydantic writes them
+        ("ok", "corr-1", 3.0, (T1.replace(microsecond=7), T0)),  # no microseconds, and a few
+        ("ok", "corr-1", 3.0, (T0.astimezone(PARIS), T1.astimezone(PARIS))),  # an offset
     ],
 )
-def test_the_fast_event_is_the_created_event(answer: str | None, correlationid: str) -> None:
-    result = AttemptResult(Outcome.DELIVERED, 200, 12.345, answer=answer)
-    fast = delivered_fact(job(correlationid), result, T0, T1)
+def test_the_fast_record_is_the_created_event(
+    answer: str | None, correlationid: str, latency_ms: float, times: tuple[datetime, datetime]
+) -> None:
+    attempted_at, now = times
+    result = AttemptResult(Outcome.DELIVERED, 200, latency_ms, answer=answer)
+    fast = delivered_record(job(correlationid), result, attempted_at, now)
     created = WebhookDeliverySucceeded.create(
         producer=PRODUCER,
-        time=T1,
+        time=now,
         correlationid=correlationid,
         message_id="sms.received_0123abcd",
         endpoint_id="acme-main",
@@ -54,15 +65,16 @@ def test_the_fast_event_is_the_created_event(answer: str | None, correlationid: 
         event_type="sms.received",
         attempt=3,
         status_code=200,
-        latency_ms=12.345,
-        attempted_at=T0,
+        latency_ms=latency_ms,
+        attempted_at=attempted_at,
         response=answer,
     )
 
-    assert fast == created
-    assert codec.encode(fast) == codec.encode(created)
-    assert codec.headers_for(fast) == codec.headers_for(created)
-    assert codec.decode(codec.encode(fast)) == created
+    assert fast.topic is WEBHOOK_DELIVERIES
+    assert fast.key == created.subject.encode()
+    assert fast.value == codec.encode(created)
+    assert fast.headers == [(k, v.encode()) for k, v in codec.headers_for(created).items()]
+    assert codec.decode(fast.value) == created
 
 
 def test_the_id_is_create_s_for_any_endpoint_id() -> None:
@@ -75,4 +87,4 @@ def test_the_id_is_create_s_for_any_endpoint_id() -> None:
         endpoint_id=odd.endpoint_id, reseller_id="acme", event_type="number.offline", attempt=7,
         status_code=204, latency_ms=1.0, attempted_at=T0, response=None,
     )  # fmt: skip
-    assert delivered_fact(odd, result, T0, T1).id == created.id
+    assert codec.decode(delivered_record(odd, result, T0, T1).value) == created
