@@ -208,7 +208,6 @@ async def fill_from_archive(shadow: Shadow, *, live_pool: asyncpg.Pool, progress
                 r["offset"],
                 r["key"].encode() if r["key"] is not None else None,
                 r["payload"].encode(),
-                {},
             )
             for r in rows
         ]
