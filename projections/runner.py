@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import asyncpg
 import structlog
@@ -59,9 +59,9 @@ SET "offset" = GREATEST(projection_checkpoints."offset", EXCLUDED."offset"), upd
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """An event and where it was read.
+class Record(NamedTuple):
+    """An event and where it was read (a tuple: made hundreds of thousands of times a catch-up,
+    four times cheaper than a frozen dataclass).
 
     ``kept`` is the decoded event, or only what its projection keeps of it (``Compacting``);
     ``event`` then reads the event again from the value (a dead letter: the slow path). The
@@ -115,9 +115,10 @@ class Fetched:
         with gc_tuning.collection_paused():
             for tp, batch in raw.items():
                 last[tp] = batch[-1].offset
+                decoder = decoders[tp.topic]
                 for r in batch:
                     try:
-                        event = decoders[r.topic].decode(r.value)
+                        event = decoder.decode(r.value)
                     except EventDecodeError as err:
                         undecodable.append((r, err))
                         continue
