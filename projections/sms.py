@@ -58,6 +58,7 @@ class InboundSmsProjection:
     name = "inbound_sms"
     topics: tuple[Topic, ...] = (SMS_INBOUND,)
     tables: tuple[str, ...] = ("inbound_sms",)
+    appends_only = True  # rows only added, read back by message id alone (replay.appends_only)
 
     def compact(self, event: Event) -> Row | None:
         """All a record keeps of its event (``runner.Compacting``): the row, or nothing for a
