@@ -48,6 +48,7 @@ log = structlog.get_logger("simfleet.projections")
 # fifth of the projector's CPU, and the replay command peaked at 270 MiB against 136 MiB.
 MAX_RECORDS = 2_000
 QUEUED_BATCHES = 1
+DECODE_SLICE = 100  # records unpacked and decoded between two turns of the event loop
 # per partition and fetch: ~750 SMS events; aiokafka holds a fetch of every partition at once
 PARTITION_FETCH_BYTES = 1024 * 1024
 
@@ -109,6 +110,21 @@ class Fetched:
     last: dict[TopicPartition, int]
     records: list[Record]
     undecodable: list[tuple[ConsumerRecord[Any, Any], EventDecodeError]]
+
+    @staticmethod
+    def joined(parts: Sequence[Fetched]) -> Fetched:
+        """Slices read one after the other as one batch (a partition's later slice has its
+        later offsets)."""
+        if len(parts) == 1:
+            return parts[0]
+        last: dict[TopicPartition, int] = {}
+        records: list[Record] = []
+        undecodable: list[tuple[ConsumerRecord[Any, Any], EventDecodeError]] = []
+        for part in parts:
+            last.update(part.last)
+            records += part.records
+            undecodable += part.undecodable
+        return Fetched(last, records, undecodable)
 
     @staticmethod
     def decode(
@@ -235,8 +251,8 @@ class ProjectionRunner:
             while True:
                 next_batch = asyncio.ensure_future(fetched.get())
                 await asyncio.wait({next_batch, fetcher}, return_when=asyncio.FIRST_COMPLETED)
-                if not next_batch.done():
-                    await fetcher  # the fetcher failed: surface its error
+                if fetcher.done():
+                    await fetcher  # it failed: surface its error
                 await self.process(next_batch.result())
         finally:
             for task in (next_batch, fetcher):
@@ -259,10 +275,27 @@ class ProjectionRunner:
         await self.seek_to_checkpoints(set(self._consumer.assignment()))
 
     async def _fetch_into(self, fetched: asyncio.Queue[Fetched]) -> None:
+        """A batch is what is buffered, up to ``max_records``, read and decoded a slice at a
+        time: unpacking and decoding a whole batch at once held the event loop for tens of
+        milliseconds, while the batch being applied waited for it to read each answer from
+        Postgres (ten round trips a batch), and Postgres, done with them, sat idle."""
+        slice_records = min(DECODE_SLICE, self._max_records)
         while True:
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
-            if batch:
-                await fetched.put(Fetched.decode(batch, self.decoders, self._compact))
+            raw = await self._consumer.getmany(timeout_ms=200, max_records=slice_records)
+            if not raw:
+                continue
+            parts = [Fetched.decode(raw, self.decoders, self._compact)]
+            read = len(parts[0].records) + len(parts[0].undecodable)
+            while read < self._max_records:
+                await asyncio.sleep(0)  # the batch being applied gets its answers in between
+                raw = await self._consumer.getmany(
+                    timeout_ms=0, max_records=min(slice_records, self._max_records - read)
+                )
+                if not raw:
+                    break  # nothing more buffered: what there is goes now
+                parts.append(Fetched.decode(raw, self.decoders, self._compact))
+                read += len(parts[-1].records) + len(parts[-1].undecodable)
+            await fetched.put(Fetched.joined(parts))
 
     async def process(self, batch: Fetched) -> None:
         while True:
