@@ -23,6 +23,7 @@ from events import codec
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
 from infra.dead_letters import DeadLetters
+from infra.gc_tuning import tuned_for_service
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
@@ -169,6 +170,12 @@ def _rate(batches: list[tuple[float, int]]) -> tuple[float, float]:
 
 
 async def run() -> list[dict[str, object]]:
+    # the collector as `simfleet` sets it once started (its projector included)
+    with tuned_for_service():
+        return await _run()
+
+
+async def _run() -> list[dict[str, object]]:
     async with bench_settings() as settings:
         bootstrap = settings.kafka.kafka_bootstrap_servers or ""
         producer = AIOKafkaProducer(

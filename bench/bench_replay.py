@@ -30,6 +30,7 @@ from bench.copy_reference import CopyFigure, broker_label, inbound_rows, ratio_r
 from bench.support import STATE_DIR, bench_settings, dsn_of
 from events.topics import SMS_INBOUND
 from infra.dead_letters import DeadLetters
+from infra.gc_tuning import tuned_for_service
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
@@ -157,6 +158,12 @@ async def _replay_command(settings: Settings) -> tuple[float, int]:
 
 
 async def run() -> list[dict[str, object]]:
+    # the collector as `simfleet replay projection` sets it (the command is measured too)
+    with tuned_for_service():
+        return await _run()
+
+
+async def _run() -> list[dict[str, object]]:
     async with bench_settings() as settings:
         dsn = dsn_of(settings)
         bootstrap = settings.kafka.kafka_bootstrap_servers or ""

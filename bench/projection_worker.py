@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 
+from infra import gc_tuning
 from infra.dead_letters import DeadLetters
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
@@ -43,6 +44,7 @@ async def main(group_id: str) -> None:
         on_batch=on_batch,
         group_id=group_id,
     )
+    gc_tuning.tune_for_service()  # as `simfleet run` does once started
     task = asyncio.create_task(runner.run())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:

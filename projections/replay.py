@@ -89,6 +89,14 @@ class Shadow:
         return await _checkpoints(live_pool, self.projection.name, self.topics)
 
 
+def appends_only(projection: Projection) -> bool:
+    """A projection may say ``appends_only = True``: its ``apply`` only adds rows and reads its
+    tables by nothing but their unique keys (a conflict clause). Its shadow tables then fill
+    without their plain indexes, which nobody reads there: the swap builds them once over the
+    rows on the live table anyway, and each row went into every one of them twice before."""
+    return getattr(projection, "appends_only", False) is True
+
+
 def _shadow_schema(name: str) -> str:
     return f"replay_{name}"
 
@@ -103,6 +111,10 @@ async def shadow_tables(
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
         for table in (*projection.tables, "projection_checkpoints"):
             await conn.execute(f"CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING ALL)")
+        if appends_only(projection):
+            for table in projection.tables:
+                for index in await conn.fetch(PLAIN_INDEXES, f"{schema}.{table}"):
+                    await conn.execute(f"DROP INDEX {schema}.{index['name']}")
     finally:
         await conn.close()
     pool = await create_pool(dsn, min_size=1, max_size=4, search_path=f"{schema},public")
@@ -208,7 +220,6 @@ async def fill_from_archive(shadow: Shadow, *, live_pool: asyncpg.Pool, progress
                 r["offset"],
                 r["key"].encode() if r["key"] is not None else None,
                 r["payload"].encode(),
-                {},
             )
             for r in rows
         ]

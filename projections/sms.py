@@ -14,9 +14,12 @@ records the checkpoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
 
 import asyncpg
 
+from events.envelope import Event
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND, Topic
 from projections.runner import Record
@@ -47,18 +50,32 @@ ON CONFLICT (message_id) DO NOTHING
 """
 
 
-def _row(event: SmsReceived) -> tuple[object, ...]:
-    d = event.data
-    return (event.id, d.received_at, d.gateway_id, d.port, d.sender, d.to, d.iccid, d.body)
+# an inbound_sms row, in COLUMNS order
+Row = tuple[str, datetime, str, str | None, str, str | None, str | None, str]
 
 
 class InboundSmsProjection:
     name = "inbound_sms"
     topics: tuple[Topic, ...] = (SMS_INBOUND,)
     tables: tuple[str, ...] = ("inbound_sms",)
+    appends_only = True  # rows only added, read back by message id alone (replay.appends_only)
+
+    def compact(self, event: Event) -> Row | None:
+        """All a record keeps of its event (``runner.Compacting``): the row, or nothing for a
+        delivery report."""
+        if not isinstance(event, SmsReceived):
+            return None
+        d = event.data
+        return (event.id, d.received_at, d.gateway_id, d.port, d.sender, d.to, d.iccid, d.body)
+
+    def _row(self, record: Record) -> Row | None:
+        kept = record.kept
+        if isinstance(kept, Event):  # a whole event: a record not read by the runner
+            return self.compact(kept)
+        return cast(Row | None, kept)
 
     async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        rows = [_row(r.event) for r in records if isinstance(r.event, SmsReceived)]
+        rows = [row for r in records if (row := self._row(r)) is not None]
         if not rows:
             return
         try:

@@ -321,6 +321,8 @@ async def replay_projection(
     if name not in projections:
         raise replay.ReplayError(f"unknown projection {name!r}; known: {', '.join(projections)}")
     async with runtime(settings, endpoints) as rt:
+        # a rebuild decodes and drops millions of events: the collector as a service sets it
+        gc_tuning.tune_for_service()
         return await replay.rebuild(
             projections[name],
             dsn=endpoints.database_url,

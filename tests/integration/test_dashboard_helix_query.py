@@ -308,7 +308,7 @@ async def test_the_originals_helix_query_answers_as_the_carrier_sent_it_and_logs
         "token",
     ]
     [call] = [e for e in events if e.data.run_id == run_id and e.data.operation != "token"]
-    records = [Record(call, HELIX_CALLS.name, 0, 0, None, b"", {})]
+    records = [Record(call, HELIX_CALLS.name, 0, 0, None, b"")]
     async with hdash.pool.acquire() as conn:
         await HelixLogProjection().apply(conn, records)
     logged = await hdash.pool.fetchrow(

@@ -20,7 +20,7 @@ FIELDS = {"message_id": "m1", "endpoint_id": "e1", "reseller_id": "r", "event_ty
 
 
 def record(event: Event, offset: int) -> Record:
-    return Record(event, WEBHOOK_DELIVERIES.name, 0, offset, None, b"", {})
+    return Record(event, WEBHOOK_DELIVERIES.name, 0, offset, None, b"")
 
 
 def failed(attempt: int, *, final: bool = False) -> WebhookDeliveryFailed:

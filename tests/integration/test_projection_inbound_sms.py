@@ -41,7 +41,7 @@ def sms(i: int) -> SmsReceived:
 
 
 def record(event: SmsReceived, offset: int) -> Record:
-    return Record(event, SMS_INBOUND.name, 0, offset, None, b"", {})
+    return Record(event, SMS_INBOUND.name, 0, offset, None, b"")
 
 
 @pytest.fixture

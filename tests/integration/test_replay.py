@@ -12,7 +12,8 @@ from infra.dead_letters import DeadLetters
 from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
-from projections.replay import ReplayError, rebuild, republish
+from projections.gateways import GatewaysProjection
+from projections.replay import ReplayError, rebuild, republish, shadow_tables
 from projections.runner import Projection, ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
@@ -268,3 +269,38 @@ async def test_the_swap_leaves_the_live_table_with_its_indexes_and_the_rebuilt_r
     assert len(before) == 6  # primary key, unique message id and four plain indexes
     rows = await pool.fetch("SELECT message_id FROM inbound_sms ORDER BY message_id")
     assert [r["message_id"] for r in rows] == sms_ids
+
+
+async def test_an_append_only_projection_fills_its_shadow_without_its_plain_indexes(
+    settings: Settings, database_url: str
+) -> None:
+    """inbound_sms only adds rows and reads them back by message id: its shadow keeps the
+    primary key and the unique message id, and no other index, while it fills; a projection
+    that reads its rows (gateways) keeps every index in its shadow."""
+    shadow_indexes = (
+        "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 ORDER BY 1"
+    )
+    async with shadow_tables(database_url, InboundSmsProjection(), settings.kafka) as shadow:
+        sms_indexes = await shadow.pool.fetch(shadow_indexes, shadow.schema, "inbound_sms")
+    async with shadow_tables(database_url, GatewaysProjection(), settings.kafka) as shadow:
+        port_indexes = await shadow.pool.fetch(shadow_indexes, shadow.schema, "gateway_ports")
+    live_port_indexes = await live_index_count(database_url, "gateway_ports")
+
+    assert [r["indexname"] for r in sms_indexes] == [
+        "inbound_sms_message_id_key",
+        "inbound_sms_pkey",
+    ]
+    assert len(port_indexes) == live_port_indexes
+
+
+async def live_index_count(database_url: str, table: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1",
+                table,
+            )
+        )
+    finally:
+        await conn.close()

@@ -1,6 +1,6 @@
 """A live projection's batch gathers what arrives within KAFKA_PROJECTION_GATHER_MS of its first
-records, and a rebalance's seek back to the checkpoint in between brings no record twice into
-one batch (the checkpoint filter only works across batches)."""
+records, a slice at a time, and a rebalance's seek back to the checkpoint in between brings no
+record twice into one batch (the checkpoint filter only works across batches)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from infra.dead_letters import DeadLetters
 from infra.settings import KafkaSettings
-from projections.runner import Batch, ProjectionRunner
+from projections.runner import Batch, Fetched, ProjectionRunner
 from projections.sms import InboundSmsProjection
 
 TP = TopicPartition("sms.inbound", 0)
@@ -25,10 +25,10 @@ class ScriptedConsumer:
 
     def __init__(self, *fetches: list[int]) -> None:
         self._fetches = list(fetches)
-        self.calls = 0
+        self.waits: list[int] = []
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> Batch:
-        self.calls += 1
+        self.waits.append(timeout_ms)
         if not self._fetches:
             return {}
         return {TP: [record(o) for o in self._fetches.pop(0)]}
@@ -47,23 +47,26 @@ def runner(gather_ms: int, consumer: ScriptedConsumer) -> ProjectionRunner:
     return built
 
 
+def offsets(batch: Fetched) -> list[int]:
+    """Every record of the batch, decoded or not (these test values are not events)."""
+    return sorted([r.offset for r in batch.records] + [r.offset for r, _ in batch.undecodable])
+
+
 async def test_records_arriving_within_the_window_join_the_batch() -> None:
     consumer = ScriptedConsumer([3, 4], [5, 6, 7])
-    batch: Batch = {TP: [record(1), record(2)]}
-    await runner(50, consumer)._gather(batch)
-    assert [r.offset for r in batch[TP]] == [1, 2, 3, 4, 5, 6, 7]
+    batch = await runner(50, consumer)._read_batch({TP: [record(1), record(2)]})
+    assert offsets(batch) == [1, 2, 3, 4, 5, 6, 7]
+    assert batch.last == {TP: 7}
 
 
 async def test_a_seek_back_between_fetches_brings_no_record_twice() -> None:
     consumer = ScriptedConsumer([1, 2, 3, 4], [5])  # rebalanced: read again from offset 1
-    batch: Batch = {TP: [record(1), record(2), record(3)]}
-    await runner(50, consumer)._gather(batch)
-    assert [r.offset for r in batch[TP]] == [1, 2, 3, 4, 5]
+    batch = await runner(50, consumer)._read_batch({TP: [record(1), record(2), record(3)]})
+    assert offsets(batch) == [1, 2, 3, 4, 5]
 
 
-async def test_no_window_reads_nothing_more() -> None:
-    consumer = ScriptedConsumer([3])
-    batch: Batch = {TP: [record(1)]}
-    await runner(0, consumer)._gather(batch)
-    assert [r.offset for r in batch[TP]] == [1]
-    assert consumer.calls == 0
+async def test_no_window_takes_only_what_is_already_buffered() -> None:
+    consumer = ScriptedConsumer([3], [4])
+    batch = await runner(0, consumer)._read_batch({TP: [record(1)]})
+    assert offsets(batch) == [1, 3, 4]
+    assert consumer.waits == [0, 0, 0]  # never waits for more: the first empty answer ends it
