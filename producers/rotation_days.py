@@ -74,13 +74,18 @@ async def record(
     now: datetime,
     policy: RotationPolicy,
 ) -> RotationDay:
-    """Updates the day's figures; reports the days that are settled."""
+    """Updates the day's figures; reports the days that are settled.
+
+    Whether the day is settled is asked before its figures are read: the other way round, a
+    rotation that ended in between left the day settled with figures from before it, and its
+    report said the SIM had not rotated."""
+    settled = now >= window_end(day, policy) and not await pool.fetchval(
+        UNDER_WAY, rotation_ref(day)
+    )
     row = await pool.fetchrow(RECORD, day, unrequested, paused, now, rotation_ref(day))
     for (unreported,) in await pool.fetch(UNREPORTED, day):
         if unreported == day:
-            if now < window_end(day, policy):
-                continue
-            if await pool.fetchval(UNDER_WAY, rotation_ref(day)):
+            if not settled:
                 continue
         else:  # an earlier day: its figures once more, then its report
             await pool.fetchrow(RECORD, unreported, 0, False, now, rotation_ref(unreported))
