@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import re
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from pydantic import SecretStr
 
 from bench.support import bench_settings, dsn_of
 from dashboard.app import create_dashboard_app
+from infra import gc_tuning
 from infra.clock import SystemClock
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
@@ -135,7 +135,8 @@ async def responsiveness() -> dict[str, object]:
                     token = re.search(r'name="csrf_token" value="([^"]+)"', html)
                     if token is None:
                         raise RuntimeError("no CSRF token on /controls")
-                    gc.freeze()  # as ``simfleet.app.serve`` does once the process is ready
+                    # as ``simfleet.app.serve`` does once the process is ready
+                    gc_tuning.tune_for_service()
                     checks = (f"{bridge}/healthz", f"{dashboard}/healthz")
                     # the reference: the same checks with no upload, same process and machine
                     idle = await _health_waits(health, checks, asyncio.sleep(IDLE_S))
