@@ -97,6 +97,7 @@ def build_broker(
 
 
 KEY_HASHES_KEPT = 65_536
+_UNKEYED = DefaultPartitioner()  # stateless: a random available partition
 
 
 @functools.lru_cache(maxsize=KEY_HASHES_KEPT)
@@ -110,7 +111,7 @@ def placed_by_key(key: bytes | None, all_partitions: list[int], available: list[
     Python, a few µs per record, and a process keeps sending to the same keys (endpoint ids,
     ICCIDs, numbers)."""
     if key is None:
-        return int(DefaultPartitioner()(key, all_partitions, available))
+        return int(_UNKEYED(key, all_partitions, available))
     return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
