@@ -58,8 +58,8 @@ from producers.skyline.openapi import (
     PushAccepted,
     with_wire_models,
 )
+from producers.skyline.parsed_push import gateway_id_from
 from producers.skyline.push import (
-    gateway_id_from,
     parse_http_push,
     parse_json_push,
     parse_simple_push,
