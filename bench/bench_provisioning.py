@@ -3,7 +3,8 @@
 Everything simfleet runs in this process (bulk import, the provisioning consumer group on a real
 broker, the sims and helix_log projections on Postgres); the Helix sandbox runs in a child
 process, so its CPU is not counted against the workers (each row gives both processes' CPU
-seconds). The clock stops when ``sims`` shows every SIM ``active`` with a number.
+seconds). The clock stops when ``sims`` shows every SIM ``active`` with a number. The workers and
+the projector run on the event loop ``simfleet`` runs them on (``infra.event_loop``).
 
 1. a zero-latency carrier, 10,000 SIMs — target 0.6x the time the code of ``BENCH_REFERENCE``
    (default ``REFERENCE_COMMIT``, the provisioning path before its CPU per carrier call was cut)
@@ -34,7 +35,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from pydantic import SecretStr
 from bench import provisioning_reference
 from bench.support import STATE_DIR, bench_settings, dsn_of
 from consumers import provisioning
+from infra import event_loop
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
 from infra.helix.client import HelixClient
@@ -178,7 +180,7 @@ async def projector_process(dsn: str, kafka: KafkaSettings) -> AsyncIterator[int
 
 def serve_projector() -> None:
     kafka = KafkaSettings.model_validate_json(os.environ[PROJECTOR_KAFKA])
-    asyncio.run(project(os.environ[PROJECTOR_DSN], kafka))
+    event_loop.run(project(os.environ[PROJECTOR_DSN], kafka))
 
 
 async def project(dsn: str, kafka: KafkaSettings) -> None:
@@ -311,6 +313,12 @@ async def measure(base: Settings, s: Scenario, serial: int) -> Measured:
     )
 
 
+async def on_service_loop(measuring: Coroutine[Any, Any, Measured]) -> Measured:
+    """Measured on the loop ``simfleet workers`` runs on (``infra.event_loop``), in a thread of
+    its own: the harness's loop, which may be another, only waits for it."""
+    return await asyncio.to_thread(event_loop.run, measuring)
+
+
 def reference_tree(commit: str) -> Path:
     """The code at ``commit`` (checked out once), its own bench included, with the one entry
     point the reference is run through (``bench.provisioning_reference``) beside it."""
@@ -402,7 +410,7 @@ async def run() -> list[dict[str, object]]:
         for serial, s in enumerate(SCENARIOS):
             if ONLY and ("latency" if s.latency_s else "zero") != ONLY:
                 continue
-            m = await measure(base, s, serial)
+            m = await on_service_loop(measure(base, s, serial))
             elapsed = m.elapsed
             # the reference's topics get serials of their own
             ref = None if s.latency_s else await measure_reference(base, s, serial + 100)
