@@ -3,12 +3,14 @@
 Everything simfleet runs in this process (bulk import, the provisioning consumer group on a real
 broker, the sims and helix_log projections on Postgres); the Helix sandbox runs in a child
 process, so its CPU is not counted against the workers (each row gives both processes' CPU
-seconds). The clock stops when ``sims`` shows every SIM ``active`` with a number.
+seconds). The clock stops when ``sims`` shows every SIM ``active`` with a number. The workers and
+the projector run on the event loop ``simfleet`` runs them on (``infra.event_loop``).
 
 1. a zero-latency carrier, 10,000 SIMs — target 0.6x the time the code of ``BENCH_REFERENCE``
    (default ``REFERENCE_COMMIT``, the provisioning path before its CPU per carrier call was cut)
-   takes in the same run: that commit is checked out under ``.simfleet/bench`` and driven by this
-   very module, on the same broker and Postgres, right after this code's own measurement. The
+   takes in the same run: that commit is checked out under ``.simfleet/bench`` and measured by its
+   own bench (through ``bench.provisioning_reference``), on the same broker and Postgres, right
+   after this code's own measurement. The
    quiet figure ``BASELINE`` (and the commit it was taken on) is printed beside it;
 2. a carrier answering every API call after 300 ms — the target is the bound the configuration
    sets: each SIM needs two calls (activate, details) one after the other, at most
@@ -33,7 +35,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,15 +45,17 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
+from bench import provisioning_reference
 from bench.support import STATE_DIR, bench_settings, dsn_of
 from consumers import provisioning
+from infra import event_loop
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
 from infra.helix.client import HelixClient
 from infra.http import free_port
 from infra.kafka import Bus, build_broker, ensure_topics
 from infra.postgres import create_pool, migrate
-from infra.settings import HelixSettings, KafkaSettings, PostgresSettings, Settings
+from infra.settings import HelixSettings, KafkaSettings, Settings
 from producers.bulk_import import import_sims, parse_rows
 from projections.helix_log import HelixLogProjection
 from projections.runner import ProjectionRunner
@@ -67,8 +71,7 @@ CALLS_PER_SIM = 2  # activate + details (the token is fetched once)
 BASELINE_S, BASELINE_COMMIT, TARGET_SHARE = 38.7, "c26c2a4", 0.6
 # the reference measured in the same run: the provisioning path as it was before its CPU per
 # carrier call was cut (03162f3 took 38.9 s on the quiet machine of BASELINE_S, Tansu); "" runs
-# none. 542ced1 has that same provisioning path in the package layout this bench imports (it is
-# copied over the reference's own, and 03162f3 had no infra/embedded/ or infra/helix/ folders)
+# none. 542ced1 has that same provisioning path, and a bench whose ``measure`` matches this one
 REFERENCE_COMMIT = os.environ.get("BENCH_REFERENCE", "542ced1")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,7 +180,7 @@ async def projector_process(dsn: str, kafka: KafkaSettings) -> AsyncIterator[int
 
 def serve_projector() -> None:
     kafka = KafkaSettings.model_validate_json(os.environ[PROJECTOR_KAFKA])
-    asyncio.run(project(os.environ[PROJECTOR_DSN], kafka))
+    event_loop.run(project(os.environ[PROJECTOR_DSN], kafka))
 
 
 async def project(dsn: str, kafka: KafkaSettings) -> None:
@@ -310,18 +313,26 @@ async def measure(base: Settings, s: Scenario, serial: int) -> Measured:
     )
 
 
+async def on_service_loop(measuring: Coroutine[Any, Any, Measured]) -> Measured:
+    """Measured on the loop ``simfleet workers`` runs on (``infra.event_loop``), in a thread of
+    its own: the harness's loop, which may be another, only waits for it."""
+    return await asyncio.to_thread(event_loop.run, measuring)
+
+
 def reference_tree(commit: str) -> Path:
-    """The code at ``commit`` (checked out once) with this bench copied over its own."""
+    """The code at ``commit`` (checked out once), its own bench included, with the one entry
+    point the reference is run through (``bench.provisioning_reference``) beside it."""
     full = git("rev-parse", "--verify", f"{commit}^{{commit}}").decode().strip()
-    tree = ROOT / STATE_DIR / f"reference-{full[:12]}"
+    # "own-": trees checked out before kept this bench copied over the reference's own
+    tree = ROOT / STATE_DIR / f"reference-own-{full[:12]}"
     if not (tree / ".complete").exists():
         shutil.rmtree(tree, ignore_errors=True)
         tree.mkdir(parents=True)
         with tarfile.open(fileobj=io.BytesIO(git("archive", full))) as archive:
             archive.extractall(tree, filter="data")
         (tree / ".complete").touch()
-    for module in (ROOT / "bench").glob("*.py"):
-        shutil.copy2(module, tree / "bench" / module.name)
+    entry = Path(provisioning_reference.__file__)
+    shutil.copy2(entry, tree / "bench" / entry.name)
     return tree
 
 
@@ -336,31 +347,22 @@ async def measure_reference(base: Settings, s: Scenario, serial: int) -> Measure
     tree = await asyncio.to_thread(reference_tree, REFERENCE_COMMIT)
     env = {
         **os.environ,
-        PROJECTOR_DSN: dsn_of(base),
-        PROJECTOR_KAFKA: base.kafka.model_dump_json(),
+        provisioning_reference.DSN: dsn_of(base),
+        provisioning_reference.KAFKA: base.kafka.model_dump_json(),
         "BENCH_REFERENCE": "",
     }
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.bench_provisioning", "--reference", s.name, str(serial),
+        sys.executable, "-m", "bench.provisioning_reference", s.name, str(serial),
         cwd=tree, env=env, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await child.communicate()
     if child.returncode:
         raise RuntimeError(f"the reference run at {REFERENCE_COMMIT} failed ({child.returncode})")
-    return Measured(**json.loads(out.decode().strip().splitlines()[-1]))
-
-
-def serve_reference(name: str, serial: int) -> None:
-    """Run in the reference tree: one scenario measured, its figures as a JSON line."""
-    kafka = KafkaSettings.model_validate_json(os.environ[PROJECTOR_KAFKA])
-    database_url = SecretStr(os.environ[PROJECTOR_DSN])
-    base = Settings(
-        env="test", state_dir=STATE_DIR, kafka=kafka,
-        postgres=PostgresSettings(database_url=database_url),
-    )  # fmt: skip
-    scenario = next(s for s in SCENARIOS if s.name == name)
-    measured = asyncio.run(measure(base, scenario, serial))
-    sys.stdout.write(json.dumps(dataclasses.asdict(measured)) + "\n")
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    missing = [f.name for f in dataclasses.fields(Measured) if f.name not in figures]
+    if missing:
+        raise RuntimeError(f"the reference at {REFERENCE_COMMIT} does not measure {missing}")
+    return Measured(**{f.name: figures[f.name] for f in dataclasses.fields(Measured)})
 
 
 async def transactions(pool: asyncpg.Pool) -> int:
@@ -408,7 +410,7 @@ async def run() -> list[dict[str, object]]:
         for serial, s in enumerate(SCENARIOS):
             if ONLY and ("latency" if s.latency_s else "zero") != ONLY:
                 continue
-            m = await measure(base, s, serial)
+            m = await on_service_loop(measure(base, s, serial))
             elapsed = m.elapsed
             # the reference's topics get serials of their own
             ref = None if s.latency_s else await measure_reference(base, s, serial + 100)
@@ -481,8 +483,6 @@ if __name__ == "__main__":
         serve_sandbox(int(sys.argv[2]), float(sys.argv[3]))
     elif sys.argv[1:2] == ["--projector"]:
         serve_projector()
-    elif sys.argv[1:2] == ["--reference"]:
-        serve_reference(sys.argv[2], int(sys.argv[3]))
     else:
         from bench.__main__ import print_table
 

@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from infra import event_loop
 from infra.dev_secrets import with_development_defaults
 from infra.embedded.service import EmbeddedInfraError, reusable
 from infra.logging import configure
@@ -103,7 +104,7 @@ def run_components(role: str | None, reuse: bool) -> None:
         components.registered_components() if role is None else components.components_by_role(role)
     )
     with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
-        asyncio.run(composition.serve(settings, endpoints, chosen))
+        event_loop.run(composition.serve(settings, endpoints, chosen))
 
 
 @app.command()
@@ -123,7 +124,7 @@ def workers(
     settings = load_settings()
     selected = [c for c in chosen if not names or c.name in names]
     with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
-        asyncio.run(composition.serve(settings, endpoints, selected))
+        event_loop.run(composition.serve(settings, endpoints, selected))
 
 
 @app.command()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import structlog
@@ -43,6 +43,18 @@ class HelixCall:
     body: Any
     iccid: str | None = None
     subscription_id: str | None = None
+
+
+class _Heard(NamedTuple):
+    """What a call's answer adds to its audit event (a call without one: its error alone)."""
+
+    ok: bool = False
+    status_code: int | None = None
+    error: HelixError | None = None
+    request_headers: dict[str, str] | None = None
+    response_headers: dict[str, str] | None = None
+    response_text: str | None = None
+    has_nul: bool = False  # U+0000 in the answer: its parsed body is made storable too
 
 
 class HelixAudit:
@@ -83,27 +95,8 @@ class HelixAudit:
         ways to the same event."""
         now = self._clock.now()
         redact = self._redact
-        response, reply = answer if answer is not None else (None, None)
-        has_nul = False
-        request_headers: dict[str, str] | None = None
-        response_headers: dict[str, str] | None = None
-        response_text: str | None = None
-        if response is not None:
-            if call.operation == "token" and isinstance(reply, dict):
-                redact.add(str(reply.get("access_token") or ""))
-            ok = response.is_success
-            if not ok:
-                error = error_for(response, reply)
-            status_code: int | None = response.status_code
-            request_headers = self._headers(response.request.headers)
-            response_headers = storable(self._headers(response.headers))
-            # U+0000 reaches the parsed answer only from the bytes, raw (UTF-16 and UTF-32,
-            # which JSON may come in, have them for every ASCII character) or as JSON's escape
-            raw = response.content
-            has_nul = b"\x00" in raw or b"\\u0000" in raw
-            response_text = storable(redact(response.text[:MAX_RESPONSE_TEXT]))
-        else:
-            ok, status_code = False, None
+        reply = answer[1] if answer is not None else None
+        heard = _Heard(error=error) if answer is None else self._heard(call, *answer, error)
         bound = structlog.contextvars.get_contextvars()
         call_id = new_ref()
         event_id = canonical_id(EVENT_TYPE, {"call_id": call_id})
@@ -114,16 +107,16 @@ class HelixAudit:
             mobility_subscription_id=call.subscription_id,
             method=call.method,
             url=redact(url),
-            status_code=status_code,
-            ok=ok,
+            status_code=heard.status_code,
+            ok=heard.ok,
             duration_ms=round((time.monotonic() - started) * 1000, 3),
             request_body=storable(redact(call.body)),
-            response_body=storable(redact(reply)) if has_nul else redact(reply),
-            error=storable(redact(str(error))) if error is not None else None,
+            response_body=storable(redact(reply)) if heard.has_nul else redact(reply),
+            error=storable(redact(str(heard.error))) if heard.error is not None else None,
             called_at=now,
-            request_headers=request_headers,
-            response_headers=response_headers,
-            response_text=response_text,
+            request_headers=heard.request_headers,
+            response_headers=heard.response_headers,
+            response_text=heard.response_text,
             run_id=_run_of(bound),
         )
         return HelixApiCalled(
@@ -133,6 +126,25 @@ class HelixAudit:
             time=now,
             correlationid=bound.get("correlationid") or event_id,
             data=data,
+        )
+
+    def _heard(
+        self, call: HelixCall, response: httpx.Response, reply: Any, error: HelixError | None
+    ) -> _Heard:
+        if call.operation == "token" and isinstance(reply, dict):
+            self._redact.add(str(reply.get("access_token") or ""))
+        ok = response.is_success
+        # U+0000 reaches the parsed answer only from the bytes, raw (UTF-16 and UTF-32, which
+        # JSON may come in, have them for every ASCII character) or as JSON's escape
+        raw = response.content
+        return _Heard(
+            ok=ok,
+            status_code=response.status_code,
+            error=error if ok else error_for(response, reply),
+            request_headers=self._headers(response.request.headers),
+            response_headers=storable(self._headers(response.headers)),
+            response_text=storable(self._redact(response.text[:MAX_RESPONSE_TEXT])),
+            has_nul=b"\x00" in raw or b"\\u0000" in raw,
         )
 
     def _headers(self, headers: httpx.Headers) -> dict[str, str]:

@@ -6,7 +6,10 @@
   limit, publishing (200 once the broker acknowledged) and keeping a refused push on
   ``gateway.rejected``, secret removed;
 - ``openapi``: the bridge's API description (bodies, answers, security schemes, wire models);
-- ``push``: pure parsing of a push into events (JSON push, "SMS to HTTP", generic ``SimpleSms``);
+- ``push``: pure parsing of a push into events, its three entry points (JSON push, "SMS to
+  HTTP", generic ``SimpleSms``); the JSON push's kinds in ``recv_sms`` (SMS and delivery report
+  rows) and ``port_status`` (``dev-status``, ``port-status``); what they all share (the result,
+  the SMS event, the gateway a push names) in ``parsed_push``;
 - ``wire``: the push bodies as pydantic models (also the bridge's OpenAPI request bodies);
 - ``content``: an SMS's content (base64 or plain, with or without the gateway's header block);
 - ``push_fields``: checks of a push's fields shared by the parsers (``PushRejected``);

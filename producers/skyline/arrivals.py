@@ -23,7 +23,7 @@ import asyncpg
 
 from events.envelope import canonical_id
 from events.sms import SmsReceived
-from producers.skyline.push import ParsedPush
+from producers.skyline.parsed_push import ParsedPush
 
 RECEIVING_NUMBER = """
 SELECT coalesce(

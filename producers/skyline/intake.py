@@ -21,7 +21,7 @@ from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import PUSHES_REJECTED, SMS_INGESTED
 from producers.skyline.arrivals import SmsArrivals
-from producers.skyline.push import PRODUCER, ParsedPush, gateway_id_from
+from producers.skyline.parsed_push import PRODUCER, ParsedPush, gateway_id_from
 from producers.skyline.push_fields import PushRejected
 
 SECRET_HEADER = "x-gateway-secret"  # noqa: S105  (a header name, not a secret)

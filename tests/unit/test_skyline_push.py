@@ -9,8 +9,8 @@ import pytest
 
 from events.sms import SmsDeliveryReported, SmsReceived
 from producers.skyline.content import decode_content, scts_time
+from producers.skyline.parsed_push import gateway_id_from
 from producers.skyline.push import (
-    gateway_id_from,
     parse_http_push,
     parse_json_push,
     parse_simple_push,

@@ -1,0 +1,52 @@
+"""The same-run reference of ``bench_provisioning``, measured by the reference commit's own code.
+
+``bench_provisioning`` checks the reference commit out under ``.simfleet/bench`` and copies this
+file, and only this file, into that tree (``bench/provisioning_reference.py``); run there, it
+measures one scenario with that tree's own ``bench.bench_provisioning.measure`` and prints the
+figures as one JSON line. It imports nothing but the standard library at the top and, inside
+``main``, the reference tree's public entry points (``bench.bench_provisioning``: ``measure``,
+``SCENARIOS``; ``infra.settings``), so modules moving in the tree under test never break it.
+
+    python -m bench.provisioning_reference "<scenario name>" <serial>   # cwd: the reference tree
+
+Inputs by the environment (the database URL holds a password): ``BENCH_REFERENCE_DSN``,
+``BENCH_REFERENCE_KAFKA`` (the bench's ``KafkaSettings`` as JSON; fields the reference does not
+know are left out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+DSN, KAFKA = "BENCH_REFERENCE_DSN", "BENCH_REFERENCE_KAFKA"
+STATE_DIR = Path(".simfleet/bench")
+
+
+def main(name: str, serial: int) -> None:
+    from pydantic import SecretStr
+
+    from bench import bench_provisioning as reference
+    from infra.settings import KafkaSettings, PostgresSettings, Settings
+
+    offered = json.loads(os.environ[KAFKA])
+    kafka = KafkaSettings.model_validate(
+        {k: v for k, v in offered.items() if k in KafkaSettings.model_fields}
+    )
+    base = Settings(
+        env="test",
+        state_dir=STATE_DIR,
+        kafka=kafka,
+        postgres=PostgresSettings(database_url=SecretStr(os.environ[DSN])),
+    )
+    scenario = next(s for s in reference.SCENARIOS if s.name == name)
+    measured = asyncio.run(reference.measure(base, scenario, serial))
+    sys.stdout.write(json.dumps(dataclasses.asdict(measured)) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
