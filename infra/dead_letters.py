@@ -15,7 +15,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 
-from events import EventDecodeError, decode
+from events import EventDecodeError
+from events.codec import ANY_EVENT, Decoder
 from events.envelope import Event
 from events.topics import HEADER_TYPE
 from infra.kafka import Bus
@@ -196,15 +197,18 @@ async def decode_wanted(
     dead: DeadLetters,
     *,
     admit: Callable[[ConsumerRecord[Any, Any]], bool] = lambda _record: True,
+    decoder: Decoder = ANY_EVENT,
 ) -> list[tuple[ConsumerRecord[Any, Any], Event]]:
     """A batch's records of the ``wanted`` types (by header: others are never parsed) that
-    ``admit`` lets through, decoded; a record that does not decode is parked, the rest go on."""
+    ``admit`` lets through, decoded by ``decoder`` (one of the wanted types only, where the
+    caller dispatches over them; a value whose type disagrees with its header is then refused);
+    a record that does not decode is parked, the rest go on."""
     found = []
     for record in records:
         if type_of(record) not in wanted or not admit(record):
             continue
         try:
-            found.append((record, decode(record.value)))
+            found.append((record, decoder.decode(record.value)))
         except EventDecodeError as err:
             headers = headers_of(record)
             await dead.park(record, headers=headers, error=err, event_id=err.event_id)

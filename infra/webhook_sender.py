@@ -50,7 +50,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import lru_cache
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -68,6 +67,7 @@ ERROR_TEXT_BYTES = 300
 # one closes it instead of making us buffer whatever a hostile endpoint sends
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "simfleet-webhooks/1"
+TARGETS_KEPT = 4096  # checked URLs remembered; forgotten all at once beyond that
 
 
 class Outcome(StrEnum):
@@ -162,17 +162,6 @@ class _Slot:
         self.users = 0
 
 
-@lru_cache(maxsize=4096)
-def _checked_url(
-    url: str, allow_http: bool, allow_private: bool, allowed_ports: tuple[int, ...]
-) -> URL:
-    """The URL to post to: exactly what was checked (an unchecked re-parse could differ)."""
-    checked = validate_endpoint_url(
-        url, allow_http=allow_http, allow_private=allow_private, allowed_ports=allowed_ports
-    )
-    return client_url(checked)
-
-
 class WebhookSender:
     """Created once (composition root) and closed with `aclose`; connections are pooled."""
 
@@ -182,6 +171,7 @@ class WebhookSender:
         self._all = asyncio.Semaphore(settings.concurrency)
         self._slots: dict[str, _Slot] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[str, URL] = {}  # checked once per URL (a few per endpoint)
 
     def _client(self) -> aiohttp.ClientSession:
         # built lazily: aiohttp binds a connector to the running loop
@@ -207,15 +197,10 @@ class WebhookSender:
         *,
         timestamp: int | None = None,
     ) -> AttemptResult:
-        """One attempt: sign, check the target, POST, classify. Never raises for network trouble."""
-        result = await self._attempt(endpoint, message_id, body, timestamp)
-        _ATTEMPTS_BY_OUTCOME[result.outcome].inc()
-        WEBHOOK_LATENCY.observe(result.latency_ms / 1000)
-        return result
+        """One attempt: sign, check the target, POST, classify. Never raises for network trouble.
 
-    async def _attempt(
-        self, endpoint: EndpointTarget, message_id: str, body: bytes, timestamp: int | None
-    ) -> AttemptResult:
+        One coroutine from the slots to the answer: every await inside aiohttp resumes each
+        frame above it, and this runs once per delivery."""
         if timestamp is None:
             timestamp = int(self._clock.now().timestamp())
         headers = headers_for(endpoint.secrets, message_id, timestamp, body)
@@ -226,45 +211,59 @@ class WebhookSender:
             async with slot.semaphore, self._all:
                 started = time.perf_counter()
                 try:
-                    return await self._post(endpoint.url, headers, body, started)
+                    async with self._client().post(
+                        self._target(endpoint.url), data=body, headers=headers,
+                        allow_redirects=False,
+                    ) as response:  # fmt: skip
+                        length = response.content_length
+                        if length is not None and length <= MAX_ANSWER_BYTES:  # the usual
+                            answer = await response.read()
+                        else:
+                            answer = await _read_capped(response)
+                        result = self._answered(response, answer, started)
                 except UnsafeEndpoint as err:
-                    return _failed(Outcome.BLOCKED, started, str(err))
+                    result = _failed(Outcome.BLOCKED, started, str(err))
                 except TimeoutError:
-                    return _failed(
-                        Outcome.RETRYABLE, started, f"timeout after {self._settings.timeout_s}s"
-                    )
+                    timeout = f"timeout after {self._settings.timeout_s}s"
+                    result = _failed(Outcome.RETRYABLE, started, timeout)
                 except (aiohttp.ClientError, OSError) as err:
                     error = f"{type(err).__name__}: {err}"[:ERROR_TEXT_BYTES]
-                    return _failed(Outcome.RETRYABLE, started, error)
+                    result = _failed(Outcome.RETRYABLE, started, error)
         finally:
             slot.users -= 1
             if slot.users == 0:
                 del self._slots[endpoint.endpoint_id]
+        _ATTEMPTS_BY_OUTCOME[result.outcome].inc()
+        WEBHOOK_LATENCY.observe(result.latency_ms / 1000)
+        return result
 
-    async def _post(
-        self, url: str, headers: dict[str, str], body: bytes, started: float
+    def _target(self, url: str) -> URL:
+        """The URL to post to: exactly what was checked (an unchecked re-parse could differ)."""
+        target = self._targets.get(url)
+        if target is None:
+            settings = self._settings
+            checked = validate_endpoint_url(
+                url, allow_http=settings.allow_http, allow_private=settings.allow_private,
+                allowed_ports=settings.allowed_ports,
+            )  # fmt: skip
+            if len(self._targets) >= TARGETS_KEPT:
+                self._targets.clear()
+            target = self._targets[url] = client_url(checked)
+        return target
+
+    def _answered(
+        self, response: aiohttp.ClientResponse, answer: bytes, started: float
     ) -> AttemptResult:
-        settings = self._settings
-        target = _checked_url(
-            url, settings.allow_http, settings.allow_private, settings.allowed_ports
+        status = response.status
+        outcome = classify(status)
+        text = " ".join(answer[:ERROR_TEXT_BYTES].decode("utf-8", "replace").split())
+        if outcome is Outcome.DELIVERED:
+            return AttemptResult(outcome, status, _elapsed_ms(started), None, None, text or None)
+        error = f"HTTP {status}" + (f": {text}" if text else "")
+        retry_after_s = _retry_after(response, self._clock)
+        return AttemptResult(
+            outcome, status, _elapsed_ms(started), error, retry_after_s, text or None
         )
-        async with self._client().post(
-            target, data=body, headers=headers, allow_redirects=False
-        ) as response:
-            outcome = classify(response.status)
-            answer = await _read_capped(response)
-            text = " ".join(answer[:ERROR_TEXT_BYTES].decode("utf-8", "replace").split())
-            error = None
-            if outcome is not Outcome.DELIVERED:
-                error = f"HTTP {response.status}" + (f": {text}" if text else "")
-            return AttemptResult(
-                outcome=outcome,
-                status_code=response.status,
-                latency_ms=_elapsed_ms(started),
-                error=error,
-                answer=text or None,
-                retry_after_s=_retry_after(response, self._clock),
-            )
 
     def _endpoint_slot(self, endpoint_id: str) -> _Slot:
         """The endpoint's semaphore, counted as used until `_attempt` lets go of it: it lives
@@ -288,9 +287,7 @@ class WebhookSender:
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    length = response.content_length
-    if length is not None and length <= MAX_ANSWER_BYTES:  # the usual answer: read in one go
-        return await response.read()
+    """At most ``MAX_ANSWER_BYTES`` of an answer of unknown or greater length."""
     answer = bytearray()
     while len(answer) < MAX_ANSWER_BYTES:
         chunk = await response.content.read(MAX_ANSWER_BYTES - len(answer))

@@ -54,6 +54,7 @@ CONTENT_TYPE = "content-type"
 CLOUDEVENTS_JSON_BYTES = CLOUDEVENTS_JSON.encode()
 DELIVERY_SUCCEEDED_BYTES = DELIVERY_SUCCEEDED.encode()
 PRODUCER_BYTES = PRODUCER.encode()
+GONE_REASON = "endpoint answered 410 Gone"
 GONE_MEMORY_S = 60.0  # longer than the projector takes to show the endpoint disabled
 
 log = structlog.get_logger("simfleet.webhooks")
@@ -69,39 +70,24 @@ def delivered_record(
     the three identity values directly, only the receiver's answer (the one value from outside)
     is made storable, and orjson writes the value in the model's field order, times with a
     ``Z`` as pydantic does. The unit tests hold both ways to the same bytes and headers."""
-    # canonical_id's JSON (keys sorted, compact, non-ASCII as itself), as orjson writes it
-    identity = {
-        "attempt": job.attempt,
-        "endpoint_id": job.endpoint_id,
-        "message_id": job.message_id,
-    }
-    event_id = f"{DELIVERY_SUCCEEDED}_{hashlib.sha256(orjson.dumps(identity)).hexdigest()}"
+    event_id = _delivered_id(job)
     correlationid = job.correlationid or event_id
-    value = orjson.dumps(
-        {
-            "specversion": "1.0",
-            "id": event_id,
-            "type": DELIVERY_SUCCEEDED,
-            "source": PRODUCER,
-            "subject": job.endpoint_id,
-            "time": now,
-            "correlationid": correlationid,
-            "datacontenttype": "application/json",
-            "dataversion": 1,
-            "data": {
-                "message_id": job.message_id,
-                "endpoint_id": job.endpoint_id,
-                "reseller_id": job.reseller_id,
-                "event_type": job.event_type,
-                "attempt": job.attempt,
-                "status_code": result.status_code,
-                "latency_ms": result.latency_ms,
-                "attempted_at": attempted_at,
-                "response": storable(result.answer),
-            },
-        },
-        option=orjson.OPT_UTC_Z,
-    )
+    data = {
+        "message_id": job.message_id,
+        "endpoint_id": job.endpoint_id,
+        "reseller_id": job.reseller_id,
+        "event_type": job.event_type,
+        "attempt": job.attempt,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "attempted_at": attempted_at,
+        "response": storable(result.answer),
+    }
+    envelope = {
+        "specversion": "1.0", "id": event_id, "type": DELIVERY_SUCCEEDED, "source": PRODUCER,
+        "subject": job.endpoint_id, "time": now, "correlationid": correlationid,
+        "datacontenttype": "application/json", "dataversion": 1, "data": data,
+    }  # fmt: skip
     headers = [  # codec.headers_for's, in its order
         (CONTENT_TYPE, CLOUDEVENTS_JSON_BYTES),
         (HEADER_ID, event_id.encode()),
@@ -112,7 +98,18 @@ def delivered_record(
         (HEADER_SPECVERSION, b"1.0"),
         (HEADER_CORRELATION, correlationid.encode()),
     ]
+    value = orjson.dumps(envelope, option=orjson.OPT_UTC_Z)
     return EncodedEvent(WEBHOOK_DELIVERIES, job.endpoint_id.encode(), value, headers)
+
+
+def _delivered_id(job: Job) -> str:
+    # canonical_id's JSON (keys sorted, compact, non-ASCII as itself), as orjson writes it
+    identity = {
+        "attempt": job.attempt,
+        "endpoint_id": job.endpoint_id,
+        "message_id": job.message_id,
+    }
+    return f"{DELIVERY_SUCCEEDED}_{hashlib.sha256(orjson.dumps(identity)).hexdigest()}"
 
 
 class Attempts:
@@ -151,7 +148,13 @@ class Attempts:
 
     async def make(self, job: Job) -> Step:
         attempted_at = self._clock.now()
-        result = await self._send(job, attempted_at)
+        # the usual case without a coroutine of its own: every await in the POST below resumes
+        # each frame above it
+        endpoint = self._directory.cached(job.endpoint_id)
+        if endpoint is not None and endpoint.enabled and job.endpoint_id not in self._gone:
+            result = await self._sender.deliver(endpoint.target, job.message_id, job.body.encode())
+        else:
+            result = await self._send(job, attempted_at)
         now = self._clock.now()
         step = after_attempt(
             result.outcome,
@@ -162,17 +165,20 @@ class Attempts:
             retry_after_s=result.retry_after_s,
         )
         if step.action is Action.DONE:
-            await self._group_commit(job, now, delivered_record(job, result, attempted_at, now))
+            await self._recorded(job, now, delivered_record(job, result, attempted_at, now))
         else:
             await self._claim_outcome(job, step, now)
+            if step.action is Action.DISABLE:
+                self._endpoint_gone(job.endpoint_id)
             await self._emit(self._failure_facts(job, result, step, attempted_at, now))
         return step
 
-    async def _group_commit(self, job: Job, now: datetime, record: EncodedEvent) -> None:
+    def _recorded(self, job: Job, now: datetime, record: EncodedEvent) -> asyncio.Future[None]:
+        """Resolved once ``record_delivered`` made the delivery durable with its group."""
         done = asyncio.get_running_loop().create_future()
         self._delivered.append((job, now, record, done))
         self._delivered_waiting.set()
-        await done
+        return done
 
     async def record_delivered(self) -> None:
         """Marks delivered claims and publishes their events in groups: one UPDATE and one
@@ -229,7 +235,7 @@ class Attempts:
     def _failure_facts(
         self, job: Job, result: AttemptResult, step: Step, attempted_at: datetime, now: datetime
     ) -> list[Event]:
-        def event(cls: type[Event], **fields: Any) -> Event:
+        def fact(cls: type[Event], **fields: Any) -> Event:
             return cls.create(
                 producer=PRODUCER, time=now, correlationid=job.correlationid, **fields
             )
@@ -240,49 +246,33 @@ class Attempts:
             "reseller_id": job.reseller_id,
             "event_type": job.event_type,
         }
-        attempt = {
-            **delivery,
-            "attempt": job.attempt,
-            "status_code": result.status_code,
-            "latency_ms": result.latency_ms,
-            "attempted_at": attempted_at,
-            "response": result.answer,
-        }
-        error = result.error or "failed"
-        facts = [
-            event(
-                WebhookDeliveryFailed,
-                **attempt,
-                error=error,
-                final=step.final,
-                next_attempt_at=step.at,
-            )
-        ]
-        if step.action is Action.RETRY_LATER:
-            facts.append(
-                event(
-                    WebhookRetryScheduled,
-                    **delivery,
-                    attempt=job.attempt + 1,
-                    due_at=step.at,
+        failed = fact(
+            WebhookDeliveryFailed, **delivery, attempt=job.attempt,
+            status_code=result.status_code, latency_ms=result.latency_ms,
+            attempted_at=attempted_at, response=result.answer, error=result.error or "failed",
+            final=step.final, next_attempt_at=step.at,
+        )  # fmt: skip
+        match step.action:
+            case Action.RETRY_LATER:
+                later = fact(
+                    WebhookRetryScheduled, **delivery, attempt=job.attempt + 1, due_at=step.at,
                     body=job.body,
-                )
-            )
-        if step.action is Action.DISABLE:
-            self._gone[job.endpoint_id] = time.monotonic()
-            self._directory.forget(job.endpoint_id)
-            log.warning("webhook_endpoint_gone", endpoint_id=job.endpoint_id)
-            facts.append(
-                event(
-                    WebhookEndpointDisabled,
-                    reseller_id=job.reseller_id,
-                    endpoint_id=job.endpoint_id,
-                    reason="endpoint answered 410 Gone",
-                    message_id=job.message_id,
+                )  # fmt: skip
+                return [failed, later]
+            case Action.DISABLE:
+                disabled = fact(
+                    WebhookEndpointDisabled, reseller_id=job.reseller_id,
+                    endpoint_id=job.endpoint_id, reason=GONE_REASON, message_id=job.message_id,
                     status_code=result.status_code,
-                )
-            )
-        return facts
+                )  # fmt: skip
+                return [failed, disabled]
+        return [failed]
+
+    def _endpoint_gone(self, endpoint_id: str) -> None:
+        """Answered 410: refused here at once, before the read table says it is disabled."""
+        self._gone[endpoint_id] = time.monotonic()
+        self._directory.forget(endpoint_id)
+        log.warning("webhook_endpoint_gone", endpoint_id=endpoint_id)
 
     async def _emit(self, facts: list[Event]) -> None:
         await self._emitting(self._bus.emit_many, facts)

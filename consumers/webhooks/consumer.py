@@ -36,10 +36,16 @@ from consumers.verification.store import verification_sms_ids
 from consumers.webhooks.attempts import Attempts
 from consumers.webhooks.claims import Claims, NewDelivery
 from consumers.webhooks.dispatch import Dispatcher
+from consumers.webhooks.reads import (
+    HANDLED_DECODER,
+    SOURCES,
+    WANTED_TYPES,
+    Change,
+    Handled,
+    sorted_batch,
+)
 from consumers.webhooks.rules import (
     NUMBER_OFFLINE,
-    OFFLINE_CAUSE_TYPES,
-    WEBHOOK_EVENT_TYPES,
     NumberLeft,
     SourceEvent,
     is_webhook_source,
@@ -49,16 +55,8 @@ from consumers.webhooks.rules import (
     webhook_body,
 )
 from consumers.webhooks.targets import EndpointDirectory, Targets, resolve_left, resolve_targets
-from events.envelope import Event
 from events.reseller import WebhookEndpointEnabled, WebhookResendRequested
 from events.sms import SmsReceived
-from events.topics import (
-    RESELLER_REGISTRY,
-    SIM_LIFECYCLE,
-    SMS_INBOUND,
-    WEBHOOK_RETRY,
-)
-from events.webhook import WebhookRetryScheduled
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
 from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
@@ -67,18 +65,8 @@ from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
 
-WANTED_TYPES = frozenset(
-    {
-        *WEBHOOK_EVENT_TYPES,
-        *OFFLINE_CAUSE_TYPES,
-        WebhookRetryScheduled.event_type(),
-        WebhookResendRequested.event_type(),
-        WebhookEndpointEnabled.event_type(),
-    }
-)
 POSTGRES_RETRY_S = 1.0
 ENABLED_WAIT_S = 30.0  # for the read table to show a re-enabled endpoint before its resend
-SOURCES = (SMS_INBOUND, SIM_LIFECYCLE, WEBHOOK_RETRY, RESELLER_REGISTRY)
 PUBLISHER_CLIENT_ID = "simfleet-webhooks"  # the delivery tasks' own producer
 
 log = structlog.get_logger("simfleet.webhooks")
@@ -110,24 +98,27 @@ def build_router(settings: Settings, *, group: str = "webhooks") -> KafkaRouter:
 
 async def on_batch(msg: MessageDep, webhooks: WebhooksDep) -> None:
     records = cast(tuple[ConsumerRecord[Any, Any], ...], msg.raw_message)
-    items = await decode_wanted(records, WANTED_TYPES, webhooks.dead_letters)
+    # the types handled only (by header): the rest of the topics' traffic is never parsed
+    items = await decode_wanted(
+        records, WANTED_TYPES, webhooks.dead_letters, decoder=HANDLED_DECODER
+    )
 
-    async def act(events: list[Event]) -> None:
-        await enabled(webhooks, [e for e in events if isinstance(e, WebhookEndpointEnabled)])
-        await deliver_sources(webhooks, events)
-        await resend(webhooks, [e for e in events if isinstance(e, WebhookResendRequested)])
+    async def act(events: list[Handled]) -> None:
+        batch = sorted_batch(events)
+        await enabled(webhooks, batch.enabled)
+        await deliver_sources(webhooks, batch.changes)
+        await resend(webhooks, batch.resends)
 
     # outages waited out; a bad event parked rather than the batch read again forever
-    await apply_isolating(items, act, webhooks.dead_letters, retry_s=POSTGRES_RETRY_S)
-    for _record, e in items:
-        if isinstance(e, WebhookRetryScheduled):
-            webhooks.dispatcher.schedule(
-                e.data.message_id, e.data.endpoint_id, e.data.attempt, e.data.due_at
-            )
+    handled = [(record, cast(Handled, event)) for record, event in items]
+    await apply_isolating(handled, act, webhooks.dead_letters, retry_s=POSTGRES_RETRY_S)
+    for retry in sorted_batch(event for _record, event in handled).retries:
+        d = retry.data
+        webhooks.dispatcher.schedule(d.message_id, d.endpoint_id, d.attempt, d.due_at)
     observe_batch(msg, records)
 
 
-async def deliver_sources(webhooks: Webhooks, events: Sequence[Event]) -> None:
+async def deliver_sources(webhooks: Webhooks, events: Sequence[Change]) -> None:
     """Claims every delivery the events make, in their order (a number's ``number.offline``
     before a later ``number.online``), and hands them to the dispatcher."""
     # our own VERIFY codes reaching a SIM are not the reseller's SMS

@@ -150,6 +150,14 @@ class EndpointDirectory:
         self._cache: dict[str, tuple[float, Endpoint | None]] = {}
         self._reading: dict[str, asyncio.Future[Endpoint | None]] = {}
 
+    def cached(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint if read less than ``ttl_s`` ago (None: not known, or read again by
+        ``get``)."""
+        cached = self._cache.get(endpoint_id)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
+            return cached[1]
+        return None
+
     async def get(self, endpoint_id: str, now: datetime) -> Endpoint | None:
         cached = self._cache.get(endpoint_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
