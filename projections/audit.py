@@ -73,7 +73,7 @@ from events.sim import (
 )
 from events.topics import RESELLER_REGISTRY, RESELLER_USAGE, SIM_LIFECYCLE, Topic
 from infra.actors import channel_of, is_operator
-from projections.runner import Record
+from projections.batches import Record
 
 # the action names read as the dashboard's buttons and the CLI's commands
 ACTIONS: dict[type[Event], str] = {

@@ -23,7 +23,8 @@ from infra.dead_letters import DeadLetters
 from infra.kafka import Bus
 from infra.postgres import create_pool
 from infra.settings import KafkaSettings
-from projections.runner import Projection, ProjectionRunner, Record
+from projections.batches import Record
+from projections.runner import Projection, ProjectionRunner
 
 Progress = Callable[[int, int | None], None]  # (events applied so far, total if known)
 

@@ -59,7 +59,7 @@ from events.sim import (
     VerificationSkipped,
 )
 from events.topics import RESELLER_REGISTRY, SIM_LIFECYCLE, Topic
-from projections.runner import Record
+from projections.batches import Record
 
 UPSERT_RESELLER = """
 INSERT INTO resellers (id, name, created_at) VALUES ($1, $2, $3)

@@ -58,7 +58,7 @@ from events.sim import (
     VerificationSkipped,
 )
 from events.topics import SIM_LIFECYCLE, Topic
-from projections.runner import Record
+from projections.batches import Record
 
 MARK_APPLIED = """
 INSERT INTO sim_applied_events (event_id) SELECT unnest($1::text[])
