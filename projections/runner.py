@@ -63,6 +63,20 @@ SET "offset" = GREATEST(projection_checkpoints."offset", EXCLUDED."offset"), upd
 """
 
 
+Positions = dict[tuple[str, int], int]  # (topic, partition) → the last offset applied
+
+
+async def advance_checkpoints(conn: asyncpg.Connection, projection: str, last: Positions) -> None:
+    """Each partition's checkpoint moves on to its offset in ``last``, never back."""
+    await conn.execute(
+        UPSERT_CHECKPOINTS,
+        projection,
+        [t for t, _ in last],
+        [p for _, p in last],
+        list(last.values()),
+    )
+
+
 class Projection(Protocol):
     name: str
     topics: tuple[Topic, ...]
@@ -230,9 +244,7 @@ class ProjectionRunner:
                 [tp.topic for tp in batch.last],
                 [tp.partition for tp in batch.last],
             )
-            done: dict[tuple[str, int], int] = {
-                (r["topic"], r["partition"]): r["offset"] for r in rows
-            }
+            done: Positions = {(r["topic"], r["partition"]): r["offset"] for r in rows}
 
             def fresh(topic: str, partition: int, offset: int) -> bool:
                 return offset > done.get((topic, partition), -1)
@@ -246,13 +258,7 @@ class ProjectionRunner:
             if records:
                 await self._apply_isolating_poison(conn, records)
             last = {(tp.topic, tp.partition): offset for tp, offset in batch.last.items()}
-            await conn.execute(
-                UPSERT_CHECKPOINTS,
-                name,
-                [t for t, _ in last],
-                [p for _, p in last],
-                list(last.values()),
-            )
+            await advance_checkpoints(conn, name, last)
             return len(records)
 
     async def _apply_isolating_poison(
