@@ -22,8 +22,10 @@ from events import decode
 from infra.dead_letters import DeadLetters
 from infra.kafka import Bus
 from infra.settings import KafkaSettings
+from projections import checkpoints
 from projections.batches import Record
-from projections.runner import Positions, Projection, ProjectionRunner, advance_checkpoints
+from projections.checkpoints import Positions
+from projections.runner import Projection, ProjectionRunner
 from projections.shadow import Shadow, behind, differences, shadow_tables, swap_in
 
 Progress = Callable[[int, int | None], None]  # (events applied so far, total if known)
@@ -138,7 +140,7 @@ async def fill_from_archive(shadow: Shadow, *, live_pool: asyncpg.Pool, progress
         records = [_archived(r) for r in rows]
         async with shadow.pool.acquire() as conn, conn.transaction():
             await shadow.projection.apply(conn, records)
-            await advance_checkpoints(conn, shadow.projection.name, _last_offsets(records))
+            await checkpoints.advance(conn, shadow.projection.name, _last_offsets(records))
         shadow.applied += len(records)
         progress(shadow.applied, total)
         last = rows[-1]

@@ -2,11 +2,11 @@
 
 A projection says which topics it reads and how a batch of events changes its tables. The
 runner consumes with aiokafka ``getmany`` (batch consumption at ~100k records/s, where a
-per-message FastStream handler manages ~640/s; the reading and decoding is
-``projections.batches``), applies the batch and upserts each partition's
-last offset into ``projection_checkpoints`` in the same transaction, and only then commits to
-Kafka. On every partition assignment it seeks to the Postgres checkpoint, so a crash between
-the two commits re-reads records whose effects are already in the tables — and skips them.
+per-message FastStream handler manages ~640/s; reading and decoding is ``projections.batches``),
+applies the batch and upserts each partition's last offset into ``projection_checkpoints``
+(``projections.checkpoints``) in the same transaction, and only then commits to Kafka. On every
+partition assignment it seeks to the Postgres checkpoint, so a crash between the two commits
+re-reads records whose effects are already in the tables — and skips them.
 
 Failures are sorted by ``infra.outages``. Events that cannot be applied (unknown type, invalid
 data, a violated constraint, a missing column) go to the DLQ and the partition moves on; an
@@ -34,6 +34,7 @@ from infra.dead_letters import DeadLetters, headers_of
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from infra.outages import is_outage
 from infra.settings import KafkaSettings
+from projections import checkpoints
 from projections.batches import (
     MAX_RECORDS,
     QUEUED_BATCHES,
@@ -44,37 +45,6 @@ from projections.batches import (
 )
 
 log = structlog.get_logger("simfleet.projections")
-
-SELECT_CHECKPOINTS = """
-SELECT topic, partition, "offset" FROM projection_checkpoints WHERE projection = $1
-"""
-# only the partitions of the batch: projectors sharing a group each hold their own partitions,
-# and must not wait for each other's transactions
-LOCK_CHECKPOINTS = """
-SELECT topic, partition, "offset" FROM projection_checkpoints
-WHERE projection = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
-FOR UPDATE
-"""
-UPSERT_CHECKPOINTS = """
-INSERT INTO projection_checkpoints (projection, topic, partition, "offset")
-SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS c(t, p, o)
-ON CONFLICT (projection, topic, partition) DO UPDATE
-SET "offset" = GREATEST(projection_checkpoints."offset", EXCLUDED."offset"), updated_at = now()
-"""
-
-
-Positions = dict[tuple[str, int], int]  # (topic, partition) → the last offset applied
-
-
-async def advance_checkpoints(conn: asyncpg.Connection, projection: str, last: Positions) -> None:
-    """Each partition's checkpoint moves on to its offset in ``last``, never back."""
-    await conn.execute(
-        UPSERT_CHECKPOINTS,
-        projection,
-        [t for t, _ in last],
-        [p for _, p in last],
-        list(last.values()),
-    )
 
 
 class Projection(Protocol):
@@ -150,8 +120,7 @@ class ProjectionRunner:
 
     async def seek_to_checkpoints(self, assigned: set[TopicPartition]) -> None:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(SELECT_CHECKPOINTS, self.projection.name)
-        done = {(r["topic"], r["partition"]): r["offset"] for r in rows}
+            done = await checkpoints.positions(conn, self.projection.name)
         for tp in assigned:
             offset = done.get((tp.topic, tp.partition))
             if offset is None:
@@ -238,13 +207,7 @@ class ProjectionRunner:
     async def _apply_durably(self, batch: Fetched) -> int:
         name = self.projection.name
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                LOCK_CHECKPOINTS,
-                name,
-                [tp.topic for tp in batch.last],
-                [tp.partition for tp in batch.last],
-            )
-            done: Positions = {(r["topic"], r["partition"]): r["offset"] for r in rows}
+            done = await checkpoints.lock(conn, name, batch.last)
 
             def fresh(topic: str, partition: int, offset: int) -> bool:
                 return offset > done.get((topic, partition), -1)
@@ -258,7 +221,7 @@ class ProjectionRunner:
             if records:
                 await self._apply_isolating_poison(conn, records)
             last = {(tp.topic, tp.partition): offset for tp, offset in batch.last.items()}
-            await advance_checkpoints(conn, name, last)
+            await checkpoints.advance(conn, name, last)
             return len(records)
 
     async def _apply_isolating_poison(

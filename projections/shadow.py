@@ -18,7 +18,8 @@ import asyncpg
 
 from infra.postgres import create_pool
 from infra.settings import KafkaSettings
-from projections.runner import Positions, Projection
+from projections.checkpoints import Positions, positions_of
+from projections.runner import Projection
 
 # only the topics the projection reads under this prefix: a checkpoint left by another prefix
 # (or a topic since dropped) is a position the rebuild can never reach
@@ -53,20 +54,16 @@ class Shadow:
     archive_position: tuple[str, int, int] = ("", -1, -1)
 
     async def checkpoints(self) -> Positions:
-        return _positions(await self.pool.fetch(CHECKPOINTS, self.projection.name, self.topics))
+        return positions_of(await self.pool.fetch(CHECKPOINTS, self.projection.name, self.topics))
 
     async def live_checkpoints(self, live_pool: asyncpg.Pool) -> Positions:
         rows = await live_pool.fetch(LIVE_CHECKPOINTS, self.projection.name, self.topics)
-        return _positions(rows)
+        return positions_of(rows)
 
     async def lock_live_checkpoints(self, conn: asyncpg.Connection) -> Positions:
         """The live positions, their rows locked until ``conn``'s transaction ends."""
         rows = await conn.fetch(LOCK_LIVE_CHECKPOINTS, self.projection.name, self.topics)
-        return _positions(rows)
-
-
-def _positions(rows: list[asyncpg.Record]) -> Positions:
-    return {(r["topic"], r["partition"]): r["offset"] for r in rows}
+        return positions_of(rows)
 
 
 def behind(shadow: Positions, live: Positions) -> bool:
