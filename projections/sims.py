@@ -228,34 +228,16 @@ def statement(event: SimLifecycleEvent) -> Statement | None:
     changes nothing by itself. Exhaustive: a new type on the topic fails the type check here."""
     match event:
         case SimActivationRequested(data=d):
-            return UPSERT_REQUESTED, (
-                d.iccid,
-                d.imei,
-                d.reseller_id,
-                d.gateway_id,
-                d.port,
-                event.id,
-                event.time,
-            )
+            where = (d.reseller_id, d.gateway_id, d.port)
+            return UPSERT_REQUESTED, (d.iccid, d.imei, *where, event.id, event.time)
         case SimActivated(data=d):
-            return UPSERT_ACTIVATED, (
-                d.iccid,
-                d.imei,
-                d.mobility_subscription_id,
-                event.id,
-                event.time,
-            )
+            subscription = d.mobility_subscription_id
+            return UPSERT_ACTIVATED, (d.iccid, d.imei, subscription, event.id, event.time)
         case SimActivationFailed(data=d):
             return UPSERT_ACTIVATION_FAILED, (d.iccid, d.reason)
         case NumberAssigned(data=d):
-            return ASSIGN_NUMBER, (
-                d.iccid,
-                d.number,
-                event.id,
-                d.source,
-                event.time,
-                d.mobility_subscription_id,
-            )
+            known = d.mobility_subscription_id  # None: the SIM keeps the one it has
+            return ASSIGN_NUMBER, (d.iccid, d.number, event.id, d.source, event.time, known)
         case MdnChangeRequested(data=d):
             return MARK_ROTATING, (d.iccid,)
         case MdnChanged(data=d):
