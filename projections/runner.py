@@ -102,13 +102,9 @@ class ProjectionRunner:
         self._in_group = in_group
         self.topic_names = [t.full_name(kafka.topic_prefix) for t in projection.topics]
         self.assigned = asyncio.Event()  # the group joined: this runner has its partitions
+        group = group_id or f"{kafka.topic_prefix}projection.{projection.name}"
         self._consumer = projection_consumer(
-            bootstrap,
-            kafka,
-            group_id=(group_id or f"{kafka.topic_prefix}projection.{projection.name}")
-            if in_group
-            else None,
-            max_records=max_records,
+            bootstrap, kafka, group_id=group if in_group else None, max_records=max_records
         )
         self._reader = BatchReader(
             self._consumer,
