@@ -140,7 +140,9 @@ async def fill_from_archive(shadow: Shadow, *, live_pool: asyncpg.Pool, progress
         records = [_archived(r) for r in rows]
         async with shadow.pool.acquire() as conn, conn.transaction():
             await shadow.projection.apply(conn, records)
-            await checkpoints.advance(conn, shadow.projection.name, _last_offsets(records))
+            # a page is in offset order: each partition's last record is where it now stands
+            reached = {(r.topic, r.partition): r.offset for r in records}
+            await checkpoints.advance(conn, shadow.projection.name, reached)
         shadow.applied += len(records)
         progress(shadow.applied, total)
         last = rows[-1]
@@ -153,13 +155,6 @@ def _archived(row: asyncpg.Record) -> Record:
     return Record(
         decode(payload), row["topic"], row["partition"], row["offset"], key, payload.encode()
     )
-
-
-def _last_offsets(records: list[Record]) -> Positions:
-    last: Positions = {}
-    for r in records:
-        last[(r.topic, r.partition)] = r.offset
-    return last
 
 
 async def finish(
