@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from events.topics import ALL_TOPICS, Topic
-from projections.runner import Record
+from projections.batches import Record
 
 INSERT_EVENTS = """
 INSERT INTO event_log

@@ -13,7 +13,7 @@ import asyncpg
 
 from events.topics import WEBHOOK_DELIVERIES, Topic
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
-from projections.runner import Record
+from projections.batches import Record
 
 INSERT_ATTEMPTS = """
 INSERT INTO webhook_attempts (message_id, endpoint_id, attempt, reseller_id, succeeded,

@@ -41,39 +41,21 @@ from events.reseller import (
     WebhookSecretRotated,
 )
 from events.sim import (
-    MdnChanged,
-    MdnChangeFailed,
     MdnChangeRequested,
-    NumberAssigned,
-    NumberOnline,
-    NumberVerificationFailed,
-    SimActivated,
-    SimActivationFailed,
     SimActivationRequested,
-    SimCancelFailed,
-    SimCancelled,
     SimCancelRequested,
-    SimInboundResumed,
-    SimInboundSilent,
     SimLifecycleEvent,
-    SimOperatorNeeded,
     SimRequest,
     SimResellerAssigned,
-    SimRestored,
     SimRestoreRequested,
-    SimStatusChangeFailed,
-    SimSuspended,
     SimSuspendRequested,
     SyncRequested,
     VerificationRequested,
-    VerificationSenderCleared,
-    VerificationSenderSuspect,
-    VerificationSent,
-    VerificationSkipped,
 )
 from events.topics import RESELLER_REGISTRY, RESELLER_USAGE, SIM_LIFECYCLE, Topic
 from infra.actors import channel_of, is_operator
-from projections.runner import Record
+from projections.batches import Record
+from projections.sim_families import SIM_OUTCOMES, SIM_REQUESTS
 
 # the action names read as the dashboard's buttons and the CLI's commands
 ACTIONS: dict[type[Event], str] = {
@@ -193,14 +175,7 @@ def entries_of(event: AuditedTopicsEvent) -> list[AuditEntry]:
         case ResellerTokenUsed():
             return use_entries(event)
         case (
-            SimActivationRequested()
-            | MdnChangeRequested()
-            | SyncRequested()
-            | SimCancelRequested()
-            | SimSuspendRequested()
-            | SimRestoreRequested()
-            | VerificationRequested()
-            | SimResellerAssigned()
+            SimResellerAssigned()
             | ResellerCreated()
             | WebhookEndpointAdded()
             | WebhookEndpointRemoved()
@@ -211,34 +186,19 @@ def entries_of(event: AuditedTopicsEvent) -> list[AuditEntry]:
             | ResellerTokenIssued()
             | ResellerTokenRevoked()
         ):
-            entry = audit_entry(event)
-            return [entry] if entry is not None else []
-        case (
-            SimActivated()
-            | SimActivationFailed()
-            | NumberAssigned()
-            | MdnChanged()
-            | MdnChangeFailed()
-            | VerificationSent()
-            | VerificationSkipped()
-            | NumberOnline()
-            | NumberVerificationFailed()
-            | SimCancelled()
-            | SimCancelFailed()
-            | SimSuspended()
-            | SimRestored()
-            | SimStatusChangeFailed()
-            | SimInboundSilent()
-            | SimInboundResumed()
-            | VerificationSenderSuspect()
-            | VerificationSenderCleared()
-            | SimOperatorNeeded()
-            | WebhookEndpointFailing()
-            | WebhookEndpointRecovered()
-        ):
+            return _entries(audit_entry(event))
+        case _ if isinstance(event, SIM_REQUESTS):
+            return _entries(audit_entry(event))
+        case _ if isinstance(event, SIM_OUTCOMES):
             return []  # outcomes the system reports: nobody asked for them
+        case WebhookEndpointFailing() | WebhookEndpointRecovered():
+            return []  # the endpoint's health, as the dispatcher finds it
         case _:
             assert_never(event)
+
+
+def _entries(entry: AuditEntry | None) -> list[AuditEntry]:
+    return [entry] if entry is not None else []
 
 
 @dataclass

@@ -16,7 +16,7 @@ import asyncpg
 
 from events.topics import WEBHOOK_DELIVERIES, Topic
 from events.webhook import WebhookDeliveryEvent, WebhookDeliveryFailed, WebhookDeliverySucceeded
-from projections.runner import Record
+from projections.batches import Record
 
 UPSERT_DELIVERIES = """
 INSERT INTO webhook_deliveries AS d (message_id, endpoint, reseller_id, event_type, status,

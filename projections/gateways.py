@@ -19,7 +19,7 @@ import asyncpg
 from events.gateway import GatewayStatusReported
 from events.sms import SmsDeliveryReported, SmsInboundEvent, SmsReceived
 from events.topics import GATEWAY_STATUS, SMS_INBOUND, Topic
-from projections.runner import Record
+from projections.batches import Record
 
 UPSERT_GATEWAYS = """
 INSERT INTO gateways (gateway_id, mac_address, total_ports, host, last_seen_at)

@@ -15,7 +15,7 @@ import asyncpg
 
 from events.helix import HelixApiCalled
 from events.topics import HELIX_CALLS, Topic
-from projections.runner import Record
+from projections.batches import Record
 
 INSERT_CALLS = """
 INSERT INTO helix_api_logs (call_id, operation, iccid, mobility_subscription_id, method, url,

@@ -27,7 +27,7 @@ from events.reseller import (
     WebhookSecretRotated,
 )
 from events.topics import RESELLER_REGISTRY, Topic
-from projections.runner import Record
+from projections.batches import Record
 
 INSERT_ISSUED = """
 INSERT INTO reseller_tokens (token_id, reseller_id, name, scope, token_hash, expires_at,

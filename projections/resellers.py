@@ -28,38 +28,10 @@ from events.reseller import (
     WebhookResendRequested,
     WebhookSecretRotated,
 )
-from events.sim import (
-    MdnChanged,
-    MdnChangeFailed,
-    MdnChangeRequested,
-    NumberAssigned,
-    NumberOnline,
-    NumberVerificationFailed,
-    SimActivated,
-    SimActivationFailed,
-    SimActivationRequested,
-    SimCancelFailed,
-    SimCancelled,
-    SimCancelRequested,
-    SimInboundResumed,
-    SimInboundSilent,
-    SimLifecycleEvent,
-    SimOperatorNeeded,
-    SimResellerAssigned,
-    SimRestored,
-    SimRestoreRequested,
-    SimStatusChangeFailed,
-    SimSuspended,
-    SimSuspendRequested,
-    SyncRequested,
-    VerificationRequested,
-    VerificationSenderCleared,
-    VerificationSenderSuspect,
-    VerificationSent,
-    VerificationSkipped,
-)
+from events.sim import SimLifecycleEvent, SimResellerAssigned
 from events.topics import RESELLER_REGISTRY, SIM_LIFECYCLE, Topic
-from projections.runner import Record
+from projections.batches import Record
+from projections.sim_families import SIM_OUTCOMES, SIM_REQUESTS
 
 UPSERT_RESELLER = """
 INSERT INTO resellers (id, name, created_at) VALUES ($1, $2, $3)
@@ -179,34 +151,7 @@ def read(event: ResellersTopicsEvent) -> RegistryEvent | SimResellerAssigned | N
             | ResellerTokenRevoked()
         ):
             return None
-        case (
-            SimActivationRequested()
-            | SimActivated()
-            | SimActivationFailed()
-            | NumberAssigned()
-            | MdnChangeRequested()
-            | MdnChanged()
-            | MdnChangeFailed()
-            | VerificationSent()
-            | VerificationSkipped()
-            | NumberOnline()
-            | NumberVerificationFailed()
-            | SimCancelRequested()
-            | SimSuspendRequested()
-            | SimRestoreRequested()
-            | SimCancelled()
-            | SimSuspended()
-            | SimRestored()
-            | SimCancelFailed()
-            | SimStatusChangeFailed()
-            | SyncRequested()
-            | VerificationRequested()
-            | SimInboundSilent()
-            | SimInboundResumed()
-            | VerificationSenderSuspect()
-            | VerificationSenderCleared()
-            | SimOperatorNeeded()
-        ):
+        case _ if isinstance(event, (SIM_REQUESTS, SIM_OUTCOMES)):
             return None  # the SIM's own story: the sims projection's
         case _:
             assert_never(event)

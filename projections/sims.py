@@ -28,6 +28,7 @@ import asyncpg
 
 from events.envelope import Event
 from events.sim import (
+    AttentionAction,
     MdnChanged,
     MdnChangeFailed,
     MdnChangeRequested,
@@ -58,7 +59,19 @@ from events.sim import (
     VerificationSkipped,
 )
 from events.topics import SIM_LIFECYCLE, Topic
-from projections.runner import Record
+from projections.batches import Record
+
+
+def _clears_attention(action: AttentionAction, row: str = "") -> str:
+    """SET items: a success of ``action`` clears the operator flag raised for that action, and
+    leaves a flag raised for another as it is. ``row``: the existing row's name in an upsert.
+    The statements below are built from it once, at import, from constants only."""
+    return f"""operator_needed = CASE WHEN {row}operator_needed_action = '{action}' THEN NULL
+                           ELSE {row}operator_needed END,
+    operator_needed_since = CASE WHEN {row}operator_needed_action = '{action}' THEN NULL
+                                 ELSE {row}operator_needed_since END,
+    operator_needed_action = NULLIF({row}operator_needed_action, '{action}')"""
+
 
 MARK_APPLIED = """
 INSERT INTO sim_applied_events (event_id) SELECT unnest($1::text[])
@@ -80,7 +93,7 @@ WHERE sims.status IN ('pending', 'error', 'cancelled')
 """
 # a (new) subscription: no number until the carrier assigns one. The line a SIM already has
 # (an "already active" activation found it) keeps its number and status.
-UPSERT_ACTIVATED = """
+UPSERT_ACTIVATED = f"""
 INSERT INTO sims (iccid, imei, status, mobility_subscription_id, activation_id, activated_at)
 VALUES ($1, $2, 'provisioning', $3, $4, $5)
 ON CONFLICT (iccid) DO UPDATE
@@ -95,13 +108,9 @@ SET status = CASE WHEN sims.mobility_subscription_id = EXCLUDED.mobility_subscri
     mobility_subscription_id = EXCLUDED.mobility_subscription_id,
     activation_id = EXCLUDED.activation_id, activated_at = EXCLUDED.activated_at,
     last_error = NULL, activation_request_id = NULL, activation_requested_at = NULL,
-    operator_needed = CASE WHEN sims.operator_needed_action = 'activate' THEN NULL
-                           ELSE sims.operator_needed END,
-    operator_needed_since = CASE WHEN sims.operator_needed_action = 'activate' THEN NULL
-                                 ELSE sims.operator_needed_since END,
-    operator_needed_action = NULLIF(sims.operator_needed_action, 'activate'),
+    {_clears_attention("activate", "sims.")},
     updated_at = now()
-"""
+"""  # noqa: S608  (constants only)
 # "already has an active subscription" must not flag a working SIM as broken
 UPSERT_ACTIVATION_FAILED = """
 INSERT INTO sims (iccid, status, last_error) VALUES ($1, 'error', $2)
@@ -141,17 +150,13 @@ SET number_status = CASE
 MARK_ROTATING = """
 UPDATE sims SET rotation_status = 'rotating', updated_at = now() WHERE iccid = $1
 """
-MARK_ROTATED = """
+MARK_ROTATED = f"""
 UPDATE sims SET rotation_status = 'success', last_rotated_at = $2,
     rotation_count = rotation_count + 1, rotation_attempts = 0, rotation_last_error = NULL,
     updated_at = now(),
-    operator_needed = CASE WHEN operator_needed_action = 'rotate' THEN NULL
-                           ELSE operator_needed END,
-    operator_needed_since = CASE WHEN operator_needed_action = 'rotate' THEN NULL
-                                 ELSE operator_needed_since END,
-    operator_needed_action = NULLIF(operator_needed_action, 'rotate')
+    {_clears_attention("rotate")}
 WHERE iccid = $1
-"""
+"""  # noqa: S608  (constants only)
 MARK_ROTATION_FAILED = """
 UPDATE sims SET rotation_status = 'failed', rotation_last_error = $2,
     rotation_attempts = rotation_attempts + 1, updated_at = now()
@@ -173,38 +178,26 @@ UPDATE sims SET number_status = $3, updated_at = now()
 WHERE iccid = $1 AND current_number = $2
   AND NOT ($3 = 'failed' AND number_status IS NOT DISTINCT FROM 'verified')
 """
-MARK_CANCELLED = """
+MARK_CANCELLED = f"""
 WITH closed AS (
     UPDATE sim_numbers SET valid_to = $2 WHERE iccid = $1 AND valid_to IS NULL
 )
 UPDATE sims SET status = 'cancelled', current_number = NULL, number_status = NULL,
     last_error = NULL, updated_at = now(),
-    operator_needed = CASE WHEN operator_needed_action = 'cancel' THEN NULL
-                           ELSE operator_needed END,
-    operator_needed_since = CASE WHEN operator_needed_action = 'cancel' THEN NULL
-                                 ELSE operator_needed_since END,
-    operator_needed_action = NULLIF(operator_needed_action, 'cancel')
+    {_clears_attention("cancel")}
 WHERE iccid = $1
-"""
-MARK_SUSPENDED = """
+"""  # noqa: S608  (constants only)
+MARK_SUSPENDED = f"""
 UPDATE sims SET status = 'suspended', last_error = NULL, updated_at = now(),
-    operator_needed = CASE WHEN operator_needed_action = 'suspend' THEN NULL
-                           ELSE operator_needed END,
-    operator_needed_since = CASE WHEN operator_needed_action = 'suspend' THEN NULL
-                                 ELSE operator_needed_since END,
-    operator_needed_action = NULLIF(operator_needed_action, 'suspend')
+    {_clears_attention("suspend")}
 WHERE iccid = $1 AND status IN ('active', 'provisioning')
-"""
-MARK_RESTORED = """
+"""  # noqa: S608  (constants only)
+MARK_RESTORED = f"""
 UPDATE sims SET last_error = NULL, updated_at = now(),
-    operator_needed = CASE WHEN operator_needed_action = 'restore' THEN NULL
-                           ELSE operator_needed END,
-    operator_needed_since = CASE WHEN operator_needed_action = 'restore' THEN NULL
-                                 ELSE operator_needed_since END,
-    operator_needed_action = NULLIF(operator_needed_action, 'restore'),
+    {_clears_attention("restore")},
     status = CASE WHEN current_number IS NULL THEN 'provisioning' ELSE 'active' END
 WHERE iccid = $1 AND status = 'suspended'
-"""
+"""  # noqa: S608  (constants only)
 MARK_OPERATOR_NEEDED = """
 UPDATE sims SET operator_needed = $3, operator_needed_action = $2, operator_needed_since = $4,
     updated_at = now()
@@ -235,34 +228,16 @@ def statement(event: SimLifecycleEvent) -> Statement | None:
     changes nothing by itself. Exhaustive: a new type on the topic fails the type check here."""
     match event:
         case SimActivationRequested(data=d):
-            return UPSERT_REQUESTED, (
-                d.iccid,
-                d.imei,
-                d.reseller_id,
-                d.gateway_id,
-                d.port,
-                event.id,
-                event.time,
-            )
+            where = (d.reseller_id, d.gateway_id, d.port)
+            return UPSERT_REQUESTED, (d.iccid, d.imei, *where, event.id, event.time)
         case SimActivated(data=d):
-            return UPSERT_ACTIVATED, (
-                d.iccid,
-                d.imei,
-                d.mobility_subscription_id,
-                event.id,
-                event.time,
-            )
+            subscription = d.mobility_subscription_id
+            return UPSERT_ACTIVATED, (d.iccid, d.imei, subscription, event.id, event.time)
         case SimActivationFailed(data=d):
             return UPSERT_ACTIVATION_FAILED, (d.iccid, d.reason)
         case NumberAssigned(data=d):
-            return ASSIGN_NUMBER, (
-                d.iccid,
-                d.number,
-                event.id,
-                d.source,
-                event.time,
-                d.mobility_subscription_id,
-            )
+            known = d.mobility_subscription_id  # None: the SIM keeps the one it has
+            return ASSIGN_NUMBER, (d.iccid, d.number, event.id, d.source, event.time, known)
         case MdnChangeRequested(data=d):
             return MARK_ROTATING, (d.iccid,)
         case MdnChanged(data=d):

@@ -22,7 +22,7 @@ import asyncpg
 from events.envelope import Event
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND, Topic
-from projections.runner import Record
+from projections.batches import Record
 
 STAGING = "inbound_sms_batch"
 COLUMNS = (

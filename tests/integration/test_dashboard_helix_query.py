@@ -24,8 +24,8 @@ from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings
+from projections.batches import Record
 from projections.helix_log import HelixLogProjection
-from projections.runner import Record
 from sandbox.helix import HelixFaults, HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from tests.integration.test_dashboard import (

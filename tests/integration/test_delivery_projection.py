@@ -10,8 +10,8 @@ from events.envelope import Event
 from events.topics import WEBHOOK_DELIVERIES
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.postgres import connect
+from projections.batches import Record
 from projections.deliveries import DeliveriesProjection
-from projections.runner import Record
 
 pytestmark = pytest.mark.integration
 

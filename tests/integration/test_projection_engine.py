@@ -13,7 +13,8 @@ from infra.dead_letters import DeadLetters
 from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
-from projections.runner import ProjectionRunner, Record
+from projections.batches import Record
+from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
 from tests.support.positions import projection_caught_up

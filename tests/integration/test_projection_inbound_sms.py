@@ -17,7 +17,8 @@ from infra.dead_letters import DeadLetters
 from infra.kafka import Bus, build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
-from projections.runner import ProjectionRunner, Record
+from projections.batches import Record
+from projections.runner import ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
 

@@ -13,8 +13,9 @@ from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
 from projections.gateways import GatewaysProjection
-from projections.replay import ReplayError, rebuild, republish, shadow_tables
+from projections.replay import ReplayError, rebuild, republish
 from projections.runner import Projection, ProjectionRunner
+from projections.shadow import shadow_tables
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
 

@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from events import codec
 from events.sms import SmsDeliveryReported, SmsReceived
 from events.topics import SMS_INBOUND
-from projections.runner import Fetched
+from projections.batches import Fetched
 from projections.sms import InboundSmsProjection
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)

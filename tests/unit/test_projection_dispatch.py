@@ -12,14 +12,16 @@ from events.reseller import ResellerRegistryEvent, ResellerTokenUsed
 from events.sim import (
     SimCancelRequested,
     SimLifecycleEvent,
+    SimResellerAssigned,
     SimRestoreRequested,
     SimSuspendRequested,
     SyncRequested,
     VerificationRequested,
 )
-from events.topics import Topic
+from events.topics import SIM_LIFECYCLE, Topic
 from events.webhook import WebhookDeliveryEvent
 from projections import audit, deliveries, gateways, reseller_tokens, resellers, sims
+from projections.sim_families import SIM_OUTCOMES, SIM_REQUESTS
 from tests.support.event_examples import example
 
 
@@ -105,3 +107,9 @@ def test_a_token_use_is_audited_once_per_path() -> None:
     (used,) = every_type(*audit.OperatorAuditProjection.topics[2:])
     assert isinstance(used, ResellerTokenUsed)
     assert len(audit.entries_of(used)) == len(used.data.uses)
+
+
+def test_every_sim_lifecycle_type_is_a_request_an_outcome_or_the_assignment() -> None:
+    # once each: a family's isinstance guard decides for the projections that use it
+    families = [*SIM_REQUESTS, *SIM_OUTCOMES, SimResellerAssigned]
+    assert sorted(c.event_type() for c in families) == sorted(SIM_LIFECYCLE.types)

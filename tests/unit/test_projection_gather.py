@@ -8,10 +8,9 @@ from typing import Any, cast
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from infra.dead_letters import DeadLetters
-from infra.settings import KafkaSettings
-from projections.runner import Batch, Fetched, ProjectionRunner
-from projections.sms import InboundSmsProjection
+from events.codec import decoder_for
+from events.topics import SMS_INBOUND
+from projections.batches import MAX_RECORDS, Batch, BatchReader, Fetched
 
 TP = TopicPartition("sms.inbound", 0)
 
@@ -34,17 +33,14 @@ class ScriptedConsumer:
         return {TP: [record(o) for o in self._fetches.pop(0)]}
 
 
-def runner(gather_ms: int, consumer: ScriptedConsumer) -> ProjectionRunner:
-    kafka = KafkaSettings(kafka_projection_gather_ms=gather_ms)
-    built = ProjectionRunner(
-        InboundSmsProjection(),
-        bootstrap="127.0.0.1:9",
-        kafka=kafka,
-        pool=cast(Any, None),
-        dead_letters=cast(DeadLetters, None),
+def reader(gather_ms: int, consumer: ScriptedConsumer) -> BatchReader:
+    return BatchReader(
+        cast(Any, consumer),
+        {SMS_INBOUND.name: decoder_for(SMS_INBOUND)},
+        None,
+        max_records=MAX_RECORDS,
+        gather_s=gather_ms / 1000,
     )
-    built._consumer = cast(Any, consumer)
-    return built
 
 
 def offsets(batch: Fetched) -> list[int]:
@@ -54,19 +50,19 @@ def offsets(batch: Fetched) -> list[int]:
 
 async def test_records_arriving_within_the_window_join_the_batch() -> None:
     consumer = ScriptedConsumer([3, 4], [5, 6, 7])
-    batch = await runner(50, consumer)._read_batch({TP: [record(1), record(2)]})
+    batch = await reader(50, consumer).read_batch({TP: [record(1), record(2)]})
     assert offsets(batch) == [1, 2, 3, 4, 5, 6, 7]
     assert batch.last == {TP: 7}
 
 
 async def test_a_seek_back_between_fetches_brings_no_record_twice() -> None:
     consumer = ScriptedConsumer([1, 2, 3, 4], [5])  # rebalanced: read again from offset 1
-    batch = await runner(50, consumer)._read_batch({TP: [record(1), record(2), record(3)]})
+    batch = await reader(50, consumer).read_batch({TP: [record(1), record(2), record(3)]})
     assert offsets(batch) == [1, 2, 3, 4, 5]
 
 
 async def test_no_window_takes_only_what_is_already_buffered() -> None:
     consumer = ScriptedConsumer([3], [4])
-    batch = await runner(0, consumer)._read_batch({TP: [record(1)]})
+    batch = await reader(0, consumer).read_batch({TP: [record(1)]})
     assert offsets(batch) == [1, 3, 4]
     assert consumer.waits == [0, 0, 0]  # never waits for more: the first empty answer ends it
