@@ -20,8 +20,9 @@ from infra.http import serve_http
 from infra.kafka_lag import group_lags
 from infra.settings import AlertSettings, Settings
 from sandbox.reseller import create_reseller_receiver
-from simfleet.app import Endpoints, runtime
+from simfleet.app import runtime
 from simfleet.components import carrier_objects, scheduler_service
+from simfleet.endpoints import Endpoints
 from tests.support.health_world import HealthWorld, health_world
 from tests.support.webhook_world import webhook_world
 

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from infra.embedded.postgresql import HBA, embedded_postgres
-from simfleet.app import without_password
+from simfleet.endpoints import without_password
 
 pytestmark = pytest.mark.integration
 
