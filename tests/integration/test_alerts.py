@@ -21,8 +21,9 @@ from infra.kafka_lag import group_lags
 from infra.settings import AlertSettings, Settings
 from sandbox.reseller import create_reseller_receiver
 from simfleet.app import runtime
-from simfleet.components import carrier_objects, scheduler_service
+from simfleet.carrier import carrier_objects
 from simfleet.endpoints import Endpoints
+from simfleet.scheduling import scheduler_service
 from tests.support.health_world import HealthWorld, health_world
 from tests.support.webhook_world import webhook_world
 
