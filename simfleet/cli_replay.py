@@ -37,42 +37,39 @@ def replay_projection(
     name: str, from_archive: FromArchive = False, reuse: ReuseRunning = True
 ) -> None:
     """Rebuild one projection's tables into fresh ones, then swap them in atomically."""
-    require_projection(name)
-    settings = load_settings()
-    require_running(settings, reuse)
-    with (
-        resolve_endpoints(settings, reuse=reuse) as endpoints,
-        progress_bar(f"rebuilding {name}") as update,
-    ):
-        asyncio.run(
-            rebuild(
-                settings, endpoints, name, from_archive=from_archive, swap=True, progress=update
-            )
-        )
+    rebuilt(name, from_archive=from_archive, reuse=reuse, swap=True, doing="rebuilding")
     typer.echo(f"{name} rebuilt and swapped in")
 
 
 @replay_app.command("verify")
 def replay_verify(name: str, from_archive: FromArchive = False, reuse: ReuseRunning = True) -> None:
     """Rebuild into scratch tables and compare row by row; exit 0 only when identical."""
-    require_projection(name)
-    settings = load_settings()
-    require_running(settings, reuse)
-    with (
-        resolve_endpoints(settings, reuse=reuse) as endpoints,
-        progress_bar(f"verifying {name}") as update,
-    ):
-        differences = asyncio.run(
-            rebuild(
-                settings, endpoints, name, from_archive=from_archive, swap=False, progress=update
-            )
-        )
+    differences = rebuilt(
+        name, from_archive=from_archive, reuse=reuse, swap=False, doing="verifying"
+    )
     for line in differences:
         typer.echo(line)
     if differences:
         typer.echo(f"{name}: differences found (first {len(differences)} shown)", err=True)
         raise typer.Exit(1)
     typer.echo(f"{name}: identical")
+
+
+def rebuilt(name: str, *, from_archive: bool, reuse: bool, swap: bool, doing: str) -> list[str]:
+    """One projection rebuilt in the running simfleet, with a progress bar; the differences
+    from the live tables where not swapped in."""
+    require_projection(name)
+    settings = load_settings()
+    require_running(settings, reuse)
+    with (
+        resolve_endpoints(settings, reuse=reuse) as endpoints,
+        progress_bar(f"{doing} {name}") as update,
+    ):
+        return asyncio.run(
+            rebuild(
+                settings, endpoints, name, from_archive=from_archive, swap=swap, progress=update
+            )
+        )
 
 
 @replay_app.command("publish")
