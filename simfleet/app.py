@@ -1,10 +1,11 @@
-"""Composition root, machinery: resolves infrastructure, builds the broker, pool and shared
-clients, and runs components until a signal. What the components are is ``simfleet.components``.
+"""Composition root, machinery: builds the broker, pool and shared clients on the endpoints
+``simfleet.endpoints`` resolved, and runs components until a signal. What the components are is
+``simfleet.components``.
 
 A component contributes FastStream routers (consumers), providers (the clients its handlers need,
 set on the runtime's typed fields, entered before the broker starts and left after it stopped)
-and services (HTTP servers, projection runners, schedules); ``serve`` runs the ones asked for in one process, so
-``simfleet run`` and ``simfleet workers`` share one path.
+and services (HTTP servers, projection runners, schedules); ``serve`` runs the ones asked for in
+one process, so ``simfleet run`` and ``simfleet workers`` share one path.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class Runtime:
         return {name: value for name, value in named.items() if value is not None}
 
 
+# where a process tells its operator what it started (stdout; tests collect the lines)
+Announce = Callable[[str], Any]
 ServiceFactory = Callable[[Runtime], contextlib.AbstractAsyncContextManager[str | None]]
 # fills the runtime's fields it owns for the block (clients, sandboxes, the webhook dispatcher)
 Provider = Callable[[Runtime], contextlib.AbstractAsyncContextManager[None]]
@@ -169,7 +172,7 @@ async def running(
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
-    announce: Callable[[str], Any] = announce_line,
+    announce: Announce = announce_line,
     clock: Clock | None = None,
 ) -> AsyncIterator[Runtime]:
     """The components running for the block: consumers joined, providers entered, services up
@@ -196,9 +199,7 @@ async def running(
         yield rt
 
 
-async def serve_ops(
-    rt: Runtime, stack: contextlib.AsyncExitStack, announce: Callable[[str], Any]
-) -> None:
+async def serve_ops(rt: Runtime, stack: contextlib.AsyncExitStack, announce: Announce) -> None:
     """The ops port (health, readiness, metrics) for the stack's life; ``rt.ops_app`` takes the
     components' private pages."""
     settings = rt.settings
@@ -214,7 +215,7 @@ async def start_services(
     rt: Runtime,
     stack: contextlib.AsyncExitStack,
     components: Sequence[Component],
-    announce: Callable[[str], Any],
+    announce: Announce,
 ) -> None:
     """Each component's services in order, for the stack's life; each says where it is."""
     for component in components:
@@ -243,7 +244,7 @@ async def serve(
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
-    announce: Callable[[str], Any] = announce_line,
+    announce: Announce = announce_line,
 ) -> None:
     """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
     await prepare(settings, endpoints)
