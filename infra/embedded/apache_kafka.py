@@ -26,22 +26,21 @@ readiness probe.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from infra.embedded.kafka_jars import MISSING_TOOLS, POM, available, jars_dir, java_path
+from infra.embedded.kafka_jars import MISSING_TOOLS, available, jars_dir, java_command, java_path
 from infra.embedded.kafka_nodes import (
     CONTROLLER_ID,
     ExtraListener,
     KafkaNode,
+    format_storage,
     plan_nodes,
     write_properties,
 )
@@ -56,17 +55,7 @@ from infra.embedded.service import (
     write_state,
 )
 
-LOG_CONFIG = POM.with_name("log4j2.properties")
 READY_TIMEOUT_S = 90.0
-JVM_OPTIONS = (
-    "-Xms64m",
-    "-Xmx512m",
-    # one GC thread set instead of G1's per-core pools: four JVMs share two cores
-    "-XX:+UseSerialGC",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-    f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -74,16 +63,6 @@ def _die_with_parent() -> None:
     # Runs in the child between fork and exec: the kernel signals it when its parent exits.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _cluster_id() -> str:
-    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding; like Kafka's
-    own ``Uuid.randomUuid`` never starting with ``-``, which a command line reads as an option
-    (one id in 64 did: ``kafka-storage format`` then failed with "expected one argument")."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not text.startswith("-"):
-            return text
 
 
 class KafkaCluster:
@@ -131,7 +110,7 @@ class KafkaCluster:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.nodes = plan_nodes(self.directory, self.brokers, self.extra_listener)
         write_properties(self.nodes, self.replication, self.extra_listener)
-        self._format(java)
+        format_storage(self.directory, self.nodes, java, self.extra_listener, READY_TIMEOUT_S)
         for node in self.nodes:
             self._launch(java, node)
         try:
@@ -140,33 +119,8 @@ class KafkaCluster:
             self.stop(5.0)
             raise
 
-    def _format(self, java: str) -> None:
-        """Formats the log directories not formatted yet (a restart keeps its data)."""
-        cluster_file = self.directory / "cluster.id"
-        if not cluster_file.exists():
-            cluster_file.write_text(_cluster_id())
-        cluster_id = cluster_file.read_text().strip()
-        pending = []
-        for node in self.nodes:
-            if (node.directory / "data" / "meta.properties").exists():
-                continue
-            cmd = [java, *JVM_OPTIONS, "-cp", f"{jars_dir()}/*", "kafka.tools.StorageTool"]
-            cmd += ["format", f"--cluster-id={cluster_id}", "-c", str(node.properties)]
-            cmd += ["--ignore-formatted"]
-            if self.extra_listener is not None:
-                cmd += self.extra_listener.format_args
-            pending.append(
-                (node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-            )
-        for node, proc in pending:
-            out, _ = proc.communicate(timeout=READY_TIMEOUT_S)
-            if proc.returncode != 0:
-                raise EmbeddedInfraError(
-                    f"formatting {node.directory} for Kafka failed:\n{out.decode(errors='replace')[-2000:]}"
-                )
-
     def _launch(self, java: str, node: KafkaNode) -> None:
-        cmd = [java, *JVM_OPTIONS, "-cp", f"{jars_dir()}/*", "kafka.Kafka", str(node.properties)]
+        cmd = java_command(java, "kafka.Kafka", str(node.properties))
         with node.log_path.open("ab") as log:
             node.proc = subprocess.Popen(
                 cmd,

@@ -1,6 +1,7 @@
 """The embedded Apache Kafka's software: the broker version pinned in
 ``infra/embedded/kafka-broker/pom.xml``, its jars (``make kafka-jars`` copies them from Maven
-Central once, into ``.simfleet/apache-kafka/<version>/lib``) and the machine's Java 17+."""
+Central once, into ``.simfleet/apache-kafka/<version>/lib``) and the machine's Java 17+, with the
+options every JVM of it runs with."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from infra.embedded.service import EmbeddedInfraError
 
 ROOT = Path(__file__).resolve().parents[2]
 POM = Path(__file__).resolve().parent / "kafka-broker" / "pom.xml"
+LOG_CONFIG = POM.with_name("log4j2.properties")
+JVM_OPTIONS = (
+    "-Xms64m",
+    "-Xmx512m",
+    # one GC thread set instead of G1's per-core pools: four JVMs share two cores
+    "-XX:+UseSerialGC",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+    f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+)
 MISSING_TOOLS = (
     "Apache Kafka needs Java 17+ and Maven: as root run "
     "'apt-get install -y openjdk-17-jre-headless maven' (Debian), then 'make kafka-jars'; "
@@ -42,6 +53,11 @@ def java_path() -> str | None:
         if candidate.is_file():
             return str(candidate)
     return shutil.which("java")
+
+
+def java_command(java: str, main_class: str, *args: str) -> list[str]:
+    """A command line that runs ``main_class`` of the broker's classpath."""
+    return [java, *JVM_OPTIONS, "-cp", f"{jars_dir()}/*", main_class, *args]
 
 
 def available() -> bool:
