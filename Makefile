@@ -55,7 +55,7 @@ kafka-deps:
 	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { echo "apt-get finished but java or mvn is still missing" >&2; exit 1; }
 
 kafka-jars: install kafka-deps
-	@$(RUN) python -c "from infra.embedded.apache_kafka import fetch_jars; fetch_jars()"
+	@$(RUN) python -c "from infra.embedded.kafka_jars import fetch_jars; fetch_jars()"
 
 
 # the local demo: development said explicitly (webhooks may reach the sandbox on loopback)

@@ -1,10 +1,11 @@
-"""Composition root, machinery: resolves infrastructure, builds the broker, pool and shared
-clients, and runs components until a signal. What the components are is ``simfleet.components``.
+"""Composition root, machinery: builds the broker, pool and shared clients on the endpoints
+``simfleet.endpoints`` resolved, and runs components until a signal. What the components are is
+``simfleet.components``.
 
 A component contributes FastStream routers (consumers), providers (the clients its handlers need,
 set on the runtime's typed fields, entered before the broker starts and left after it stopped)
-and services (HTTP servers, projection runners, schedules); ``serve`` runs the ones asked for in one process, so
-``simfleet run`` and ``simfleet workers`` share one path.
+and services (HTTP servers, projection runners, schedules); ``serve`` runs the ones asked for in
+one process, so ``simfleet run`` and ``simfleet workers`` share one path.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -29,8 +29,6 @@ from consumers.webhooks.endpoint_health import HealthTracker
 from infra import gc_tuning, supervision
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
-from infra.embedded import broker as embedded_broker
-from infra.embedded import postgresql as embedded_postgresql
 from infra.gateway_clients import GatewayClients
 from infra.helix.client import HelixClient
 from infra.http import serve_http
@@ -38,37 +36,20 @@ from infra.kafka import Bus, build_broker, ensure_topics
 from infra.kafka_lag import meter_for
 from infra.ops import Check, broker_check, ops_app, postgres_check
 from infra.postgres import create_pool, migrate
-from infra.settings import TANSU_FETCH_WAIT_MS, Settings
-from projections import replay
-from projections.registry import all_projections
+from infra.settings import Settings
 from sandbox.gateways import GatewayNetwork
 from sandbox.helix import HelixSandbox
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState
+from simfleet.endpoints import Endpoints
 
 log = structlog.get_logger("simfleet")
-
-
-def without_password(url: str) -> str:
-    """A database URL fit to print: ``postgresql://user:***@host/db``."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def announce_line(line: str) -> None:
     """A line for the operator on stdout, at once even when stdout is a pipe (``| tee``)."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    kafka_bootstrap: str
-    database_url: str
-    embedded: tuple[str, ...] = ()
 
 
 @dataclass
@@ -111,6 +92,8 @@ class Runtime:
         return {name: value for name, value in named.items() if value is not None}
 
 
+# where a process tells its operator what it started (stdout; tests collect the lines)
+Announce = Callable[[str], Any]
 ServiceFactory = Callable[[Runtime], contextlib.AbstractAsyncContextManager[str | None]]
 # fills the runtime's fields it owns for the block (clients, sandboxes, the webhook dispatcher)
 Provider = Callable[[Runtime], contextlib.AbstractAsyncContextManager[None]]
@@ -128,46 +111,6 @@ class Component:
 def supervised(rt: Runtime, name: str, *coros: Any) -> contextlib.AbstractAsyncContextManager[None]:
     """Runs background loops for the block; one ending unexpectedly stops the process."""
     return supervision.supervised(name, rt.stop, *coros)
-
-
-@contextlib.contextmanager
-def resolve_endpoints(settings: Settings, *, reuse: bool = False) -> Iterator[Endpoints]:
-    """Configured infrastructure where set, otherwise embedded processes stopped on exit
-    (never in production: it names its own broker and database or does not start)."""
-    if settings.env == "production":
-        unset = [
-            name
-            for name, value in (
-                ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka.kafka_bootstrap_servers),
-                ("DATABASE_URL", settings.postgres.database_url),
-            )
-            if not value
-        ]
-        if unset:
-            raise RuntimeError(f"production starts no embedded infrastructure: set {unset}")
-    with contextlib.ExitStack() as stack:
-        started = []
-        bootstrap = settings.kafka.kafka_bootstrap_servers
-        if not bootstrap:
-            kind = embedded_broker.chosen(settings.kafka.embedded_broker)
-            if kind == "tansu":
-                settings.kafka.kafka_idempotence = False  # Tansu refuses InitProducerId
-                if "kafka_fetch_wait_ms" not in settings.kafka.model_fields_set:
-                    settings.kafka.kafka_fetch_wait_ms = TANSU_FETCH_WAIT_MS
-            broker = stack.enter_context(
-                embedded_broker.embedded_broker(kind, settings.state_dir, reuse=reuse)
-            )
-            bootstrap = broker.url
-            started.append(f"kafka ({'Apache Kafka' if kind == 'kafka' else 'Tansu'}) {broker.url}")
-        dsn_secret = settings.postgres.database_url
-        dsn = dsn_secret.get_secret_value() if dsn_secret else None
-        if not dsn:
-            postgres = stack.enter_context(
-                embedded_postgresql.embedded_postgres(settings.state_dir, reuse=reuse)
-            )
-            dsn = postgres.url
-            started.append(f"postgres {without_password(postgres.url)}")
-        yield Endpoints(bootstrap, dsn, tuple(started))
 
 
 def readiness_checks(rt: Runtime) -> dict[str, Check]:
@@ -229,7 +172,7 @@ async def running(
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
-    announce: Callable[[str], Any] = announce_line,
+    announce: Announce = announce_line,
     clock: Clock | None = None,
 ) -> AsyncIterator[Runtime]:
     """The components running for the block: consumers joined, providers entered, services up
@@ -248,23 +191,38 @@ async def running(
     ):
         for line in endpoints.embedded:
             announce(f"embedded {line}")
-        ops = ops_app(
-            readiness_checks(rt), meter_for(endpoints.kafka_bootstrap, settings.kafka).lags
-        )
-        ops_url = await stack.enter_async_context(
-            serve_http(ops, settings.ops_host, settings.ops_port)
-        )
-        rt.ops_app, rt.ops_url = ops, ops_url
-        announce(f"health and metrics: {ops_url}/healthz {ops_url}/readyz {ops_url}/metrics")
-        for component in components:
-            for factory in component.services:
-                where = await stack.enter_async_context(factory(rt))
-                if where:
-                    announce(f"{component.name}: {where}")
+        await serve_ops(rt, stack, announce)
+        await start_services(rt, stack, components, announce)
         await joined_or_stopped(rt)
         await stack.enter_async_context(supervised(rt, "summary", console_summary(settings)))
         announce(f"ready in {time.monotonic() - began:.1f}s: every consumer group joined")
         yield rt
+
+
+async def serve_ops(rt: Runtime, stack: contextlib.AsyncExitStack, announce: Announce) -> None:
+    """The ops port (health, readiness, metrics) for the stack's life; ``rt.ops_app`` takes the
+    components' private pages."""
+    settings = rt.settings
+    ops = ops_app(
+        readiness_checks(rt), meter_for(rt.endpoints.kafka_bootstrap, settings.kafka).lags
+    )
+    ops_url = await stack.enter_async_context(serve_http(ops, settings.ops_host, settings.ops_port))
+    rt.ops_app, rt.ops_url = ops, ops_url
+    announce(f"health and metrics: {ops_url}/healthz {ops_url}/readyz {ops_url}/metrics")
+
+
+async def start_services(
+    rt: Runtime,
+    stack: contextlib.AsyncExitStack,
+    components: Sequence[Component],
+    announce: Announce,
+) -> None:
+    """Each component's services in order, for the stack's life; each says where it is."""
+    for component in components:
+        for factory in component.services:
+            where = await stack.enter_async_context(factory(rt))
+            if where:
+                announce(f"{component.name}: {where}")
 
 
 async def joined_or_stopped(rt: Runtime) -> None:
@@ -286,7 +244,7 @@ async def serve(
     endpoints: Endpoints,
     components: Sequence[Component],
     *,
-    announce: Callable[[str], Any] = announce_line,
+    announce: Announce = announce_line,
 ) -> None:
     """Runs the components until SIGINT/SIGTERM, then stops them in reverse order."""
     await prepare(settings, endpoints)
@@ -306,46 +264,3 @@ async def serve(
         stopped.cancel()
         failed.cancel()
     announce("simfleet stopped")
-
-
-async def replay_projection(
-    settings: Settings,
-    endpoints: Endpoints,
-    name: str,
-    *,
-    from_archive: bool,
-    swap: bool,
-    progress: replay.Progress,
-) -> list[str]:
-    projections = all_projections()
-    if name not in projections:
-        raise replay.ReplayError(f"unknown projection {name!r}; known: {', '.join(projections)}")
-    async with runtime(settings, endpoints) as rt:
-        # a rebuild decodes and drops millions of events: the collector as a service sets it
-        gc_tuning.tune_for_service()
-        return await replay.rebuild(
-            projections[name],
-            dsn=endpoints.database_url,
-            live_pool=rt.pool,
-            bus=rt.bus,
-            bootstrap=endpoints.kafka_bootstrap,
-            kafka=settings.kafka,
-            from_archive=from_archive,
-            swap=swap,
-            progress=progress,
-        )
-
-
-async def replay_publish(
-    settings: Settings,
-    endpoints: Endpoints,
-    *,
-    types: list[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-    progress: replay.Progress,
-) -> int:
-    async with runtime(settings, endpoints) as rt:
-        return await replay.republish(
-            rt.pool, rt.bus, types=types, since=since, until=until, progress=progress
-        )

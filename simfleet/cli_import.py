@@ -33,6 +33,7 @@ from producers.bulk_import import (
 )
 from producers.sheet_rows import ParsedImport
 from simfleet import app as composition
+from simfleet.endpoints import Endpoints, resolve_endpoints
 
 import_app = typer.Typer()
 SHOWN_ISSUES = 50
@@ -72,7 +73,7 @@ def import_sheet(
 def publish(settings: Settings, parsed: ParsedImport, *, reuse: bool) -> ImportReport:
     try:
         with (
-            composition.resolve_endpoints(settings, reuse=reuse) as endpoints,
+            resolve_endpoints(settings, reuse=reuse) as endpoints,
             progress_bar("importing", unit="sims") as update,
         ):
             return asyncio.run(_publish(settings, endpoints, parsed, update))
@@ -82,7 +83,7 @@ def publish(settings: Settings, parsed: ParsedImport, *, reuse: bool) -> ImportR
 
 
 async def _publish(
-    settings: Settings, endpoints: composition.Endpoints, parsed: ParsedImport, progress: Progress
+    settings: Settings, endpoints: Endpoints, parsed: ParsedImport, progress: Progress
 ) -> ImportReport:
     await composition.prepare(settings, endpoints)
     async with composition.runtime(settings, endpoints) as rt:

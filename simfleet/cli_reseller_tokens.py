@@ -15,7 +15,8 @@ from infra.clock import SystemClock
 from infra.settings import Settings
 from producers.reseller_commands import ResellerCommands
 from producers.reseller_tokens import ResellerTokens
-from simfleet.cli_resellers import Reason, Reuse, _run
+from simfleet.cli_resellers import Reason, _run
+from simfleet.cli_settings import ReuseRunning
 
 app = typer.Typer(help="Reseller API tokens: what a reseller signs in to its API and portal with.")
 
@@ -32,7 +33,7 @@ def issue(
     days: Annotated[
         float | None, typer.Option(help="valid for; default RESELLER_API_TOKEN_DAYS")
     ] = None,
-    reuse: Reuse = True,
+    reuse: ReuseRunning = True,
 ) -> None:
     """Issue a token; prints it once."""
     scope: Literal["read", "read-write"] = "read-write" if write else "read"
@@ -44,7 +45,7 @@ def issue(
 
 
 @app.command("list")
-def list_(reseller_id: str, reuse: Reuse = True) -> None:
+def list_(reseller_id: str, reuse: ReuseRunning = True) -> None:
     """A reseller's tokens (never the tokens themselves)."""
     found = _run(lambda c: _tokens(c).tokens(reseller_id), reuse)
     for t in found:
@@ -62,7 +63,9 @@ def list_(reseller_id: str, reuse: Reuse = True) -> None:
 
 
 @app.command()
-def revoke(reseller_id: str, token_id: str, reason: Reason = "", reuse: Reuse = True) -> None:
+def revoke(
+    reseller_id: str, token_id: str, reason: Reason = "", reuse: ReuseRunning = True
+) -> None:
     """Revoke a token: it stops working at once (as soon as the projector applied it)."""
     event_id = _run(lambda c: _tokens(c).revoke(reseller_id, token_id, cli_actor(), reason), reuse)
     typer.echo(f"token {token_id} revoked ({event_id})")

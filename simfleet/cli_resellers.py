@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -31,24 +31,16 @@ from producers.reseller_commands import (
 from producers.resync import reseller_id_for
 from projections import reseller_queries
 from simfleet import app as composition
+from simfleet.cli_settings import ReuseRunning, as_utc
+from simfleet.endpoints import Endpoints, resolve_endpoints
 
 app = typer.Typer(help="Resellers, their webhook endpoints and SIMs.")
 T = TypeVar("T")
 Reason = Annotated[str, typer.Option(help="why (recorded in the operator audit)")]
 
-Reuse = Annotated[
-    bool,
-    typer.Option(
-        "--reuse/--no-reuse",
-        help="attach to the embedded broker/Postgres of a running simfleet (default)",
-    ),
-]
-
 
 @contextlib.asynccontextmanager
-async def _commands(
-    settings: Settings, endpoints: composition.Endpoints
-) -> AsyncIterator[ResellerCommands]:
+async def _commands(settings: Settings, endpoints: Endpoints) -> AsyncIterator[ResellerCommands]:
     await composition.prepare(settings, endpoints)
     async with composition.runtime(settings, endpoints) as rt:
         box = SecretBox.of_deployment(settings)
@@ -61,11 +53,11 @@ def _run(action: Callable[[ResellerCommands], Awaitable[T]], reuse: bool) -> T:
     settings = with_development_defaults(Settings())
     configure(settings.log_format, "WARNING", settings.secret_values().values())
 
-    async def call(endpoints: composition.Endpoints) -> T:
+    async def call(endpoints: Endpoints) -> T:
         async with _commands(settings, endpoints) as commands:
             return await action(commands)
 
-    with composition.resolve_endpoints(settings, reuse=reuse) as endpoints:
+    with resolve_endpoints(settings, reuse=reuse) as endpoints:
         try:
             return asyncio.run(call(endpoints))
         except CommandRejected as err:
@@ -81,14 +73,16 @@ def _show_secret(issued: IssuedSecret) -> None:
 
 
 @app.command()
-def create(reseller_id: str, name: Annotated[str, typer.Option()], reuse: Reuse = True) -> None:
+def create(
+    reseller_id: str, name: Annotated[str, typer.Option()], reuse: ReuseRunning = True
+) -> None:
     """Register a reseller (id: lower-case letters, digits, - and _)."""
     event_id = _run(lambda c: c.create_reseller(reseller_id, name, cli_actor()), reuse)
     typer.echo(f"reseller {reseller_id} created ({event_id})")
 
 
 @app.command("list")
-def list_(reuse: Reuse = True) -> None:
+def list_(reuse: ReuseRunning = True) -> None:
     """Resellers with their endpoints (never their secrets)."""
 
     async def listing(c: ResellerCommands) -> list[str]:
@@ -113,7 +107,7 @@ def add_endpoint(
     url: str,
     event_type: Annotated[list[str] | None, typer.Option(help="repeat; default: all")] = None,
     endpoint_id: Annotated[str | None, typer.Option(help="default: generated")] = None,
-    reuse: Reuse = True,
+    reuse: ReuseRunning = True,
 ) -> None:
     """Add a webhook endpoint; prints its signing secret once."""
     types = event_type or []
@@ -129,7 +123,7 @@ def add_endpoint(
 
 @app.command("remove-endpoint")
 def remove_endpoint(
-    reseller_id: str, endpoint_id: str, reason: Reason, reuse: Reuse = True
+    reseller_id: str, endpoint_id: str, reason: Reason, reuse: ReuseRunning = True
 ) -> None:
     """Stop sending to an endpoint and forget it (--reason is required)."""
     _run(lambda c: c.remove_endpoint(reseller_id, endpoint_id, cli_actor(), reason), reuse)
@@ -138,7 +132,7 @@ def remove_endpoint(
 
 @app.command("rotate-secret")
 def rotate_secret(
-    reseller_id: str, endpoint_id: str, reason: Reason = "", reuse: Reuse = True
+    reseller_id: str, endpoint_id: str, reason: Reason = "", reuse: ReuseRunning = True
 ) -> None:
     """New signing secret; the previous one keeps signing for WEBHOOK_ROTATION_OVERLAP_S."""
     _show_secret(
@@ -157,7 +151,7 @@ def enable_endpoint(
             help="send again what it missed (failed, or skipped while disabled); default: ask",
         ),
     ] = None,
-    reuse: Reuse = True,
+    reuse: ReuseRunning = True,
 ) -> None:
     """Re-enable a disabled endpoint (410 Gone, or failing too long); offers to redeliver."""
     if redeliver is None:
@@ -187,7 +181,7 @@ def assign(
     file: Annotated[
         Path | None, typer.Option(help="one ICCID per line (or CSV, first column)")
     ] = None,
-    reuse: Reuse = True,
+    reuse: ReuseRunning = True,
 ) -> None:
     """Assign SIMs to a reseller: their SMS and number events go to its endpoints."""
     from_file, errors = parse_iccid_lines(file.read_text()) if file else ([], [])
@@ -209,7 +203,7 @@ def resend(
     until: Annotated[datetime | None, typer.Option(help="deliveries before (UTC)")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="only failed deliveries")] = False,
     reason: Reason = "",
-    reuse: Reuse = True,
+    reuse: ReuseRunning = True,
 ) -> None:
     """Deliver again (a new attempt sequence), even what was delivered."""
     event_id = _run(
@@ -218,8 +212,8 @@ def resend(
             cli_actor(),
             message_ids=message_id or [],
             endpoint_id=endpoint_id,
-            since=_utc(since),
-            until=_utc(until),
+            since=as_utc(since),
+            until=as_utc(until),
             only_failed=failed,
             reason=reason,
         ),
@@ -229,7 +223,7 @@ def resend(
 
 
 @app.command()
-def resync(name: str, reuse: Reuse = True) -> None:
+def resync(name: str, reuse: ReuseRunning = True) -> None:
     """Re-send number.online for every online number of a reseller (by id or name)."""
 
     rotation = Settings().rotation
@@ -241,7 +235,3 @@ def resync(name: str, reuse: Reuse = True) -> None:
         return await commands.resync(reseller_id, RotationPolicy.from_settings(rotation))
 
     typer.echo(f"re-sent number.online for {_run(action, reuse)} number(s)")
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value

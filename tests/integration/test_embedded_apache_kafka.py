@@ -19,8 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.embedded import apache_kafka as embedded_apache_kafka
 from infra.embedded import broker as embedded_broker
+from infra.embedded import kafka_jars
 from infra.embedded.apache_kafka import KafkaCluster, start_kafka
 from infra.embedded.service import EmbeddedInfraError, pid_alive
 
@@ -156,7 +156,7 @@ def test_reuse_attaches_to_a_running_broker_without_owning_it(state_dir: Path) -
 
 def test_missing_jars_say_what_to_install(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_JARS_DIR", str(state_dir / "no-jars"))
-    assert not embedded_apache_kafka.available()
+    assert not kafka_jars.available()
     assert embedded_broker.chosen("auto") == "tansu"
     assert embedded_broker.chosen("tansu") == "tansu"
     with pytest.raises(
@@ -168,6 +168,6 @@ def test_missing_jars_say_what_to_install(state_dir: Path, monkeypatch: pytest.M
 
 
 def test_auto_prefers_apache_kafka_where_its_jars_are() -> None:
-    assert embedded_apache_kafka.available(), "make kafka-jars should have fetched the broker"
+    assert kafka_jars.available(), "make kafka-jars should have fetched the broker"
     assert embedded_broker.chosen("auto") == "kafka"
     assert os.environ.get("EMBEDDED_BROKER", "auto") in ("auto", "kafka")

@@ -15,8 +15,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from infra.embedded.postgresql import HBA, embedded_postgres
-from simfleet.app import without_password
+from infra.embedded.postgres_cluster import HBA
+from infra.embedded.postgresql import embedded_postgres
+from simfleet.endpoints import without_password
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,8 @@ from events.sms import SmsReceived
 from infra.kafka import Bus, build_broker
 from infra.logging import configure
 from infra.settings import Settings
-from simfleet.app import Endpoints, prepare, running
+from simfleet.app import prepare, running
+from simfleet.endpoints import Endpoints
 from tests.support.stack import components
 
 pytestmark = pytest.mark.integration

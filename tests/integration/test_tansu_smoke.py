@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from infra.http import free_port
 from infra.settings import TANSU_FETCH_WAIT_MS, KafkaSettings, SecretsSettings, Settings
-from simfleet.app import resolve_endpoints
+from simfleet.endpoints import resolve_endpoints
 from tests.support.eventually import eventually
 from tests.support.stack import components, running
 

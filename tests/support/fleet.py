@@ -32,7 +32,8 @@ from projections.helix_log import HelixLogProjection
 from projections.sims import SimsProjection
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
-from simfleet.app import Endpoints, Runtime, runtime
+from simfleet.app import Runtime, runtime
+from simfleet.endpoints import Endpoints
 from tests.support.projecting import projecting
 
 CLIENT_ID = "auth0-client-Fleet7"

@@ -15,8 +15,9 @@ from alerting.incidents import Alerts
 from consumers.webhooks import endpoint_health
 from infra.alert_sink import SlackSink
 from projections.archive import ArchiveProjection
-from simfleet.app import Endpoints, runtime
+from simfleet.app import runtime
 from simfleet.components import health_objects
+from simfleet.endpoints import Endpoints
 from tests.support.clock import ControlledClock
 from tests.support.projecting import projecting
 from tests.support.webhook_world import World

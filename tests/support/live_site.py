@@ -31,8 +31,9 @@ from infra.settings import (
 from sandbox.gateways import GatewayNetwork
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import ReceiverState, create_reseller_receiver
-from simfleet.app import Endpoints, Runtime, prepare, running
+from simfleet.app import Runtime, prepare, running
 from simfleet.components import registered_components
+from simfleet.endpoints import Endpoints
 from tests.support.fleet import CLIENT_ID, GRANT_PASSWORD, USERNAME
 
 LIVE_COMPONENTS = (

@@ -53,7 +53,8 @@ from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.skyline import DEFAULT_GATEWAY_ID, SandboxGateway
-from simfleet.app import Endpoints, Runtime, runtime
+from simfleet.app import Runtime, runtime
+from simfleet.endpoints import Endpoints
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     CLIENT_ID,

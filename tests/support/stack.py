@@ -7,9 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from infra.settings import Settings
-from simfleet.app import Component, Endpoints, Runtime, prepare
+from simfleet.app import Component, Runtime, prepare
 from simfleet.app import running as run_components
 from simfleet.components import components_by_role
+from simfleet.endpoints import Endpoints
 
 
 def components(*roles: str) -> list[Component]:

@@ -33,8 +33,9 @@ from producers.reseller_commands import IssuedSecret, ResellerCommands
 from projections.deliveries import DeliveriesProjection
 from projections.resellers import ResellersProjection
 from sandbox.reseller import ReceiverMode, ReceiverState, create_reseller_receiver
-from simfleet.app import Endpoints, runtime
+from simfleet.app import runtime
 from simfleet.components import webhook_objects
+from simfleet.endpoints import Endpoints
 from tests.support.assigned import until_assigned
 from tests.support.eventually import eventually
 from tests.support.projecting import projecting

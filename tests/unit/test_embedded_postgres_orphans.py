@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.embedded import postgresql as embedded_postgresql
+from infra.embedded import postgres_server
 
 
 def server(root: Path, name: str, pid_text: str | None) -> Path:
@@ -20,13 +20,13 @@ def server(root: Path, name: str, pid_text: str | None) -> Path:
 def test_only_servers_that_cannot_be_running_are_collected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded_postgresql, "SERVER_ROOT", tmp_path)
+    monkeypatch.setattr(postgres_server, "SERVER_ROOT", tmp_path)
     stopped = server(tmp_path, "stopped", None)
     dead = server(tmp_path, "dead", "999999999\n/data\n")
     starting = server(tmp_path, "starting", "")  # pg_ctl has created the pid file, not filled it
     alive = server(tmp_path, "alive", f"{os.getpid()}\n")
 
-    embedded_postgresql._collect_orphans()
+    postgres_server.collect_orphans()
 
     assert not stopped.exists()
     assert not dead.exists()

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.embedded import apache_kafka as embedded_apache_kafka
+from infra.embedded import kafka_nodes
 
 
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -14,7 +14,7 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) 
     drawn: Iterator[uuid.UUID] = iter([dashed, plain])
     monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
 
-    cluster_id = embedded_apache_kafka._cluster_id()
+    cluster_id = kafka_nodes.new_cluster_id()
 
     assert cluster_id == "AQAAAAAAAAAAAAAAAAAAAA"
     assert len(cluster_id) == 22

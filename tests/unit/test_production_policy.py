@@ -18,8 +18,8 @@ from infra.settings import (
     SkylineSettings,
     WebhookSettings,
 )
-from simfleet.app import resolve_endpoints
 from simfleet.cli import app
+from simfleet.endpoints import resolve_endpoints
 
 STRONG = "s" * 24
 STRONG_ENV = {
