@@ -45,7 +45,8 @@ from producers.token_uses import TokenUses
 from projections import overview_queries
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
-from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
+from sandbox.gateway_api import gateway_addresses, serve_gateways
+from sandbox.gateways import GatewayNetwork
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
 from sandbox.reseller import create_reseller_receiver
