@@ -155,35 +155,54 @@ class Verifier:
                 if refused.by == "number":
                     break  # no other sender helps
                 continue
-            tid = task_id(request.id, sender.iccid)
-            try:
-                await self.skyline.send_sms(
-                    sender.gateway_id, sender.port, number, verification_text(code), tid=tid
-                )
-            except SkylineError as err:
-                log.warning("verification_sender_failed", sender=sender.iccid, error=str(err))
-                await release_slot(self.pool, request.id, sender.iccid)
-                errors.append(f"{sender.iccid}: {err}")
-                continue
-            VERIFICATIONS.labels("sent").inc()
-            return VerificationSent.of(
-                request, producer=PRODUCER, time=self.clock.now(), iccid=iccid,
-                request_id=request.id, number=number, code=code, sender_iccid=sender.iccid,
-                sender_port=sender.port, sender_gateway=sender.gateway_id, sent_at=now,
-                expires_at=expiry(now, self.settings.rotation.verification_expiry_s),
-            )  # fmt: skip
+            error = await self._send_code(request.id, sender, number, code)
+            if error is None:
+                return self._sent(request, target, sender, code, now)
+            errors.append(error)
         if deferred:
-            until = min(r.until for r in deferred)
-            await mark_deferred(self.pool, request.id, until, now)
-            VERIFICATIONS.labels("deferred").inc()
-            log.info("verification_deferred", iccid=iccid, until=until.isoformat(),
-                     by=sorted({r.by for r in deferred}))  # fmt: skip
+            await self._defer(request, deferred, now)
             return None
+        return await self._skip(request, target, errors, now)
+
+    async def _send_code(self, request_id: str, sender: Sender, to: str, code: str) -> str | None:
+        """The sender's refusal, its rate-limit slot given back; None once the gateway took it."""
+        tid = task_id(request_id, sender.iccid)
+        try:
+            await self.skyline.send_sms(
+                sender.gateway_id, sender.port, to, verification_text(code), tid=tid
+            )
+        except SkylineError as err:
+            log.warning("verification_sender_failed", sender=sender.iccid, error=str(err))
+            await release_slot(self.pool, request_id, sender.iccid)
+            return f"{sender.iccid}: {err}"
+        return None
+
+    def _sent(
+        self, request: Event, target: Target, sender: Sender, code: str, now: datetime
+    ) -> Event:
+        VERIFICATIONS.labels("sent").inc()
+        return VerificationSent.of(
+            request, producer=PRODUCER, time=self.clock.now(), iccid=request.subject,
+            request_id=request.id, number=target.number, code=code, sender_iccid=sender.iccid,
+            sender_port=sender.port, sender_gateway=sender.gateway_id, sent_at=now,
+            expires_at=expiry(now, self.settings.rotation.verification_expiry_s),
+        )  # fmt: skip
+
+    async def _defer(self, request: Event, deferred: list[Refused], now: datetime) -> None:
+        until = min(r.until for r in deferred)
+        await mark_deferred(self.pool, request.id, until, now)
+        VERIFICATIONS.labels("deferred").inc()
+        log.info("verification_deferred", iccid=request.subject, until=until.isoformat(),
+                 by=sorted({r.by for r in deferred}))  # fmt: skip
+
+    async def _skip(
+        self, request: Event, target: Target, errors: list[str], now: datetime
+    ) -> Event:
         await mark_skipped(self.pool, request.id, now, awaiting_sender=not errors)
         VERIFICATIONS.labels("skipped").inc()
         return VerificationSkipped.of(
-            request, producer=PRODUCER, time=now, iccid=iccid, request_id=request.id,
-            number=number, reason=skip_reason(errors),
+            request, producer=PRODUCER, time=now, iccid=request.subject, request_id=request.id,
+            number=target.number, reason=skip_reason(errors),
         )  # fmt: skip
 
     async def senders(self, iccid: str, now: datetime, target: Target) -> list[Sender]:
@@ -234,53 +253,57 @@ VerifierDep = Annotated[Verifier, Depends(verifier)]
 def build_router(settings: Settings) -> KafkaRouter:
     lifecycle_router = KafkaRouter(middlewares=(DeadLetterMiddleware,))
     lifecycle = consume(lifecycle_router, settings.kafka, SIM_LIFECYCLE, CONSUMER, max_workers=8)
-
-    @lifecycle(filter=is_type(NumberAssigned))
-    async def on_number_assigned(event: NumberAssigned, flow: VerifierDep, bus: BusDep) -> None:
-        d = event.data
-        await flow.verify(bus, event, Target(d.number, d.mobility_subscription_id, event.time))
-
-    @lifecycle(filter=is_type(VerificationRequested))
-    async def on_verification_requested(
-        event: VerificationRequested, flow: VerifierDep, bus: BusDep
-    ) -> None:
-        d = event.data
-        line = await flow.pool.fetchrow(REQUESTED_TARGET, d.iccid, d.number)
-        if line is None or line["number"] is None:
-            log.warning("verification_without_number", iccid=d.iccid)
-            return
-        if d.number is not None and line["valid_from"] is None:
-            # a retry or deferral (or a request) for a number the SIM no longer has: its
-            # rotation's own verification decides the new one, and must not be superseded
-            log.info("verification_retry_of_old_number", iccid=d.iccid, ref=d.ref)
-            return
-        target = Target(
-            line["number"], line["mobility_subscription_id"], line["valid_from"], d.attempt,
-            d.avoid_senders, d.avoid_gateways, d.started_at,
-        )  # fmt: skip
-        await flow.verify(bus, event, target)
-
-    @lifecycle(filter=is_type(VerificationSent))
-    async def on_verification_sent(event: VerificationSent, flow: VerifierDep, bus: BusDep) -> None:
-        if await record_sent(flow.pool, bus, event, flow.clock.now(), flow.online):
-            VERIFICATIONS.labels("online").inc()
-
-    @lifecycle(filter=is_type(NumberOnline))
-    async def on_number_online(event: NumberOnline, flow: VerifierDep, bus: BusDep) -> None:
-        """A SIM online is a new possible sender for verifications waiting for one."""
-        now = flow.clock.now()
-        await resume_awaiting_sender(flow.pool, bus, now, PRODUCER, sender=event.data.iccid)
-
-    @lifecycle
-    async def ignore_other_types() -> None:
-        """Every other sim.lifecycle event is someone else's."""
-
+    lifecycle(filter=is_type(NumberAssigned))(on_number_assigned)
+    lifecycle(filter=is_type(VerificationRequested))(on_verification_requested)
+    lifecycle(filter=is_type(VerificationSent))(on_verification_sent)
+    lifecycle(filter=is_type(NumberOnline))(on_number_online)
+    lifecycle(ignore_other_types)
     replies_router = KafkaRouter()
     replies = f"{CONSUMER}-replies"
     consume_batches(replies_router, settings.kafka, (SMS_INBOUND,), replies)(on_inbound_sms)
     router = KafkaRouter()
     router.include_routers(lifecycle_router, replies_router)
     return router
+
+
+async def on_number_assigned(event: NumberAssigned, flow: VerifierDep, bus: BusDep) -> None:
+    d = event.data
+    await flow.verify(bus, event, Target(d.number, d.mobility_subscription_id, event.time))
+
+
+async def on_verification_requested(
+    event: VerificationRequested, flow: VerifierDep, bus: BusDep
+) -> None:
+    d = event.data
+    line = await flow.pool.fetchrow(REQUESTED_TARGET, d.iccid, d.number)
+    if line is None or line["number"] is None:
+        log.warning("verification_without_number", iccid=d.iccid)
+        return
+    if d.number is not None and line["valid_from"] is None:
+        # a retry or deferral (or a request) for a number the SIM no longer has: its
+        # rotation's own verification decides the new one, and must not be superseded
+        log.info("verification_retry_of_old_number", iccid=d.iccid, ref=d.ref)
+        return
+    target = Target(
+        line["number"], line["mobility_subscription_id"], line["valid_from"], d.attempt,
+        d.avoid_senders, d.avoid_gateways, d.started_at,
+    )  # fmt: skip
+    await flow.verify(bus, event, target)
+
+
+async def on_verification_sent(event: VerificationSent, flow: VerifierDep, bus: BusDep) -> None:
+    if await record_sent(flow.pool, bus, event, flow.clock.now(), flow.online):
+        VERIFICATIONS.labels("online").inc()
+
+
+async def on_number_online(event: NumberOnline, flow: VerifierDep, bus: BusDep) -> None:
+    """A SIM online is a new possible sender for verifications waiting for one."""
+    now = flow.clock.now()
+    await resume_awaiting_sender(flow.pool, bus, now, PRODUCER, sender=event.data.iccid)
+
+
+async def ignore_other_types() -> None:
+    """Every other sim.lifecycle event is someone else's."""
 
 
 async def on_inbound_sms(msg: MessageDep, flow: VerifierDep, bus: BusDep) -> None:
