@@ -171,6 +171,7 @@ def _include_routes(
     app.include_router(carrier.api_router)
     app.include_router(helix_query.api_router)
     app.include_router(helix_query.legacy_router)
+    # the reseller JSON API's own state: its routers serve without the pages' ``Dashboard`` too
     app.state.reseller_commands = reseller_commands
     app.state.reseller_tokens = TokenDesk(
         ResellerTokens(reseller_commands, clock), settings.reseller_api.token_days
