@@ -114,12 +114,25 @@ async def after_outcome(
     if outcome is None:
         return
     iccid, action = outcome.subject, ACTIONS[request.type]
-    if is_final(outcome):
-        if close is not None:
-            await close((iccid, action))
-        else:
-            await pool.execute(DONE, iccid, action)
-        return
+    if not is_final(outcome):
+        await _failed(pool, bus, request, outcome, policy=policy, now=now)
+    elif close is not None:
+        await close((iccid, action))
+    else:
+        await pool.execute(DONE, iccid, action)
+
+
+async def _failed(
+    pool: asyncpg.Pool,
+    bus: Bus,
+    request: Event,
+    outcome: Event,
+    *,
+    policy: RequestRetries,
+    now: datetime,
+) -> None:
+    """A retryable failure counted: the next attempt scheduled, or the request given up."""
+    iccid, action = outcome.subject, ACTIONS[request.type]
     reason = str(getattr(outcome.data, "reason", ""))
     async with pool.acquire() as conn, conn.transaction():
         failures = await conn.fetchval(
@@ -133,18 +146,11 @@ async def after_outcome(
             log.info("carrier_request_retry_scheduled", iccid=iccid, action=action, at=retry)
             return
         log.warning("carrier_request_given_up", iccid=iccid, action=action, failures=failures)
-        await bus.emit(
-            SimOperatorNeeded.of(
-                request,
-                producer="simfleet/provisioning",
-                time=now,
-                iccid=iccid,
-                action=action,
-                reason=reason,
-                attempts=failures,
-                request_id=request.id,
-            )
-        )
+        given_up = SimOperatorNeeded.of(
+            request, producer="simfleet/provisioning", time=now, iccid=iccid, action=action,
+            reason=reason, attempts=failures, request_id=request.id,
+        )  # fmt: skip
+        await bus.emit(given_up)
 
 
 async def close_many(pool: asyncpg.Pool, keys: Sequence[tuple[str, str]]) -> list[None]:

@@ -1,18 +1,18 @@
 """JSON API for reseller API tokens, for operators: issue (the token is answered once), list
-(never the token, nor its hash) and revoke. Mounted behind the dashboard's Basic auth.
-
-No ``from __future__ import annotations`` here: FastAPI must see the factory's local ``Actor``.
+(never the token, nor its hash) and revoke. Mounted behind the dashboard's Basic auth; a
+reseller or token the commands do not know is a 404 (``dashboard.api_resellers.refusals``).
 """
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated, Literal
+from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal, cast
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
-from dashboard.api_resellers import Accepted, default_actor
-from producers.reseller_commands import CommandRejected, NotFound
+from dashboard.api_resellers import Accepted, Actor, refusals
 from producers.reseller_tokens import MAX_VALID_DAYS, ResellerTokens
 from projections.portal_queries import TokenView
 
@@ -35,53 +35,53 @@ class TokenIssued(BaseModel):
     event_id: str
 
 
-def reseller_tokens_api(
-    tokens: ResellerTokens,
-    *,
-    default_days: float,
-    actor: Callable[[Request], str] = default_actor,
-) -> APIRouter:
-    router = APIRouter(prefix="/api/resellers/{reseller_id}/tokens", tags=["reseller tokens"])
-    Actor = Annotated[str, Depends(actor)]  # noqa: N806 - a type alias, local to the factory
+@dataclass(frozen=True)
+class TokenDesk:
+    """What the token routes use (``app.state.reseller_tokens``)."""
 
-    @router.get("", summary="A reseller's API tokens (never the tokens themselves)")
-    async def list_tokens(reseller_id: str) -> list[TokenView]:
-        try:
-            return await tokens.tokens(reseller_id)
-        except NotFound as err:
-            raise HTTPException(404, str(err)) from None
+    tokens: ResellerTokens
+    default_days: float  # RESELLER_API_TOKEN_DAYS
 
-    @router.post("", status_code=status.HTTP_201_CREATED, summary="Issue a token; answers it, once")
-    async def issue(
-        reseller_id: str, body: NewToken, who: Actor, response: Response
-    ) -> TokenIssued:
-        try:
-            issued = await tokens.issue(
-                reseller_id, body.name, body.scope, body.valid_days or default_days, who
-            )
-        except NotFound as err:
-            raise HTTPException(404, str(err)) from None
-        except CommandRejected as err:
-            raise HTTPException(422, str(err)) from None
-        response.headers["cache-control"] = "no-store"
-        return TokenIssued(
-            reseller_id=issued.reseller_id, token_id=issued.token_id, name=issued.name,
-            scope=issued.scope, expires_at=issued.expires_at, token=issued.token,
-            event_id=issued.event_id,
-        )  # fmt: skip
 
-    @router.delete(
-        "/{token_id}", status_code=status.HTTP_202_ACCEPTED, summary="Revoke a token at once"
-    )
-    async def revoke(
-        reseller_id: str,
-        token_id: str,
-        who: Actor,
-        reason: Annotated[str, Query(max_length=500)] = "",
-    ) -> Accepted:
-        try:
-            return Accepted(event_id=await tokens.revoke(reseller_id, token_id, who, reason))
-        except NotFound as err:
-            raise HTTPException(404, str(err)) from None
+def token_desk(request: Request) -> TokenDesk:
+    return cast(TokenDesk, request.app.state.reseller_tokens)
 
-    return router
+
+DeskDep = Annotated[TokenDesk, Depends(token_desk)]
+router = APIRouter(prefix="/api/resellers/{reseller_id}/tokens", tags=["reseller tokens"])
+
+
+@router.get("", summary="A reseller's API tokens (never the tokens themselves)")
+async def list_tokens(reseller_id: str, desk: DeskDep) -> list[TokenView]:
+    with refusals():
+        return await desk.tokens.tokens(reseller_id)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Issue a token; answers it, once")
+async def issue(
+    reseller_id: str, body: NewToken, who: Actor, response: Response, desk: DeskDep
+) -> TokenIssued:
+    with refusals():
+        issued = await desk.tokens.issue(
+            reseller_id, body.name, body.scope, body.valid_days or desk.default_days, who
+        )
+    response.headers["cache-control"] = "no-store"
+    return TokenIssued(
+        reseller_id=issued.reseller_id, token_id=issued.token_id, name=issued.name,
+        scope=issued.scope, expires_at=issued.expires_at, token=issued.token,
+        event_id=issued.event_id,
+    )  # fmt: skip
+
+
+@router.delete(
+    "/{token_id}", status_code=status.HTTP_202_ACCEPTED, summary="Revoke a token at once"
+)
+async def revoke(
+    reseller_id: str,
+    token_id: str,
+    who: Actor,
+    desk: DeskDep,
+    reason: Annotated[str, Query(max_length=500)] = "",
+) -> Accepted:
+    with refusals():
+        return Accepted(event_id=await desk.tokens.revoke(reseller_id, token_id, who, reason))

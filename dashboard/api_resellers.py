@@ -2,16 +2,17 @@
 
 Thin: read through ``projections.reseller_queries``, write through
 ``producers.reseller_commands``. Authentication is the dashboard app's job (it mounts this
-router behind its auth); ``actor`` names who asked, for the events' ``requested_by``. A signing
-secret appears in exactly two answers — endpoint creation and rotation — marked ``no-store``.
-
-No ``from __future__ import annotations`` here: FastAPI must see the factory's local ``Actor``.
+router behind its auth, and puts the ``ResellerCommands`` in ``app.state.reseller_commands``);
+``Actor`` names who asked, for the events' ``requested_by``. A signing secret appears in exactly
+two answers — endpoint creation and rotation — marked ``no-store``.
 """
 
+from __future__ import annotations
+
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field
@@ -99,142 +100,156 @@ class Enabled(BaseModel):
     missed: int
 
 
-def default_actor(request: Request) -> str:
+def api_actor(request: Request) -> str:
+    """``api:<user>``: the Basic-auth user the dashboard's middleware set (else ``unknown``)."""
     return dashboard_actor(str(getattr(request.state, "operator", None) or "unknown"), "/api/")
 
 
-def resellers_api(
-    commands: ResellerCommands, *, actor: Callable[[Request], str] = default_actor
-) -> APIRouter:
-    router = APIRouter(prefix="/api/resellers", tags=["resellers"])
-    Actor = Annotated[str, Depends(actor)]  # noqa: N806 - a type alias, local to the factory
-    pool = commands.pool
+def reseller_commands(request: Request) -> ResellerCommands:
+    return cast(ResellerCommands, request.app.state.reseller_commands)
 
-    @router.get("", summary="List resellers")
-    async def list_resellers() -> list[ResellerView]:
-        return await queries.list_resellers(pool)
 
-    @router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Create a reseller")
-    async def create_reseller(body: NewReseller, who: Actor) -> Accepted:
-        with _refusals():
-            return Accepted(
-                event_id=await commands.create_reseller(body.reseller_id, body.name, who)
-            )
+Actor = Annotated[str, Depends(api_actor)]
+CommandsDep = Annotated[ResellerCommands, Depends(reseller_commands)]
+router = APIRouter(prefix="/api/resellers", tags=["resellers"])
 
-    @router.get("/{reseller_id}/endpoints", summary="List a reseller's webhook endpoints")
-    async def list_endpoints(reseller_id: str) -> list[EndpointView]:
-        return await queries.list_endpoints(pool, reseller_id)
 
-    @router.post(
-        "/{reseller_id}/endpoints",
-        status_code=status.HTTP_201_CREATED,
-        summary="Add an endpoint; answers its signing secret, once",
-    )
-    async def add_endpoint(
-        reseller_id: str, body: NewEndpoint, who: Actor, response: Response
-    ) -> SecretIssued:
-        with _refusals():
-            issued = await commands.add_endpoint(
-                reseller_id,
-                body.url,
-                who,
-                event_types=body.event_types,
-                endpoint_id=body.endpoint_id,
-            )
-        return _secret_once(issued, response)
+@router.get("", summary="List resellers")
+async def list_resellers(commands: CommandsDep) -> list[ResellerView]:
+    return await queries.list_resellers(commands.pool)
 
-    @router.delete(
-        "/{reseller_id}/endpoints/{endpoint_id}",
-        status_code=status.HTTP_202_ACCEPTED,
-        summary="Remove an endpoint",
-    )
-    async def remove_endpoint(
-        reseller_id: str, endpoint_id: str, who: Actor, reason: Reason = ""
-    ) -> Accepted:
-        """Destructive: ``reason`` is required (it is recorded in the operator audit)."""
-        with _refusals():
-            event_id = await commands.remove_endpoint(reseller_id, endpoint_id, who, reason)
-        return Accepted(event_id=event_id)
 
-    @router.post(
-        "/{reseller_id}/endpoints/{endpoint_id}/rotate-secret",
-        summary="Rotate the signing secret; the previous one keeps signing during the overlap",
-    )
-    async def rotate_secret(
-        reseller_id: str, endpoint_id: str, who: Actor, response: Response, reason: Reason = ""
-    ) -> SecretIssued:
-        with _refusals():
-            issued = await commands.rotate_secret(reseller_id, endpoint_id, who, reason)
-        return _secret_once(issued, response)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Create a reseller")
+async def create_reseller(body: NewReseller, who: Actor, commands: CommandsDep) -> Accepted:
+    with refusals():
+        return Accepted(event_id=await commands.create_reseller(body.reseller_id, body.name, who))
 
-    @router.get(
-        "/{reseller_id}/endpoints/{endpoint_id}/missed",
-        summary="What re-enabling a disabled endpoint would redeliver",
-    )
-    async def missed(reseller_id: str, endpoint_id: str) -> Missed:
-        with _refusals():
-            count, since = await commands.missed(reseller_id, endpoint_id)
-        return Missed(missed=count, since=since)
 
-    @router.post(
-        "/{reseller_id}/endpoints/{endpoint_id}/enable",
-        status_code=status.HTTP_202_ACCEPTED,
-        summary="Re-enable a disabled endpoint, optionally redelivering what it missed",
-    )
-    async def enable_endpoint(
-        reseller_id: str, endpoint_id: str, body: EnableRequest, who: Actor
-    ) -> Enabled:
-        with _refusals():
-            done = await commands.enable_endpoint(
-                reseller_id, endpoint_id, who, redeliver=body.redeliver
-            )
-        return Enabled(
-            event_id=done.event_id, resend_event_id=done.resend_event_id, missed=done.missed
+@router.get("/{reseller_id}/endpoints", summary="List a reseller's webhook endpoints")
+async def list_endpoints(reseller_id: str, commands: CommandsDep) -> list[EndpointView]:
+    return await queries.list_endpoints(commands.pool, reseller_id)
+
+
+@router.post(
+    "/{reseller_id}/endpoints",
+    status_code=status.HTTP_201_CREATED,
+    summary="Add an endpoint; answers its signing secret, once",
+)
+async def add_endpoint(
+    reseller_id: str, body: NewEndpoint, who: Actor, response: Response, commands: CommandsDep
+) -> SecretIssued:
+    with refusals():
+        issued = await commands.add_endpoint(
+            reseller_id, body.url, who, event_types=body.event_types, endpoint_id=body.endpoint_id
         )
+    return _secret_once(issued, response)
 
-    @router.post("/{reseller_id}/sims", status_code=status.HTTP_202_ACCEPTED, summary="Assign SIMs")
-    async def assign_sims(reseller_id: str, body: SimsToAssign, who: Actor) -> AssignmentResult:
-        with _refusals():
-            done = await commands.assign_sims(reseller_id, body.iccids, who)
-        return AssignmentResult(assigned=len(done.assigned), errors=done.errors)
 
-    @router.get("/{reseller_id}/deliveries", summary="Recent webhook deliveries")
-    async def list_deliveries(
-        reseller_id: str,
-        state: Annotated[
-            Literal["pending", "retrying", "delivered", "failed"] | None, Query(alias="status")
-        ] = None,
-        endpoint_id: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> list[DeliveryRow]:
-        return await queries.list_deliveries(
-            pool, reseller_id, status=state, endpoint_id=endpoint_id, limit=limit
+@router.delete(
+    "/{reseller_id}/endpoints/{endpoint_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Remove an endpoint",
+)
+async def remove_endpoint(
+    reseller_id: str, endpoint_id: str, who: Actor, commands: CommandsDep, reason: Reason = ""
+) -> Accepted:
+    """Destructive: ``reason`` is required (it is recorded in the operator audit)."""
+    with refusals():
+        event_id = await commands.remove_endpoint(reseller_id, endpoint_id, who, reason)
+    return Accepted(event_id=event_id)
+
+
+@router.post(
+    "/{reseller_id}/endpoints/{endpoint_id}/rotate-secret",
+    summary="Rotate the signing secret; the previous one keeps signing during the overlap",
+)
+async def rotate_secret(
+    *,
+    reseller_id: str,
+    endpoint_id: str,
+    who: Actor,
+    response: Response,
+    commands: CommandsDep,
+    reason: Reason = "",
+) -> SecretIssued:
+    with refusals():
+        issued = await commands.rotate_secret(reseller_id, endpoint_id, who, reason)
+    return _secret_once(issued, response)
+
+
+@router.get(
+    "/{reseller_id}/endpoints/{endpoint_id}/missed",
+    summary="What re-enabling a disabled endpoint would redeliver",
+)
+async def missed(reseller_id: str, endpoint_id: str, commands: CommandsDep) -> Missed:
+    with refusals():
+        count, since = await commands.missed(reseller_id, endpoint_id)
+    return Missed(missed=count, since=since)
+
+
+@router.post(
+    "/{reseller_id}/endpoints/{endpoint_id}/enable",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Re-enable a disabled endpoint, optionally redelivering what it missed",
+)
+async def enable_endpoint(
+    reseller_id: str, endpoint_id: str, body: EnableRequest, who: Actor, commands: CommandsDep
+) -> Enabled:
+    with refusals():
+        done = await commands.enable_endpoint(
+            reseller_id, endpoint_id, who, redeliver=body.redeliver
         )
+    return Enabled(event_id=done.event_id, resend_event_id=done.resend_event_id, missed=done.missed)
 
-    @router.post(
-        "/{reseller_id}/deliveries/resend",
-        status_code=status.HTTP_202_ACCEPTED,
-        summary="Deliver again: by message ids, by endpoint and time range, or every failed one",
+
+@router.post("/{reseller_id}/sims", status_code=status.HTTP_202_ACCEPTED, summary="Assign SIMs")
+async def assign_sims(
+    reseller_id: str, body: SimsToAssign, who: Actor, commands: CommandsDep
+) -> AssignmentResult:
+    with refusals():
+        done = await commands.assign_sims(reseller_id, body.iccids, who)
+    return AssignmentResult(assigned=len(done.assigned), errors=done.errors)
+
+
+@router.get("/{reseller_id}/deliveries", summary="Recent webhook deliveries")
+async def list_deliveries(
+    reseller_id: str,
+    commands: CommandsDep,
+    state: Annotated[
+        Literal["pending", "retrying", "delivered", "failed"] | None, Query(alias="status")
+    ] = None,
+    endpoint_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeliveryRow]:
+    return await queries.list_deliveries(
+        commands.pool, reseller_id, status=state, endpoint_id=endpoint_id, limit=limit
     )
-    async def resend(reseller_id: str, body: ResendRequest, who: Actor) -> Accepted:
-        with _refusals():
-            event_id = await commands.resend(
-                reseller_id,
-                who,
-                message_ids=body.message_ids,
-                endpoint_id=body.endpoint_id,
-                since=body.since,
-                until=body.until,
-                only_failed=body.only_failed,
-                reason=body.reason,
-            )
-        return Accepted(event_id=event_id)
 
-    return router
+
+@router.post(
+    "/{reseller_id}/deliveries/resend",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Deliver again: by message ids, by endpoint and time range, or every failed one",
+)
+async def resend(
+    reseller_id: str, body: ResendRequest, who: Actor, commands: CommandsDep
+) -> Accepted:
+    with refusals():
+        event_id = await commands.resend(
+            reseller_id,
+            who,
+            message_ids=body.message_ids,
+            endpoint_id=body.endpoint_id,
+            since=body.since,
+            until=body.until,
+            only_failed=body.only_failed,
+            reason=body.reason,
+        )
+    return Accepted(event_id=event_id)
 
 
 @contextlib.contextmanager
-def _refusals() -> Iterator[None]:
+def refusals() -> Iterator[None]:
     """Command refusals → 404 (unknown reseller/endpoint) or 422 (the request as asked)."""
     try:
         yield

@@ -23,13 +23,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from dashboard import openapi_contract
-from dashboard.api_reseller_tokens import reseller_tokens_api
-from dashboard.api_resellers import resellers_api
+from dashboard import api_reseller_tokens, api_resellers, openapi_contract
+from dashboard.api_reseller_tokens import TokenDesk
 from dashboard.deps import (
     STATIC_DIR,
     Dashboard,
-    get_operator,
     load_endpoint_banner,
     template_environment,
 )
@@ -82,18 +80,8 @@ def create_dashboard_app(
 ) -> FastAPI:
     """``helix``: the carrier client for the Helix page's lookups; without it they are off.
     ``lag``: consumer lag per group for the overview; without it the overview says so."""
-    secrets = settings.secrets
-    credentials = Credentials.parse(secrets.dashboard_auth.get_secret_value())
-    app = FastAPI(
-        title="simfleet dashboard",
-        description="The operator dashboard's JSON API (docs/dashboard.md).",
-        openapi_url="/api/openapi.json",
-        docs_url=None,  # Swagger UI loads its assets from a CDN; the CSP (rightly) forbids it
-        redoc_url=None,
-        # a body over it is refused (413) as it arrives, before any parser holds or spools it;
-        # the sheet import's routes allow a sheet (``dashboard.routes.imports``)
-        max_body_size=FORM_BYTES,
-    )
+    credentials = Credentials.parse(settings.secrets.dashboard_auth.get_secret_value())
+    app = _bare_app()
     reseller_commands = ResellerCommands(
         bus=bus,
         pool=pool,
@@ -113,12 +101,25 @@ def create_dashboard_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_handlers(app)
     openapi_contract.install(app, secrets_in_urls=settings.secrets_in_urls)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     return app
+
+
+def _bare_app() -> FastAPI:
+    return FastAPI(
+        title="simfleet dashboard",
+        description="The operator dashboard's JSON API (docs/dashboard.md).",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # Swagger UI loads its assets from a CDN; the CSP (rightly) forbids it
+        redoc_url=None,
+        # a body over it is refused (413) as it arrives, before any parser holds or spools it;
+        # the sheet import's routes allow a sheet (``dashboard.routes.imports``)
+        max_body_size=FORM_BYTES,
+    )
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
 
 
 def _dashboard(
@@ -170,18 +171,13 @@ def _include_routes(
     app.include_router(carrier.api_router)
     app.include_router(helix_query.api_router)
     app.include_router(helix_query.legacy_router)
-    app.include_router(
-        resellers_api(reseller_commands, actor=get_operator),
-        dependencies=[Depends(json_writes_only)],
+    # the reseller JSON API's own state: its routers serve without the pages' ``Dashboard`` too
+    app.state.reseller_commands = reseller_commands
+    app.state.reseller_tokens = TokenDesk(
+        ResellerTokens(reseller_commands, clock), settings.reseller_api.token_days
     )
-    app.include_router(
-        reseller_tokens_api(
-            ResellerTokens(reseller_commands, clock),
-            default_days=settings.reseller_api.token_days,
-            actor=get_operator,
-        ),
-        dependencies=[Depends(json_writes_only)],
-    )
+    for router in (api_resellers.router, api_reseller_tokens.router):
+        app.include_router(router, dependencies=[Depends(json_writes_only)])
 
 
 def _mount_reseller_sites(

@@ -29,7 +29,6 @@ log = structlog.get_logger("simfleet.kafka")
 
 
 async def group_lags(bootstrap: str, kafka: KafkaSettings) -> dict[str, float] | None:
-    prefix = kafka.topic_prefix
     secure = client_options(kafka)
     admin = AIOKafkaAdminClient(
         bootstrap_servers=servers(bootstrap), client_id="simfleet-lag", **secure
@@ -43,27 +42,7 @@ async def group_lags(bootstrap: str, kafka: KafkaSettings) -> dict[str, float] |
     try:
         await admin.start()
         await consumer.start()
-        groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix)]
-        # the admin's metadata: a consumer only keeps that of the topics it subscribed to
-        described = await admin.describe_topics([t.full_name(prefix) for t in ALL_TOPICS])
-        partitions = [
-            TopicPartition(topic["topic"], p["partition"])
-            for topic in described
-            if not topic["error_code"]
-            for p in sorted(topic["partitions"], key=lambda p: int(p["partition"]))
-        ]
-        ends = await consumer.end_offsets(partitions) if partitions else {}
-        lags: dict[str, float] = {}
-        for group in sorted(groups):
-            # name the partitions: listing a group's offsets without them is not safe everywhere
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            behind = [
-                max(0, ends[tp] - meta.offset)
-                for tp, meta in committed.items()
-                if meta is not None and meta.offset >= 0 and tp in ends
-            ]
-            if behind:
-                lags[group] = float(sum(behind))
+        lags = await _measured(admin, consumer, kafka.topic_prefix)
     except (KafkaError, OSError) as err:
         log.warning("consumer_lag_not_measured", error=repr(err))
         return None
@@ -72,6 +51,37 @@ async def group_lags(bootstrap: str, kafka: KafkaSettings) -> dict[str, float] |
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def _measured(
+    admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, prefix: str
+) -> dict[str, float]:
+    groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix)]
+    partitions = await _partitions(admin, prefix)
+    ends = await consumer.end_offsets(partitions) if partitions else {}
+    lags: dict[str, float] = {}
+    for group in sorted(groups):
+        # name the partitions: listing a group's offsets without them is not safe everywhere
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        behind = [
+            max(0, ends[tp] - meta.offset)
+            for tp, meta in committed.items()
+            if meta is not None and meta.offset >= 0 and tp in ends
+        ]
+        if behind:
+            lags[group] = float(sum(behind))
+    return lags
+
+
+async def _partitions(admin: AIOKafkaAdminClient, prefix: str) -> list[TopicPartition]:
+    # the admin's metadata: a consumer only keeps that of the topics it subscribed to
+    described = await admin.describe_topics([t.full_name(prefix) for t in ALL_TOPICS])
+    return [
+        TopicPartition(topic["topic"], p["partition"])
+        for topic in described
+        if not topic["error_code"]
+        for p in sorted(topic["partitions"], key=lambda p: int(p["partition"]))
+    ]
 
 
 CONSUMER_GROUP_LAG = Gauge(

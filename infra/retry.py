@@ -38,6 +38,27 @@ class RetryPolicy:
         """Upper bound of the wait after failed attempt number ``attempt`` (1-based)."""
         return min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
 
+    def wait_after(
+        self, attempt: int, jitter: Callable[[float], float], hint: float | None
+    ) -> float:
+        """The wait after failed attempt ``attempt``: jittered backoff, at least the server's
+        ``Retry-After`` hint (capped)."""
+        delay = jitter(self.backoff_cap(attempt))
+        if hint is None:
+            return delay
+        return max(delay, min(max(hint, 0.0), self.max_retry_after_s))
+
+    def spent(self, attempt: int, elapsed: float, delay: float) -> str | None:
+        """Why the retries end after attempt ``attempt`` (a note for the error); None: wait."""
+        if attempt >= self.max_attempts:
+            return f"gave up after {attempt} attempts in {elapsed:.2f}s"
+        if elapsed + delay > self.budget_s:
+            return (
+                f"gave up after {attempt} attempts: waiting {delay:.2f}s more would exceed "
+                f"the {self.budget_s:.2f}s budget"
+            )
+        return None
+
 
 def full_jitter(cap: float) -> float:
     return random.uniform(0.0, cap)  # noqa: S311 (spreading load, not cryptography)
@@ -72,19 +93,10 @@ async def retry(
         except Exception as err:
             if not is_retryable(err):
                 raise
-            delay = jitter(policy.backoff_cap(attempt))
-            hint = retry_after(err)
-            if hint is not None:
-                delay = max(delay, min(max(hint, 0.0), policy.max_retry_after_s))
-            elapsed = monotonic() - started
-            if attempt >= policy.max_attempts:
-                err.add_note(f"gave up after {attempt} attempts in {elapsed:.2f}s")
-                raise
-            if elapsed + delay > policy.budget_s:
-                err.add_note(
-                    f"gave up after {attempt} attempts: waiting {delay:.2f}s more would exceed "
-                    f"the {policy.budget_s:.2f}s budget"
-                )
+            delay = policy.wait_after(attempt, jitter, retry_after(err))
+            spent = policy.spent(attempt, monotonic() - started, delay)
+            if spent is not None:
+                err.add_note(spent)
                 raise
             if on_retry is not None:
                 on_retry(attempt, err, delay)

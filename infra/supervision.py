@@ -54,13 +54,20 @@ async def supervised(
         for task in tasks:
             task.remove_done_callback(on_done)
             task.cancel()
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        for task, outcome in zip(tasks, outcomes, strict=True):
-            failed = isinstance(outcome, BaseException)
-            if failed and not isinstance(outcome, asyncio.CancelledError) and task not in reported:
-                log.error(
-                    "component_failed_while_stopping",
-                    component=name,
-                    task=task.get_name(),
-                    error=repr(outcome),
-                )
+        await _stopped(name, tasks, reported)
+
+
+async def _stopped(
+    name: str, tasks: list[asyncio.Task[Any]], reported: set[asyncio.Task[Any]]
+) -> None:
+    """Waits for the cancelled tasks; a failure not reported yet is logged, never discarded."""
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, outcome in zip(tasks, outcomes, strict=True):
+        failed = isinstance(outcome, BaseException)
+        if failed and not isinstance(outcome, asyncio.CancelledError) and task not in reported:
+            log.error(
+                "component_failed_while_stopping",
+                component=name,
+                task=task.get_name(),
+                error=repr(outcome),
+            )

@@ -1,5 +1,5 @@
-"""Simulated Skyline gateways around the Helix sandbox's world: a real HTTP server speaking
-EXTERNAL_APIS §1.2 (send SMS) and §1.3 (port status) on loopback.
+"""Simulated Skyline gateways around the Helix sandbox's world; ``sandbox.gateway_api`` serves
+their HTTP API (EXTERNAL_APIS §1.2 send SMS, §1.3 port status) on loopback.
 
 ``GatewayNetwork`` holds the gateways (``ports``: which SIM sits where) and what happens to a
 sent SMS: it arrives on the port of the SIM that has the number *now* according to the carrier
@@ -9,10 +9,8 @@ SIM of ours has leave the network (``external``). ``push_status`` sends each gat
 ``dev-status``; ``push_changes`` a ``port-status`` for every port that changed, as devices do.
 
 Each gateway is its own device: its own loopback address (``hosts``: 127.0.0.1, 127.0.0.2, …
-by default), from which it also pushes, and its own credentials (``credentials``).
-``serve_gateways(network)`` serves every gateway's API at its own address;
-``create_gateways_sandbox(network)`` serves them all in one app (the first at ``/``, each under
-``/gw/<gateway id>/``). Tasks may name the port ``from`` or ``port``.
+by default), from which it also pushes, and its own credentials (``credentials``). Tasks may
+name the port ``from`` or ``port``.
 
 Modes name the world, like the Helix sandbox's: ``happy``; ``lossy`` (accepted, then lost: a
 fraction, or every SMS to chosen numbers or from chosen SIMs); ``slow`` (arrives after
@@ -29,25 +27,19 @@ import contextlib
 import random
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, cast
 
 import httpx
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import SecretStr
 
 from events.types import normalize_e164
-from infra.http import serve_http
-from infra.settings import GatewayAddress
 from sandbox.gateway_ports import REGISTERED, PortRegistry
 from sandbox.helix_world import HelixWorld
 from sandbox.skyline import DEFAULT_GATEWAY_ID, BridgeRefused, SandboxGateway
 
 GatewayMode = Literal["happy", "lossy", "slow", "busy", "flaky_5xx", "echoing"]
-GATEWAY_MODES: tuple[GatewayMode, ...] = get_args(GatewayMode)
 UNKNOWN_SENDER = "+10000000000"
 log = structlog.get_logger("simfleet.sandbox.gateways")
 
@@ -157,9 +149,10 @@ class GatewayNetwork:
             return "2 Invalid Port"
         if self.ports.port_state(self.ports.sim_at(gateway_id, port)) != REGISTERED:
             return "5 SIM Unregistered"
-        return "16 Too Many Task" if self._fault("busy") else None
+        return "16 Too Many Task" if self.fault("busy") else None
 
-    def _fault(self, mode: GatewayMode) -> bool:
+    def fault(self, mode: GatewayMode) -> bool:
+        """Whether this task or request meets a fault of ``mode`` (until ``limit`` have)."""
         limit = self.faults.limit
         if self.mode != mode or (limit is not None and self.faults_injected >= limit):
             return False
@@ -280,81 +273,6 @@ class GatewayNetwork:
         for http in self._http.values():
             await http.aclose()
 
-    # --- the HTTP API ----------------------------------------------------------------------
-    def authorize(self, request: Request, gateway_id: str) -> JSONResponse | str | None:
-        """None if the query carries this gateway's credentials; else the refusal (a response
-        or a task status)."""
-        if "authorization" in request.headers:
-            self.counts["basic_auth_refused"] += 1
-            body = {"code": 401, "reason": "credentials go in the query, not in a header"}
-            return JSONResponse(body, 401)
-        username, password = self.credentials[gateway_id]
-        if request.query_params.get("username") != username:
-            return "1 Invalid User"
-        if request.query_params.get("password") != password:
-            return "14 Unauthorized"
-        return None
-
-    async def send_sms(self, request: Request, gateway_id: str) -> JSONResponse:
-        self.counts["send_requests"] += 1
-        self.counts[f"send_requests:{gateway_id}"] += 1
-        refused = self.authorize(request, gateway_id)
-        if isinstance(refused, JSONResponse):
-            return refused
-        if self._fault("flaky_5xx"):
-            return JSONResponse({"code": 500, "reason": "Server Error"}, 500)
-        if self._fault("echoing"):
-            return JSONResponse({"code": 500, "reason": f"Server Error for {request.url.query}"})
-        body = await request.json()
-        tasks = [t for t in body.get("tasks") or [] if isinstance(t, dict)]
-        statuses = [
-            {"tid": t.get("tid"), "status": refused or self.submit(gateway_id, t)} for t in tasks
-        ]
-        answer = {"code": 200, "reason": "OK", "type": "task-status", "status": statuses}
-        return JSONResponse(answer)
-
-    async def get_status(self, request: Request, gateway_id: str) -> JSONResponse:
-        refused = self.authorize(request, gateway_id)
-        if isinstance(refused, JSONResponse):
-            return refused
-        if refused is not None:
-            return JSONResponse({"code": 401, "reason": refused})
-        return JSONResponse({"code": 200, "reason": "OK", **self.ports.dev_status(gateway_id)})
-
-
-def create_gateways_sandbox(network: GatewayNetwork) -> FastAPI:
-    """The gateways as an ASGI app; the network outlives it (its owner calls ``aclose``)."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await network.drain()
-
-    app = FastAPI(title="Skyline gateways sandbox", lifespan=lifespan)
-    app.state.network = network
-    unknown = JSONResponse({"code": 404, "reason": "no such gateway"}, 404)
-    default = network.ports.default_gateway
-
-    @app.post("/goip_post_sms.html")
-    @app.post("/gw/{gateway_id}/goip_post_sms.html")
-    async def send_sms(request: Request, gateway_id: str = default) -> JSONResponse:
-        if gateway_id not in network.ports.sims:
-            return unknown
-        return await network.send_sms(request, gateway_id)
-
-    @app.get("/goip_get_status.html")
-    @app.get("/gw/{gateway_id}/goip_get_status.html")
-    async def get_status(request: Request, gateway_id: str = default) -> JSONResponse:
-        if gateway_id not in network.ports.sims:
-            return unknown
-        return await network.get_status(request, gateway_id)
-
-    @app.get("/_sandbox/stats")
-    async def stats() -> dict[str, Any]:
-        return {"mode": network.mode, "counts": dict(network.counts)}
-
-    return app
-
 
 def _loopback(n: int) -> str:
     """127.0.0.n where the system routes all of 127/8 to loopback (Linux), else 127.0.0.1."""
@@ -364,51 +282,3 @@ def _loopback(n: int) -> str:
     except OSError:
         return "127.0.0.1"
     return f"127.0.0.{n}"
-
-
-def create_gateway_app(network: GatewayNetwork, gateway_id: str) -> FastAPI:
-    """One gateway's API at ``/``, as a device serves it."""
-    app = FastAPI(title=f"Skyline gateway {gateway_id} (sandbox)")
-
-    @app.post("/goip_post_sms.html")
-    async def send_sms(request: Request) -> JSONResponse:
-        return await network.send_sms(request, gateway_id)
-
-    @app.get("/goip_get_status.html")
-    async def get_status(request: Request) -> JSONResponse:
-        return await network.get_status(request, gateway_id)
-
-    return app
-
-
-@contextlib.asynccontextmanager
-async def serve_gateways(network: GatewayNetwork, port: int = 0) -> AsyncIterator[dict[str, str]]:
-    """Every gateway's API at its own address (on ``port`` everywhere, or any free one); yields
-    each gateway's base URL by id."""
-    async with contextlib.AsyncExitStack() as stack:
-        urls = {
-            g: await stack.enter_async_context(
-                serve_http(create_gateway_app(network, g), host=network.hosts[g], port=port)
-            )
-            for g in network.ports.sims
-        }
-        yield urls
-        await network.drain()
-
-
-def gateway_addresses(network: GatewayNetwork, urls: dict[str, str]) -> tuple[GatewayAddress, ...]:
-    """The served gateways as SK_GATEWAYS lists them: each its address and own credentials."""
-    listed = []
-    for gateway_id, url in urls.items():
-        host, _, port = url.removeprefix("http://").rpartition(":")
-        username, password = network.credentials[gateway_id]
-        listed.append(
-            GatewayAddress(
-                id=gateway_id,
-                host=host,
-                port=int(port),
-                username=username,
-                password=SecretStr(password),
-            )
-        )
-    return tuple(listed)

@@ -25,6 +25,8 @@ HelixMode = Literal[
     "happy", "rate_limited", "flaky_5xx", "slow", "timeouts", "rejects_activation", "echoing"
 ]
 HELIX_MODES: tuple[HelixMode, ...] = get_args(HelixMode)
+CarrierCall = Callable[[HelixWorld, Request], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 API_OPERATIONS = frozenset({"activation", "details", "mdn_change", "status_change", "reason_codes"})
 
 
@@ -167,64 +169,65 @@ def create_helix_sandbox(
 
 def _carrier_routes(app: FastAPI, sandbox: HelixSandbox) -> None:
     """The carrier's API as simfleet calls it, each call through the sandbox's fault mode."""
-    world_ = sandbox.world
 
     @app.post("/oauth/token")
     async def token(request: Request) -> Response:
         return await sandbox.handle(request, "token", lambda: sandbox.token(request))
 
-    @app.post("/api/mobility-activation/activate")
-    async def activate(request: Request) -> Response:
-        async def work() -> Response:
-            sub = world_.activate(dict(await request.json()))
-            return _json(201, {"mobilitySubscriptionId": sub.subscription_id})
+    for method, path, operation, call in CARRIER_CALLS:
+        app.add_api_route(
+            path, _served(sandbox, operation, call), methods=[method], name=call.__name__
+        )
 
-        return await sandbox.handle(request, "activation", work)
 
-    @app.post("/api/mobility-subscriber/details")
-    async def details(request: Request) -> Response:
-        async def work() -> Response:
-            body = await request.json()
-            queries = body if isinstance(body, list) else [body]
-            return _json(200, [row for q in queries for row in world_.details(dict(q))])
+def _served(sandbox: HelixSandbox, operation: str, call: CarrierCall) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        return await sandbox.handle(request, operation, lambda: call(sandbox.world, request))
 
-        return await sandbox.handle(request, "details", work)
+    return endpoint
 
-    @app.patch("/api/mobility-subscriber/ctn")
-    async def change_mdn(request: Request) -> Response:
-        async def work() -> Response:
-            body = dict(await request.json())
-            return _json(200, world_.change_mdn(body.get("mobilitySubscriptionId")))
 
-        return await sandbox.handle(request, "mdn_change", work)
+async def activate(world: HelixWorld, request: Request) -> Response:
+    sub = world.activate(dict(await request.json()))
+    return _json(201, {"mobilitySubscriptionId": sub.subscription_id})
 
-    @app.patch("/api/mobility-subscriber/status")
-    async def change_status(request: Request) -> Response:
-        async def work() -> Response:
-            body = await request.json()
-            if not isinstance(body, list):
-                raise CarrierError(400, {"errorMessage": "Body must be an array"})
-            outcomes = [world_.change_status(dict(item)) for item in body]
-            return _json(
-                200,
-                {
-                    "fulfilled": [entry for ok, entry in outcomes if ok],
-                    "rejected": [entry for ok, entry in outcomes if not ok],
-                },
-            )
 
-        return await sandbox.handle(request, "status_change", work)
+async def details(world: HelixWorld, request: Request) -> Response:
+    body = await request.json()
+    queries = body if isinstance(body, list) else [body]
+    return _json(200, [row for q in queries for row in world.details(dict(q))])
 
-    @app.get("/api/mobility-subscriber/reason-codes")
-    async def reason_codes(request: Request) -> Response:
-        async def work() -> Response:
-            rows = [
-                {"reasonCode": c, "reasonCodeId": i, "subscriberState": s, "description": s}
-                for s, (c, i) in REASON_CODES.items()
-            ]
-            return _json(200, rows)
 
-        return await sandbox.handle(request, "reason_codes", work)
+async def change_mdn(world: HelixWorld, request: Request) -> Response:
+    body = dict(await request.json())
+    return _json(200, world.change_mdn(body.get("mobilitySubscriptionId")))
+
+
+async def change_status(world: HelixWorld, request: Request) -> Response:
+    body = await request.json()
+    if not isinstance(body, list):
+        raise CarrierError(400, {"errorMessage": "Body must be an array"})
+    outcomes = [world.change_status(dict(item)) for item in body]
+    fulfilled = [entry for ok, entry in outcomes if ok]
+    return _json(200, {"fulfilled": fulfilled, "rejected": [e for ok, e in outcomes if not ok]})
+
+
+async def reason_codes(_world: HelixWorld, _request: Request) -> Response:
+    rows = [
+        {"reasonCode": c, "reasonCodeId": i, "subscriberState": s, "description": s}
+        for s, (c, i) in REASON_CODES.items()
+    ]
+    return _json(200, rows)
+
+
+# method, path, operation (what faults may hit), what the carrier does
+CARRIER_CALLS: tuple[tuple[str, str, str, CarrierCall], ...] = (
+    ("POST", "/api/mobility-activation/activate", "activation", activate),
+    ("POST", "/api/mobility-subscriber/details", "details", details),
+    ("PATCH", "/api/mobility-subscriber/ctn", "mdn_change", change_mdn),
+    ("PATCH", "/api/mobility-subscriber/status", "status_change", change_status),
+    ("GET", "/api/mobility-subscriber/reason-codes", "reason_codes", reason_codes),
+)
 
 
 def _admin_routes(app: FastAPI, sandbox: HelixSandbox) -> None:

@@ -15,7 +15,8 @@ from infra.helix.client import HelixClient
 from infra.http import serve_http
 from infra.settings import HelixSettings, SkylineSettings
 from infra.webhook_signing import SecretBox
-from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
+from sandbox.gateway_api import gateway_addresses, serve_gateways
+from sandbox.gateways import GatewayNetwork
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld
 from simfleet import demo

@@ -1,9 +1,10 @@
 """Endpoint health: delivery outcomes → ``healthy`` / ``failing`` / ``disabled`` per endpoint.
 
 Reads ``webhook.deliveries`` (delivery_succeeded/failed) and ``reseller.registry`` (endpoint
-added/removed/disabled/enabled) in batches → folds them into ``endpoint_health`` with the pure
-rules of ``endpoint_health_rules`` → emits ``webhook.endpoint_failing``,
-``webhook.endpoint_recovered``, ``webhook.endpoint_disabled`` (failing for ``disable_after``).
+added/removed/disabled/enabled) in batches → folds them into ``endpoint_health`` (its rows:
+``endpoint_health_rows``) with the pure rules of ``endpoint_health_rules`` → emits
+``webhook.endpoint_failing``, ``webhook.endpoint_recovered``, ``webhook.endpoint_disabled``
+(failing for ``disable_after``).
 The resellers projection shows them in ``reseller_webhooks.health``.
 
 One transaction per batch: lock the endpoints' rows, apply the records past each row's last
@@ -24,6 +25,13 @@ import structlog
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter
 
+from consumers.webhooks.endpoint_health_rows import (
+    Row,
+    claim_overdue,
+    lock_rows,
+    mark_disabled,
+    save_rows,
+)
 from consumers.webhooks.endpoint_health_rules import (
     Health,
     HealthPolicy,
@@ -71,43 +79,6 @@ EndpointEvent = (
     | WebhookEndpointDisabled
     | WebhookEndpointEnabled
 )
-LOCK = """
-SELECT endpoint_id, reseller_id, state, failures, failing_since, last_failure_at, last_success_at,
-    last_error, last_status_code, last_message_id,
-    delivery_offset, registry_offset
-FROM endpoint_health WHERE endpoint_id = ANY($1::text[]) ORDER BY endpoint_id FOR UPDATE
-"""
-UPSERT = """
-INSERT INTO endpoint_health (endpoint_id, reseller_id, state, failures, failing_since, last_failure_at, last_success_at,
-    last_error, last_status_code, last_message_id,
-    delivery_offset, registry_offset, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
-ON CONFLICT (endpoint_id) DO UPDATE SET
-    reseller_id = EXCLUDED.reseller_id, state = EXCLUDED.state, failures = EXCLUDED.failures,
-    failing_since = EXCLUDED.failing_since, last_failure_at = EXCLUDED.last_failure_at,
-    last_success_at = EXCLUDED.last_success_at, last_error = EXCLUDED.last_error,
-    last_status_code = EXCLUDED.last_status_code, last_message_id = EXCLUDED.last_message_id,
-    delivery_offset = EXCLUDED.delivery_offset, registry_offset = EXCLUDED.registry_offset,
-    updated_at = now()
-"""
-# every row exists before the lock: two members creating one row at once would each fold from
-# nothing (delivery and registry events of an endpoint may be on different members)
-STUB = """
-INSERT INTO endpoint_health (endpoint_id, reseller_id)
-SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (endpoint_id) DO NOTHING
-"""
-DELETE = "DELETE FROM endpoint_health WHERE endpoint_id = ANY($1::text[])"
-# still registered (a removed endpoint's late failures never disable anything)
-CLAIM_OVERDUE = """
-SELECT h.* FROM endpoint_health h
-WHERE h.state = 'failing' AND h.failing_since <= $1
-  AND EXISTS (SELECT 1 FROM reseller_webhooks w WHERE w.endpoint_id = h.endpoint_id AND w.enabled)
-ORDER BY h.endpoint_id LIMIT 500 FOR UPDATE OF h SKIP LOCKED
-"""
-MARK_DISABLED = (
-    "UPDATE endpoint_health SET state = 'disabled', updated_at = now() WHERE endpoint_id = $1"
-)
-
 log = structlog.get_logger("simfleet.endpoint_health")
 
 
@@ -171,29 +142,16 @@ async def _decoded(
     ]
 
 
-@dataclass
-class Row:
-    health: Health
-    delivery_offset: int = -1
-    registry_offset: int = -1
-    removed: bool = False
-
-
 async def apply(tracker: HealthTracker, events: Sequence[Positioned]) -> None:
     if not events:
         return
     owners = {_endpoint_of(p.event): _reseller_of(p.event) for p in events}
-    ids = sorted(owners)
     emitted: list[Event] = []
     async with tracker.pool.acquire() as conn, conn.transaction():
-        await conn.execute(STUB, ids, [owners[i] for i in ids])
-        rows = {r["endpoint_id"]: _row(r) for r in await conn.fetch(LOCK, ids)}
+        rows = await lock_rows(conn, owners)
         for p in events:
             emitted += _fold(tracker, rows, p)
-        for row in rows.values():
-            if not row.removed:
-                await conn.execute(UPSERT, *_values(row))
-        await conn.execute(DELETE, [i for i, row in rows.items() if row.removed])
+        await save_rows(conn, rows)
         if emitted:
             await tracker.bus.emit_many(emitted)  # before the commit: at worst a duplicate id
     for event in emitted:
@@ -281,36 +239,15 @@ async def disable_overdue(tracker: HealthTracker) -> int:
     (no further attempt to decide on). Safe in several schedulers (rows claimed SKIP LOCKED)."""
     now = tracker.clock.now()
     async with tracker.pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(CLAIM_OVERDUE, now - tracker.policy.disable_after)
-        due = [h for h in (_health(r) for r in rows) if overdue(h, now, tracker.policy)]
+        failing = await claim_overdue(conn, now - tracker.policy.disable_after)
+        due = [h for h in failing if overdue(h, now, tracker.policy)]
         for health in due:
-            await conn.execute(MARK_DISABLED, health.endpoint_id)
+            await mark_disabled(conn, health.endpoint_id)
         events = [disabled_event(tracker, h, f"health:{h.endpoint_id}") for h in due]
         await tracker.bus.emit_many(events)
     if events:
         log.warning("webhook_endpoints_disabled", count=len(events))
     return len(events)
-
-
-def _health(r: asyncpg.Record) -> Health:
-    return Health(
-        r["endpoint_id"], r["reseller_id"], r["state"], r["failures"], r["failing_since"],
-        r["last_failure_at"], r["last_success_at"], r["last_error"], r["last_status_code"],
-        r["last_message_id"],
-    )  # fmt: skip
-
-
-def _row(r: asyncpg.Record) -> Row:
-    return Row(_health(r), r["delivery_offset"], r["registry_offset"])
-
-
-def _values(row: Row) -> tuple[object, ...]:
-    h = row.health
-    return (
-        h.endpoint_id, h.reseller_id, h.state, h.failures, h.failing_since, h.last_failure_at,
-        h.last_success_at, h.last_error, h.last_status_code, h.last_message_id,
-        row.delivery_offset, row.registry_offset,
-    )  # fmt: skip
 
 
 def tracker_for(settings: Settings, *, pool: asyncpg.Pool, bus: Bus, clock: Clock) -> HealthTracker:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from dashboard.api_resellers import resellers_api
+from dashboard import api_resellers
 from events.topics import RESELLER_REGISTRY
 from infra.clock import SystemClock
 from infra.settings import Settings, WebhookSettings
@@ -96,7 +96,8 @@ async def test_unsafe_endpoint_urls_are_refused_when_added(world: World) -> None
 
 async def test_the_json_api(world: World) -> None:
     app = FastAPI()
-    app.include_router(resellers_api(world.commands))
+    app.state.reseller_commands = world.commands
+    app.include_router(api_resellers.router)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
         created = await client.post("/api/resellers", json={"reseller_id": "acme", "name": "Acme"})

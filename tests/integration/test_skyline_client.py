@@ -18,12 +18,8 @@ from infra.http import free_port, serve_http
 from infra.retry import RetryPolicy
 from infra.settings import SkylineSettings
 from infra.skyline import SkylineClient, SkylineRejected, SkylineUnavailable
-from sandbox.gateways import (
-    GatewayFaults,
-    GatewayMode,
-    GatewayNetwork,
-    create_gateways_sandbox,
-)
+from sandbox.gateway_api import create_gateways_sandbox
+from sandbox.gateways import GatewayFaults, GatewayMode, GatewayNetwork
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 
 pytestmark = pytest.mark.integration

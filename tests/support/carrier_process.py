@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 
 from infra.http import serve_http
-from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
+from sandbox.gateway_api import gateway_addresses, serve_gateways
+from sandbox.gateways import GatewayNetwork
 from sandbox.helix import HelixFaults, create_helix_sandbox
 from sandbox.helix_world import HelixWorld
 

@@ -49,7 +49,8 @@ from producers.skyline.bridge import create_bridge_app
 from projections.gateways import GatewaysProjection
 from projections.helix_log import HelixLogProjection
 from projections.sims import SimsProjection
-from sandbox.gateways import GatewayNetwork, gateway_addresses, serve_gateways
+from sandbox.gateway_api import gateway_addresses, serve_gateways
+from sandbox.gateways import GatewayNetwork
 from sandbox.helix import HelixSandbox, create_helix_sandbox, sandbox_of
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei
 from sandbox.skyline import DEFAULT_GATEWAY_ID, SandboxGateway
