@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, assert_never, cast, get_args
 
 import asyncpg
 import structlog
@@ -60,17 +60,6 @@ from infra.kafka import GATHER_BYTES, Bus, consume_batches
 from infra.settings import Settings
 
 PRODUCER = "simfleet/endpoint-health"
-WANTED = {
-    cls.event_type(): cls
-    for cls in (
-        WebhookDeliverySucceeded,
-        WebhookDeliveryFailed,
-        WebhookEndpointAdded,
-        WebhookEndpointRemoved,
-        WebhookEndpointDisabled,
-        WebhookEndpointEnabled,
-    )
-}
 EndpointEvent = (
     WebhookDeliverySucceeded
     | WebhookDeliveryFailed
@@ -79,6 +68,7 @@ EndpointEvent = (
     | WebhookEndpointDisabled
     | WebhookEndpointEnabled
 )
+WANTED = {cls.event_type(): cls for cls in get_args(EndpointEvent)}  # the union, named once
 log = structlog.get_logger("simfleet.endpoint_health")
 
 
@@ -187,6 +177,8 @@ def _fold(tracker: HealthTracker, rows: dict[str, Row], p: Positioned) -> list[E
             row.health = disabled(row.health)
         case WebhookEndpointRemoved():
             row.removed = True
+        case _:
+            assert_never(p.event)
     return [_announce(tracker, t, before, row.health, p.event) for t in transitions]
 
 
