@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import assert_never, cast
 
 import asyncpg
 
 from events.envelope import Event
-from events.sms import SmsReceived
+from events.sms import SmsDeliveryReported, SmsReceived
 from events.topics import SMS_INBOUND, Topic
 from projections.batches import Record
 
@@ -63,10 +63,16 @@ class InboundSmsProjection:
     def compact(self, event: Event) -> Row | None:
         """All a record keeps of its event (``runner.Compacting``): the row, or nothing for a
         delivery report."""
-        if not isinstance(event, SmsReceived):
-            return None
-        d = event.data
-        return (event.id, d.received_at, d.gateway_id, d.port, d.sender, d.to, d.iccid, d.body)
+        carried = cast(SmsReceived | SmsDeliveryReported, event)  # what sms.inbound carries
+        match carried:
+            case SmsReceived(data=d):
+                return (
+                    event.id, d.received_at, d.gateway_id, d.port, d.sender, d.to, d.iccid, d.body,
+                )  # fmt: skip
+            case SmsDeliveryReported():
+                return None  # archived, not projected
+            case _:
+                assert_never(carried)
 
     def _row(self, record: Record) -> Row | None:
         kept = record.kept

@@ -18,9 +18,11 @@ from events.sim import (
     SyncRequested,
     VerificationRequested,
 )
+from events.sms import SmsReceived
 from events.topics import SIM_LIFECYCLE, Topic
 from events.webhook import WebhookDeliveryEvent
 from projections import audit, deliveries, gateways, reseller_tokens, resellers, sims
+from projections import sms as inbound_sms
 from projections.sim_families import SIM_OUTCOMES, SIM_REQUESTS
 from tests.support.event_examples import example
 
@@ -57,6 +59,13 @@ def test_deliveries_has_a_row_status_for_every_type() -> None:
     events = every_type(*deliveries.DeliveriesProjection.topics)
     statuses = {deliveries.row_status(cast(WebhookDeliveryEvent, e)) for e in events}
     assert statuses == {"delivered", "retrying"}  # the placeholder failure is not final
+
+
+def test_inbound_sms_keeps_a_row_of_a_received_sms_only() -> None:
+    events = every_type(*inbound_sms.InboundSmsProjection.topics)
+    kept = {e.type: inbound_sms.InboundSmsProjection().compact(e) for e in events}
+    assert {t for t, row in kept.items() if row is not None} == {SmsReceived.event_type()}
+    assert all(row is None or row[0] for row in kept.values())  # keyed by the message id
 
 
 def test_audit_has_entries_only_for_requests() -> None:
