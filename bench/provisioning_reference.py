@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -30,8 +31,10 @@ STATE_DIR = Path(".simfleet/bench")
 def main(name: str, serial: int) -> None:
     from pydantic import SecretStr
 
-    from bench import bench_provisioning as reference
     from infra.settings import KafkaSettings, PostgresSettings, Settings
+
+    # the bench of the tree this runs in (the reference commit's), not the one that copied it
+    reference = importlib.import_module("bench.bench_provisioning")
 
     offered = json.loads(os.environ[KAFKA])
     kafka = KafkaSettings.model_validate(
