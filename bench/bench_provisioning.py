@@ -352,7 +352,7 @@ async def measure_reference(base: Settings, s: Scenario, serial: int) -> Measure
         "BENCH_REFERENCE": "",
     }
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.provisioning_reference", s.name, str(serial),
+        sys.executable, "-m", "bench.provisioning_reference", "bench.bench_provisioning", s.name, str(serial),
         cwd=tree, env=env, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await child.communicate()

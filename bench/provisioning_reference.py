@@ -2,12 +2,12 @@
 
 ``bench_provisioning`` checks the reference commit out under ``.simfleet/bench`` and copies this
 file, and only this file, into that tree (``bench/provisioning_reference.py``); run there, it
-measures one scenario with that tree's own ``bench.bench_provisioning.measure`` and prints the
-figures as one JSON line. It imports nothing but the standard library at the top and, inside
+measures one scenario with that tree's own bench (the module named first on the command
+line, ``bench.bench_provisioning``: its ``measure``) and prints the figures as one JSON line. It imports nothing but the standard library at the top and, inside
 ``main``, the reference tree's public entry points (``bench.bench_provisioning``: ``measure``,
 ``SCENARIOS``; ``infra.settings``), so modules moving in the tree under test never break it.
 
-    python -m bench.provisioning_reference "<scenario name>" <serial>   # cwd: the reference tree
+    python -m bench.provisioning_reference bench.bench_provisioning "<scenario name>" <serial>
 
 Inputs by the environment (the database URL holds a password): ``BENCH_REFERENCE_DSN``,
 ``BENCH_REFERENCE_KAFKA`` (the bench's ``KafkaSettings`` as JSON; fields the reference does not
@@ -28,13 +28,13 @@ DSN, KAFKA = "BENCH_REFERENCE_DSN", "BENCH_REFERENCE_KAFKA"
 STATE_DIR = Path(".simfleet/bench")
 
 
-def main(name: str, serial: int) -> None:
+def main(bench_module: str, name: str, serial: int) -> None:
     from pydantic import SecretStr
 
     from infra.settings import KafkaSettings, PostgresSettings, Settings
 
-    # the bench of the tree this runs in (the reference commit's), not the one that copied it
-    reference = importlib.import_module("bench.bench_provisioning")
+    # the bench named by the caller, as the tree this runs in (the reference commit's) has it
+    reference = importlib.import_module(bench_module)
 
     offered = json.loads(os.environ[KAFKA])
     kafka = KafkaSettings.model_validate(
@@ -52,4 +52,4 @@ def main(name: str, serial: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
