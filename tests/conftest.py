@@ -25,6 +25,7 @@ from infra.postgres import create_pool, migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from tests.support.infrastructure import database_url as resolve_database_url
 from tests.support.infrastructure import kafka_bootstrap as resolve_kafka_bootstrap
+from tests.support.starting import StartingTogether
 
 # every record a test publishes is checked against the published contracts
 pytest_plugins = ["tests.support.record_contracts"]
@@ -33,6 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # one directory per test session, so concurrent sessions never share an embedded server
 STATE_DIR = ROOT / ".simfleet" / "test" / f"session-{os.getpid()}"
 TEMPLATE_DB = "simfleet_test_template"
+# A live projection gathers 50 ms of records into one transaction by default: throughput under
+# a trickle, which the benchmarks measure. Tests wait on what a projection wrote, step after
+# step, so each step would wait out the window; a short one keeps the gathering path run.
+TEST_GATHER_MS = 5
 
 
 def with_database(url: str, name: str) -> str:
@@ -48,25 +53,8 @@ def process_logging() -> None:
     configure_logging("auto", "INFO")
 
 
-@pytest.fixture(scope="session")
-def infra_stack() -> Iterator[contextlib.ExitStack]:
-    with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, STATE_DIR, ignore_errors=True)
-        yield stack
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(infra_stack: contextlib.ExitStack) -> str:
-    return resolve_kafka_bootstrap(infra_stack, STATE_DIR)
-
-
-@pytest.fixture(scope="session")
-def server_url(infra_stack: contextlib.ExitStack) -> str:
-    return resolve_database_url(infra_stack, STATE_DIR)
-
-
-@pytest.fixture(scope="session")
-async def template_url(server_url: str) -> str:
+async def migrated_template(server_url: str) -> str:
+    """The template every test's database is cloned from: created afresh and migrated."""
     admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
@@ -76,6 +64,47 @@ async def template_url(server_url: str) -> str:
     url = with_database(server_url, TEMPLATE_DB)
     await migrate(url)
     return url
+
+
+STARTING = StartingTogether()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the broker and Postgres side by side when the collected tests need both."""
+    if session.config.option.collectonly:
+        return
+    needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    if {"kafka_bootstrap", "server_url"} <= needed:
+        STARTING.start(STATE_DIR, migrated_template)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    STARTING.close()  # when no fixture took them (infra_stack closes them otherwise)
+
+
+@pytest.fixture(scope="session")
+def infra_stack() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, STATE_DIR, ignore_errors=True)
+        stack.callback(STARTING.close)  # the services stop before their directory goes
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra_stack: contextlib.ExitStack) -> str:
+    return STARTING.kafka() or resolve_kafka_bootstrap(infra_stack, STATE_DIR)
+
+
+@pytest.fixture(scope="session")
+def server_url(infra_stack: contextlib.ExitStack) -> str:
+    started = STARTING.postgres()
+    return started[0] if started else resolve_database_url(infra_stack, STATE_DIR)
+
+
+@pytest.fixture(scope="session")
+async def template_url(server_url: str) -> str:
+    started = STARTING.postgres()
+    return started[1] if started else await migrated_template(server_url)
 
 
 @contextlib.asynccontextmanager
@@ -112,7 +141,8 @@ def topic_prefix() -> str:
 
 
 def isolated_settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
-    """Settings for one test's world: its own topics and database, quick group joins."""
+    """Settings for one test's world: its own topics and database, quick group joins, and
+    projections that write what they read at once (``TEST_GATHER_MS``)."""
     return Settings(
         env="test",
         state_dir=STATE_DIR,
@@ -122,6 +152,7 @@ def isolated_settings(kafka_bootstrap: str, database_url: str, topic_prefix: str
             kafka_default_partitions=3,
             kafka_session_timeout_ms=2000,
             kafka_heartbeat_interval_ms=400,
+            kafka_projection_gather_ms=TEST_GATHER_MS,
         ),
         postgres=PostgresSettings(database_url=SecretStr(database_url)),
     )
