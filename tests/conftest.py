@@ -1,6 +1,7 @@
 """Shared fixtures: real infrastructure chosen once per session, isolation per test.
 
-Infrastructure: env vars → testcontainers (Docker) → embedded processes (tests/support).
+Infrastructure: env vars → testcontainers (Docker) → embedded processes (tests/support), the
+broker and Postgres started side by side once the tests are collected (tests/support/starting.py).
 Isolation: every test gets its own topic prefix and its own database cloned from a migrated
 template, so tests never see each other's events or rows.
 """
