@@ -1,6 +1,7 @@
 """Shared fixtures: real infrastructure chosen once per session, isolation per test.
 
-Infrastructure: env vars → testcontainers (Docker) → embedded processes (tests/support).
+Infrastructure: env vars → testcontainers (Docker) → embedded processes (tests/support), the
+broker and Postgres started side by side once the tests are collected (tests/support/starting.py).
 Isolation: every test gets its own topic prefix and its own database cloned from a migrated
 template, so tests never see each other's events or rows.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from infra.postgres import create_pool, migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from tests.support.infrastructure import database_url as resolve_database_url
 from tests.support.infrastructure import kafka_bootstrap as resolve_kafka_bootstrap
+from tests.support.starting import StartingTogether
 
 # every record a test publishes is checked against the published contracts
 pytest_plugins = ["tests.support.record_contracts"]
@@ -33,6 +35,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # one directory per test session, so concurrent sessions never share an embedded server
 STATE_DIR = ROOT / ".simfleet" / "test" / f"session-{os.getpid()}"
 TEMPLATE_DB = "simfleet_test_template"
+# A live projection gathers 50 ms of records into one transaction by default: throughput under
+# a trickle, which the benchmarks measure. Tests wait on what a projection wrote, step after
+# step, so each step would wait out the window; a short one keeps the gathering path run.
+TEST_GATHER_MS = 5
+# A projection's or the webhook consumer's idle fetch waits 500 ms on the broker by default. A
+# new member's seek to the start of a partition (a projection without a checkpoint there) waits
+# for the fetch in flight: a projection of every topic took 18 s to join, and a test ending
+# sooner waited that out in its teardown. Apache Kafka answers a fetch at its first record, so
+# the wait only costs idle polls.
+TEST_FETCH_WAIT_MS = 100
 
 
 def with_database(url: str, name: str) -> str:
@@ -48,25 +60,8 @@ def process_logging() -> None:
     configure_logging("auto", "INFO")
 
 
-@pytest.fixture(scope="session")
-def infra_stack() -> Iterator[contextlib.ExitStack]:
-    with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, STATE_DIR, ignore_errors=True)
-        yield stack
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(infra_stack: contextlib.ExitStack) -> str:
-    return resolve_kafka_bootstrap(infra_stack, STATE_DIR)
-
-
-@pytest.fixture(scope="session")
-def server_url(infra_stack: contextlib.ExitStack) -> str:
-    return resolve_database_url(infra_stack, STATE_DIR)
-
-
-@pytest.fixture(scope="session")
-async def template_url(server_url: str) -> str:
+async def migrated_template(server_url: str) -> str:
+    """The template every test's database is cloned from: created afresh and migrated."""
     admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
@@ -76,6 +71,65 @@ async def template_url(server_url: str) -> str:
     url = with_database(server_url, TEMPLATE_DB)
     await migrate(url)
     return url
+
+
+STARTING = StartingTogether()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the broker and Postgres side by side when the collected tests need both."""
+    if session.config.option.collectonly:
+        return
+    needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    if {"kafka_bootstrap", "server_url"} <= needed:
+        STARTING.start(STATE_DIR, migrated_template)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    STARTING.close()  # when no fixture took them (infra_stack closes them otherwise)
+
+
+def remove_in_background(directory: Path) -> None:
+    """The session's state goes once its services stopped, but not on the suite's clock: the
+    broker's log holds a directory per partition of every test's topics (tens of thousands of
+    files; removing them took a minute and a half of a busy machine). Renamed first, so nothing
+    can find it; removed by an ``rm`` of its own that outlives the session."""
+    if not directory.exists():
+        return
+    doomed = directory.with_name(f"{directory.name}.removing")
+    directory.rename(doomed)
+    subprocess.Popen(
+        ["rm", "-rf", str(doomed)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def infra_stack() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        stack.callback(remove_in_background, STATE_DIR)
+        stack.callback(STARTING.close)  # the services stop before their directory goes
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra_stack: contextlib.ExitStack) -> str:
+    return STARTING.kafka() or resolve_kafka_bootstrap(infra_stack, STATE_DIR)
+
+
+@pytest.fixture(scope="session")
+def server_url(infra_stack: contextlib.ExitStack) -> str:
+    started = STARTING.postgres()
+    return started[0] if started else resolve_database_url(infra_stack, STATE_DIR)
+
+
+@pytest.fixture(scope="session")
+async def template_url(server_url: str) -> str:
+    started = STARTING.postgres()
+    return started[1] if started else await migrated_template(server_url)
 
 
 @contextlib.asynccontextmanager
@@ -112,7 +166,8 @@ def topic_prefix() -> str:
 
 
 def isolated_settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
-    """Settings for one test's world: its own topics and database, quick group joins."""
+    """Settings for one test's world: its own topics and database, quick group joins, and
+    projections that write what they read at once (``TEST_GATHER_MS``)."""
     return Settings(
         env="test",
         state_dir=STATE_DIR,
@@ -122,6 +177,9 @@ def isolated_settings(kafka_bootstrap: str, database_url: str, topic_prefix: str
             kafka_default_partitions=3,
             kafka_session_timeout_ms=2000,
             kafka_heartbeat_interval_ms=400,
+            kafka_projection_gather_ms=TEST_GATHER_MS,
+            # the embedded Tansu's 20 ms (set in the environment when it starts) stays
+            kafka_fetch_wait_ms=int(os.environ.get("KAFKA_FETCH_WAIT_MS", TEST_FETCH_WAIT_MS)),
         ),
         postgres=PostgresSettings(database_url=SecretStr(database_url)),
     )

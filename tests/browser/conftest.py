@@ -27,7 +27,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
+# one Chromium for the session: every test works in its own context (cookies, storage), and a
+# launch costs seconds on a busy machine
+@pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     try:
         from playwright.async_api import async_playwright

@@ -71,11 +71,13 @@ GATEWAY_SECRET = "gw-secret-numbers-4b1d"
 SK_PASSWORD = "sk-p4ss-Numbers-7q"
 FAST = RetryPolicy(max_attempts=5, base_delay_s=0.01, max_delay_s=0.05, budget_s=5.0)
 E = TypeVar("E", bound=Event)
-# Kafka's default group time-outs, not the suite's 2 s: with a dozen groups, two sandboxes and
+# Kafka's default session time-out, not the suite's 2 s: with a dozen groups, two sandboxes and
 # the bridge in one process on a loaded machine, a 2 s session lapses (the broker marks the
 # member gone, "member_id was not recognized"), the group rebalances, and the records in flight
-# are read again: a redelivered request re-emits its outcome, which these tests count
-PATIENT_GROUPS = {"kafka_session_timeout_ms": 10_000, "kafka_heartbeat_interval_ms": 2_000}
+# are read again: a redelivered request re-emits its outcome, which these tests count. The
+# heartbeat stays short: a member learns of a rebalance (its flow's concurrent consumers
+# joining one by one) at its next heartbeat, and Kafka's 2 s made each such round last seconds.
+PATIENT_GROUPS = {"kafka_session_timeout_ms": 10_000, "kafka_heartbeat_interval_ms": 500}
 
 
 @dataclass(frozen=True)
