@@ -41,7 +41,6 @@ from events.webhook import (
 )
 from infra.clock import Clock
 from infra.kafka import BrokerUnavailable, Bus, EncodedEvent
-from infra.outages import OUTAGE_TYPES
 from infra.settings import WebhookSettings
 from infra.webhook_sender import AttemptResult, Outcome, WebhookSender
 from infra.webhook_signing import SecretUnsealError
@@ -135,9 +134,8 @@ class Attempts:
         # table takes over, and an endpoint re-enabled through another process must not stay
         # refused here
         self._gone: dict[str, float] = {}
-        self._delivered: list[tuple[Job, datetime, EncodedEvent]] = []
+        self._delivered: list[tuple[Job, datetime, EncodedEvent, asyncio.Future[None]]] = []
         self._delivered_waiting = asyncio.Event()
-        self._recording = False
 
     def endpoint_enabled(self, endpoint_id: str) -> None:
         """Re-enabled by the operator: read it afresh instead of refusing it from memory."""
@@ -167,10 +165,7 @@ class Attempts:
             retry_after_s=result.retry_after_s,
         )
         if step.action is Action.DONE:
-            # the recorder makes it durable with its group; nobody waits here (a waiter per
-            # delivery cost a future and a loop step each, and held its slot meanwhile)
-            self._delivered.append((job, now, delivered_record(job, result, attempted_at, now)))
-            self._delivered_waiting.set()
+            await self._recorded(job, now, delivered_record(job, result, attempted_at, now))
         else:
             await self._claim_outcome(job, step, now)
             if step.action is Action.DISABLE:
@@ -178,39 +173,33 @@ class Attempts:
             await self._emit(self._failure_facts(job, result, step, attempted_at, now))
         return step
 
+    def _recorded(self, job: Job, now: datetime, record: EncodedEvent) -> asyncio.Future[None]:
+        """Resolved once ``record_delivered`` made the delivery durable with its group."""
+        done = asyncio.get_running_loop().create_future()
+        self._delivered.append((job, now, record, done))
+        self._delivered_waiting.set()
+        return done
+
     async def record_delivered(self) -> None:
         """Marks delivered claims and publishes their events in groups: one UPDATE and one
         Kafka round per few milliseconds instead of one each per POST (the 2,000/s path).
-        Runs for the dispatcher's lifetime. A group that cannot be recorded stays ``pending``
-        in ``webhook_claims`` under a lease: the sweeper resumes it once the lease ends."""
+        Runs for the dispatcher's lifetime; each delivery waits until its group is durable."""
         while True:
             await self._delivered_waiting.wait()
             await asyncio.sleep(GROUP_WINDOW_S)
-            await self._record_group()
-
-    async def flush(self) -> None:
-        """Records what is still waiting for its group (the dispatcher stopping)."""
-        while self._delivered or self._recording:
-            if self._recording:  # the loop's group: wait for it rather than race it
-                await asyncio.sleep(GROUP_WINDOW_S)
+            self._delivered_waiting.clear()
+            group, self._delivered = self._delivered, []
+            try:
+                await self._claims.finish_delivered([(job, at) for job, at, _, _ in group])
+                await self._emit_encoded([record for _, _, record, _ in group])
+            except Exception as err:  # handed to every delivery of the group, which owns it
+                for *_, done in group:
+                    if not done.done():
+                        done.set_exception(err)
             else:
-                await self._record_group()
-
-    async def _record_group(self) -> None:
-        self._delivered_waiting.clear()
-        group, self._delivered = self._delivered, []
-        if not group:
-            return
-        self._recording = True
-        try:
-            await self._claims.finish_delivered([(job, at) for job, at, _ in group])
-            await self._emit_encoded([record for _, _, record in group])
-        except OUTAGE_TYPES as err:  # Postgres or the broker away
-            log.warning("webhook_deliveries_unrecorded", count=len(group), error=repr(err))
-        except Exception:  # a bug: these claims wait for the sweeper, the rest go on
-            log.exception("webhook_deliveries_unrecorded", count=len(group))
-        finally:
-            self._recording = False
+                for *_, done in group:
+                    if not done.done():
+                        done.set_result(None)
 
     async def _send(self, job: Job, now: datetime) -> AttemptResult:
         try:

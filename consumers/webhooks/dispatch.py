@@ -7,14 +7,9 @@ process (1, 2, 4, 8 s), and after that hands the delivery to ``webhook.retry``. 
 makes retries read from that topic when due, and a sweeper takes over every claim whose owner
 went quiet (crash, restart, overflow) — so a delivery is lost only if Postgres loses it.
 
-Bounds: ``max_in_flight`` deliveries in all (the consumer waits for room), ``per_endpoint_queue``
-per endpoint (beyond that the claim is released to the sweeper), and the sender's slots. A hanging
+Bounds: ``max_in_flight`` tasks in all (the consumer waits for room), ``per_endpoint_queue`` per
+endpoint (beyond that the claim is released to the sweeper), and the sender's slots. A hanging
 endpoint therefore holds at most its own share and never stalls the consumer or other endpoints.
-A delivery's task starts only when its endpoint has one of ``per_endpoint_concurrency`` slots
-free for a first attempt; the rest wait in the endpoint's queue as plain jobs (thousands of tasks
-parked on the sender's semaphores cost a future, a loop step and the collector's walk each).
-A task gives its slot to the next job after its first attempt, so waiting out the fast retries
-holds none; its later attempts take the sender's slots like any POST.
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
@@ -69,12 +64,6 @@ class Dispatcher:
         self._heap: list[tuple[datetime, int, str, str, int]] = []
         self._heap_changed = asyncio.Event()
         self._order = itertools.count()
-        # admission: tasks making a first attempt per endpoint, and the jobs waiting for one
-        self._starting: Counter[str] = Counter()
-        self._queued: dict[str, deque[tuple[Job | None, tuple[str, str, int] | None]]] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._stopping = False  # the drain is over: queued jobs are released, not started
 
     def lease_from(self, now: datetime) -> datetime:
         return self._attempts.lease_from(now)
@@ -90,7 +79,7 @@ class Dispatcher:
     async def running(self, stop: asyncio.Event) -> AsyncIterator[Dispatcher]:
         """Runs the sweeper, heap and recorder for the block, supervised: one of them failing
         sets ``stop`` (the process ends rather than leave deliveries waiting). On exit,
-        in-flight POSTs may finish, and the deliveries made are recorded."""
+        in-flight POSTs may finish."""
         loops = supervised(
             "webhook-dispatcher",
             stop,
@@ -105,18 +94,11 @@ class Dispatcher:
             finally:
                 self._closing.set()
                 self._sweep_now.set()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.timeout_s + 2):
-                        await self._idle.wait()
-                self._stopping = True
+                if self._tasks:
+                    await asyncio.wait(set(self._tasks), timeout=self.settings.timeout_s + 2)
                 for task in self._tasks:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-                await self._release_queued()
-                # what was delivered is made durable before the recorder stops
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.timeout_s + 2):
-                        await self._attempts.flush()
 
     async def room(self) -> None:
         await self._room.wait()
@@ -143,43 +125,12 @@ class Dispatcher:
             return False
         self._live[endpoint_id] += 1
         self._in_flight += 1
-        self._idle.clear()
         if self._in_flight >= self.settings.max_in_flight:
             self._room.clear()
-        if self._starting[endpoint_id] < self.settings.per_endpoint_concurrency:
-            self._start(job, due, endpoint_id)
-        else:
-            self._queued.setdefault(endpoint_id, deque()).append((job, due))
-        return True
-
-    def _start(self, job: Job | None, due: tuple[str, str, int] | None, endpoint_id: str) -> None:
-        self._starting[endpoint_id] += 1
         task = asyncio.create_task(self._deliver(job, due, endpoint_id))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
-
-    def _slot_free(self, endpoint_id: str) -> None:
-        """A first attempt is over: the endpoint's next queued job starts in its place."""
-        queued = self._queued.get(endpoint_id)
-        if queued and not self._stopping:
-            job, due = queued.popleft()
-            if not queued:
-                del self._queued[endpoint_id]
-            self._starting[endpoint_id] -= 1
-            self._start(job, due, endpoint_id)
-            return
-        self._starting[endpoint_id] -= 1
-        if self._starting[endpoint_id] <= 0:
-            del self._starting[endpoint_id]
-
-    async def _release_queued(self) -> None:
-        """Jobs never started when the drain ended: their claims go back to any worker now."""
-        jobs = [job for queued in self._queued.values() for job, _ in queued if job is not None]
-        self._queued.clear()
-        if not jobs:
-            return
-        with contextlib.suppress(*OUTAGE_TYPES):  # else their leases end and the sweep takes them
-            await self.claims.release(jobs, self._clock.now())
+        return True
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -190,28 +141,20 @@ class Dispatcher:
     async def _deliver(
         self, job: Job | None, due: tuple[str, str, int] | None, endpoint: str
     ) -> None:
-        starting = True
         try:
             if job is None and due is not None:
                 lease = self.lease_from(self._clock.now())
                 job = await self.claims.take_due(*due, lease)
             while job is not None:
                 step = await self._attempts.make(job)
-                if starting:
-                    starting = False
-                    self._slot_free(endpoint)
                 if step.action is not Action.RETRY_SOON or not await self._pause_until(step.at):
                     return
                 job = await self.claims.next_attempt(job, self.lease_from(self._clock.now()))
         except OUTAGE_TYPES as err:  # Postgres or the broker away
             log.warning("webhook_delivery_interrupted", endpoint_id=endpoint, error=repr(err))
         finally:
-            if starting:
-                self._slot_free(endpoint)
             self._live[endpoint] -= 1
             self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
             if self._live[endpoint] <= 0:
                 del self._live[endpoint]
             if endpoint in self._overflowed and self._live[endpoint] <= self._low_water:
