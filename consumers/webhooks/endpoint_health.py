@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, assert_never, cast, get_args
+from typing import Annotated, Any, assert_never, cast
 
 import asyncpg
 import structlog
@@ -51,7 +51,7 @@ from events.reseller import (
     WebhookEndpointRecovered,
     WebhookEndpointRemoved,
 )
-from events.topics import RESELLER_REGISTRY, WEBHOOK_DELIVERIES
+from events.topics import RESELLER_REGISTRY, WEBHOOK_DELIVERIES, event_classes
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
@@ -68,7 +68,7 @@ EndpointEvent = (
     | WebhookEndpointDisabled
     | WebhookEndpointEnabled
 )
-WANTED = {cls.event_type(): cls for cls in get_args(EndpointEvent)}  # the union, named once
+WANTED = frozenset(cls.event_type() for cls in event_classes(EndpointEvent))  # named once
 log = structlog.get_logger("simfleet.endpoint_health")
 
 
