@@ -153,15 +153,12 @@ class EndpointDirectory:
     def cached(self, endpoint_id: str) -> Endpoint | None:
         """The endpoint if read less than ``ttl_s`` ago (None: not known, or read again by
         ``get``)."""
-        cached = self._cache.get(endpoint_id)
-        if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
-            return cached[1]
-        return None
+        fresh = self._fresh(endpoint_id)
+        return None if fresh is None else fresh[1]
 
     async def get(self, endpoint_id: str, now: datetime) -> Endpoint | None:
-        cached = self._cache.get(endpoint_id)
-        if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
-            return cached[1]
+        if (fresh := self._fresh(endpoint_id)) is not None:
+            return fresh[1]  # None too: an endpoint read as unknown is not read again meanwhile
         reading = self._reading.get(endpoint_id)
         if reading is None:
             reading = asyncio.ensure_future(self._read(endpoint_id, now))
@@ -169,6 +166,13 @@ class EndpointDirectory:
             reading.add_done_callback(lambda done: self._read_done(endpoint_id, done))
         # shielded: one waiter cancelled (its delivery ended) must not fail the others' read
         return await asyncio.shield(reading)
+
+    def _fresh(self, endpoint_id: str) -> tuple[float, Endpoint | None] | None:
+        """The cache entry if read less than ``ttl_s`` ago."""
+        entry = self._cache.get(endpoint_id)
+        if entry is not None and time.monotonic() - entry[0] < self._ttl_s:
+            return entry
+        return None
 
     async def _read(self, endpoint_id: str, now: datetime) -> Endpoint | None:
         read_at = time.monotonic()
