@@ -343,7 +343,8 @@ def _receiver_pid() -> dict[str, int]:
 
 @contextlib.contextmanager
 def _profiled(pids: dict[str, int]) -> Iterator[None]:
-    """With BENCH_PROFILE=<dir>: py-spy records every process of the ladder (root only)."""
+    """With BENCH_PROFILE=<dir>: py-spy records every process of the ladder (root only), at
+    BENCH_PROFILE_RATE samples/s (50), with BENCH_PROFILE_ARGS added (``--gil``: CPU, not waits)."""
     target = os.environ.get("BENCH_PROFILE")
     if not target:
         yield
@@ -356,8 +357,9 @@ def _profiled(pids: dict[str, int]) -> Iterator[None]:
                 str(spy),
                 "record",
                 "--nonblocking",
+                *os.environ.get("BENCH_PROFILE_ARGS", "").split(),
                 "-r",
-                "50",
+                os.environ.get("BENCH_PROFILE_RATE", "50"),
                 "-f",
                 "raw",
                 "-p",

@@ -145,7 +145,7 @@ def projection_consumer(
         auto_offset_reset="earliest",
         session_timeout_ms=kafka.kafka_session_timeout_ms,
         heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
-        fetch_max_wait_ms=kafka.kafka_fetch_wait_ms,
+        fetch_max_wait_ms=kafka.projection_fetch_wait_ms,
         max_poll_records=max_records,
         max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
         **client_options(kafka),

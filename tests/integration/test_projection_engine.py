@@ -14,10 +14,10 @@ from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
 from projections.batches import Record
-from projections.runner import ProjectionRunner
+from projections.runner import KAFKA_COMMIT_EVERY_S, ProjectionRunner
 from projections.sms import InboundSmsProjection
 from tests.support.eventually import eventually
-from tests.support.positions import projection_caught_up
+from tests.support.positions import group_caught_up, projection_caught_up
 from tests.support.projecting import running
 
 pytestmark = pytest.mark.integration
@@ -217,6 +217,43 @@ async def test_resumes_from_postgres_checkpoints_not_kafka_offsets(
             pool, kafka_bootstrap, settings.kafka, "inbound_sms", SMS_INBOUND
         )
     assert await count(pool, "SELECT count(*) FROM inbound_sms") == 59
+
+
+async def test_kafka_offsets_follow_in_few_commits_and_reach_the_end_once_idle(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    """Kafka's offsets only tell how far the group is: sent once a second under load, not once
+    a batch, and the last of them as soon as the projection idles (no lag left shown)."""
+    batches: list[int] = []
+    runner = ProjectionRunner(
+        CountingProjection(), bootstrap=kafka_bootstrap, kafka=settings.kafka, pool=pool,
+        dead_letters=DeadLetters(bus, "counting"), on_batch=batches.append,
+    )  # fmt: skip
+    commits: list[object] = []
+    send = runner._consumer.commit
+
+    async def counted(offsets: Any = None) -> None:
+        commits.append(offsets)
+        await send(offsets)
+
+    runner._consumer.commit = counted
+    async with running(runner):
+        await runner.assigned.wait()
+        started = asyncio.get_running_loop().time()
+        for burst in range(12):  # a batch each, ~100 ms apart
+            await bus.emit_many([sms(burst * 10 + i) for i in range(10)])
+            await eventually(
+                lambda: count(pool, "SELECT count(*) FROM applied_events"),
+                until=((burst + 1) * 10).__eq__,
+            )
+            await asyncio.sleep(0.1)
+        elapsed = asyncio.get_running_loop().time() - started
+        await group_caught_up(
+            kafka_bootstrap, settings.kafka, "projection.counting", SMS_INBOUND, within=5
+        )
+    assert len(batches) >= 12
+    assert len(commits) <= elapsed / KAFKA_COMMIT_EVERY_S + 2 < len(batches)
+    assert await pool.fetchval("SELECT max(n) FROM applied_events") == 1
 
 
 async def test_a_lone_event_is_applied_quickly_when_idle(
