@@ -52,8 +52,6 @@ def simfleet_env(settings: Settings, helix_url: str, world: HelixWorld) -> dict[
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.kafka_bootstrap_servers or "",
         "KAFKA_IDEMPOTENCE": str(idempotence()).lower(),
         "KAFKA_FETCH_WAIT_MS": str(fetch_wait_ms()),
-        "KAFKA_PROJECTION_FETCH_WAIT_MS": str(settings.kafka.projection_fetch_wait_ms),
-        "KAFKA_PROJECTION_GATHER_MS": str(settings.kafka.kafka_projection_gather_ms),
         "DATABASE_URL": dsn_of(settings),
         "TOPIC_PREFIX": settings.kafka.topic_prefix,
         "HX_API_BASE": helix_url,

@@ -27,7 +27,6 @@ from infra.embedded.service import RunningService
 from infra.kafka import ensure_topics
 from infra.postgres import migrate
 from infra.settings import TANSU_FETCH_WAIT_MS, KafkaSettings, PostgresSettings, Settings
-from simfleet.endpoints import suit_tansu
 
 STATE_DIR = Path(".simfleet/bench")
 BROKERS = ("kafka", "tansu")  # Apache Kafka (idempotent producer) and the embedded Tansu
@@ -135,8 +134,6 @@ async def bench_settings() -> AsyncIterator[Settings]:
             ),
             postgres=PostgresSettings(database_url=SecretStr(dsn)),
         )
-        if current_broker() == "tansu":
-            suit_tansu(settings.kafka)  # the waits `simfleet` gives the embedded Tansu
         await migrate(dsn)
         await ensure_topics(bootstrap, settings.kafka)
         yield settings

@@ -65,24 +65,16 @@ class KafkaSettings(BaseSettings):
         default=500,
         ge=1,
         le=30_000,
-        description="how long a fetch of the webhook consumer or a projection idles on the broker "
-        "with nothing to read; Apache Kafka answers it as soon as a record arrives, Tansu waits "
-        "it out (20 there, set with the embedded Tansu)",
+        description="how long a fetch of the webhook consumer (or of a projection that does not "
+        "gather) idles on the broker with nothing to read; Apache Kafka answers it as soon as a "
+        "record arrives, Tansu waits it out (20 there, set with the embedded Tansu)",
     )
     kafka_projection_gather_ms: int = Field(
-        default=50,
+        default=80,
         ge=0,
         le=5_000,
-        description="a live projection keeps reading this long after new records arrive and "
-        "writes them in one transaction; 0 = each fetch at once",
-    )
-    kafka_projection_fetch_wait_ms: int | None = Field(
-        default=None,
-        ge=1,
-        le=30_000,
-        description="how long a projection's fetch idles on the broker; unset: "
-        "kafka_fetch_wait_ms. With the embedded Tansu: the gather window, gathered there instead "
-        "(one fetch a window per projection where 20 ms fetches kept Tansu half a core busy idle)",
+        description="a live projection's fetch waits on the broker until this long passed or "
+        "256 KiB arrived, and the batch goes in one transaction; 0 = each record at once",
     )
     kafka_linger_ms: int = Field(default=5, ge=0)
     kafka_max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024)
@@ -101,10 +93,6 @@ class KafkaSettings(BaseSettings):
         default=None, description="client certificate (PEM), for mutual TLS"
     )
     kafka_ssl_keyfile: Path | None = Field(default=None, description="its private key (PEM)")
-
-    @property
-    def projection_fetch_wait_ms(self) -> int:
-        return self.kafka_projection_fetch_wait_ms or self.kafka_fetch_wait_ms
 
     @model_validator(mode="after")
     def _complete_security(self) -> KafkaSettings:

@@ -111,14 +111,14 @@ class ProjectionRunner:
         self._commit_due = 0.0  # event loop time
         group = group_id or f"{kafka.topic_prefix}projection.{projection.name}"
         self._consumer = projection_consumer(
-            bootstrap, kafka, group_id=group if in_group else None, max_records=max_records
-        )
+            bootstrap, kafka, group_id=group if in_group else None, max_records=max_records,
+            gather_ms=kafka.kafka_projection_gather_ms if in_group else 0,
+        )  # fmt: skip
         self._reader = BatchReader(
             self._consumer,
             {t.full_name(kafka.topic_prefix): decoder_for(t) for t in projection.topics},
             projection.compact if isinstance(projection, Compacting) else None,
             max_records=max_records,
-            gather_s=kafka.kafka_projection_gather_ms / 1000 if in_group else 0.0,
         )
 
     async def seek_to_checkpoints(self, assigned: set[TopicPartition]) -> None:

@@ -74,10 +74,3 @@ def suit_tansu(kafka: KafkaSettings) -> None:
     kafka.kafka_idempotence = False  # Tansu refuses InitProducerId
     if "kafka_fetch_wait_ms" not in kafka.model_fields_set:
         kafka.kafka_fetch_wait_ms = TANSU_FETCH_WAIT_MS
-    if "kafka_projection_fetch_wait_ms" not in kafka.model_fields_set:
-        # Tansu answers a fetch when its wait is over: a projection's fetch may as well wait
-        # out the gather window there and bring the whole batch, instead of one 20 ms fetch
-        # after another all the time (idle too)
-        gather = kafka.kafka_projection_gather_ms or kafka.kafka_fetch_wait_ms
-        kafka.kafka_projection_fetch_wait_ms = gather
-        kafka.kafka_projection_gather_ms = 0

@@ -35,10 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # one directory per test session, so concurrent sessions never share an embedded server
 STATE_DIR = ROOT / ".simfleet" / "test" / f"session-{os.getpid()}"
 TEMPLATE_DB = "simfleet_test_template"
-# A live projection gathers 50 ms of records into one transaction by default: throughput under
+# A live projection's fetch gathers 80 ms of records on the broker by default: throughput under
 # a trickle, which the benchmarks measure. Tests wait on what a projection wrote, step after
-# step, so each step would wait out the window; a short one keeps the gathering path run.
-TEST_GATHER_MS = 5
+# step, so each step would wait out the window: here a fetch is answered at its first record
+# (test_projection_engine runs the gathering itself).
+TEST_GATHER_MS = 0
 # A projection's or the webhook consumer's idle fetch waits 500 ms on the broker by default. A
 # new member's seek to the start of a partition (a projection without a checkpoint there) waits
 # for the fetch in flight: a projection of every topic took 18 s to join, and a test ending

@@ -256,6 +256,57 @@ async def test_kafka_offsets_follow_in_few_commits_and_reach_the_end_once_idle(
     assert await pool.fetchval("SELECT max(n) FROM applied_events") == 1
 
 
+async def test_under_a_trickle_the_broker_gathers_a_window_of_records_into_each_batch(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    """A fetch waits on the broker for the gather window: an SMS every 20 ms for a second and a
+    half makes a fetch and a batch per window, not one per SMS (a fetch answered at its first
+    record costs as much CPU in the broker as here) — and a lone event is still applied within
+    about a window."""
+    gathering = settings.kafka.model_copy(update={"kafka_projection_gather_ms": 300})
+    batches: list[int] = []
+    runner = ProjectionRunner(
+        CountingProjection(), bootstrap=kafka_bootstrap, kafka=gathering, pool=pool,
+        dead_letters=DeadLetters(bus, "counting"), on_batch=batches.append,
+    )  # fmt: skip
+    fetches: list[float] = []
+    client = runner._consumer._client
+    send = client.send
+
+    async def counted(node_id: int, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(request).__name__.startswith("FetchRequest"):
+            fetches.append(asyncio.get_running_loop().time())
+        return await send(node_id, request, *args, **kwargs)
+
+    client.send = counted
+    async with running(runner):
+        await runner.assigned.wait()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(75):
+            await bus.emit(sms(i))
+            await asyncio.sleep(0.02)
+        trickle_s = loop.time() - started
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM applied_events"), until=(75).__eq__
+        )
+        assert sum(batches) == 75
+        # the first fetch may be answered at once (one waiting since the group joined)
+        assert len(batches) <= trickle_s / 0.3 + 3 < 75 / 4
+        during = [t for t in fetches if started <= t <= started + trickle_s]
+        assert len(during) <= trickle_s / 0.3 + 3
+
+        await asyncio.sleep(1.0)  # idle
+        emitted = loop.time()
+        await bus.emit(sms(75))
+        await eventually(
+            lambda: count(pool, "SELECT count(*) FROM applied_events"),
+            until=(76).__eq__, within=5, interval=0.01,
+        )  # fmt: skip
+        assert loop.time() - emitted < 0.3 + 0.5
+    assert await pool.fetchval("SELECT max(n) FROM applied_events") == 1
+
+
 async def test_a_lone_event_is_applied_quickly_when_idle(
     settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
 ) -> None:

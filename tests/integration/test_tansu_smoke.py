@@ -36,15 +36,11 @@ async def test_an_sms_pushed_through_the_bridge_is_stored_on_tansu(
             ),
         }
     )
-    gather_ms = on_tansu.kafka.kafka_projection_gather_ms
     with resolve_endpoints(on_tansu) as endpoints:
         assert any("Tansu" in line for line in endpoints.embedded), endpoints.embedded
         assert on_tansu.kafka.kafka_idempotence is False
         # Tansu holds a fetch for its whole wait: a waited-on consumer must not idle 500 ms
         assert on_tansu.kafka.kafka_fetch_wait_ms == TANSU_FETCH_WAIT_MS
-        # ... and a projection gathers its batch on the broker, one fetch a window
-        assert on_tansu.kafka.projection_fetch_wait_ms == gather_ms
-        assert on_tansu.kafka.kafka_projection_gather_ms == 0
         push = {"to": "+16465550001", "from": "+15551230000", "body": "hello from tansu"}
         parts = components("projector", "bridge")
         async with (

@@ -1,6 +1,7 @@
-"""A live projection's batch gathers what arrives within KAFKA_PROJECTION_GATHER_MS of its first
-records, a slice at a time, and a rebalance's seek back to the checkpoint in between brings no
-record twice into one batch (the checkpoint filter only works across batches)."""
+"""A projection's batch is what is buffered after its first records (the broker gathered them),
+read a slice at a time without waiting for more, and a rebalance's seek back to the checkpoint
+in between brings no record twice into one batch (the checkpoint filter only works across
+batches)."""
 
 from __future__ import annotations
 
@@ -33,13 +34,12 @@ class ScriptedConsumer:
         return {TP: [record(o) for o in self._fetches.pop(0)]}
 
 
-def reader(gather_ms: int, consumer: ScriptedConsumer) -> BatchReader:
+def reader(consumer: ScriptedConsumer) -> BatchReader:
     return BatchReader(
         cast(Any, consumer),
         {SMS_INBOUND.name: decoder_for(SMS_INBOUND)},
         None,
         max_records=MAX_RECORDS,
-        gather_s=gather_ms / 1000,
     )
 
 
@@ -48,21 +48,21 @@ def offsets(batch: Fetched) -> list[int]:
     return sorted([r.offset for r in batch.records] + [r.offset for r, _ in batch.undecodable])
 
 
-async def test_records_arriving_within_the_window_join_the_batch() -> None:
+async def test_what_is_buffered_after_the_first_records_joins_the_batch() -> None:
     consumer = ScriptedConsumer([3, 4], [5, 6, 7])
-    batch = await reader(50, consumer).read_batch({TP: [record(1), record(2)]})
+    batch = await reader(consumer).read_batch({TP: [record(1), record(2)]})
     assert offsets(batch) == [1, 2, 3, 4, 5, 6, 7]
     assert batch.last == {TP: 7}
 
 
 async def test_a_seek_back_between_fetches_brings_no_record_twice() -> None:
     consumer = ScriptedConsumer([1, 2, 3, 4], [5])  # rebalanced: read again from offset 1
-    batch = await reader(50, consumer).read_batch({TP: [record(1), record(2), record(3)]})
+    batch = await reader(consumer).read_batch({TP: [record(1), record(2), record(3)]})
     assert offsets(batch) == [1, 2, 3, 4, 5]
 
 
-async def test_no_window_takes_only_what_is_already_buffered() -> None:
+async def test_a_batch_never_waits_for_more_than_is_buffered() -> None:
     consumer = ScriptedConsumer([3], [4])
-    batch = await reader(0, consumer).read_batch({TP: [record(1)]})
+    batch = await reader(consumer).read_batch({TP: [record(1)]})
     assert offsets(batch) == [1, 3, 4]
     assert consumer.waits == [0, 0, 0]  # never waits for more: the first empty answer ends it
