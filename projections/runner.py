@@ -50,6 +50,7 @@ log = structlog.get_logger("simfleet.projections")
 # a commit a batch was ~70 requests/s at 900 SMS/s for the projector, and as many writes for
 # the broker, for a position nobody resumes from (the Postgres checkpoints are)
 KAFKA_COMMIT_EVERY_S = 1.0
+FINAL_COMMIT_S = 2.0
 
 
 class Projection(Protocol):
@@ -157,7 +158,10 @@ class ProjectionRunner:
                     task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await fetcher
-            await self.commit_unsent()
+            # the last positions for the lag shown; a broker gone must not hold the stop
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(FINAL_COMMIT_S):
+                    await self.commit_unsent()
             await self._consumer.stop()
 
     async def _start_consuming(self) -> None:
