@@ -191,12 +191,11 @@ class BatchReader:
         """A batch: what is buffered after ``first``, up to ``max_records``, read and decoded a
         slice at a time (the broker gathered it: ``projection_consumer``).
 
-        Slices: unpacking and
-        decoding a whole batch at once held the event loop for tens of milliseconds while the
-        batch being applied waited for its answers from Postgres (ten round trips a batch), and
-        Postgres, done with them, sat idle. A rebalance in between seeks back to the checkpoint:
-        records already held must not come twice into one batch (the checkpoint filter only
-        works across batches)."""
+        Slices: unpacking and decoding a whole batch at once held the event loop for tens of
+        milliseconds while the batch being applied waited for its answers from Postgres (ten
+        round trips a batch), and Postgres, done with them, sat idle. A rebalance in between
+        seeks back to the checkpoint: records already held must not come twice into one batch
+        (the checkpoint filter only works across batches)."""
         held = {tp: records[-1].offset for tp, records in first.items() if records}
         parts = [Fetched.decode(first, self._decoders, self._compact)]
         read = sum(map(len, first.values()))
