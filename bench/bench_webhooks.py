@@ -48,6 +48,7 @@ import asyncpg
 import httpx
 from cryptography.fernet import Fernet
 from httpx_aiohttp import AiohttpTransport
+from pyreqwest.client import ClientBuilder
 
 from bench.support import bench_settings, dsn_of
 from consumers.webhooks.consumer import build_router, webhook_runtime
@@ -65,7 +66,12 @@ from infra.webhook_signing import SecretBox, generate_secret, headers_for
 IN_FLIGHT = 64
 ENDPOINTS = 8
 SENDER_DELIVERIES = 20_000
-TRANSPORT_DELIVERIES = {"httpx default": 3_000, "httpx + httpx-aiohttp": 10_000, "aiohttp": 20_000}
+TRANSPORT_DELIVERIES = {
+    "httpx default": 3_000,
+    "httpx + httpx-aiohttp": 10_000,
+    "aiohttp": 20_000,
+    "pyreqwest (WebhookSender's)": 20_000,
+}
 # the receiver child imports this module too: it must see the parent's secret
 SECRET = os.environ.get("BENCH_WEBHOOK_SECRET") or generate_secret()
 TARGET = 2_000
@@ -183,6 +189,20 @@ async def _transport_run(name: str, base: str) -> float:
                 return (time.perf_counter() - t0) * 1000
 
             rate, _ = await _drive(total, post_aiohttp)
+            return rate
+
+    if name.startswith("pyreqwest"):
+        async with ClientBuilder().build() as reqwest:
+
+            async def post_pyreqwest(n: int) -> float:
+                _, body, headers = _signed(n)
+                t0 = time.perf_counter()
+                request = reqwest.post(url).headers(headers).body_bytes(body).build()
+                response = await request.send()
+                _expect(response.status == 200, response.status)
+                return (time.perf_counter() - t0) * 1000
+
+            rate, _ = await _drive(total, post_pyreqwest)
             return rate
 
     transport = AiohttpTransport(limits=limits) if name == "httpx + httpx-aiohttp" else None

@@ -1,27 +1,27 @@
 """One signed webhook POST to one reseller endpoint; retries and events belong to the consumer.
 
-Transport: aiohttp directly, not ``httpx.AsyncClient`` (STYLE §7.6's default for clients).
-The target is >= 2,000 deliveries/s on 2 cores. ``bench/bench_webhooks.py`` (signed POSTs to a
-receiver in its own process, 64 in flight; ranges over 8 runs on a 2-core machine that other
-work shared at times): httpx default transport 270-370/s, httpx + httpx-aiohttp
-2,650-5,050/s, bare aiohttp 5,700-15,400/s, this class end to end 4,400-13,400/s; only
-aiohttp keeps a margin once Kafka and the consumer share the cores. Besides that:
-- httpx timeouts are per operation, with no overall deadline: an endpoint that drips its
-  answer a byte at a time held an attempt 3 s under ``timeout=1`` with either httpx transport,
-  while aiohttp's ``ClientTimeout(total=...)`` ended it at 1.0 s. A hard deadline is what
-  keeps a slow reseller from holding its slots;
-- the SSRF guard needs a resolver on the connector (below). httpx-aiohttp could take our own
-  ``ClientSession``, but httpx would then only re-map aiohttp's errors, and wrongly (a
-  server disconnect or a connection reset becomes ``ConnectTimeout``), on a one-method client.
+Transport: pyreqwest (Rust's reqwest and hyper under asyncio), not ``httpx.AsyncClient``
+(STYLE §7.6's default for clients) nor aiohttp. The target is >= 2,000 deliveries/s on 2 cores
+with the consumer's whole path at most twice a bare aiohttp POST's CPU.
+``bench/bench_webhooks.py`` (signed POSTs to a receiver in its own process, 64 in flight):
+httpx default transport ~300/s, httpx + httpx-aiohttp ~3,000/s, aiohttp ~10,000/s at ~70 µs
+of CPU a POST, pyreqwest ~24,000/s at ~30 µs (its runtime thread included) — the HTTP
+exchange was a third of the consumer's CPU per delivery. Besides that:
+- a hard deadline per attempt (``ClientBuilder.timeout``: connect to the end of the answer)
+  keeps a slow reseller from holding its slots: an endpoint that drips its answer a byte at a
+  time is ended at ``timeout_s`` (httpx's per-operation timeouts held it 3 s under 1 s);
+- no redirects, no proxies from the environment (a proxy would resolve the name itself), no
+  cookies (they would leak across resellers).
 
 Safety on every send (DNS rebinding, SSRF):
-- the URL is re-validated (IP literals, ``localhost``, allowed ports) as the client parses it
-  (IDNA-mapped host), and that parsed URL is what is posted to; the connector resolves names
-  only through `url_guard.resolve_public`, so a connection can only ever be opened to an
-  address the guard approved — no gap between checking and connecting. The connector
-  caches answers for ``DNS_TTL_S`` (cheap), and pooled keep-alive connections skip it;
-- redirects are not followed, proxies from the environment are ignored (a proxy would
-  resolve the name itself) and cookies are never kept (they would leak across resellers).
+- the URL is re-validated (IP literals, ``localhost``, allowed ports) as yarl parses it
+  (IDNA-mapped host), and the host the HTTP client reads from that URL must be the very one
+  checked (a client reading ``127.0.0.%31`` as ``127.0.0.1`` is refused, not sent to);
+- a name is resolved only through `url_guard.resolve_public`, and posted to through a client
+  pinned to exactly those addresses (reqwest's ``resolve``): a connection can only ever be
+  opened to an address the guard approved, no gap between checking and connecting. A name's
+  addresses are looked up again after ``DNS_TTL_S``; its client (and keep-alive pool) is
+  replaced only when they changed.
 
 Concurrency: a delivery takes its endpoint's slot (``per_endpoint_concurrency``) *before* a
 global one (``concurrency``), so deliveries queued behind a hanging endpoint wait without
@@ -45,20 +45,27 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import PyreqwestError
+from pyreqwest.http import Url
+from pyreqwest.response import Response
 from yarl import URL
 
 from infra.clock import Clock, SystemClock
 from infra.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from infra.settings import WebhookSettings
-from infra.url_guard import UnsafeEndpoint, client_url, resolve_public, validate_endpoint_url
+from infra.url_guard import (
+    UnsafeEndpoint,
+    client_url,
+    ip_literal,
+    resolve_public,
+    validate_endpoint_url,
+)
 from infra.webhook_signing import headers_for
 
 DNS_TTL_S = 10
@@ -68,6 +75,7 @@ ERROR_TEXT_BYTES = 300
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "simfleet-webhooks/1"
 TARGETS_KEPT = 4096  # checked URLs remembered; forgotten all at once beyond that
+CLIENTS_KEPT = 1024  # pinned names (each with its pool); all retired at once beyond that
 
 
 class Outcome(StrEnum):
@@ -131,29 +139,23 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-class PublicOnlyResolver(AbstractResolver):
-    """The connector's resolver: only addresses `resolve_public` approved are ever dialled."""
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A checked endpoint URL as the client posts to it."""
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        addresses = await resolve_public(host, port, allow_private=False)
-        if family in (socket.AF_INET, socket.AF_INET6):
-            addresses = [a for a in addresses if (":" in a) == (family == socket.AF_INET6)]
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=socket.IPPROTO_TCP,
-                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
-            )
-            for address in addresses
-        ]
+    url: str  # ASCII: the host IDNA-encoded, as yarl writes it
+    host: str  # as the client reads it from ``url`` (IPv6 without brackets)
+    port: int
+    named: bool  # a name, resolved and pinned; else an IP literal, dialled as written
 
-    async def close(self) -> None:
-        return None
+
+@dataclass(slots=True)
+class _Pinned:
+    """A client that resolves one name only to the addresses the guard approved."""
+
+    addresses: tuple[str, ...]
+    client: Client
+    fresh_until: float  # time.monotonic(): looked up again after this
 
 
 class _Slot:
@@ -170,24 +172,11 @@ class WebhookSender:
         self._clock = clock or SystemClock()
         self._all = asyncio.Semaphore(settings.concurrency)
         self._slots: dict[str, _Slot] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._targets: dict[str, URL] = {}  # checked once per URL (a few per endpoint)
-
-    def _client(self) -> aiohttp.ClientSession:
-        # built lazily: aiohttp binds a connector to the running loop
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._settings.concurrency,
-                ttl_dns_cache=DNS_TTL_S,
-                resolver=None if self._settings.allow_private else PublicOnlyResolver(),
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_s),
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        self._targets: dict[str, _Target] = {}  # checked once per URL (a few per endpoint)
+        # IP literals, and every name where private targets are allowed (the system resolver)
+        self._shared: Client | None = None
+        self._pinned: dict[tuple[str, int], _Pinned] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def deliver(
         self,
@@ -197,38 +186,28 @@ class WebhookSender:
         *,
         timestamp: int | None = None,
     ) -> AttemptResult:
-        """One attempt: sign, check the target, POST, classify. Never raises for network trouble.
-
-        One coroutine from the slots to the answer: every await inside aiohttp resumes each
-        frame above it, and this runs once per delivery."""
+        """One attempt: sign, check the target, POST, classify. Never raises for network trouble."""
         if timestamp is None:
             timestamp = int(self._clock.now().timestamp())
         headers = headers_for(endpoint.secrets, message_id, timestamp, body)
-        # per request, not the session's default: merging defaults in costs more than this
         headers["user-agent"] = USER_AGENT
         slot = self._endpoint_slot(endpoint.endpoint_id)
         try:
             async with slot.semaphore, self._all:
                 started = time.perf_counter()
                 try:
-                    async with self._client().post(
-                        self._target(endpoint.url), data=body, headers=headers,
-                        allow_redirects=False,
-                    ) as response:  # fmt: skip
-                        length = response.content_length
-                        if length is not None and length <= MAX_ANSWER_BYTES:  # the usual
-                            answer = await response.read()
-                        else:
-                            answer = await _read_capped(response)
-                        result = self._answered(response, answer, started)
+                    target = self._target(endpoint.url)
+                    client = await self._client_for(target)
+                    request = client.post(target.url).headers(headers).body_bytes(body)
+                    async with request.build_streamed() as response:
+                        result = self._answered(response, await _answer(response), started)
                 except UnsafeEndpoint as err:
                     result = _failed(Outcome.BLOCKED, started, str(err))
-                except TimeoutError:
+                except TimeoutError:  # the client's deadline (RequestTimeoutError) included
                     timeout = f"timeout after {self._settings.timeout_s}s"
                     result = _failed(Outcome.RETRYABLE, started, timeout)
-                except (aiohttp.ClientError, OSError) as err:
-                    error = f"{type(err).__name__}: {err}"[:ERROR_TEXT_BYTES]
-                    result = _failed(Outcome.RETRYABLE, started, error)
+                except (PyreqwestError, OSError) as err:
+                    result = _failed(Outcome.RETRYABLE, started, _reason(err))
         finally:
             slot.users -= 1
             if slot.users == 0:
@@ -237,7 +216,7 @@ class WebhookSender:
         WEBHOOK_LATENCY.observe(result.latency_ms / 1000)
         return result
 
-    def _target(self, url: str) -> URL:
+    def _target(self, url: str) -> _Target:
         """The URL to post to: exactly what was checked (an unchecked re-parse could differ)."""
         target = self._targets.get(url)
         if target is None:
@@ -248,25 +227,72 @@ class WebhookSender:
             )  # fmt: skip
             if len(self._targets) >= TARGETS_KEPT:
                 self._targets.clear()
-            target = self._targets[url] = client_url(checked)
+            target = self._targets[url] = _as_client_reads(client_url(checked))
         return target
 
-    def _answered(
-        self, response: aiohttp.ClientResponse, answer: bytes, started: float
-    ) -> AttemptResult:
+    async def _client_for(self, target: _Target) -> Client:
+        if not target.named or self._settings.allow_private:
+            if self._shared is None:
+                self._shared = self._builder().build()
+            return self._shared
+        key = (target.host, target.port)
+        pinned = self._pinned.get(key)
+        if pinned is not None and time.monotonic() < pinned.fresh_until:
+            return pinned.client
+        addresses = tuple(await resolve_public(target.host, target.port, allow_private=False))
+        fresh_until = time.monotonic() + DNS_TTL_S
+        pinned = self._pinned.get(key)  # another delivery may have looked it up meanwhile
+        if pinned is not None and pinned.addresses == addresses:
+            pinned.fresh_until = fresh_until
+            return pinned.client
+        builder = self._builder()
+        for address in addresses:
+            builder = builder.resolve(target.host, address, target.port)
+        if pinned is not None:
+            self._retire(pinned.client)
+        elif len(self._pinned) >= CLIENTS_KEPT:
+            for kept in self._pinned.values():
+                self._retire(kept.client)
+            self._pinned.clear()
+        self._pinned[key] = _Pinned(addresses, builder.build(), fresh_until)
+        return self._pinned[key].client
+
+    def _builder(self) -> ClientBuilder:
+        return (
+            ClientBuilder()
+            .timeout(timedelta(seconds=self._settings.timeout_s))
+            .follow_redirects(False)
+            .no_proxy()
+        )
+
+    def _retire(self, client: Client) -> None:
+        """Closed once the attempts it may be carrying are past their deadline."""
+
+        async def close_later() -> None:
+            await asyncio.sleep(self._settings.timeout_s + 1)
+            await client.close()
+
+        task = asyncio.create_task(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    def _answered(self, response: Response, answer: bytes, started: float) -> AttemptResult:
         status = response.status
         outcome = classify(status)
         text = " ".join(answer[:ERROR_TEXT_BYTES].decode("utf-8", "replace").split())
         if outcome is Outcome.DELIVERED:
             return AttemptResult(outcome, status, _elapsed_ms(started), None, None, text or None)
         error = f"HTTP {status}" + (f": {text}" if text else "")
-        retry_after_s = _retry_after(response, self._clock)
+        retry_after = response.headers.get("retry-after")
+        retry_after_s = (
+            None if retry_after is None else parse_retry_after(retry_after, self._clock.now())
+        )
         return AttemptResult(
             outcome, status, _elapsed_ms(started), error, retry_after_s, text or None
         )
 
     def _endpoint_slot(self, endpoint_id: str) -> _Slot:
-        """The endpoint's semaphore, counted as used until `_attempt` lets go of it: it lives
+        """The endpoint's semaphore, counted as used until `deliver` lets go of it: it lives
         only while someone uses it (no growth per endpoint ever seen)."""
         slot = self._slots.get(endpoint_id)
         if slot is None:
@@ -275,9 +301,14 @@ class WebhookSender:
         return slot
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for task in self._retiring:
+            task.cancel()
+        clients = [pinned.client for pinned in self._pinned.values()]
+        clients += [self._shared] if self._shared is not None else []
+        self._pinned.clear()
+        self._shared = None
+        for client in clients:
+            await client.close()
 
     async def __aenter__(self) -> WebhookSender:
         return self
@@ -286,22 +317,51 @@ class WebhookSender:
         await self.aclose()
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    """At most ``MAX_ANSWER_BYTES`` of an answer of unknown or greater length."""
-    answer = bytearray()
+def _as_client_reads(parsed: URL) -> _Target:
+    """The checked URL as the client will read it; refused if its host reads differently there
+    (a percent-encoded or legacy spelling the client turns into another address)."""
+    text = str(parsed)
+    try:
+        read = Url(text)
+    except ValueError:
+        raise UnsafeEndpoint("endpoint URL is malformed") from None
+    host = (read.host_str or "").removeprefix("[").removesuffix("]")
+    checked = parsed.raw_host or ""
+    same_name = host.rstrip(".").lower() == checked.rstrip(".").lower()
+    literal = ip_literal(host)
+    if not same_name and (literal is None or literal != ip_literal(checked)):
+        raise UnsafeEndpoint("endpoint host reads differently to the HTTP client")
+    port = read.port_or_known_default
+    if port is None or port != parsed.port:
+        raise UnsafeEndpoint("endpoint port reads differently to the HTTP client")
+    return _Target(text, host, port, named=literal is None)
+
+
+async def _answer(response: Response) -> bytes:
+    """At most ``MAX_ANSWER_BYTES`` of the answer: read so the connection goes back to the pool,
+    a bigger one cut off (its connection closed) rather than buffered."""
+    reader = response.body_reader
+    declared = response.headers.get("content-length")
+    expected = int(declared) if declared is not None and declared.isdigit() else None
+    answer = b""
     while len(answer) < MAX_ANSWER_BYTES:
-        chunk = await response.content.read(MAX_ANSWER_BYTES - len(answer))
-        if not chunk:
+        chunk = await reader.read(MAX_ANSWER_BYTES - len(answer))
+        if chunk is None:
             break
-        answer += chunk
-        if response.content.at_eof():  # the usual short answer: no further read to learn it
+        answer += bytes(chunk)
+        if expected is not None and len(answer) >= expected:  # the usual: no read to learn it
             break
-    return bytes(answer)
+    return answer
 
 
-def _retry_after(response: aiohttp.ClientResponse, clock: Clock) -> float | None:
-    value = response.headers.get("retry-after")
-    return None if value is None else parse_retry_after(value, clock.now())
+def _reason(err: Exception) -> str:
+    """What went wrong, for the delivery's record: the client's chain of causes, without the
+    request's URL (a reseller may carry a token in it)."""
+    parts = [getattr(err, "message", "") or str(err)]
+    details = getattr(err, "details", None)
+    causes = details.get("causes") if isinstance(details, dict) else None
+    parts += [c["message"] for c in causes or () if "url (" not in c["message"]]
+    return f"{type(err).__name__}: {': '.join(parts)}"[:ERROR_TEXT_BYTES]
 
 
 def _elapsed_ms(started: float) -> float:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from infra import webhook_sender
 from infra.http import free_port
 from infra.settings import WebhookSettings
 from infra.url_guard import UnsafeEndpoint, validate_endpoint_url
@@ -91,3 +92,43 @@ async def test_ports_outside_the_allowed_list_are_refused_when_sending(listener:
         result = await sender.deliver(EndpointTarget("ep", url, (generate_secret(),)), "m", b"{}")
     assert result.outcome is Outcome.BLOCKED
     assert listener.connections == 0
+
+
+async def test_spellings_the_client_reads_as_another_address_are_refused_when_sending(
+    listener: Listener,
+) -> None:
+    """Percent-encoded octets pass the text check as names; the HTTP client would read them as
+    ``127.0.0.1`` and dial it without any lookup. The host it reads must be the one checked."""
+    urls = [
+        f"http://127.0.0.%31:{listener.port}/x",
+        f"http://%31%32%37.0.0.1:{listener.port}/x",
+    ]
+    async with WebhookSender(STRICT) as sender:
+        results = [
+            await sender.deliver(EndpointTarget(f"ep-{n}", url, (generate_secret(),)), "m", b"{}")
+            for n, url in enumerate(urls)
+        ]
+    assert [r.outcome for r in results] == [Outcome.BLOCKED] * len(urls)
+    assert listener.connections == 0
+
+
+async def test_a_name_is_dialled_only_at_the_addresses_the_guard_approved(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hooks.simfleet.invalid`` has no address in any DNS: the POST reaching the listener
+    shows the client dialled what the guard's lookup answered, and nothing of its own."""
+    looked_up: list[str] = []
+
+    async def guard(host: str, port: int, *, allow_private: bool) -> list[str]:
+        looked_up.append(host)
+        assert not allow_private
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(webhook_sender, "resolve_public", guard)
+    url = f"http://hooks.simfleet.invalid:{listener.port}/x"
+    async with WebhookSender(STRICT) as sender:
+        result = await sender.deliver(EndpointTarget("ep", url, (generate_secret(),)), "m", b"{}")
+        again = await sender.deliver(EndpointTarget("ep", url, (generate_secret(),)), "m", b"{}")
+    assert (result.outcome, again.outcome) == (Outcome.DELIVERED, Outcome.DELIVERED)
+    assert looked_up == ["hooks.simfleet.invalid"]  # the answer kept for DNS_TTL_S
+    assert b"host: hooks.simfleet.invalid" in listener.received.lower()
