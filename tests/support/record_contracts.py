@@ -17,7 +17,7 @@ either validator rejects is a violation.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -133,10 +133,13 @@ def _records_held_to_contracts() -> Iterator[None]:
 
     send_encoded = Bus._send_encoded
 
-    async def checked_send_encoded(self: Bus, record: EncodedEvent, producer: Any) -> Any:
-        headers = {name: value.decode() for name, value in record.headers}
-        note(self.encoded_topic_name(record), record.key, headers, record.value)
-        return await send_encoded(self, record, producer)
+    async def checked_send_encoded(
+        self: Bus, records: Sequence[EncodedEvent], producer: Any
+    ) -> Any:
+        for record in records:
+            headers = {name: value.decode() for name, value in record.headers}
+            note(self.encoded_topic_name(record), record.key, headers, record.value)
+        return await send_encoded(self, records, producer)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Bus, "_send", checked_send)
