@@ -197,7 +197,7 @@ class WebhookSender:
                 started = time.perf_counter()
                 try:
                     target = self._target(endpoint.url)
-                    client = await self._client_for(target)
+                    client = self._ready_client(target) or await self._client_for(target)
                     request = client.post(target.url).headers(headers).body_bytes(body)
                     async with request.build_streamed() as response:
                         result = self._answered(response, await _answer(response), started)
@@ -230,15 +230,21 @@ class WebhookSender:
             target = self._targets[url] = _as_client_reads(client_url(checked))
         return target
 
-    async def _client_for(self, target: _Target) -> Client:
+    def _ready_client(self, target: _Target) -> Client | None:
+        """The client for ``target`` when nothing needs looking up (the usual case, without a
+        coroutine of its own)."""
         if not target.named or self._settings.allow_private:
             if self._shared is None:
                 self._shared = self._builder().build()
             return self._shared
-        key = (target.host, target.port)
-        pinned = self._pinned.get(key)
+        pinned = self._pinned.get((target.host, target.port))
         if pinned is not None and time.monotonic() < pinned.fresh_until:
             return pinned.client
+        return None
+
+    async def _client_for(self, target: _Target) -> Client:
+        """A pinned client for a name whose addresses are unknown or due a fresh look-up."""
+        key = (target.host, target.port)
         addresses = tuple(await resolve_public(target.host, target.port, allow_private=False))
         fresh_until = time.monotonic() + DNS_TTL_S
         pinned = self._pinned.get(key)  # another delivery may have looked it up meanwhile
