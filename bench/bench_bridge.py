@@ -136,7 +136,9 @@ async def serve(mode: str, port: int, bootstrap: str, prefix: str) -> None:
     )
     broker = build_broker(settings.kafka, bootstrap)
     async with broker:
-        app = create_bridge_app(settings, Bus(broker, prefix), SystemClock())
+        # the bus as `simfleet bridge` makes it (its produce window from the settings)
+        bus = Bus(broker, prefix, window_s=settings.bridge_produce_window_ms / 1000)
+        app = create_bridge_app(settings, bus, SystemClock())
         async with serve_http(app, port=port):
             await stop.wait()
 

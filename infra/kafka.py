@@ -33,6 +33,7 @@ from infra.kafka_address import servers
 from infra.kafka_security import broker_security
 from infra.kafka_topics import ensure_topics
 from infra.metrics import consumer_started
+from infra.produce_window import ProduceWindow
 from infra.producer_sequence import SEQUENCE_LOST, restart_sequence
 from infra.settings import KafkaSettings
 
@@ -246,13 +247,33 @@ class EncodedEvent:
     headers: list[tuple[str, bytes]]
 
 
+def encoded(event: Event) -> EncodedEvent:
+    """The record ``Bus`` writes for ``event``: its topic, subject as key, CloudEvents headers."""
+    headers = [(name, text.encode()) for name, text in codec.headers_for(event).items()]
+    return EncodedEvent(
+        topic_for_type(event.type), event.subject.encode(), codec.encode(event), headers
+    )
+
+
 class Bus:
     """Publishes events to their topic, keyed by subject, with CloudEvents headers."""
 
-    def __init__(self, broker: KafkaBroker, prefix: str = "", timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        prefix: str = "",
+        timeout_s: float = 15.0,
+        *,
+        window_s: float = 0.0,
+    ) -> None:
+        """``window_s`` > 0: concurrent ``emit_many`` calls go out together, at most one
+        produce round per window (``infra.produce_window``; the gateway bridge)."""
         self._broker = broker
         self._prefix = prefix
         self._timeout_s = timeout_s
+        self._window: ProduceWindow[EncodedEvent, Ack] | None = (
+            ProduceWindow(window_s) if window_s > 0 else None
+        )
 
     def topic_name(self, event: Event) -> str:
         return topic_for_type(event.type).full_name(self._prefix)
@@ -265,7 +286,8 @@ class Bus:
 
     async def emit_many(self, events: Iterable[Event]) -> None:
         """Returns once the broker acknowledged every event (acks=all); raises BrokerUnavailable."""
-        await self._acknowledged(self._send_each, list(events))
+        send = self._send_each if self._window is None else self._send_windowed
+        await self._acknowledged(send, list(events))
 
     async def emit_encoded(self, records: Sequence[EncodedEvent]) -> None:
         """``emit_many`` for events already encoded (``EncodedEvent``)."""
@@ -280,7 +302,8 @@ class Bus:
             async with asyncio.timeout(self._timeout_s):
                 producer = _connected_producer(self._broker)  # once per call, not per event
                 pending = await send(items, producer)
-                await asyncio.gather(*(ack for ack in pending if ack is not None))
+                # records of one batch share its future: each awaited once
+                await asyncio.gather(*{id(ack): ack for ack in pending if ack is not None}.values())
         except (TimeoutError, OSError, IncorrectState) as err:
             raise BrokerUnavailable(str(err) or type(err).__name__) from err
         except SEQUENCE_LOST as err:
@@ -300,6 +323,17 @@ class Bus:
         self, events: Sequence[Event], producer: AIOKafkaProducer | None
     ) -> list[Ack]:
         return [await self._send(event, producer) for event in events]
+
+    async def _send_windowed(
+        self, events: Sequence[Event], producer: AIOKafkaProducer | None
+    ) -> list[Ack]:
+        if self._window is None or producer is None:
+            return await self._send_each(events, producer)
+
+        async def send_all(records: Sequence[EncodedEvent]) -> list[Ack]:
+            return await self._send_encoded(records, producer)
+
+        return await self._window.submit([encoded(event) for event in events], send_all)
 
     async def _send(self, event: Event, producer: AIOKafkaProducer | None) -> Ack:
         """Hands the event to the producer; the future resolves when the broker acknowledged
@@ -325,28 +359,40 @@ class Bus:
     async def _send_encoded(
         self, records: Sequence[EncodedEvent], producer: AIOKafkaProducer | None
     ) -> list[Ack]:
-        """Appended to one record batch per partition, each handed over whole: a delivery group
-        of the webhook hot path costs an append per record instead of a ``send`` (partition
-        look-up, a future and an accumulator call each). Placed as ``send`` places them."""
+        """Each record's acknowledgement. Appended to one record batch per partition, each handed
+        over whole and closed (it leaves at once, in one request with the others): a delivery
+        group of the webhook hot path, a bridge window, cost an append per record instead of a
+        ``send`` (partition look-up, a future and an accumulator call each). Placed as ``send``
+        places them."""
         if producer is None:
             return [await self._publish_encoded(record) for record in records]
-        by_partition: dict[tuple[str, int], list[EncodedEvent]] = {}
-        for record in records:
+        by_partition: dict[tuple[str, int], list[int]] = {}
+        partitions_of: dict[str, list[int]] = {}
+        for index, record in enumerate(records):
             topic = self.encoded_topic_name(record)
-            partitions = sorted(await producer.partitions_for(topic))
+            partitions = partitions_of.get(topic)
+            if partitions is None:
+                partitions = partitions_of[topic] = sorted(await producer.partitions_for(topic))
             partition = placed_by_key(record.key, partitions, partitions)
-            by_partition.setdefault((topic, partition), []).append(record)
-        acks: list[Ack] = []
-        for (topic, partition), placed in by_partition.items():
+            by_partition.setdefault((topic, partition), []).append(index)
+        acks: list[Ack] = [None] * len(records)
+        for (topic, partition), indexes in by_partition.items():
             batch = producer.create_batch()
-            for record in placed:
+            in_batch: list[int] = []
+            for index in indexes:
+                record = records[index]
                 if batch.append(key=record.key, value=record.value, timestamp=None,
                                 headers=record.headers) is None:  # fmt: skip
-                    acks.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
+                    ack = await _handed_over(producer, batch, topic, partition)
+                    for done in in_batch:
+                        acks[done] = ack
+                    batch, in_batch = producer.create_batch(), []
                     batch.append(key=record.key, value=record.value, timestamp=None,
                                  headers=record.headers)  # fmt: skip
-            acks.append(await producer.send_batch(batch, topic, partition=partition))
+                in_batch.append(index)
+            ack = await _handed_over(producer, batch, topic, partition)
+            for done in in_batch:
+                acks[done] = ack
         return acks
 
     async def _publish_encoded(self, record: EncodedEvent) -> Ack:
@@ -374,6 +420,14 @@ class Bus:
         except SEQUENCE_LOST as err:
             self._restart_sequence(err)
             raise BrokerUnavailable(f"publishing to {topic}: {type(err).__name__}") from err
+
+
+async def _handed_over(
+    producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+) -> asyncio.Future[Any]:
+    batch.close()  # no linger: whoever called gathered the records already
+    ack: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
+    return ack
 
 
 def _connected_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:

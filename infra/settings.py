@@ -396,6 +396,12 @@ class Settings(BaseSettings):
         description="accept GATEWAY_SECRET as ?secret= or /s/<secret>/ and run secrets as "
         "?secret= (for gateways and cron jobs that only take a URL); false = headers only",
     )
+    bridge_produce_window_ms: int = Field(
+        default=10,
+        ge=0,
+        description="pushes arriving together are produced to Kafka together, at most one "
+        "round per this long (an idle bridge sends at once); 0 = each push on its own",
+    )
     bridge_retry_window_s: float = Field(
         default=600.0,
         gt=0,

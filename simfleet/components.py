@@ -63,7 +63,10 @@ async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
     """The public port carries the gateway routes and /healthz only; metrics, readiness and the
     API description are on the ops port (not for gateways, nor for whoever can reach them)."""
     arrivals = SmsArrivals(rt.pool, rt.settings.bridge_retry_window_s)
-    app = create_bridge_app(rt.settings, rt.bus, rt.clock, arrivals)
+    # the pushes' own bus: its produce window is for them, not for the workers in this process
+    window_s = rt.settings.bridge_produce_window_ms / 1000
+    bus = Bus(rt.broker, rt.settings.kafka.topic_prefix, window_s=window_s)
+    app = create_bridge_app(rt.settings, bus, rt.clock, arrivals)
     if rt.ops_app is not None:
         rt.ops_app.include_router(api_docs_router("/bridge", app.openapi))
     async with serve_http(

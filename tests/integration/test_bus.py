@@ -188,3 +188,60 @@ async def test_a_sequence_gap_gives_the_producer_a_new_id_instead_of_failing_for
         "sheet:2",
         "sheet:3",
     ]
+
+
+async def test_a_windowed_bus_produces_concurrent_pushes_together_where_send_would_place_them(
+    settings: Settings, topics: list[str], kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bridge's bus: 60 SMS for 60 numbers emitted at once go out in a few produce rounds
+    (not a request per few records), each SMS on the partition a plain send gives its key."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from infra.kafka import _connected_producer, placed_by_key
+
+    prefix = settings.kafka.topic_prefix
+    rounds: list[int] = []
+    send_encoded = Bus._send_encoded
+
+    async def counted(self: Bus, records: Any, producer: Any) -> Any:
+        rounds.append(len(records))
+        return await send_encoded(self, records, producer)
+
+    monkeypatch.setattr(Bus, "_send_encoded", counted)
+    sms = [
+        SmsReceived.create(
+            producer="simfleet/test", time=datetime.now(UTC), gateway_id="gw-1", port="1.01",
+            sender="+15551230000", to=f"555987{n:04d}", body=f"code {n}",
+            received_at=datetime(2026, 2, 4, 12, tzinfo=UTC),
+        )
+        for n in range(60)
+    ]  # fmt: skip
+    broker = build_broker(settings.kafka, kafka_bootstrap)
+    async with broker:
+        await broker.start()
+        bus = Bus(broker, prefix, window_s=0.05)
+        await asyncio.gather(*(bus.emit_many([one]) for one in sms))
+        producer = _connected_producer(broker)
+        assert producer is not None
+        topic = SMS_INBOUND.full_name(prefix)
+        partitions = sorted(await producer.partitions_for(topic))
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        found: dict[str, int] = {}
+        async with asyncio.timeout(30):
+            while len(found) < len(sms):
+                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                    found.update({decode(r.value).id: tp.partition for r in records})
+    finally:
+        await consumer.stop()
+
+    assert sum(rounds) == len(sms)
+    assert len(rounds) <= 3  # the first at once, the rest together
+    assert found == {
+        one.id: placed_by_key(one.subject.encode(), partitions, partitions) for one in sms
+    }
