@@ -29,6 +29,7 @@ from faststream.message import StreamMessage
 from events import codec
 from events.envelope import Event
 from events.topics import HEADER_CORRELATION, HEADER_TYPE, Topic, topic_for_type
+from infra.commit_pacing import flush_all, paced_commits
 from infra.kafka_address import servers
 from infra.kafka_security import broker_security
 from infra.kafka_topics import ensure_topics
@@ -69,6 +70,12 @@ class ConcurrentStartBroker(KafkaBroker):
         for pub in self.publishers:
             await pub.start()
         self.running = True
+
+    async def stop(self, *exc_info: Any) -> None:
+        """The batch subscribers' handled offsets committed first (``infra.commit_pacing``)."""
+        if self.running:
+            await flush_all()
+        await super().stop(*exc_info)
 
 
 def build_broker(
@@ -209,7 +216,8 @@ def consume_batches(
     replies): up to 500 records handed over undecoded — the handler decodes them one by one
     (``infra.dead_letters.decode_wanted``), so one bad record cannot fail the batch — and a batch
     whose handler raised is read again (Postgres or the broker away) rather than committed
-    past. ``wait_ms`` bounds how long a batch is gathered, ``fetch_wait_ms`` how long one fetch
+    past; the handled ones' offsets are committed at most once a second (``infra.commit_pacing``:
+    a handler must be safe to run again on a batch it already handled). ``wait_ms`` bounds how long a batch is gathered, ``fetch_wait_ms`` how long one fetch
     idles on the broker (lower it where a waiting record is awaited by someone), ``gather_bytes``
     how much the broker waits for within that (``GATHER_BYTES`` where nobody waits: a record
     then waits up to ``fetch_wait_ms``)."""
@@ -227,6 +235,7 @@ def consume_batches(
         session_timeout_ms=kafka.kafka_session_timeout_ms,
         heartbeat_interval_ms=kafka.kafka_heartbeat_interval_ms,
         max_poll_interval_ms=max_poll_interval_ms,
+        parser=paced_commits(),
         decoder=_undecoded,
     )
 
