@@ -116,9 +116,10 @@ def bare_app() -> FastAPI:
 
 
 async def serve(mode: str, port: int, bootstrap: str, prefix: str) -> None:
+    from infra.bus import Bus
     from infra.clock import SystemClock
     from infra.http import serve_http
-    from infra.kafka import Bus, build_broker
+    from infra.kafka import build_broker
     from infra.logging import configure
     from infra.settings import KafkaSettings, SecretsSettings, Settings
     from producers.skyline.bridge import create_bridge_app

@@ -61,9 +61,10 @@ from bench.processes import (
     skyline_push,
 )
 from bench.support import STATE_DIR, bench_settings, cpu_s, dsn_of
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from infra.webhook_signing import SecretBox

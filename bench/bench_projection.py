@@ -22,9 +22,10 @@ from bench.support import bench_settings, dsn_of
 from events import codec
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.dead_letters import DeadLetters
 from infra.gc_tuning import tuned_for_service
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from projections.runner import ProjectionRunner

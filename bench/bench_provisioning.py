@@ -49,11 +49,12 @@ from bench import provisioning_reference
 from bench.support import STATE_DIR, bench_settings, dsn_of
 from consumers import provisioning
 from infra import event_loop
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
 from infra.helix.client import HelixClient
 from infra.http import free_port
-from infra.kafka import Bus, build_broker, ensure_topics
+from infra.kafka import build_broker, ensure_topics
 from infra.postgres import create_pool, migrate
 from infra.settings import HelixSettings, KafkaSettings, Settings
 from producers.bulk_import import import_sims, parse_rows

@@ -29,9 +29,10 @@ from bench.bench_projection import backlog
 from bench.copy_reference import CopyFigure, broker_label, inbound_rows, ratio_row, raw_copy
 from bench.support import STATE_DIR, bench_settings, dsn_of
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.dead_letters import DeadLetters
 from infra.gc_tuning import tuned_for_service
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from projections.replay import rebuild

@@ -34,9 +34,10 @@ from pydantic import SecretStr
 from bench.support import bench_settings, dsn_of
 from dashboard.app import create_dashboard_app
 from infra import gc_tuning
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings
 from producers.skyline.bridge import create_bridge_app

@@ -55,9 +55,10 @@ from consumers.webhooks.consumer import build_router, webhook_runtime
 from consumers.webhooks.rules import SimFacts, webhook_body
 from events.sms import SmsReceived
 from infra import event_loop
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.gc_tuning import tuned_for_service
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings, WebhookSettings
 from infra.webhook_sender import EndpointTarget, Outcome, WebhookSender

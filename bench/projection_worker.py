@@ -14,8 +14,9 @@ import sys
 import time
 
 from infra import gc_tuning
+from infra.bus import Bus
 from infra.dead_letters import DeadLetters
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from projections.runner import ProjectionRunner

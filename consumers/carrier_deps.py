@@ -9,9 +9,9 @@ import asyncpg
 
 from consumers.carrier_retries import RequestRetries
 from consumers.effects import Ledger
+from infra.bus import Bus
 from infra.clock import Clock
 from infra.helix.client import HelixClient
-from infra.kafka import Bus
 
 # (iccid, action): the SIM's retry row for the action closed (a final outcome)
 CloseRetry = Callable[[tuple[str, str]], Awaitable[None]]

@@ -35,7 +35,7 @@ from events.sim import (
     SimRestoreRequested,
     SimSuspendRequested,
 )
-from infra.kafka import Bus
+from infra.bus import Bus
 from infra.settings import HelixSettings
 
 PRODUCER = "simfleet/scheduler"

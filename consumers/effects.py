@@ -21,8 +21,8 @@ import asyncpg
 
 from events import codec
 from events.envelope import Event
+from infra.bus import Bus
 from infra.coalescing import Coalesced
-from infra.kafka import Bus
 
 Act = Callable[[bool], Awaitable[Event | None]]  # retried → the outcome, None: nothing (yet)
 

@@ -33,11 +33,11 @@ from consumers.effects import once, record
 from consumers.provisioning_rules import finalization, finalize_outcome
 from events.envelope import Event, new_ref
 from events.sim import NumberAssigned, SimActivated
+from infra.bus import Bus
 from infra.clock import Clock
 from infra.helix.client import HelixClient
 from infra.helix.errors import HelixError, HelixUnavailable
 from infra.helix.models import SubscriberDetails
-from infra.kafka import Bus
 
 CONSUMER = "finalizer"
 PRODUCER = "simfleet/finalizer"

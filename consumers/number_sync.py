@@ -42,11 +42,11 @@ from events.sim import (
     SimSuspended,
     SyncRequested,
 )
+from infra.bus import Bus
 from infra.clock import Clock
 from infra.helix.client import HelixClient
 from infra.helix.errors import HelixError
 from infra.helix.models import SubscriberDetails
-from infra.kafka import Bus
 
 CONSUMER = "number_sync"
 PRODUCER = "simfleet/number_sync"

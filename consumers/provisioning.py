@@ -50,6 +50,7 @@ from events.sim import (
     SyncRequested,
 )
 from events.topics import SIM_LIFECYCLE
+from infra.bus import BrokerUnavailable
 from infra.coalescing import Coalesced
 from infra.context import MessageDep
 from infra.dead_letters import (
@@ -59,7 +60,7 @@ from infra.dead_letters import (
     observe_batch,
 )
 from infra.deps import BusDep, ClockDep, HelixDep, PoolDep, SettingsDep
-from infra.kafka import BrokerUnavailable, consume_batches
+from infra.kafka import consume_batches
 from infra.outages import outlasting_outages
 from infra.settings import Settings
 

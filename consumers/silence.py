@@ -29,10 +29,11 @@ from faststream.kafka import KafkaRouter
 from events.sim import SimInboundResumed
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.context import MessageDep
 from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
 from infra.deps import BusDep, ClockDep, PoolDep
-from infra.kafka import GATHER_BYTES, Bus, consume_batches
+from infra.kafka import GATHER_BYTES, consume_batches
 from infra.settings import Settings
 
 CONSUMER = "silence"

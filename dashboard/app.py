@@ -54,9 +54,9 @@ from dashboard.security import (
     json_writes_only,
     security_headers,
 )
+from infra.bus import BrokerUnavailable, Bus
 from infra.clock import Clock
 from infra.helix.client import HelixClient
-from infra.kafka import BrokerUnavailable, Bus
 from infra.kafka_lag import LagSource
 from infra.settings import Settings
 from infra.webhook_signing import SecretBox, load_or_create_key

@@ -16,9 +16,9 @@ from fastapi.responses import HTMLResponse
 
 from dashboard.security import CSRF_FIELD, CsrfTokens
 from infra.actors import dashboard_actor
+from infra.bus import Bus
 from infra.clock import Clock
 from infra.helix.client import HelixClient
-from infra.kafka import Bus
 from infra.kafka_lag import LagSource
 from producers.commands import Commands
 from producers.reseller_commands import ResellerCommands

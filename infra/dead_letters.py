@@ -19,7 +19,7 @@ from events import EventDecodeError
 from events.codec import ANY_EVENT, Decoder
 from events.envelope import Event
 from events.topics import HEADER_TYPE
-from infra.kafka import Bus
+from infra.bus import Bus
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_FAILED, consumer_started
 from infra.outages import outlasting_outages
 

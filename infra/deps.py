@@ -6,10 +6,10 @@ from typing import Annotated
 
 import asyncpg
 
+from infra.bus import Bus
 from infra.clock import Clock
 from infra.context import LoopContext
 from infra.helix.client import HelixClient
-from infra.kafka import Bus
 from infra.settings import Settings
 
 BusDep = Annotated[Bus, LoopContext("bus")]

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import structlog
 
-from infra.kafka import BrokerUnavailable
+from infra.bus import BrokerUnavailable
 
 log = structlog.get_logger("simfleet.outages")
 

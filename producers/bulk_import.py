@@ -25,8 +25,8 @@ from typing import IO
 from events.envelope import Event, new_ref
 from events.sim import SimActivationRequested, SimResellerAssigned
 from infra.actors import SYSTEM
+from infra.bus import Bus
 from infra.clock import Clock
-from infra.kafka import Bus
 from producers.sheet_files import MAX_BYTES, Cells, ImportFileError, fetch_source, sheet_cells
 from producers.sheet_rows import (
     ParsedImport,

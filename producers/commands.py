@@ -33,8 +33,8 @@ from events.sim import (
     SyncRequested,
     VerificationRequested,
 )
+from infra.bus import Bus
 from infra.clock import Clock
-from infra.kafka import Bus
 from projections import log_queries, sim_target_queries
 from projections.read_models import View
 from projections.sim_target_queries import RunAction, SimTarget

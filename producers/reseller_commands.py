@@ -24,8 +24,8 @@ from events.reseller import (
     WebhookResendRequested,
     WebhookSecretRotated,
 )
+from infra.bus import Bus
 from infra.clock import Clock
-from infra.kafka import Bus
 from infra.settings import WebhookSettings
 from infra.url_guard import UnsafeEndpoint, validate_endpoint_url
 from infra.webhook_signing import SecretBox, generate_secret

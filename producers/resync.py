@@ -20,8 +20,8 @@ import asyncpg
 
 from events.envelope import new_ref
 from events.sim import NumberOnline
+from infra.bus import Bus
 from infra.clock import Clock
-from infra.kafka import Bus
 from policies.rotation import RotationPolicy, next_rotation_at
 
 PRODUCER = "simfleet/resync"

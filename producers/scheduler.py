@@ -30,8 +30,8 @@ import asyncpg
 import structlog
 
 from events.sim import MdnChangeRequested
+from infra.bus import Bus
 from infra.clock import Clock
-from infra.kafka import Bus
 from infra.outages import OUTAGE_TYPES
 from infra.settings import Settings
 from policies.rotation import RotationPolicy, current_day, due_slot, retry_ref, rotation_ref

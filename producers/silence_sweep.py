@@ -22,7 +22,7 @@ import asyncpg
 import structlog
 
 from events.sim import SimInboundSilent
-from infra.kafka import Bus
+from infra.bus import Bus
 from infra.settings import SilenceSettings
 
 PRODUCER = "simfleet/scheduler"

@@ -19,8 +19,8 @@ from datetime import datetime
 import asyncpg
 
 from events import decode
+from infra.bus import Bus
 from infra.dead_letters import DeadLetters
-from infra.kafka import Bus
 from infra.settings import KafkaSettings
 from projections import checkpoints
 from projections.batches import Record

@@ -27,12 +27,13 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from consumers.webhooks.consumer import Webhooks
 from consumers.webhooks.endpoint_health import HealthTracker
 from infra import gc_tuning, supervision
+from infra.bus import Bus
 from infra.clock import Clock, SystemClock
 from infra.console_summary import console_summary
 from infra.gateway_clients import GatewayClients
 from infra.helix.client import HelixClient
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker, ensure_topics
+from infra.kafka import build_broker, ensure_topics
 from infra.kafka_lag import meter_for
 from infra.ops import Check, broker_check, ops_app, postgres_check
 from infra.postgres import create_pool, migrate

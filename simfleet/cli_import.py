@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from infra.actors import cli_actor
-from infra.kafka import BrokerUnavailable
+from infra.bus import BrokerUnavailable
 from infra.logging import configure
 from infra.progress import progress_bar
 from infra.settings import Settings

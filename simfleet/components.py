@@ -22,9 +22,10 @@ from consumers.webhooks import endpoint_health
 from dashboard.app import create_dashboard_app
 from infra import asyncapi
 from infra.api_docs import api_docs_router
+from infra.bus import Bus
 from infra.dead_letters import DeadLetters
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.kafka_lag import meter_for
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender

@@ -15,8 +15,8 @@ import asyncpg
 import structlog
 
 from infra.actors import SYSTEM
+from infra.bus import Bus
 from infra.clock import Clock
-from infra.kafka import Bus
 from infra.settings import WebhookSettings
 from infra.webhook_signing import SecretBox
 from producers.bulk_import import import_sims, parse_rows

@@ -20,7 +20,8 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from infra.kafka import Bus, build_broker, ensure_topics
+from infra.bus import Bus
+from infra.kafka import build_broker, ensure_topics
 from infra.logging import configure as configure_logging
 from infra.postgres import create_pool, migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings

@@ -26,7 +26,7 @@ import asyncpg
 from consumers.verification.rules import becomes_suspect, next_free_at
 from events.envelope import Event
 from events.sim import VerificationRequested, VerificationSenderCleared, VerificationSenderSuspect
-from infra.kafka import Bus
+from infra.bus import Bus
 from infra.settings import VerificationSettings
 
 # advisory lock namespaces, one per kind, so a number's and a sender's hashes never collide

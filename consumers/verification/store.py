@@ -26,7 +26,7 @@ from consumers.verification.rules import code_in
 from events.envelope import Event
 from events.sim import VerificationSent
 from events.sms import SmsReceived
-from infra.kafka import Bus
+from infra.bus import Bus
 
 PRODUCER = "simfleet/verification"
 CODE_LOCK = 0x5E1F  # advisory lock namespace: (CODE_LOCK, hashtext(code))

@@ -38,8 +38,8 @@ from events.sim import (
     VerificationRequested,
     VerificationSenderSuspect,
 )
+from infra.bus import Bus
 from infra.clock import Clock
-from infra.kafka import Bus
 from infra.metrics import VERIFICATIONS
 from infra.settings import Settings
 

@@ -41,10 +41,10 @@ from consumers.verification.store import Pending, Target, mark_skipped, reserve_
 from consumers.verification.waiting import CAN_SEND, LOCATED_SIMS
 from events.envelope import Event
 from events.sim import NumberOnline, VerificationSent, VerificationSkipped
+from infra.bus import Bus
 from infra.clock import Clock
 from infra.deps import ClockDep, PoolDep, SettingsDep
 from infra.gateway_clients import GatewayClients, SkylineDep
-from infra.kafka import Bus
 from infra.metrics import VERIFICATIONS
 from infra.settings import Settings
 from infra.skyline import SkylineError

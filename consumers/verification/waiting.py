@@ -18,7 +18,7 @@ import asyncpg
 
 from consumers.verification.guards import ask_again_claimed
 from events.sim import VerificationRequested
-from infra.kafka import Bus
+from infra.bus import Bus
 
 # where a SIM is now: its newest port report (status push or SMS push), else the sheet's seat
 LOCATED_SIMS = """

@@ -39,8 +39,8 @@ from events.webhook import (
     WebhookDeliverySucceeded,
     WebhookRetryScheduled,
 )
+from infra.bus import BrokerUnavailable, Bus, EncodedEvent
 from infra.clock import Clock
-from infra.kafka import BrokerUnavailable, Bus, EncodedEvent
 from infra.settings import WebhookSettings
 from infra.webhook_sender import AttemptResult, Outcome, WebhookSender
 from infra.webhook_signing import SecretUnsealError

@@ -57,10 +57,11 @@ from consumers.webhooks.rules import (
 from consumers.webhooks.targets import EndpointDirectory, Targets, resolve_left, resolve_targets
 from events.reseller import WebhookEndpointEnabled, WebhookResendRequested
 from events.sms import SmsReceived
+from infra.bus import Bus
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
 from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
-from infra.kafka import Bus, build_broker, consume_batches
+from infra.kafka import build_broker, consume_batches
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox

@@ -53,10 +53,11 @@ from events.reseller import (
 )
 from events.topics import RESELLER_REGISTRY, WEBHOOK_DELIVERIES, event_classes
 from events.webhook import WebhookDeliveryFailed, WebhookDeliverySucceeded
+from infra.bus import Bus
 from infra.clock import Clock
 from infra.context import LoopContext, MessageDep
 from infra.dead_letters import DeadLetters, apply_isolating, decode_wanted, observe_batch
-from infra.kafka import GATHER_BYTES, Bus, consume_batches
+from infra.kafka import GATHER_BYTES, consume_batches
 from infra.settings import Settings
 
 PRODUCER = "simfleet/endpoint-health"

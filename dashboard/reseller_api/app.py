@@ -20,8 +20,8 @@ from dashboard.reseller_api import routes
 from dashboard.reseller_api.auth import Portal
 from dashboard.reseller_api.rate_limit import RateLimiter
 from dashboard.reseller_api.usage import TokenUsage
+from infra.bus import BrokerUnavailable
 from infra.clock import Clock
-from infra.kafka import BrokerUnavailable
 from infra.settings import ResellerApiSettings, WebhookSettings
 from infra.webhook_signing import SecretBox
 from producers.portal_commands import PortalCommands

@@ -35,9 +35,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.routing import request_response
 
+from infra.bus import BrokerUnavailable, Bus
 from infra.clock import Clock
 from infra.http import NO_TELEMETRY
-from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import RequestMetrics, bridge_routes_known
 from infra.settings import Settings
 from producers.skyline.arrivals import SmsArrivals

@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse, Response
 
 from events.envelope import new_ref
 from events.gateway import GatewayPayloadRejected
+from infra.bus import BrokerUnavailable, Bus
 from infra.clock import Clock
-from infra.kafka import BrokerUnavailable, Bus
 from infra.metrics import PUSHES_REJECTED, SMS_INGESTED
 from producers.skyline.arrivals import SmsArrivals
 from producers.skyline.parsed_push import PRODUCER, ParsedPush, gateway_id_from

@@ -18,8 +18,9 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from pydantic import SecretStr
 
 from dashboard.app import create_dashboard_app
+from infra.bus import Bus
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from tests.support import dashboard_world as w

@@ -15,8 +15,9 @@ from faststream.kafka import KafkaRouter
 
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.context import MessageDep
-from infra.kafka import GATHER_BYTES, Bus, build_broker, consume_batches
+from infra.kafka import GATHER_BYTES, build_broker, consume_batches
 from infra.settings import Settings
 from tests.support.eventually import eventually
 

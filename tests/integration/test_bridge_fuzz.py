@@ -12,9 +12,10 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 
 from events.topics import GATEWAY_REJECTED
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.metrics import PUSHES_REJECTED
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.bridge import create_bridge_app

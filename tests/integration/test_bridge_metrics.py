@@ -9,9 +9,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.bridge import create_bridge_app
 

@@ -21,10 +21,11 @@ from pydantic import SecretStr
 from events.envelope import Event
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker, ensure_topics
+from infra.kafka import build_broker, ensure_topics
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.bridge import RETRY_AFTER_S, create_bridge_app

@@ -11,7 +11,8 @@ from events.codec import decode
 from events.sim import SimActivationRequested
 from events.sms import SmsReceived
 from events.topics import SIM_LIFECYCLE, SMS_INBOUND
-from infra.kafka import Bus, build_broker, ensure_topics
+from infra.bus import Bus
+from infra.kafka import build_broker, ensure_topics
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -107,7 +108,7 @@ async def test_connected_bus_sends_through_aiokafka_and_the_test_broker_still_wo
 ) -> None:
     from faststream.kafka import TestKafkaBroker
 
-    from infra.kafka import _connected_producer
+    from infra.bus import _connected_producer
 
     prefix = settings.kafka.topic_prefix
     broker = build_broker(settings.kafka, kafka_bootstrap)
@@ -155,7 +156,7 @@ async def test_a_sequence_gap_gives_the_producer_a_new_id_instead_of_failing_for
     batch of the partition. Here the number is spent as that failure spends it."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from infra.kafka import BrokerUnavailable, _connected_producer
+    from infra.bus import BrokerUnavailable, _connected_producer
 
     topic = SIM_LIFECYCLE.full_name(settings.kafka.topic_prefix)
     kafka = settings.kafka.model_copy(update={"kafka_idempotence": True})
@@ -197,7 +198,8 @@ async def test_a_windowed_bus_produces_concurrent_pushes_together_where_send_wou
     (not a request per few records), each SMS on the partition a plain send gives its key."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from infra.kafka import _connected_producer, placed_by_key
+    from infra.bus import _connected_producer
+    from infra.kafka import placed_by_key
 
     prefix = settings.kafka.topic_prefix
     rounds: list[int] = []

@@ -26,9 +26,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import free_port, serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings, WebhookSettings
 from infra.webhook_signing import SecretBox

@@ -16,9 +16,10 @@ from dashboard.app import create_dashboard_app
 from events.codec import decode
 from events.gateway import GatewayPayloadRejected
 from events.topics import GATEWAY_REJECTED
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import free_port, serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.bridge import create_bridge_app

@@ -34,8 +34,9 @@ from events.sim import (
     VerificationRequested,
 )
 from events.topics import GATEWAY_REJECTED, RESELLER_REGISTRY, SIM_LIFECYCLE
+from infra.bus import Bus
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.kafka_lag import LagMeter
 from infra.postgres import create_pool
 from infra.settings import HelixSettings, SecretsSettings, Settings

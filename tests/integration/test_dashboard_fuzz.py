@@ -25,9 +25,10 @@ from pydantic import SecretStr
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from dashboard.app import create_dashboard_app
+from infra.bus import Bus
 from infra.helix.client import HelixClient
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from sandbox.helix import create_helix_sandbox

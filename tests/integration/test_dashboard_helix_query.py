@@ -18,9 +18,10 @@ from pydantic import SecretStr
 from dashboard.app import create_dashboard_app
 from events.helix import HelixApiCalled
 from events.topics import HELIX_CALLS
+from infra.bus import Bus
 from infra.helix.client import HelixClient
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings

@@ -10,8 +10,9 @@ from prometheus_client import REGISTRY
 from events import Event
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.dead_letters import DeadLetterMiddleware
-from infra.kafka import Bus, build_broker, consume
+from infra.kafka import build_broker, consume
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,8 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event, from
 from events.sim import SimActivationRequested
 from events.sms import SmsReceived
 from events.topics import SIM_LIFECYCLE, SMS_INBOUND
-from infra.kafka import Bus, build_broker
+from infra.bus import Bus
+from infra.kafka import build_broker
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration

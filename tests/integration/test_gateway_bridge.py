@@ -27,9 +27,10 @@ from events.codec import decode
 from events.gateway import GatewayPayloadRejected, GatewayStatusReported
 from events.sms import SmsReceived
 from events.topics import GATEWAY_REJECTED, GATEWAY_STATUS, SMS_INBOUND
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import free_port, serve_http
-from infra.kafka import Bus, build_broker, ensure_topics
+from infra.kafka import build_broker, ensure_topics
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.bridge import create_bridge_app
 from sandbox.skyline import SandboxGateway, inject_sms

@@ -7,9 +7,10 @@ from pydantic import SecretStr
 from events.gateway import GatewayStatusReported
 from events.sms import SmsReceived
 from events.topics import GATEWAY_STATUS, SMS_INBOUND
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.bridge import create_bridge_app

@@ -14,11 +14,12 @@ import pytest
 from pydantic import SecretStr
 
 from events.helix import HelixApiCalled
+from infra.bus import Bus
 from infra.helix.client import HelixClient
 from infra.helix.errors import HelixOutcomeUnknown, HelixRejected, HelixUnavailable
 from infra.helix.models import SubscriberDetails
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings

@@ -38,10 +38,11 @@ from cryptography.fernet import Fernet
 
 from events.sim import MdnChangeRequested, SimActivationRequested
 from events.topics import SIM_LIFECYCLE, SMS_INBOUND
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.embedded.apache_kafka import KafkaCluster
 from infra.http import free_port, serve_http
-from infra.kafka import Bus, build_broker, ensure_topics
+from infra.kafka import build_broker, ensure_topics
 from infra.postgres import create_pool, migrate
 from infra.settings import Settings, WebhookSettings
 from infra.webhook_signing import SecretBox

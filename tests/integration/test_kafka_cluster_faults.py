@@ -21,11 +21,12 @@ import pytest
 from pydantic import SecretStr
 
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.dead_letters import DeadLetters
 from infra.embedded.apache_kafka import KafkaCluster
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker, ensure_topics
+from infra.kafka import build_broker, ensure_topics
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.bridge import RETRY_AFTER_S, create_bridge_app
 from projections.runner import ProjectionRunner

@@ -30,9 +30,10 @@ from pydantic import SecretStr
 from events import Event
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.embedded.apache_kafka import KafkaCluster
 from infra.embedded.kafka_nodes import ExtraListener
-from infra.kafka import Bus, build_broker, consume, ensure_topics
+from infra.kafka import build_broker, consume, ensure_topics
 from infra.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,9 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from dashboard.app import create_dashboard_app
+from infra.bus import Bus
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings
 from projections.audit import OperatorAuditProjection

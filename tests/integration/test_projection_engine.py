@@ -9,8 +9,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from events.sms import SmsReceived
 from events.topics import SMS_INBOUND, Topic
+from infra.bus import Bus
 from infra.dead_letters import DeadLetters
-from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
 from projections.batches import Record

@@ -19,8 +19,8 @@ from consumers.effects import Ledger, once
 from consumers.finalizer import held_many
 from events.envelope import Event
 from events.sim import SimActivated, SimActivationRequested
+from infra.bus import Bus
 from infra.coalescing import Coalesced
-from infra.kafka import Bus
 from infra.postgres import create_pool
 from sandbox.helix_world import make_iccid, make_imei
 

@@ -8,8 +8,8 @@ import pytest
 from events import Event
 from events.sim import SimActivationRequested
 from events.sms import SmsDeliveryReported, SmsReceived
+from infra.bus import Bus
 from infra.dead_letters import DeadLetters
-from infra.kafka import Bus
 from infra.settings import Settings
 from projections.archive import ArchiveProjection
 from projections.gateways import GatewaysProjection

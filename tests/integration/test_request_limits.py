@@ -21,8 +21,9 @@ import pytest
 from pydantic import SecretStr
 
 from dashboard.app import create_dashboard_app
+from infra.bus import Bus
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from producers.bulk_import import MAX_BYTES

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from infra.kafka import Bus, build_broker
+from infra.bus import Bus
+from infra.kafka import build_broker
 from infra.settings import RetentionSettings, Settings
 from producers import retention
 from producers.scheduler import Scheduler

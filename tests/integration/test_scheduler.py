@@ -15,8 +15,9 @@ from consumers.verification import consumer as verification
 from events import decode
 from events.sim import NumberOnline, NumberVerificationFailed, VerificationSent
 from events.topics import SIM_LIFECYCLE
+from infra.bus import Bus
 from infra.clock import SystemClock
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings, VerificationSettings
 from producers.resync import reseller_id_for, resync_reseller

@@ -16,8 +16,9 @@ import pytest
 from pydantic import SecretStr
 
 from events.topics import SMS_INBOUND
+from infra.bus import Bus
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.arrivals import SmsArrivals

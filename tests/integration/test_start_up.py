@@ -18,7 +18,8 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 
 from events.sms import SmsReceived
-from infra.kafka import Bus, build_broker
+from infra.bus import Bus
+from infra.kafka import build_broker
 from infra.logging import configure
 from infra.settings import Settings
 from simfleet.app import prepare, running

@@ -122,7 +122,7 @@ async def test_topics_ensure_reports_and_repairs_drift(
 async def test_every_publisher_is_idempotent(
     settings: Settings, kafka_bootstrap: str, topics: list[str]
 ) -> None:
-    from infra.kafka import _connected_producer
+    from infra.bus import _connected_producer
 
     broker = build_broker(settings.kafka, kafka_bootstrap)
     await broker.start()

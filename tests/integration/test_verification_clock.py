@@ -16,8 +16,9 @@ from consumers.verification.reply_backlog import ReplyBacklog
 from consumers.verification.sweeps import VerificationSweeps
 from events.sim import NumberOnline, NumberVerificationFailed, VerificationSent
 from events.sms import SmsReceived
+from infra.bus import Bus
 from infra.clock import Clock
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings, VerificationSettings
 from sandbox.gateways import GatewayFaults

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from events.sim import SimActivationRequested
+from infra.bus import Bus
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.settings import Settings
 from sandbox.helix import create_helix_sandbox
 from sandbox.helix_world import HelixWorld, make_iccid, make_imei

@@ -21,10 +21,10 @@ from pydantic import SecretStr
 from consumers import provisioning
 from events import decode
 from events.topics import SIM_LIFECYCLE, Topic
+from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.helix.client import HelixClient
 from infra.http import serve_http
-from infra.kafka import Bus
 from infra.retry import RetryPolicy
 from infra.settings import HelixSettings, Settings
 from producers.bulk_import import ImportReport, import_sims, parse_rows

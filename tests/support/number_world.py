@@ -29,11 +29,11 @@ from events import decode
 from events.envelope import Event
 from events.sim import NumberAssigned
 from events.topics import SIM_LIFECYCLE, Topic
+from infra.bus import Bus
 from infra.clock import Clock, SystemClock
 from infra.gateway_clients import GatewayClients
 from infra.helix.client import HelixClient
 from infra.http import serve_http
-from infra.kafka import Bus
 from infra.postgres import create_pool
 from infra.retry import RetryPolicy
 from infra.settings import (

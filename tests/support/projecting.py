@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import asyncpg
 
+from infra.bus import Bus
 from infra.dead_letters import DeadLetters
-from infra.kafka import Bus
 from infra.settings import KafkaSettings
 from projections.runner import Projection, ProjectionRunner
 

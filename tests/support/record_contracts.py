@@ -33,7 +33,7 @@ from events.envelope import Event
 from events.schema_export import SCHEMA_DIR
 from events.topics import ALL_TOPICS
 from infra.asyncapi import DOC_PATH
-from infra.kafka import Bus, EncodedEvent
+from infra.bus import Bus, EncodedEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,9 +23,10 @@ from consumers.webhooks.dispatch import Dispatcher
 from events.envelope import Event
 from events.sms import SmsReceived
 from events.topics import Topic
+from infra.bus import Bus
 from infra.clock import Clock, SystemClock
 from infra.http import serve_http
-from infra.kafka import Bus, build_broker
+from infra.kafka import build_broker
 from infra.postgres import create_pool
 from infra.settings import Settings, WebhookSettings
 from infra.webhook_signing import SecretBox

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from opentelemetry import _logs, metrics, trace
 from pydantic import SecretStr
 
+from infra.bus import Bus
 from infra.clock import SystemClock
-from infra.kafka import Bus
 from infra.ops import ops_app
 from infra.settings import SecretsSettings, Settings
 from producers.skyline.bridge import create_bridge_app

@@ -3,7 +3,7 @@
 import asyncpg
 import pytest
 
-from infra.kafka import BrokerUnavailable
+from infra.bus import BrokerUnavailable
 from infra.outages import is_outage, outlasting_outages
 
 

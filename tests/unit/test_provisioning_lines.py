@@ -14,8 +14,8 @@ from consumers import provisioning
 from consumers.carrier_deps import CarrierDeps
 from events.envelope import Event
 from events.sim import SyncRequested
+from infra.bus import BrokerUnavailable
 from infra.dead_letters import DeadLetters
-from infra.kafka import BrokerUnavailable
 from infra.outages import is_outage
 
 ICCID = "89012608822000000011"

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from events.envelope import Event
 from events.reseller import ResellerTokenUsed
-from infra.kafka import BrokerUnavailable
+from infra.bus import BrokerUnavailable
 from infra.settings import ResellerApiSettings
 from producers.token_uses import MAX_PATHS, TokenUses
 from projections.audit import entries_of, group_commands
