@@ -53,7 +53,9 @@ WHERE s.iccid = $1
 # A reply is awaited for seconds (its SMS crosses the carrier first), so its consumer's fetch
 # may wait this long on the broker for more of sms.inbound instead of being answered at every
 # produce as the webhook consumer's is: at 1,000 SMS/s that was ~50 fetches and ~50 offset
-# commits a second of the workers' ~250
+# commits a second of the workers' ~250. On Tansu too, which holds every fetch for its whole
+# wait: a reply waits up to this long there, where the 20 ms of its other consumers made 50 idle
+# fetches a second (the broker's CPU being the limit there)
 REPLY_GATHER_MS = 100
 log = structlog.get_logger("simfleet.verification")
 
@@ -70,7 +72,7 @@ def build_router(settings: Settings) -> KafkaRouter:
     replies = f"{CONSUMER}-replies"
     consume_batches(
         replies_router, settings.kafka, (SMS_INBOUND,), replies, gather_bytes=GATHER_BYTES,
-        fetch_wait_ms=min(REPLY_GATHER_MS, settings.kafka.kafka_fetch_wait_ms),
+        fetch_wait_ms=REPLY_GATHER_MS,
     )(on_inbound_sms)  # fmt: skip
     router = KafkaRouter()
     router.include_routers(lifecycle_router, replies_router)
