@@ -101,8 +101,11 @@ class Bus:
             async with asyncio.timeout(self._timeout_s):
                 producer = _connected_producer(self._broker)  # once per call, not per event
                 pending = await send(items, producer)
-                # records of one batch share its future: each awaited once
-                await asyncio.gather(*{id(ack): ack for ack in pending if ack is not None}.values())
+                # records of one batch share its future, and so may the callers of one produce
+                # round: each awaited once, shielded (this call's deadline cancelling it would
+                # cancel it for every other caller)
+                acks = {id(ack): ack for ack in pending if ack is not None}.values()
+                await asyncio.gather(*(asyncio.shield(ack) for ack in acks))
         except (TimeoutError, OSError, IncorrectState) as err:
             raise BrokerUnavailable(str(err) or type(err).__name__) from err
         except SEQUENCE_LOST as err:
