@@ -7,6 +7,7 @@ The form is CSRF-checked; the API takes the file as the raw body (``text/csv`` o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tempfile
 from typing import IO, Annotated
 
@@ -61,15 +62,15 @@ async def import_form(
 ) -> HTMLResponse:
     name = file.filename or file.content_type or "upload"
     report = await run_import(dashboard, file.file, file.size or 0, name, actor)
-    # a big sheet's report has hundreds of thousands of lines to order: not on the event loop
-    issues = await asyncio.to_thread(lambda: list(report.issues()))
+    # the first of a big sheet's hundreds of thousands of lines: not on the event loop either
+    issues = await asyncio.to_thread(lambda: list(itertools.islice(report.issues(), SHOWN_ISSUES)))
     return dashboard.page(
         request,
         "imported.html",
         filename=name,
         report=report,
-        issues=issues[:SHOWN_ISSUES],
-        hidden_issues=max(0, len(issues) - SHOWN_ISSUES),
+        issues=issues,
+        hidden_issues=max(0, report.issue_count() - SHOWN_ISSUES),
         nav="controls",
     )
 
