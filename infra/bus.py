@@ -85,8 +85,7 @@ class Bus:
 
     async def emit_many(self, events: Iterable[Event]) -> None:
         """Returns once the broker acknowledged every event (acks=all); raises BrokerUnavailable."""
-        send = self._send_each if self._window is None else self._send_windowed
-        await self._acknowledged(send, list(events))
+        await self._acknowledged(self._send_events, list(events))
 
     async def emit_encoded(self, records: Sequence[EncodedEvent]) -> None:
         """``emit_many`` for events already encoded (``EncodedEvent``)."""
@@ -121,42 +120,27 @@ class Bus:
         if producer := _connected_producer(self._broker):
             restart_sequence(producer, type(err).__name__)
 
-    async def _send_each(
+    async def _send_events(
         self, events: Sequence[Event], producer: AIOKafkaProducer | None
     ) -> list[Ack]:
+        if self._window is not None and producer is not None:
+
+            async def send_all(records: Sequence[EncodedEvent]) -> list[Ack]:
+                return await self._send_encoded(records, producer)
+
+            return await self._window.submit([encoded(event) for event in events], send_all)
         return [await self._send(event, producer) for event in events]
-
-    async def _send_windowed(
-        self, events: Sequence[Event], producer: AIOKafkaProducer | None
-    ) -> list[Ack]:
-        if self._window is None or producer is None:
-            return await self._send_each(events, producer)
-
-        async def send_all(records: Sequence[EncodedEvent]) -> list[Ack]:
-            return await self._send_encoded(records, producer)
-
-        return await self._window.submit([encoded(event) for event in events], send_all)
 
     async def _send(self, event: Event, producer: AIOKafkaProducer | None) -> Ack:
         """Hands the event to the producer; the future resolves when the broker acknowledged
         (None from the in-memory test broker, which delivers at once)."""
-        topic, value, key = self.topic_name(event), codec.encode(event), event.subject.encode()
-        headers = codec.headers_for(event)
-        if producer is not None:
-            encoded = [(name, text.encode()) for name, text in headers.items()]
-            future: asyncio.Future[Any] = await producer.send(
-                topic, value, key=key, headers=encoded
-            )
-            return future
-        sent: asyncio.Future[Any] | None = await self._broker.publish(
-            value,
-            topic,
-            key=key,
-            headers=headers,
-            correlation_id=event.correlationid,
-            no_confirm=True,
+        record = encoded(event)
+        if producer is None:
+            return await self._publish_encoded(record)
+        future: asyncio.Future[Any] = await producer.send(
+            self.encoded_topic_name(record), record.value, key=record.key, headers=record.headers
         )
-        return sent
+        return future
 
     async def _send_encoded(
         self, records: Sequence[EncodedEvent], producer: AIOKafkaProducer | None
@@ -179,22 +163,18 @@ class Bus:
             by_partition.setdefault((topic, partition), []).append(index)
         acks: list[Ack] = [None] * len(records)
         for (topic, partition), indexes in by_partition.items():
-            batch = producer.create_batch()
-            in_batch: list[int] = []
+            batches: list[tuple[Any, list[int]]] = [(producer.create_batch(), [])]
             for index in indexes:
                 record = records[index]
-                if batch.append(key=record.key, value=record.value, timestamp=None,
-                                headers=record.headers) is None:  # fmt: skip
-                    ack = await _handed_over(producer, batch, topic, partition)
-                    for done in in_batch:
-                        acks[done] = ack
-                    batch, in_batch = producer.create_batch(), []
-                    batch.append(key=record.key, value=record.value, timestamp=None,
-                                 headers=record.headers)  # fmt: skip
-                in_batch.append(index)
-            ack = await _handed_over(producer, batch, topic, partition)
-            for done in in_batch:
-                acks[done] = ack
+                # a full batch refuses the record (an empty one takes any): the next one holds it
+                while batches[-1][0].append(key=record.key, value=record.value, timestamp=None,
+                                            headers=record.headers) is None:  # fmt: skip
+                    batches.append((producer.create_batch(), []))
+                batches[-1][1].append(index)
+            for batch, in_batch in batches:
+                ack = await _handed_over(producer, batch, topic, partition)
+                for done in in_batch:
+                    acks[done] = ack
         return acks
 
     async def _publish_encoded(self, record: EncodedEvent) -> Ack:
