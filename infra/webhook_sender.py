@@ -176,7 +176,7 @@ class WebhookSender:
         # IP literals, and every name where private targets are allowed (the system resolver)
         self._shared: Client | None = None
         self._pinned: dict[tuple[str, int], _Pinned] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retired: dict[Client, asyncio.Task[None]] = {}  # closed after their deadline
 
     async def deliver(
         self,
@@ -276,11 +276,10 @@ class WebhookSender:
 
         async def close_later() -> None:
             await asyncio.sleep(self._settings.timeout_s + 1)
+            del self._retired[client]
             await client.close()
 
-        task = asyncio.create_task(close_later())
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._retired[client] = asyncio.create_task(close_later())
 
     def _answered(self, response: Response, answer: bytes, started: float) -> AttemptResult:
         status = response.status
@@ -307,10 +306,11 @@ class WebhookSender:
         return slot
 
     async def aclose(self) -> None:
-        for task in self._retiring:
+        for task in self._retired.values():
             task.cancel()
-        clients = [pinned.client for pinned in self._pinned.values()]
+        clients = [*self._retired, *(pinned.client for pinned in self._pinned.values())]
         clients += [self._shared] if self._shared is not None else []
+        self._retired.clear()
         self._pinned.clear()
         self._shared = None
         for client in clients:
