@@ -116,13 +116,12 @@ def bare_app() -> FastAPI:
 
 
 async def serve(mode: str, port: int, bootstrap: str, prefix: str) -> None:
-    from infra.bus import Bus
     from infra.clock import SystemClock
     from infra.http import serve_http
     from infra.kafka import build_broker
     from infra.logging import configure
     from infra.settings import KafkaSettings, SecretsSettings, Settings
-    from producers.skyline.bridge import create_bridge_app
+    from producers.skyline.bridge import bridge_bus, create_bridge_app
 
     configure("json", "INFO", [SECRET])  # as in production: JSON lines (to /dev/null here)
     stop = asyncio.Event()
@@ -137,9 +136,7 @@ async def serve(mode: str, port: int, bootstrap: str, prefix: str) -> None:
     )
     broker = build_broker(settings.kafka, bootstrap)
     async with broker:
-        # the bus as `simfleet bridge` makes it (its produce window from the settings)
-        bus = Bus(broker, prefix, window_s=settings.bridge_produce_window_ms / 1000)
-        app = create_bridge_app(settings, bus, SystemClock())
+        app = create_bridge_app(settings, bridge_bus(broker, settings), SystemClock())
         async with serve_http(app, port=port):
             await stop.wait()
 

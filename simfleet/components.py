@@ -31,7 +31,7 @@ from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
 from infra.webhook_signing import SecretBox
 from producers.skyline.arrivals import SmsArrivals
-from producers.skyline.bridge import create_bridge_app
+from producers.skyline.bridge import bridge_bus, create_bridge_app
 from producers.token_uses import TokenUses
 from projections.registry import all_projections
 from projections.runner import ProjectionRunner
@@ -64,10 +64,7 @@ async def bridge_service(rt: Runtime) -> AsyncIterator[str]:
     """The public port carries the gateway routes and /healthz only; metrics, readiness and the
     API description are on the ops port (not for gateways, nor for whoever can reach them)."""
     arrivals = SmsArrivals(rt.pool, rt.settings.bridge_retry_window_s)
-    # the pushes' own bus: its produce window is for them, not for the workers in this process
-    window_s = rt.settings.bridge_produce_window_ms / 1000
-    bus = Bus(rt.broker, rt.settings.kafka.topic_prefix, window_s=window_s)
-    app = create_bridge_app(rt.settings, bus, rt.clock, arrivals)
+    app = create_bridge_app(rt.settings, bridge_bus(rt.broker, rt.settings), rt.clock, arrivals)
     if rt.ops_app is not None:
         rt.ops_app.include_router(api_docs_router("/bridge", app.openapi))
     async with serve_http(

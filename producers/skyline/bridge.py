@@ -33,6 +33,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from faststream.kafka import KafkaBroker
 from starlette.routing import request_response
 
 from infra.bus import BrokerUnavailable, Bus
@@ -194,6 +195,13 @@ def _bare_app(settings: Settings) -> _BridgeApp:
     if not settings.secrets_in_urls:
         app.contract = CONTRACT.without_secrets_in_urls()
     return app
+
+
+def bridge_bus(broker: KafkaBroker, settings: Settings) -> Bus:
+    """The bus the pushes are published on: its own produce window
+    (``SIMFLEET_BRIDGE_PRODUCE_WINDOW_MS``), not the process's other publishers'."""
+    window_s = settings.bridge_produce_window_ms / 1000
+    return Bus(broker, settings.kafka.topic_prefix, window_s=window_s)
 
 
 def create_bridge_app(
