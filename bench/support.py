@@ -4,7 +4,8 @@ The broker a benchmark runs on is chosen outside it: ``python -m bench`` runs ev
 per broker (``BROKERS``) inside ``on_broker(kind)``, which records the choice in the environment
 (``BENCH_BROKER``) together with what a ``simfleet`` process started by the benchmark must agree
 with (``EMBEDDED_BROKER``; ``KAFKA_IDEMPOTENCE=false`` on Tansu, which refuses InitProducerId;
-``KAFKA_FETCH_WAIT_MS`` 20 on Tansu, which waits out a fetch's whole wait).
+``KAFKA_FETCH_WAIT_MS`` 20 on Tansu, which waits out a fetch's whole wait;
+``KAFKA_MAX_PARTITIONS=1`` on Tansu, whose fetches cost more with every batch a partition holds).
 A module only asks ``bench_settings()`` or ``kafka_bootstrap()`` for "the broker", and a module
 run alone gets Apache Kafka where its jars are, else Tansu, as ``simfleet run`` would.
 ``KAFKA_BOOTSTRAP_SERVERS`` set: that broker only, labelled ``configured``.
@@ -16,7 +17,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -27,7 +28,13 @@ from infra.embedded import postgresql as embedded_postgresql
 from infra.embedded.service import RunningService
 from infra.kafka import ensure_topics
 from infra.postgres import migrate
-from infra.settings import TANSU_FETCH_WAIT_MS, KafkaSettings, PostgresSettings, Settings
+from infra.settings import (
+    TANSU_FETCH_WAIT_MS,
+    TANSU_MAX_PARTITIONS,
+    KafkaSettings,
+    PostgresSettings,
+    Settings,
+)
 
 STATE_DIR = Path(".simfleet/bench")
 BROKERS = ("kafka", "tansu")  # Apache Kafka (idempotent producer) and the embedded Tansu
@@ -64,23 +71,29 @@ def fetch_wait_ms(kind: str | None = None) -> int:
 @contextlib.contextmanager
 def on_broker(kind: str) -> Iterator[None]:
     """Benchmarks inside this block (and the processes they start) use broker ``kind``."""
-    wanted = {_CHOICE: kind}
+    wanted: dict[str, str | None] = {_CHOICE: kind}
     if kind != "configured":
         wanted |= {
             "EMBEDDED_BROKER": kind,
             "KAFKA_IDEMPOTENCE": str(kind != "tansu").lower(),
             "KAFKA_FETCH_WAIT_MS": str(fetch_wait_ms(kind)),
+            "KAFKA_MAX_PARTITIONS": str(TANSU_MAX_PARTITIONS) if kind == "tansu" else None,
         }
     before = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
+    _set_environment(wanted)
     try:
         yield
     finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environment(before)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    """Sets each variable; None removes it."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def broker_state_dir(kind: str) -> Path:
@@ -112,8 +125,9 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def bench_settings() -> AsyncIterator[Settings]:
-    """Settings on real infrastructure with a fresh topic prefix, migrated and topics created."""
+async def bench_settings(partitions: Mapping[str, int] | None = None) -> AsyncIterator[Settings]:
+    """Settings on real infrastructure with a fresh topic prefix, migrated and topics created
+    (``partitions``: topics given their count whatever the broker's cap)."""
     with contextlib.ExitStack() as stack:
         bootstrap = stack.enter_context(kafka_bootstrap())
         dsn = (
@@ -132,6 +146,7 @@ async def bench_settings() -> AsyncIterator[Settings]:
                 kafka_heartbeat_interval_ms=400,
                 kafka_idempotence=idempotence(),
                 kafka_fetch_wait_ms=fetch_wait_ms(),
+                kafka_partitions=dict(partitions or {}),
             ),
             postgres=PostgresSettings(database_url=SecretStr(dsn)),
         )

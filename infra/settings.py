@@ -25,6 +25,11 @@ def _config(prefix: str = "") -> SettingsConfigDict:
 # Tansu holds a waiting fetch for its whole wait even once a record arrived (Apache Kafka answers
 # it then), so on Tansu a consumer that someone waits on fetches often instead
 TANSU_FETCH_WAIT_MS = 20
+# Tansu (0.6, memory storage) lists every batch ever stored in a partition, twice, for each
+# partition of a fetch that has records to return: its CPU per fetch grows with all the topic
+# ever held, and a produce round spread over six partitions stores six one-record batches where
+# one partition stores one. A single node with nothing to spread gains nothing from more.
+TANSU_MAX_PARTITIONS = 1
 
 
 class KafkaSettings(BaseSettings):
@@ -41,6 +46,13 @@ class KafkaSettings(BaseSettings):
     kafka_default_partitions: int = Field(default=6, ge=1, le=1024)
     kafka_partitions: dict[str, int] = Field(
         default_factory=dict, description='per-topic override, JSON: {"sms.inbound": 12}'
+    )
+    kafka_max_partitions: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="caps the partitions of a topic not named in KAFKA_PARTITIONS (1 with the "
+        "embedded Tansu, whose fetches cost more with every batch a partition holds)",
     )
     kafka_replication_factor: int | None = Field(
         default=None, ge=1, description="unset: min(3, brokers in the cluster)"
@@ -111,7 +123,12 @@ class KafkaSettings(BaseSettings):
         return self
 
     def partitions_for(self, topic: str, default: int | None = None) -> int:
-        return self.kafka_partitions.get(topic, default or self.kafka_default_partitions)
+        """``topic``'s partitions: its KAFKA_PARTITIONS entry as given, else ``default`` (the
+        topic's own count) or the default count, capped by ``kafka_max_partitions``."""
+        if topic in self.kafka_partitions:
+            return self.kafka_partitions[topic]
+        wanted = default or self.kafka_default_partitions
+        return min(wanted, self.kafka_max_partitions or wanted)
 
 
 class PostgresSettings(BaseSettings):

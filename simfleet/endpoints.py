@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from infra.embedded import broker as embedded_broker
 from infra.embedded import postgresql as embedded_postgresql
-from infra.settings import TANSU_FETCH_WAIT_MS, KafkaSettings, Settings
+from infra.settings import TANSU_FETCH_WAIT_MS, TANSU_MAX_PARTITIONS, KafkaSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,5 @@ def suit_tansu(kafka: KafkaSettings) -> None:
     kafka.kafka_idempotence = False  # Tansu refuses InitProducerId
     if "kafka_fetch_wait_ms" not in kafka.model_fields_set:
         kafka.kafka_fetch_wait_ms = TANSU_FETCH_WAIT_MS
+    if "kafka_max_partitions" not in kafka.model_fields_set:
+        kafka.kafka_max_partitions = TANSU_MAX_PARTITIONS

@@ -1,6 +1,7 @@
 """Tansu stays the zero-dependency broker of ``make run`` where no JVM is: the suite runs on Apache
 Kafka, so this keeps one end-to-end path on Tansu from rotting — the composition root picks Tansu
-(without the idempotent producer it refuses, with short fetch waits), the bridge acknowledges an SMS and the projector
+(without the idempotent producer it refuses, with short fetch waits and one partition a
+topic), the bridge acknowledges an SMS and the projector
 stores and archives it."""
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 
+from events.topics import SMS_INBOUND
 from infra.http import free_port
+from infra.kafka_address import servers
 from infra.settings import TANSU_FETCH_WAIT_MS, KafkaSettings, SecretsSettings, Settings
 from simfleet.endpoints import resolve_endpoints
 from tests.support.eventually import eventually
@@ -65,4 +69,20 @@ async def test_an_sms_pushed_through_the_bridge_is_stored_on_tansu(
                 return body, archived
 
             body, _ = await eventually(stored, until=all, within=30, interval=0.2)
+            # one partition a topic there, whatever the default count (its fetches list every
+            # batch a partition holds)
+            partitions = await _partitions(endpoints.kafka_bootstrap, on_tansu.kafka)
     assert body == "hello from tansu"
+    assert partitions == {SMS_INBOUND.full_name(on_tansu.kafka.topic_prefix): 1}
+
+
+async def _partitions(bootstrap: str, kafka: KafkaSettings) -> dict[str, int]:
+    """sms.inbound's partition count as the broker reports it."""
+    topic = SMS_INBOUND.full_name(kafka.topic_prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers(bootstrap), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # the cluster's metadata, all topics
+        return {topic: len(consumer.partitions_for_topic(topic) or ())}
+    finally:
+        await consumer.stop()

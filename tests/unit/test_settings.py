@@ -3,7 +3,14 @@ from pydantic import SecretStr, ValidationError
 
 from infra.logging import SecretMasker
 from infra.redaction import REDACTED
-from infra.settings import SecretsSettings, Settings, SilenceSettings
+from infra.settings import (
+    TANSU_MAX_PARTITIONS,
+    KafkaSettings,
+    SecretsSettings,
+    Settings,
+    SilenceSettings,
+)
+from simfleet.endpoints import suit_tansu
 
 
 def test_reads_the_original_variables_from_the_environment(
@@ -24,6 +31,29 @@ def test_reads_the_original_variables_from_the_environment(
     assert settings.sheet_csv_url == "https://sheet.example/export.csv"
     assert settings.kafka.partitions_for("sms.inbound") == 12
     assert settings.kafka.partitions_for("sim.lifecycle", 6) == 6
+
+
+def test_the_partition_cap_bounds_the_topic_defaults_not_a_named_count() -> None:
+    capped = KafkaSettings(kafka_max_partitions=1, kafka_partitions={"sms.inbound": 4})
+    assert capped.partitions_for("sim.lifecycle", 6) == 1
+    assert capped.partitions_for("gateway.rejected") == 1  # the default count, 6, capped
+    assert capped.partitions_for("sms.inbound", 6) == 4  # named: taken as given
+    assert KafkaSettings(kafka_max_partitions=3).partitions_for("sim.lifecycle", 2) == 2
+    assert KafkaSettings().partitions_for("sim.lifecycle", 6) == 6
+
+
+def test_the_embedded_tansu_gets_one_partition_a_topic_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KAFKA_MAX_PARTITIONS", raising=False)
+    kafka = KafkaSettings()
+    suit_tansu(kafka)
+    assert kafka.kafka_max_partitions == TANSU_MAX_PARTITIONS == 1
+    assert kafka.partitions_for("sms.inbound", 6) == 1
+    monkeypatch.setenv("KAFKA_MAX_PARTITIONS", "3")
+    chosen = KafkaSettings()
+    suit_tansu(chosen)
+    assert chosen.kafka_max_partitions == 3
 
 
 def test_secrets_never_appear_in_dumps_or_repr(monkeypatch: pytest.MonkeyPatch) -> None:
