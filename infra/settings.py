@@ -25,10 +25,10 @@ def _config(prefix: str = "") -> SettingsConfigDict:
 # Tansu holds a waiting fetch for its whole wait even once a record arrived (Apache Kafka answers
 # it then), so on Tansu a consumer that someone waits on fetches often instead
 TANSU_FETCH_WAIT_MS = 20
-# Tansu (0.6, memory storage) lists every batch ever stored in a partition, twice, for each
-# partition of a fetch that has records to return: its CPU per fetch grows with all the topic
-# ever held, and a produce round spread over six partitions stores six one-record batches where
-# one partition stores one. A single node with nothing to spread gains nothing from more.
+# Tansu (0.6, memory storage) lists every batch ever stored in a partition for each partition
+# of a fetch that has records to return: its CPU per fetch grows with all the topic ever held,
+# and a produce round spread over six partitions stores six one-record batches where one
+# partition stores one. A single node with nothing to spread gains nothing from more.
 TANSU_MAX_PARTITIONS = 1
 
 
