@@ -135,12 +135,15 @@ class ProjectionRunner:
         self.assigned.set()
 
     async def run(self) -> None:
-        """Consumes until cancelled. Fetching the next batch overlaps applying this one."""
-        await self._start_consuming()
-        fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=QUEUED_BATCHES)
-        fetcher = asyncio.create_task(self._reader.fetch_into(fetched))
+        """Consumes until cancelled. Fetching the next batch overlaps applying this one. The
+        consumer is stopped however the run ends, a cancel during its start included (it
+        would otherwise keep its connections and its place in the group)."""
+        fetcher: asyncio.Task[None] | None = None
         next_batch: asyncio.Future[Fetched] | None = None
         try:
+            await self._start_consuming()
+            fetched: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=QUEUED_BATCHES)
+            fetcher = asyncio.create_task(self._reader.fetch_into(fetched))
             while True:
                 next_batch = asyncio.ensure_future(fetched.get())
                 # idle with offsets not yet sent to Kafka: they go when due
@@ -156,8 +159,10 @@ class ProjectionRunner:
             for task in (next_batch, fetcher):
                 if task is not None and not task.done():
                     task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetcher
+            if fetcher is not None:
+                # its own failure was raised in the loop already; the consumer is stopped below
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetcher
             # the last positions for the lag shown; a broker gone must not hold the stop
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(FINAL_COMMIT_S):

@@ -133,12 +133,18 @@ async def test_projection_consumers_get_them(secured: KafkaSettings) -> None:
         dead_letters=DeadLetters(None, name),  # type: ignore[arg-type]
     )
     client = runner._consumer._client
-    assert (client._security_protocol, client._sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
-    assert (client._sasl_plain_username, client._sasl_plain_password) == (
-        "simfleet",
-        "kafka-password",
-    )
-    assert client._ssl_context is not None
+    try:
+        assert (client._security_protocol, client._sasl_mechanism) == (
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+        )
+        assert (client._sasl_plain_username, client._sasl_plain_password) == (
+            "simfleet",
+            "kafka-password",
+        )
+        assert client._ssl_context is not None
+    finally:
+        await runner._consumer.stop()  # made, never started: closed all the same
 
 
 async def test_topic_creation_and_the_lag_probe_get_them(
