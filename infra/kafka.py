@@ -197,10 +197,10 @@ def consume_batches(
     whose handler raised is read again (Postgres or the broker away) rather than committed
     past; the handled ones' offsets are committed at most once a second (``infra.commit_pacing``:
     a handler must be safe to run again on a batch it already handled). ``wait_ms`` bounds how
-    long a batch is gathered, ``fetch_wait_ms`` how long one fetch
-    idles on the broker (lower it where a waiting record is awaited by someone), ``gather_bytes``
-    how much the broker waits for within that (``GATHER_BYTES`` where nobody waits: a record
-    then waits up to ``fetch_wait_ms``)."""
+    long a batch is gathered, ``fetch_wait_ms`` how long one fetch idles on the broker (lower it
+    where a waiting record is awaited by someone), ``gather_bytes`` how much the broker waits for
+    within that (``GATHER_BYTES`` where nobody waits: a record then waits up to
+    ``fetch_wait_ms``)."""
     consumer_started(f"{kafka.topic_prefix}{group}")
     return router.subscriber(
         *(t.full_name(kafka.topic_prefix) for t in topics),
