@@ -28,13 +28,8 @@ from infra.embedded import postgresql as embedded_postgresql
 from infra.embedded.service import RunningService
 from infra.kafka import ensure_topics
 from infra.postgres import migrate
-from infra.settings import (
-    TANSU_FETCH_WAIT_MS,
-    TANSU_MAX_PARTITIONS,
-    KafkaSettings,
-    PostgresSettings,
-    Settings,
-)
+from infra.settings import KafkaSettings, PostgresSettings, Settings
+from simfleet.endpoints import suit_tansu
 
 STATE_DIR = Path(".simfleet/bench")
 BROKERS = ("kafka", "tansu")  # Apache Kafka (idempotent producer) and the embedded Tansu
@@ -54,18 +49,23 @@ def current_broker() -> str:
     return chosen if chosen in BROKERS else embedded_broker.chosen("auto")
 
 
+def suited_kafka(kind: str | None = None) -> KafkaSettings:
+    """The Kafka settings ``simfleet`` runs with on broker ``kind`` (default: the current one):
+    the environment's, suited to Tansu by ``suit_tansu`` as ``simfleet`` suits them (what the
+    environment sets explicitly, such as a fetch wait to compare, stays)."""
+    kafka = KafkaSettings()
+    if (kind or current_broker()) == "tansu":
+        suit_tansu(kafka)
+    return kafka
+
+
 def idempotence() -> bool:
-    return current_broker() != "tansu"
+    return suited_kafka().kafka_idempotence
 
 
 def fetch_wait_ms(kind: str | None = None) -> int:
-    """``KAFKA_FETCH_WAIT_MS`` for broker ``kind`` (default: the current one), as ``simfleet``
-    sets it for the embedded brokers; set in the environment, that value (to compare waits)."""
-    if explicit := os.environ.get("KAFKA_FETCH_WAIT_MS"):
-        return int(explicit)
-    if (kind or current_broker()) == "tansu":
-        return TANSU_FETCH_WAIT_MS
-    return int(KafkaSettings.model_fields["kafka_fetch_wait_ms"].default)
+    """``KAFKA_FETCH_WAIT_MS`` for broker ``kind`` (default: the current one)."""
+    return suited_kafka(kind).kafka_fetch_wait_ms
 
 
 @contextlib.contextmanager
@@ -73,11 +73,13 @@ def on_broker(kind: str) -> Iterator[None]:
     """Benchmarks inside this block (and the processes they start) use broker ``kind``."""
     wanted: dict[str, str | None] = {_CHOICE: kind}
     if kind != "configured":
+        kafka = suited_kafka(kind)
+        cap = kafka.kafka_max_partitions
         wanted |= {
             "EMBEDDED_BROKER": kind,
-            "KAFKA_IDEMPOTENCE": str(kind != "tansu").lower(),
-            "KAFKA_FETCH_WAIT_MS": str(fetch_wait_ms(kind)),
-            "KAFKA_MAX_PARTITIONS": str(TANSU_MAX_PARTITIONS) if kind == "tansu" else None,
+            "KAFKA_IDEMPOTENCE": str(kafka.kafka_idempotence).lower(),
+            "KAFKA_FETCH_WAIT_MS": str(kafka.kafka_fetch_wait_ms),
+            "KAFKA_MAX_PARTITIONS": None if cap is None else str(cap),
         }
     before = {name: os.environ.get(name) for name in wanted}
     _set_environment(wanted)
