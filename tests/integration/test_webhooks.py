@@ -11,10 +11,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 
+from consumers.webhooks import attempts
+from consumers.webhooks.attempts import DELIVERY_SUCCEEDED
 from events.sim import NumberOnline, NumberVerificationFailed, SimCancelled
+from events.topics import WEBHOOK_DELIVERIES
 from infra.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.webhook_world import FAST, World, sms, webhook_world
@@ -319,3 +323,45 @@ async def test_during_a_rotation_both_secrets_sign(world: World) -> None:
 def _status(rows: dict[tuple[str, str], Any], message_id: str) -> str | None:
     row = rows.get((message_id, "main"))
     return None if row is None else str(row["status"])
+
+
+async def test_a_delivery_waiting_to_retry_holds_none_of_its_endpoints_workers(
+    world: World,
+) -> None:
+    """One worker for the endpoint: the first SMS is answered 500 and waits 2 s for its second
+    attempt; the one behind it is delivered meanwhile, not after that pause."""
+    await world.reseller("acme", {"main": "500_then_ok"}, failures=1)
+    await world.sim(ICCID, NUMBER, "acme")
+    first, second = sms(NUMBER, "answered 500 first"), sms(NUMBER, "behind it")
+    one_worker = FAST.model_copy(
+        update={"per_endpoint_concurrency": 1, "fast_delays_s": (2.0,), "lease_margin_s": 3.0}
+    )
+
+    async with world.consumer(one_worker):
+        await world.publish([first, second])  # same key: one partition, in this order
+        await world.receiver.wait_for(2, timeout=10, endpoint_id="main")
+
+    assert world.receiver.ids("main") == [second.id, first.id]
+
+
+async def test_deliveries_made_are_recorded_before_the_consumer_stops(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attempt does not wait for its claim and event to be written (they go in groups): a
+    consumer stopping right after the POSTs still writes them before its recorder stops."""
+    monkeypatch.setattr(attempts, "GROUP_WINDOW_S", 1.0)  # the group still open at the stop
+    await world.reseller("acme", {"main": "ok"})
+    await world.sim(ICCID, NUMBER, "acme")
+    texts = [sms(NUMBER, f"just before the stop {i}") for i in range(5)]
+
+    async with world.consumer():
+        await world.publish(texts)
+        await world.receiver.wait_for(5, endpoint_id="main")
+
+    states = await world.pool.fetch(
+        "SELECT state FROM webhook_claims WHERE message_id = ANY($1::text[])", [e.id for e in texts]
+    )
+    assert [r["state"] for r in states] == ["delivered"] * 5
+    published = [orjson.loads(v) for v in await world.published(WEBHOOK_DELIVERIES)]
+    succeeded = {e["data"]["message_id"] for e in published if e["type"] == DELIVERY_SUCCEEDED}
+    assert succeeded >= {e.id for e in texts}

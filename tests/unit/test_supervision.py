@@ -81,6 +81,9 @@ class _IdleAttempts:
     async def record_delivered(self) -> None:
         await asyncio.Event().wait()
 
+    async def all_recorded(self) -> None:
+        return None
+
 
 async def test_a_failing_webhook_sweeper_stops_the_process() -> None:
     settings = WebhookSettings(sweep_interval_s=0.01)
