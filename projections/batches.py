@@ -9,7 +9,7 @@ applied meanwhile gets its answers from Postgres in between.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -105,22 +105,33 @@ class Fetched:
             undecodable += part.undecodable
         return Fetched(last, records, undecodable)
 
+    def only(self, topics: Container[str]) -> Fetched:
+        """What of the batch was read from ``topics`` (one projection's part of a shared batch)."""
+        return Fetched(
+            {tp: offset for tp, offset in self.last.items() if tp.topic in topics},
+            [r for r in self.records if r.topic in topics],
+            [(r, err) for r, err in self.undecodable if r.topic in topics],
+        )
+
     @staticmethod
     def decode(
         raw: Batch,
         decoders: Mapping[str, Decoder],
-        compact: Callable[[Event], object] | None = None,
+        compacts: Mapping[str, Callable[[Event], object]] | None = None,
     ) -> Fetched:
         """Each record read by its topic's own decoder: a type that does not belong on the
         topic is refused like a broken value (parked), so a projection sees only its union.
-        ``compact``: what the projection keeps of each event (the event itself without it)."""
+        ``compacts``: per topic, what its one projection keeps of each event (the event itself
+        for a topic not named)."""
         records, undecodable, last = [], [], {}
+        compacts = compacts or {}
         # the collector would walk the batch's new objects, which all outlive this block, over
         # and over while it runs; an event compacted away is freed here, never walked
         with gc_tuning.collection_paused():
             for tp, batch in raw.items():
                 last[tp] = batch[-1].offset
                 decoder = decoders[tp.topic]
+                compact = compacts.get(tp.topic)
                 for r in batch:
                     try:
                         event = decoder.decode(r.value)
@@ -170,13 +181,13 @@ class BatchReader:
         self,
         consumer: AIOKafkaConsumer,
         decoders: Mapping[str, Decoder],
-        compact: Callable[[Event], object] | None,
+        compacts: Mapping[str, Callable[[Event], object]],
         *,
         max_records: int,
     ) -> None:
         self._consumer = consumer
         self._decoders = decoders
-        self._compact = compact
+        self._compacts = compacts
         self._max_records = max_records
         self._slice_records = min(DECODE_SLICE, max_records)
 
@@ -197,7 +208,7 @@ class BatchReader:
         seeks back to the checkpoint: records already held must not come twice into one batch
         (the checkpoint filter only works across batches)."""
         held = {tp: records[-1].offset for tp, records in first.items() if records}
-        parts = [Fetched.decode(first, self._decoders, self._compact)]
+        parts = [Fetched.decode(first, self._decoders, self._compacts)]
         read = sum(map(len, first.values()))
         while read < self._max_records:
             await asyncio.sleep(0)  # the batch being applied gets its answers in between
@@ -206,7 +217,7 @@ class BatchReader:
             )
             fresh = unseen(raw, held)
             if fresh:
-                parts.append(Fetched.decode(fresh, self._decoders, self._compact))
+                parts.append(Fetched.decode(fresh, self._decoders, self._compacts))
                 read += sum(map(len, fresh.values()))
             elif not raw:
                 break  # nothing more buffered: what there is goes now

@@ -9,6 +9,13 @@ once a second: Kafka's offsets only show how far the group is). On every
 partition assignment it seeks to the Postgres checkpoint, so a crash between the two commits
 re-reads records whose effects are already in the tables — and skips them.
 
+One runner may carry several projections (the projector carries them all): one consumer, one
+fetch per window for all of them, each event decoded once, and each projection's part of a
+batch applied in its own transaction with its own checkpoints, side by side. On assignment a
+partition is sought to the lowest checkpoint of the projections reading it; each skips what
+its checkpoint says it holds. Ten consumers had cost ten fetches a window, ten group
+memberships and ten decodings of ``sms.inbound`` (read by three).
+
 Failures are sorted by ``infra.outages``. Events that cannot be applied (unknown type, invalid
 data, a violated constraint, a missing column) go to the DLQ and the partition moves on; an
 outage (Postgres restarting, the network) is not the event's fault: the batch is retried until
@@ -19,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import asyncpg
@@ -71,6 +79,20 @@ class Compacting(Protocol):
     def compact(self, event: Event) -> object: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """One projection of a runner: the topics it reads, where its dead letters go."""
+
+    projection: Projection
+    topics: frozenset[str]
+    dead: DeadLetters
+    reads_all: bool  # every topic of the runner: a batch is all its own
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+
 class _ResumeFromCheckpoints(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runner: ProjectionRunner) -> None:
         self._runner = runner
@@ -85,53 +107,70 @@ class _ResumeFromCheckpoints(ConsumerRebalanceListener):  # type: ignore[misc]
 class ProjectionRunner:
     def __init__(
         self,
-        projection: Projection,
+        projections: Projection | Sequence[Projection],
         *,
         bootstrap: str,
         kafka: KafkaSettings,
         pool: asyncpg.Pool,
-        dead_letters: DeadLetters,
+        dead_letters: DeadLetters | Mapping[str, DeadLetters],
         max_records: int = MAX_RECORDS,
         retry_delay_s: float = 1.0,
         on_batch: Callable[[int], None] | None = None,
         group_id: str | None = None,
         in_group: bool = True,
     ) -> None:
-        """``in_group=False`` (a rebuild): this runner reads every partition itself, so there is
+        """``projections``: one, or several sharing this runner's consumer; ``dead_letters``
+        then by projection name. The group is ``projection.<name>`` for one, ``projector`` for
+        several, unless ``group_id`` says.
+
+        ``in_group=False`` (a rebuild): this runner reads every partition itself, so there is
         no group to join (a join waits out the broker's rebalance delay) and no Kafka offset to
         commit; the Postgres checkpoints are its only position, as they are the truth anyway."""
-        self.projection = projection
+        chosen = tuple(projections) if isinstance(projections, Sequence) else (projections,)
+        prefix = kafka.topic_prefix
+        topics = {t.full_name(prefix): t for p in chosen for t in p.topics}
+        self.topic_names = list(topics)
+        self._members = tuple(
+            _Member(
+                p,
+                frozenset(t.full_name(prefix) for t in p.topics),
+                dead_letters if isinstance(dead_letters, DeadLetters) else dead_letters[p.name],
+                reads_all={t.full_name(prefix) for t in p.topics} == set(topics),
+            )
+            for p in chosen
+        )
+        self.name = chosen[0].name if len(chosen) == 1 else "projector"
         self._pool = pool
-        self._dead = dead_letters
         self._retry_delay_s = retry_delay_s
         self._on_batch = on_batch
         self._in_group = in_group
-        self.topic_names = [t.full_name(kafka.topic_prefix) for t in projection.topics]
         self.assigned = asyncio.Event()  # the group joined: this runner has its partitions
         self._unsent: dict[TopicPartition, int] = {}  # applied, not yet committed to Kafka
         self._commit_due = 0.0  # event loop time
-        group = group_id or f"{kafka.topic_prefix}projection.{projection.name}"
+        group = group_id or f"{prefix}{'projection.' if len(chosen) == 1 else ''}{self.name}"
         self._consumer = projection_consumer(
             bootstrap, kafka, group_id=group if in_group else None, max_records=max_records,
             gather_ms=kafka.kafka_projection_gather_ms if in_group else 0,
         )  # fmt: skip
         self._reader = BatchReader(
             self._consumer,
-            {t.full_name(kafka.topic_prefix): decoder_for(t) for t in projection.topics},
-            projection.compact if isinstance(projection, Compacting) else None,
+            {name: decoder_for(t) for name, t in topics.items()},
+            _compacts(self._members),
             max_records=max_records,
         )
 
     async def seek_to_checkpoints(self, assigned: set[TopicPartition]) -> None:
+        """Each partition from the lowest checkpoint of the projections reading it (from the
+        beginning where one holds none)."""
         async with self._pool.acquire() as conn:
-            done = await checkpoints.positions(conn, self.projection.name)
+            done = [(m, await checkpoints.positions(conn, m.name)) for m in self._members]
         for tp in assigned:
-            offset = done.get((tp.topic, tp.partition))
-            if offset is None:
+            held = [d.get((tp.topic, tp.partition)) for m, d in done if tp.topic in m.topics]
+            if not held or None in held:
                 await self._consumer.seek_to_beginning(tp)
             else:
-                self._consumer.seek(tp, offset + 1)
-        log.debug("projection_assigned", projection=self.projection.name, partitions=len(assigned))
+                self._consumer.seek(tp, min(o for o in held if o is not None) + 1)
+        log.debug("projection_assigned", projection=self.name, partitions=len(assigned))
         self.assigned.set()
 
     async def run(self) -> None:
@@ -182,24 +221,38 @@ class ProjectionRunner:
         await self.seek_to_checkpoints(set(self._consumer.assignment()))
 
     async def process(self, batch: Fetched) -> None:
+        """Each projection's part of the batch applied (side by side, each in its own
+        transaction), then the batch's offsets committed."""
+        parts = [(m, batch if m.reads_all else batch.only(m.topics)) for m in self._members]
+        parts = [(m, part) for m, part in parts if part.last]
+        if len(parts) == 1:
+            applied = [await self._apply_waiting_out_outages(*parts[0])]
+        else:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._apply_waiting_out_outages(*p)) for p in parts]
+            applied = [t.result() for t in tasks]
+        await self.commit_kafka({tp: offset + 1 for tp, offset in batch.last.items()})
+        for (member, part), count in zip(parts, applied, strict=True):
+            self._report(member, part, count)
+        if self._on_batch is not None:
+            self._on_batch(sum(applied))
+
+    async def _apply_waiting_out_outages(self, member: _Member, batch: Fetched) -> int:
         while True:
             try:
-                applied = await self._apply_durably(batch)
-                break
+                return await self._apply_durably(member, batch)
             except Exception as err:
                 if not is_outage(err):
                     raise  # the runner's own statements failed: a bug, the process stops
                 log.warning(
                     "projection_waiting_out_outage",
-                    projection=self.projection.name,
+                    projection=member.name,
                     error=f"{type(err).__name__}: {err}",
                 )
                 await asyncio.sleep(self._retry_delay_s)
-        await self.commit_kafka({tp: offset + 1 for tp, offset in batch.last.items()})
-        self._report(batch, applied)
 
-    def _report(self, batch: Fetched, applied: int) -> None:
-        consumer = f"projection.{self.projection.name}"
+    def _report(self, member: _Member, batch: Fetched, applied: int) -> None:
+        consumer = f"projection.{member.name}"
         EVENTS_CONSUMED.labels(consumer).inc(applied)
         assigned = self._consumer.assignment()
         for tp, offset in batch.last.items():
@@ -208,8 +261,6 @@ class ProjectionRunner:
             end = self._consumer.highwater(tp)
             if end is not None:
                 CONSUMER_LAG.labels(consumer, tp.topic, tp.partition).set(end - offset - 1)
-        if self._on_batch is not None:
-            self._on_batch(applied)
 
     async def commit_kafka(self, offsets: dict[TopicPartition, int]) -> None:
         """Sends the positions to Kafka at most once per ``KAFKA_COMMIT_EVERY_S``: they only
@@ -229,9 +280,7 @@ class ProjectionRunner:
         try:
             await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as err:
-            log.warning(
-                "projection_commit_skipped", projection=self.projection.name, error=str(err)
-            )
+            log.warning("projection_commit_skipped", projection=self.name, error=str(err))
 
     def _until_commit(self) -> float | None:
         """Seconds until the unsent positions are due; None with none unsent."""
@@ -239,21 +288,21 @@ class ProjectionRunner:
             return None
         return max(0.0, self._commit_due - asyncio.get_running_loop().time())
 
-    async def _apply_durably(self, batch: Fetched) -> int:
+    async def _apply_durably(self, member: _Member, batch: Fetched) -> int:
         """The batch and its checkpoints in one transaction. Tried first without a savepoint
         (two round trips a batch less); an event that fails it has the batch applied again, each
         event on a savepoint of its own. A batch holding an undecodable record goes that way at
         once: it is parked (a Kafka publish) and must not be parked twice."""
         if not batch.undecodable:
             try:
-                return await self._apply_in_one(batch, isolating=False)
+                return await self._apply_in_one(member, batch, isolating=False)
             except Exception as err:
                 if is_outage(err):
                     raise
-        return await self._apply_in_one(batch, isolating=True)
+        return await self._apply_in_one(member, batch, isolating=True)
 
-    async def _apply_in_one(self, batch: Fetched, *, isolating: bool) -> int:
-        name = self.projection.name
+    async def _apply_in_one(self, member: _Member, batch: Fetched, *, isolating: bool) -> int:
+        name = member.name
         async with self._pool.acquire() as conn, conn.transaction():
             done = await checkpoints.lock(conn, name, batch.last)
 
@@ -262,38 +311,54 @@ class ProjectionRunner:
 
             for r, err in batch.undecodable:
                 if fresh(r.topic, r.partition, r.offset):
-                    await self._dead.park(
+                    await member.dead.park(
                         r, headers=headers_of(r), error=err, event_id=err.event_id
                     )
             records = [r for r in batch.records if fresh(r.topic, r.partition, r.offset)]
             if records and isolating:
-                await self._apply_isolating_poison(conn, records)
+                await _apply_isolating_poison(member, conn, records)
             elif records:
-                await self.projection.apply(conn, records)
+                await member.projection.apply(conn, records)
             last = {(tp.topic, tp.partition): offset for tp, offset in batch.last.items()}
             await checkpoints.advance(conn, name, last)
             return len(records)
 
-    async def _apply_isolating_poison(
-        self, conn: asyncpg.Connection, records: list[Record]
-    ) -> None:
+
+def _compacts(members: Sequence[_Member]) -> dict[str, Callable[[Event], object]]:
+    """Per topic read by one projection only, what that projection keeps of an event; a topic
+    shared by several keeps the whole event (each projection takes what it needs)."""
+    readers: dict[str, list[Projection]] = {}
+    for member in members:
+        for topic in member.topics:
+            readers.setdefault(topic, []).append(member.projection)
+    return {
+        topic: only.compact
+        for topic, (only, *others) in readers.items()
+        if not others and isinstance(only, Compacting)
+    }
+
+
+async def _apply_isolating_poison(
+    member: _Member, conn: asyncpg.Connection, records: list[Record]
+) -> None:
+    projection = member.projection
+    try:
+        async with conn.transaction():
+            await projection.apply(conn, records)
+    except Exception as err:
+        if is_outage(err):
+            raise  # the whole batch is tried again once Postgres is back
+    else:
+        return
+    # slow path, only after a failure: one savepoint per event finds the poison ones (a
+    # missing column included: parked with its error, never waited on as an outage)
+    for record in records:
         try:
             async with conn.transaction():
-                await self.projection.apply(conn, records)
+                await projection.apply(conn, [record])
         except Exception as err:
             if is_outage(err):
-                raise  # the whole batch is tried again once Postgres is back
-        else:
-            return
-        # slow path, only after a failure: one savepoint per event finds the poison ones (a
-        # missing column included: parked with its error, never waited on as an outage)
-        for record in records:
-            try:
-                async with conn.transaction():
-                    await self.projection.apply(conn, [record])
-            except Exception as err:
-                if is_outage(err):
-                    raise
-                await self._dead.park(
-                    record, headers=record.headers, error=err, event_id=record.event.id
-                )
+                raise
+            await member.dead.park(
+                record, headers=record.headers, error=err, event_id=record.event.id
+            )

@@ -26,6 +26,7 @@ from infra.bus import Bus
 from infra.dead_letters import DeadLetters
 from infra.http import serve_http
 from infra.kafka import build_broker
+from infra.kafka_groups import delete_retired_groups
 from infra.kafka_lag import meter_for
 from infra.settings import Settings
 from infra.webhook_sender import WebhookSender
@@ -44,19 +45,22 @@ from simfleet.scheduling import health_tracker, scheduler_service
 
 @contextlib.asynccontextmanager
 async def projector_service(rt: Runtime) -> AsyncIterator[str]:
-    runners = [
-        ProjectionRunner(
-            projection,
-            bootstrap=rt.endpoints.kafka_bootstrap,
-            kafka=rt.settings.kafka,
-            pool=rt.pool,
-            dead_letters=DeadLetters(rt.bus, f"projection.{name}"),
-        )
-        for name, projection in all_projections().items()
-    ]
-    rt.joining.extend(asyncio.create_task(r.assigned.wait()) for r in runners)
-    async with supervised(rt, "projector", *(r.run() for r in runners)):
-        yield f"projecting {', '.join(all_projections())}"
+    """Every projection on one consumer (group ``projector``). The group each projection had of
+    its own is deleted on the way: its frozen offsets would read as growing lag for days."""
+    projections = all_projections()
+    kafka = rt.settings.kafka
+    runner = ProjectionRunner(
+        list(projections.values()),
+        bootstrap=rt.endpoints.kafka_bootstrap,
+        kafka=kafka,
+        pool=rt.pool,
+        dead_letters={name: DeadLetters(rt.bus, f"projection.{name}") for name in projections},
+    )
+    retired = [f"{kafka.topic_prefix}projection.{name}" for name in projections]
+    await delete_retired_groups(rt.endpoints.kafka_bootstrap, kafka, retired)
+    rt.joining.append(asyncio.create_task(runner.assigned.wait()))
+    async with supervised(rt, "projector", runner.run()):
+        yield f"projecting {', '.join(projections)}"
 
 
 @contextlib.asynccontextmanager

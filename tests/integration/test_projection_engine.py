@@ -367,3 +367,46 @@ async def test_an_outage_is_waited_out_and_a_missing_column_parked_not_retried_f
     letters = [dict(r.headers) for rs in batch.values() for r in rs]
     assert [h["dlq_offset"] for h in letters] == [b"1"]
     assert letters[0]["dlq_error"].startswith(b"UndefinedColumnError")
+
+
+class CountingTwice(CountingProjection):
+    """The same counting, in a table and under a checkpoint of its own."""
+
+    name = "counting_too"
+    tables: tuple[str, ...] = ("applied_too",)
+
+    async def apply(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        await conn.executemany(
+            "INSERT INTO applied_too (event_id, n) VALUES ($1, 1) "
+            "ON CONFLICT (event_id) DO UPDATE SET n = applied_too.n + 1",
+            [(r.event.id,) for r in records],
+        )
+
+
+async def test_projections_sharing_a_runner_each_resume_from_their_own_checkpoint(
+    settings: Settings, kafka_bootstrap: str, pool: asyncpg.Pool, bus: Bus
+) -> None:
+    """One consumer for two projections of one topic, one of them 200 events ahead: the topic
+    is read from the other's (lower) checkpoint, the one ahead skips what it holds."""
+    await pool.execute("CREATE TABLE applied_too (event_id text PRIMARY KEY, n int NOT NULL)")
+    await bus.emit_many([sms(i) for i in range(200)])
+    ahead = CountingProjection()
+    async with running(runner_for(ahead, settings, kafka_bootstrap, pool, bus)):
+        await projection_caught_up(pool, kafka_bootstrap, settings.kafka, ahead.name, SMS_INBOUND)
+    await bus.emit_many([sms(i) for i in range(200, 300)])
+
+    behind = CountingTwice()
+    shared = ProjectionRunner(
+        [ahead, behind],
+        bootstrap=kafka_bootstrap,
+        kafka=settings.kafka,
+        pool=pool,
+        dead_letters={p.name: DeadLetters(bus, p.name) for p in (ahead, behind)},
+    )
+    async with running(shared):
+        for name in (ahead.name, behind.name):
+            await projection_caught_up(pool, kafka_bootstrap, settings.kafka, name, SMS_INBOUND)
+
+    for table in ("applied_events", "applied_too"):
+        counts = await pool.fetch(f"SELECT n, count(*) AS events FROM {table} GROUP BY n")  # noqa: S608
+        assert [(r["n"], r["events"]) for r in counts] == [(1, 300)], table

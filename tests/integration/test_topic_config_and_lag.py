@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from events.topics import GATEWAY_REJECTED, RESELLER_REGISTRY, SMS_INBOUND
 from infra.http import serve_http
 from infra.kafka import build_broker
+from infra.kafka_groups import delete_retired_groups
 from infra.kafka_lag import LagMeter
 from infra.kafka_topics import TopicReport, raise_errors, reconcile_topics, replication_for
 from infra.ops import ops_app
@@ -164,3 +165,45 @@ async def test_consumer_lag_is_end_offsets_minus_committed_on_metrics(
     async with serve_http(ops_app({}, meter.lags)) as url, httpx.AsyncClient(base_url=url) as http:
         metrics = (await http.get("/metrics")).text
     assert f'simfleet_consumer_group_lag{{group="{group}"}} 5.0' in metrics
+
+
+async def test_a_retired_group_is_deleted_and_no_longer_shows_lag(
+    settings: Settings, kafka_bootstrap: str, topics: list[str]
+) -> None:
+    """A group left with committed offsets (as each projection's own group was, before they
+    shared the projector's) would read as growing lag for days; one still consumed is kept."""
+    prefix = settings.kafka.topic_prefix
+    topic = GATEWAY_REJECTED.full_name(prefix)
+    retired, alive = f"{prefix}retired-probe", f"{prefix}alive-probe"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(3):
+            await producer.send_and_wait(topic, f"r{i}".encode(), partition=0)
+    finally:
+        await producer.stop()
+    left = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=retired)
+    await left.start()
+    try:
+        left.assign([TopicPartition(topic, 0)])
+        await left.commit({TopicPartition(topic, 0): 1})
+    finally:
+        await left.stop()
+    meter = LagMeter(kafka_bootstrap, settings.kafka, ttl_s=0)
+    assert retired in (await meter.lags() or {})
+    member = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=alive)
+
+    async def joined() -> set[TopicPartition]:
+        return set(member.assignment())
+
+    await member.start()
+    try:
+        await eventually(joined)
+        deleted = await delete_retired_groups(
+            kafka_bootstrap, settings.kafka, [retired, alive, f"{prefix}never-was"]
+        )
+    finally:
+        await member.stop()
+
+    assert deleted == [retired]
+    assert retired not in (await meter.lags() or {})

@@ -1,5 +1,5 @@
 """Projections running for a block, as the composition root's projector runs them (one runner
-per projection, dead letters under ``projection.<name>``); stopped when the block ends."""
+for them all, dead letters under ``projection.<name>``); stopped when the block ends."""
 
 from __future__ import annotations
 
@@ -23,24 +23,24 @@ async def projecting(
     kafka: KafkaSettings,
     pool: asyncpg.Pool,
     bus: Bus,
-) -> AsyncIterator[list[ProjectionRunner]]:
-    runners = [
-        ProjectionRunner(
-            projection,
-            bootstrap=bootstrap,
-            kafka=kafka,
-            pool=pool,
-            dead_letters=DeadLetters(bus, f"projection.{projection.name}"),
-        )
-        for projection in projections
-    ]
-    tasks = [asyncio.create_task(r.run()) for r in runners]
+) -> AsyncIterator[ProjectionRunner]:
+    chosen = list(projections)
+    runner = ProjectionRunner(
+        chosen,
+        bootstrap=bootstrap,
+        kafka=kafka,
+        pool=pool,
+        dead_letters={p.name: DeadLetters(bus, f"projection.{p.name}") for p in chosen},
+        # a group of this set's own: a test may nest another set, which must not take a share
+        # of the partitions of a topic both read
+        group_id=f"{kafka.topic_prefix}projecting.{','.join(p.name for p in chosen)}",
+    )
+    task = asyncio.create_task(runner.run())
     try:
-        yield runners
+        yield runner
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager

@@ -60,7 +60,9 @@ def test_a_compacting_projection_keeps_the_row_and_can_still_read_the_event_and_
     }
     projection = InboundSmsProjection()
 
-    batch = Fetched.decode(raw, {TOPIC: codec.decoder_for(SMS_INBOUND)}, projection.compact)
+    batch = Fetched.decode(
+        raw, {TOPIC: codec.decoder_for(SMS_INBOUND)}, {TOPIC: projection.compact}
+    )
 
     assert batch.last == {TopicPartition(TOPIC, 0): 9}
     first, second = batch.records

@@ -38,7 +38,7 @@ def reader(consumer: ScriptedConsumer) -> BatchReader:
     return BatchReader(
         cast(Any, consumer),
         {SMS_INBOUND.name: decoder_for(SMS_INBOUND)},
-        None,
+        {},
         max_records=MAX_RECORDS,
     )
 
