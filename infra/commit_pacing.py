@@ -1,4 +1,5 @@
-"""Batch subscribers' offsets committed at most once a second, not once a batch.
+"""Batch subscribers' offsets committed at most once a second, not once a batch (the projection
+runner's too: ``CommitPacer.reached``).
 
 Every handled batch was an OffsetCommit request (a write to ``__consumer_offsets``): ~50 a second
 from the webhook consumer alone at 900 SMS/s, ~100 from the workers on Tansu, each costing the
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -44,9 +45,13 @@ class CommitPacer:
         self._later: asyncio.Task[None] | None = None
 
     async def handled(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            self._handled[tp] = max(self._handled.get(tp, 0), record.offset + 1)
+        await self.reached({TopicPartition(r.topic, r.partition): r.offset + 1 for r in records})
+
+    async def reached(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Handled up to these positions (each partition's next offset to read)."""
+        for tp, offset in positions.items():
+            if offset > self._handled.get(tp, 0):
+                self._handled[tp] = offset
         if time.monotonic() - self._last >= self._every_s:
             await self.flush()
         elif self._later is None:

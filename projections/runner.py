@@ -34,11 +34,11 @@ import asyncpg
 import structlog
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
 
 from events.codec import decoder_for
 from events.envelope import Event
 from events.topics import Topic
+from infra.commit_pacing import CommitPacer
 from infra.dead_letters import DeadLetters, headers_of
 from infra.metrics import CONSUMER_LAG, EVENTS_CONSUMED
 from infra.outages import is_outage
@@ -145,13 +145,13 @@ class ProjectionRunner:
         self._on_batch = on_batch
         self._in_group = in_group
         self.assigned = asyncio.Event()  # the group joined: this runner has its partitions
-        self._unsent: dict[TopicPartition, int] = {}  # applied, not yet committed to Kafka
-        self._commit_due = 0.0  # event loop time
         group = group_id or f"{prefix}{'projection.' if len(chosen) == 1 else ''}{self.name}"
         self._consumer = projection_consumer(
             bootstrap, kafka, group_id=group if in_group else None, max_records=max_records,
             gather_ms=kafka.kafka_projection_gather_ms if in_group else 0,
         )  # fmt: skip
+        # without a group there is no Kafka offset to commit
+        self._pacer = CommitPacer(self._consumer, KAFKA_COMMIT_EVERY_S) if in_group else None
         self._reader = BatchReader(
             self._consumer,
             {name: decoder_for(t) for name, t in topics.items()},
@@ -185,12 +185,7 @@ class ProjectionRunner:
             fetcher = asyncio.create_task(self._reader.fetch_into(fetched))
             while True:
                 next_batch = asyncio.ensure_future(fetched.get())
-                # idle with offsets not yet sent to Kafka: they go when due
-                while not (await asyncio.wait(
-                    {next_batch, fetcher}, timeout=self._until_commit(),
-                    return_when=asyncio.FIRST_COMPLETED,
-                ))[0]:  # fmt: skip
-                    await self.commit_unsent()
+                await asyncio.wait({next_batch, fetcher}, return_when=asyncio.FIRST_COMPLETED)
                 if fetcher.done():
                     await fetcher  # it failed: surface its error
                 await self.process(next_batch.result())
@@ -206,6 +201,8 @@ class ProjectionRunner:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(FINAL_COMMIT_S):
                     await self.commit_unsent()
+            if self._pacer is not None:
+                self._pacer.close()
             await self._consumer.stop()
 
     async def _start_consuming(self) -> None:
@@ -263,30 +260,15 @@ class ProjectionRunner:
                 CONSUMER_LAG.labels(consumer, tp.topic, tp.partition).set(end - offset - 1)
 
     async def commit_kafka(self, offsets: dict[TopicPartition, int]) -> None:
-        """Sends the positions to Kafka at most once per ``KAFKA_COMMIT_EVERY_S``: they only
-        say how far the group is (lag), Postgres holds where it is."""
-        if not self._in_group:
-            return
-        self._unsent.update(offsets)
-        if asyncio.get_running_loop().time() >= self._commit_due:
-            await self.commit_unsent()
+        """Sends the positions to Kafka at most once per ``KAFKA_COMMIT_EVERY_S`` (and a second
+        after the last batch): they only say how far the group is (lag), Postgres holds where it
+        is; a failed commit only means re-reading records the checkpoints skip."""
+        if self._pacer is not None:
+            await self._pacer.reached(offsets)
 
     async def commit_unsent(self) -> None:
-        # Postgres holds the truth; a failed Kafka commit only means re-reading skipped records
-        if not self._unsent:
-            return
-        offsets, self._unsent = self._unsent, {}
-        self._commit_due = asyncio.get_running_loop().time() + KAFKA_COMMIT_EVERY_S
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as err:
-            log.warning("projection_commit_skipped", projection=self.name, error=str(err))
-
-    def _until_commit(self) -> float | None:
-        """Seconds until the unsent positions are due; None with none unsent."""
-        if not self._unsent:
-            return None
-        return max(0.0, self._commit_due - asyncio.get_running_loop().time())
+        if self._pacer is not None:
+            await self._pacer.flush()
 
     async def _apply_durably(self, member: _Member, batch: Fetched) -> int:
         """The batch and its checkpoints in one transaction. Tried first without a savepoint

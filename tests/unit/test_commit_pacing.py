@@ -62,3 +62,15 @@ async def test_a_refused_commit_is_dropped_and_later_batches_still_go_out() -> N
     await pacer.handled(batch(0, 1))
     await pacer.flush()
     assert consumer.commits == [{TopicPartition("t", 0): 2}]
+
+
+async def test_positions_reached_never_move_a_partition_back() -> None:
+    """The projection runner's way in: positions per partition (after a seek back to a lower
+    checkpoint, a batch may end below what an earlier one reached)."""
+    consumer = Consumer()
+    pacer = pacer_for(consumer)
+    tp0, tp1 = TopicPartition("t", 0), TopicPartition("t", 1)
+    await pacer.reached({tp0: 10, tp1: 3})
+    await pacer.reached({tp0: 6})
+    await pacer.flush()
+    assert consumer.commits == [{tp0: 10, tp1: 3}]
