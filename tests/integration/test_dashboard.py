@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from pydantic import SecretStr
@@ -42,6 +42,7 @@ from infra.postgres import create_pool
 from infra.settings import HelixSettings, SecretsSettings, Settings
 from tests.support import dashboard_world as w
 from tests.support.clock import ControlledClock
+from tests.support.lagging import group_left_behind
 
 pytestmark = pytest.mark.integration
 
@@ -182,22 +183,7 @@ async def test_every_route_refuses_missing_and_wrong_credentials(dash: Dash) -> 
 async def test_the_overview_shows_each_groups_lag_from_the_broker(dash: Dash) -> None:
     prefix = dash.settings.kafka.topic_prefix
     topic, group = GATEWAY_REJECTED.full_name(prefix), f"{prefix}overview-probe"
-    producer = AIOKafkaProducer(bootstrap_servers=dash.bootstrap, acks="all")
-    await producer.start()
-    try:
-        for i in range(3):
-            await producer.send_and_wait(topic, f"r{i}".encode(), partition=0)
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=dash.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        await consumer.commit({TopicPartition(topic, 0): 1})
-    finally:
-        await consumer.stop()
+    await group_left_behind(dash.bootstrap, topic, group, records=3, committed=1)
     page = (await dash.http.get("/")).text
     lag_table = page[page.index('id="consumer-lag"') :]
     assert re.search(rf'<td class="mono">{re.escape(group)}</td><td class="num">2</td>', lag_table)

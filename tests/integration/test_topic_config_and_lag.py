@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -24,6 +24,7 @@ from infra.kafka_topics import TopicReport, raise_errors, reconcile_topics, repl
 from infra.ops import ops_app
 from infra.settings import KafkaSettings, Settings
 from tests.support.eventually import eventually
+from tests.support.lagging import group_left_behind
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,22 +144,7 @@ async def test_consumer_lag_is_end_offsets_minus_committed_on_metrics(
 ) -> None:
     prefix = settings.kafka.topic_prefix
     topic, group = GATEWAY_REJECTED.full_name(prefix), f"{prefix}lag-probe"
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for i in range(7):
-            await producer.send_and_wait(topic, f"r{i}".encode(), partition=0)
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, 0)])
-        await consumer.commit({TopicPartition(topic, 0): 2})
-    finally:
-        await consumer.stop()
+    await group_left_behind(kafka_bootstrap, topic, group, records=7, committed=2)
 
     meter = LagMeter(kafka_bootstrap, settings.kafka, ttl_s=0)
     assert (await meter.lags() or {}).get(group) == 5
@@ -175,20 +161,7 @@ async def test_a_retired_group_is_deleted_and_no_longer_shows_lag(
     prefix = settings.kafka.topic_prefix
     topic = GATEWAY_REJECTED.full_name(prefix)
     retired, alive = f"{prefix}retired-probe", f"{prefix}alive-probe"
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for i in range(3):
-            await producer.send_and_wait(topic, f"r{i}".encode(), partition=0)
-    finally:
-        await producer.stop()
-    left = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=retired)
-    await left.start()
-    try:
-        left.assign([TopicPartition(topic, 0)])
-        await left.commit({TopicPartition(topic, 0): 1})
-    finally:
-        await left.stop()
+    await group_left_behind(kafka_bootstrap, topic, retired, records=3, committed=1)
     meter = LagMeter(kafka_bootstrap, settings.kafka, ttl_s=0)
     assert retired in (await meter.lags() or {})
     member = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=alive)
