@@ -249,8 +249,10 @@ class WebhookSettings(BaseSettings):
         description="ports endpoint URLs may use, JSON: [443, 8443]; empty = any port",
     )
     timeout_s: float = Field(default=10.0, gt=0)
-    concurrency: int = Field(default=256, ge=1)
-    per_endpoint_concurrency: int = Field(default=16, ge=1)
+    concurrency: int = Field(default=256, ge=1, description="POSTs in flight in all")
+    per_endpoint_concurrency: int = Field(
+        default=16, ge=1, description="POSTs in flight to one endpoint (its line's workers)"
+    )
     retention_days: int = Field(default=30, ge=1)
     fast_delays_s: tuple[float, ...] = Field(
         default=(1.0, 2.0, 4.0, 8.0), description="waits between the first attempts (in process)"
