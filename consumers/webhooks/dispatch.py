@@ -42,9 +42,8 @@ from infra.supervision import supervised
 
 HEAP_HORIZON_S = 900.0  # later retries stay in Postgres only; the sweeper brings them back
 SWEEP_BATCH = 500
-RECORDING_WAIT_S = (
-    5.0  # on leaving: for the deliveries made to be written before the recorder stops
-)
+# on leaving: how long the deliveries made may take to be written before the recorder stops
+RECORDING_WAIT_S = 5.0
 
 log = structlog.get_logger("simfleet.webhooks")
 
