@@ -26,7 +26,7 @@ import contextlib
 import heapq
 import itertools
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -190,18 +190,14 @@ class Dispatcher:
         raises but for a cancel: the worker goes on with the line."""
         handed_over = False
         try:
-            if job is None and due is not None:
-                job = await self.claims.take_due(*due, self.lease_from(self._clock.now()))
-            if job is not None:
-                step = await self._attempts.make(job)
-                if step.action is Action.RETRY_SOON:
-                    self._start(self._retrying_soon(job, step.at, endpoint_id))
-                    handed_over = True
-        except OUTAGE_TYPES as err:  # Postgres or the broker away
-            log.warning("webhook_delivery_interrupted", endpoint_id=endpoint_id, error=repr(err))
-        except Exception:
-            # the claim stays pending: the sweeper retries it once the lease ends
-            log.exception("webhook_delivery_crashed", endpoint_id=endpoint_id)
+            with _failures_logged(endpoint_id):
+                if job is None and due is not None:
+                    job = await self.claims.take_due(*due, self.lease_from(self._clock.now()))
+                if job is not None:
+                    step = await self._attempts.make(job)
+                    if step.action is Action.RETRY_SOON:
+                        self._start(self._retrying_soon(job, step.at, endpoint_id))
+                        handed_over = True
         finally:
             if not handed_over:
                 self._finished(endpoint_id)
@@ -209,17 +205,17 @@ class Dispatcher:
     async def _retrying_soon(self, job: Job, at: datetime | None, endpoint_id: str) -> None:
         """The fast schedule's pauses and attempts, in a task of its own."""
         try:
-            while await self._pause_until(at):
-                next_job = await self.claims.next_attempt(job, self.lease_from(self._clock.now()))
-                if next_job is None:
-                    return
-                job = next_job
-                step = await self._attempts.make(job)
-                if step.action is not Action.RETRY_SOON:
-                    return
-                at = step.at
-        except OUTAGE_TYPES as err:  # Postgres or the broker away
-            log.warning("webhook_delivery_interrupted", endpoint_id=endpoint_id, error=repr(err))
+            with _failures_logged(endpoint_id):
+                while await self._pause_until(at):
+                    lease = self.lease_from(self._clock.now())
+                    next_job = await self.claims.next_attempt(job, lease)
+                    if next_job is None:
+                        return
+                    job = next_job
+                    step = await self._attempts.make(job)
+                    if step.action is not Action.RETRY_SOON:
+                        return
+                    at = step.at
         finally:
             self._finished(endpoint_id)
 
@@ -273,3 +269,15 @@ class Dispatcher:
         if jobs:
             log.info("webhook_deliveries_taken_over", count=len(jobs))
             await self.submit(jobs)
+
+
+@contextlib.contextmanager
+def _failures_logged(endpoint_id: str) -> Iterator[None]:
+    """An attempt that failed is logged and goes no further; its claim stays pending, and the
+    sweeper retries it once the lease ends. A cancel passes."""
+    try:
+        yield
+    except OUTAGE_TYPES as err:  # Postgres or the broker away
+        log.warning("webhook_delivery_interrupted", endpoint_id=endpoint_id, error=repr(err))
+    except Exception:
+        log.exception("webhook_delivery_crashed", endpoint_id=endpoint_id)
