@@ -269,6 +269,12 @@ class Dispatcher:
         if jobs:
             log.info("webhook_deliveries_taken_over", count=len(jobs))
             await self.submit(jobs)
+        if len(jobs) == limit:
+            # a full batch: more may wait in Postgres, behind these endpoints (swept again as
+            # they drain) and others (swept again now): a backlog larger than the lines goes
+            # through at the endpoints' pace, not a batch per sweep interval
+            self._overflowed.update(job.endpoint_id for job in jobs)
+            self._sweep_now.set()
 
 
 @contextlib.contextmanager

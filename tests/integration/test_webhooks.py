@@ -15,7 +15,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from consumers.webhooks import attempts
+from consumers.webhooks import attempts, dispatch
 from consumers.webhooks.attempts import DELIVERY_SUCCEEDED
 from events.sim import NumberOnline, NumberVerificationFailed, SimCancelled
 from events.topics import WEBHOOK_DELIVERIES
@@ -206,6 +206,24 @@ async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(world: World) -> 
     assert p99 < isolated.timeout_s, f"healthy p99 {p99:.3f}s"
     assert len(set(world.receiver.ids("healthy"))) == 200
     assert world.receiver.ids("stuck") == []
+
+
+async def test_a_backlog_larger_than_its_line_goes_through_without_waiting_for_sweeps(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint's line holds 10: the rest of 60 waits in Postgres and is swept back in
+    batches (3 here) as the line drains — never a batch per sweep interval (30 s here)."""
+    monkeypatch.setattr(dispatch, "SWEEP_BATCH", 3)
+    await world.reseller("acme", {"main": "ok"})
+    await world.sim(ICCID, NUMBER, "acme")
+    backlog = [sms(NUMBER, f"backlog {i}") for i in range(60)]
+    short_line = FAST.model_copy(update={"per_endpoint_queue": 10, "sweep_interval_s": 30.0})
+
+    async with world.consumer(short_line):
+        await world.publish(backlog)
+        await world.receiver.wait_for(60, timeout=15, endpoint_id="main")
+
+    assert set(world.receiver.ids("main")) == {e.id for e in backlog}
 
 
 async def test_redelivered_source_events_are_not_sent_again(world: World) -> None:
