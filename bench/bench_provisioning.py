@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from bench import provisioning_reference
-from bench.support import STATE_DIR, bench_settings, dsn_of
+from bench.support import STATE_DIR, bench_settings, dsn_of, fresh_database
 from consumers import provisioning
 from infra import event_loop
 from infra.bus import Bus
@@ -55,7 +54,7 @@ from infra.dead_letters import DeadLetters
 from infra.helix.client import HelixClient
 from infra.http import free_port
 from infra.kafka import build_broker, ensure_topics
-from infra.postgres import create_pool, migrate
+from infra.postgres import create_pool
 from infra.settings import HelixSettings, KafkaSettings, Settings
 from producers.bulk_import import import_sims, parse_rows
 from projections.helix_log import HelixLogProjection
@@ -113,22 +112,6 @@ PROCESSES = (
 def sheet(n: int, base: int) -> bytes:
     rows = "".join(f"{make_iccid(base + i)},{make_imei(base + i)},,\n" for i in range(n))
     return ("iccid,imei,reseller_id,status\n" + rows).encode()
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(dsn: str) -> AsyncIterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = dsn.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(url)
-    try:
-        yield url
-    finally:
-        admin = await asyncpg.connect(dsn)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @contextlib.asynccontextmanager

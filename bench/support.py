@@ -19,19 +19,21 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from pydantic import SecretStr
 
 from infra.embedded import broker as embedded_broker
 from infra.embedded import postgresql as embedded_postgresql
-from infra.embedded.service import RunningService
+from infra.embedded.service import RunningService, pid_alive
 from infra.kafka import ensure_topics
 from infra.postgres import migrate
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from simfleet.endpoints import suit_tansu
 
 STATE_DIR = Path(".simfleet/bench")
+SCRATCH_PREFIX = "bench_"  # the databases made for one benchmark each
 BROKERS = ("kafka", "tansu")  # Apache Kafka (idempotent producer) and the embedded Tansu
 BROKER_LABELS = {"kafka": "Apache Kafka", "tansu": "Tansu", "configured": "configured"}
 _CHOICE = "BENCH_BROKER"
@@ -128,40 +130,80 @@ def kafka_bootstrap() -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def bench_settings(partitions: Mapping[str, int] | None = None) -> AsyncIterator[Settings]:
-    """Settings on real infrastructure with a fresh topic prefix, migrated and topics created
-    (``partitions``: topics given their count whatever the broker's cap)."""
+    """Settings on real infrastructure with a fresh topic prefix and a fresh database, migrated
+    and topics created (``partitions``: topics given their count whatever the broker's cap)."""
     with contextlib.ExitStack() as stack:
         bootstrap = stack.enter_context(kafka_bootstrap())
-        dsn = (
+        server = (
             os.environ.get("DATABASE_URL")
             or stack.enter_context(
                 embedded_postgresql.embedded_postgres(STATE_DIR, reuse=True, fast_unsafe=True)
             ).url
         )
-        settings = Settings(
-            env="test",
-            state_dir=STATE_DIR,
-            kafka=KafkaSettings(
-                kafka_bootstrap_servers=bootstrap,
-                topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-                kafka_session_timeout_ms=2000,
-                kafka_heartbeat_interval_ms=400,
-                kafka_idempotence=idempotence(),
-                kafka_fetch_wait_ms=fetch_wait_ms(),
-                kafka_partitions=dict(partitions or {}),
-            ),
-            postgres=PostgresSettings(database_url=SecretStr(dsn)),
-        )
+        async with fresh_database(server) as dsn:
+            settings = Settings(
+                env="test",
+                state_dir=STATE_DIR,
+                kafka=KafkaSettings(
+                    kafka_bootstrap_servers=bootstrap,
+                    topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+                    kafka_session_timeout_ms=2000,
+                    kafka_heartbeat_interval_ms=400,
+                    kafka_idempotence=idempotence(),
+                    kafka_fetch_wait_ms=fetch_wait_ms(),
+                    kafka_partitions=dict(partitions or {}),
+                ),
+                postgres=PostgresSettings(database_url=SecretStr(dsn)),
+            )
+            await ensure_topics(bootstrap, settings.kafka)
+            yield settings
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(server: str) -> AsyncIterator[str]:
+    """A migrated database of its own on ``server`` for the block, dropped after. As the topic
+    prefix is fresh: what earlier benchmarks left (hundreds of thousands of rows, their
+    autovacuum) would otherwise weigh on this one's figures by the order the modules ran in.
+    Where the account may not create databases, ``server``'s own, with what it holds."""
+    name = f"{SCRATCH_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await _drop_abandoned(admin)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.InsufficientPrivilegeError:
+        await admin.close()
+        await migrate(server)
+        await _close_leftover_claims(server)
+        yield server
+        return
+    await admin.close()
+    dsn = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    try:
         await migrate(dsn)
-        await _close_leftover_claims(dsn)
-        await ensure_topics(bootstrap, settings.kafka)
-        yield settings
+        yield dsn
+    finally:
+        admin = await asyncpg.connect(server)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def _drop_abandoned(admin: asyncpg.Connection) -> None:
+    """Scratch databases of a run stopped midway: named after a process no longer running."""
+    rows = await admin.fetch(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{SCRATCH_PREFIX}%"
+    )
+    for row in rows:
+        pid = row["datname"].removeprefix(SCRATCH_PREFIX).split("_")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
 
 
 async def _close_leftover_claims(dsn: str) -> None:
-    """The database outlives a run (its topics do not): deliveries an earlier run left pending
-    (a ladder step that did not keep up, a run stopped midway) would be taken over by this
-    run's webhook consumer, to receivers long gone, and counted in its CPU."""
+    """A shared database outlives a run (its topics do not): deliveries an earlier run left
+    pending (a ladder step that did not keep up, a run stopped midway) would be taken over by
+    this run's webhook consumer, to receivers long gone, and counted in its CPU."""
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(
