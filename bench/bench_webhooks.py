@@ -77,6 +77,7 @@ TRANSPORT_DELIVERIES = {
 SECRET = os.environ.get("BENCH_WEBHOOK_SECRET") or generate_secret()
 TARGET = 2_000
 BACKLOG = 20_000  # sms.received the consumer catches up on
+CATCH_UPS = 3  # each a backlog of its own; the median is the figure (one alone varied ±15 %)
 BARE_POSTS = 20_000  # per reference run (one before the catch-up, one after)
 RATIO_TARGET = 2.0
 
@@ -449,9 +450,12 @@ async def _consumer_against_bare_tuned(settings: Settings, base: str) -> list[Ro
         return cpu_us
 
     before = await bare_run()
-    await _stats(base, reset=True)
-    catch_up = await _catch_up(settings, base)
-    _checked(await _stats(base), BACKLOG)
+    catch_ups: list[CatchUp] = []
+    for _ in range(CATCH_UPS):
+        await _stats(base, reset=True)
+        catch_ups.append(await _catch_up(settings, base))
+        _checked(await _stats(base), BACKLOG)
+    catch_up = sorted(catch_ups, key=lambda c: c.cpu_us)[CATCH_UPS // 2]
     bare = [before, await bare_run()]
     reference = statistics.fmean(bare)
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -465,10 +469,12 @@ async def _consumer_against_bare_tuned(settings: Settings, base: str) -> list[Ro
         },
         {
             **_row("webhook consumer CPU per delivery (catch-up)", round(catch_up.cpu_us), "µs"),
-            "detail": f"{BACKLOG} SMS backlog, {ENDPOINTS} resellers; from the first tenth "
-            f"delivered to the last ({catch_up.with_start_us:.0f} µs with the consumer's "
-            f"start-up); {catch_up.rate:,.0f} deliveries/s first claim to last delivery (cores "
-            "shared with Kafka, Postgres and the receiver)",
+            "detail": f"median of {CATCH_UPS} catch-ups "
+            f"({', '.join(f'{c.cpu_us:.0f}' for c in catch_ups)} µs), each a {BACKLOG} SMS "
+            f"backlog to {ENDPOINTS} resellers; from the first tenth delivered to the last "
+            f"({catch_up.with_start_us:.0f} µs with the consumer's start-up); "
+            f"{catch_up.rate:,.0f} deliveries/s first claim to last delivery (cores shared with "
+            "Kafka, Postgres and the receiver)",
         },
         {
             **_row(

@@ -26,9 +26,10 @@ import contextlib
 import heapq
 import itertools
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 
 import structlog
 
@@ -277,13 +278,28 @@ class Dispatcher:
             self._sweep_now.set()
 
 
-@contextlib.contextmanager
-def _failures_logged(endpoint_id: str) -> Iterator[None]:
+class _failures_logged:  # noqa: N801 - read as the context manager it is
     """An attempt that failed is logged and goes no further; its claim stays pending, and the
-    sweeper retries it once the lease ends. A cancel passes."""
-    try:
-        yield
-    except OUTAGE_TYPES as err:  # Postgres or the broker away
-        log.warning("webhook_delivery_interrupted", endpoint_id=endpoint_id, error=repr(err))
-    except Exception:
-        log.exception("webhook_delivery_crashed", endpoint_id=endpoint_id)
+    sweeper retries it once the lease ends. A cancel passes. A class rather than a generator:
+    entered once per delivery, where ``contextlib``'s machinery cost a microsecond."""
+
+    __slots__ = ("endpoint_id",)
+
+    def __init__(self, endpoint_id: str) -> None:
+        self.endpoint_id = endpoint_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if err is None or not isinstance(err, Exception):
+            return False
+        if isinstance(err, OUTAGE_TYPES):  # Postgres or the broker away
+            log.warning(
+                "webhook_delivery_interrupted", endpoint_id=self.endpoint_id, error=repr(err)
+            )
+        else:
+            log.error("webhook_delivery_crashed", endpoint_id=self.endpoint_id, exc_info=err)
+        return True
