@@ -27,6 +27,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.message import StreamMessage
 
+from infra.batch_messages import batch_message
+
 COMMIT_EVERY_S = 1.0
 
 log = structlog.get_logger("simfleet.kafka")
@@ -45,7 +47,10 @@ class CommitPacer:
         self._later: asyncio.Task[None] | None = None
 
     async def handled(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        await self.reached({TopicPartition(r.topic, r.partition): r.offset + 1 for r in records})
+        # a partition's records come in order: its last is where it reached (keyed by a plain
+        # tuple per record, a TopicPartition per partition)
+        last = {(r.topic, r.partition): r.offset for r in records}
+        await self.reached({TopicPartition(*tp): offset + 1 for tp, offset in last.items()})
 
     async def reached(self, positions: Mapping[TopicPartition, int]) -> None:
         """Handled up to these positions (each partition's next offset to read)."""
@@ -97,10 +102,11 @@ class _Committing:
 
 
 def paced_commits(every_s: float = COMMIT_EVERY_S) -> Callable[[Records, Parse], Any]:
-    """A batch subscriber's ``parser``: FastStream's own, with the ack's commit paced."""
+    """A batch subscriber's ``parser``: FastStream's own (``infra.batch_messages``'s leaner
+    make of it), with the ack's commit paced."""
 
     async def parse(records: Records, original: Parse) -> StreamMessage[Any]:
-        message = await original(records)
+        message = await batch_message(records, original)
         consumer = message.consumer  # type: ignore[attr-defined]
         if isinstance(consumer, AIOKafkaConsumer):
             pacer = _PACERS.get(consumer)
