@@ -19,7 +19,6 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from pydantic import SecretStr
@@ -28,7 +27,7 @@ from infra.embedded import broker as embedded_broker
 from infra.embedded import postgresql as embedded_postgresql
 from infra.embedded.service import RunningService, pid_alive
 from infra.kafka import ensure_topics
-from infra.postgres import migrate
+from infra.postgres import migrate, with_database
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from simfleet.endpoints import suit_tansu
 
@@ -170,14 +169,17 @@ async def fresh_database(server: str) -> AsyncIterator[str]:
     try:
         await _drop_abandoned(admin)
         await admin.execute(f'CREATE DATABASE "{name}"')
+        created = True
     except asyncpg.InsufficientPrivilegeError:
+        created = False
+    finally:
         await admin.close()
+    if not created:
         await migrate(server)
         await _close_leftover_claims(server)
         yield server
         return
-    await admin.close()
-    dsn = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    dsn = with_database(server, name)
     try:
         await migrate(dsn)
         yield dsn

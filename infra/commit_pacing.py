@@ -20,20 +20,18 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.message import StreamMessage
 
-from infra.batch_messages import batch_message
+from infra.batch_messages import Parse, Records, batch_message
 
 COMMIT_EVERY_S = 1.0
 
 log = structlog.get_logger("simfleet.kafka")
-Records = tuple[ConsumerRecord[Any, Any], ...]
-Parse = Callable[[Records], Awaitable[StreamMessage[Any]]]
 
 
 class CommitPacer:

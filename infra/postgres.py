@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -56,6 +57,11 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     if len(set(versions)) != len(versions):
         raise MigrationError("two migrations share a version number")
     return found
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` on the same server, as the same account."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

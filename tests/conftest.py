@@ -14,7 +14,6 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -23,7 +22,7 @@ from pydantic import SecretStr
 from infra.bus import Bus
 from infra.kafka import build_broker, ensure_topics
 from infra.logging import configure as configure_logging
-from infra.postgres import create_pool, migrate
+from infra.postgres import create_pool, migrate, with_database
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from tests.support.infrastructure import database_url as resolve_database_url
 from tests.support.infrastructure import kafka_bootstrap as resolve_kafka_bootstrap
@@ -47,11 +46,6 @@ TEST_GATHER_MS = 0
 # sooner waited that out in its teardown. Apache Kafka answers a fetch at its first record, so
 # the wait only costs idle polls.
 TEST_FETCH_WAIT_MS = 100
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session", autouse=True)
