@@ -332,6 +332,8 @@ async def _until_delivered(pool: asyncpg.Pool, tag: str, n: int, base: str) -> t
     POSTs, and a count of them could start the clock late (work done, not yet counted)."""
     deadline = time.monotonic() + 300
     running: tuple[float, int] | None = None
+    # one client for every look (not ``_stats``'s client per call): its set-up would be CPU
+    # of this process, which is what is measured
     async with httpx.AsyncClient() as receiver:
         while (done := await delivered_count(pool, tag)) < n:
             if running is None:

@@ -13,25 +13,11 @@ from events import codec
 from events.topics import WEBHOOK_DELIVERIES
 from events.webhook import WebhookDeliverySucceeded
 from infra.webhook_sender import AttemptResult, Outcome
+from tests.support.webhook_jobs import CLAIMED_AT, job
 
-T0 = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)
+T0 = CLAIMED_AT
 T1 = datetime(2026, 2, 4, 12, 0, 0, 412_000, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
-
-
-def job(correlationid: str = "corr-1") -> Job:
-    return Job(
-        message_id="sms.received_0123abcd",
-        endpoint_id="acme-main",
-        reseller_id="acme",
-        event_type="sms.received",
-        correlationid=correlationid,
-        body="{}",
-        sequence=2,
-        attempt=3,
-        tries=1,
-        started_at=T0,
-    )
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from infra.bus import Bus, EncodedEvent
 from infra.clock import SystemClock
 from infra.settings import WebhookSettings
 from infra.webhook_sender import AttemptResult, Outcome
-from tests.unit.test_webhook_attempts import job
+from tests.support.webhook_jobs import job
 
 T0 = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)
 UPDATE_S = 0.2  # a slow UPDATE: the next group is taken meanwhile
