@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -60,7 +61,7 @@ from bench.processes import (
     simfleet_processes,
     skyline_push,
 )
-from bench.support import STATE_DIR, bench_settings, cpu_s, dsn_of
+from bench.support import STATE_DIR, bench_settings, cpu_s, dsn_of, infrastructure_cpu
 from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import serve_http
@@ -251,31 +252,34 @@ async def _bridge(
 
 async def sustained_rows() -> list[Row]:
     """The sustained-rate ladder on each layout, against the bare endpoint's pushes/s measured
-    here first (same broker, same machine load)."""
+    here first (same broker, same machine load). Each ladder starts on topics and a database of
+    its own, as the first did: what an earlier ladder left would weigh on the next (Tansu answers
+    a fetch by listing every batch its partition ever stored)."""
     world = HelixWorld()
     async with (
-        bench_settings() as settings,
         serve_http(create_helix_sandbox(world)) as helix_url,
         receiver_process() as receiver,
     ):
-        bootstrap = settings.kafka.kafka_bootstrap_servers or ""
-        bare = await measure("bare", bootstrap, settings.kafka.topic_prefix, BARE_S, CONCURRENCY)
-        pool = await create_pool(dsn_of(settings), max_size=4)
-        try:
-            ladders = {
-                name: await _ladder(
-                    commands,
-                    settings=settings,
-                    pool=pool,
-                    helix_url=helix_url,
-                    world=world,
-                    receiver=receiver,
-                    bare_rate=bare.rate,
-                )
-                for name, commands in LAYOUTS.items()
-            }
-        finally:
-            await pool.close()
+        async with bench_settings() as settings:
+            bootstrap = settings.kafka.kafka_bootstrap_servers or ""
+            prefix = settings.kafka.topic_prefix
+            bare = await measure("bare", bootstrap, prefix, BARE_S, CONCURRENCY)
+        ladders = {}
+        for name, commands in LAYOUTS.items():
+            async with bench_settings() as settings:
+                pool = await create_pool(dsn_of(settings), max_size=4)
+                try:
+                    ladders[name] = await _ladder(
+                        commands,
+                        settings=settings,
+                        pool=pool,
+                        helix_url=helix_url,
+                        world=world,
+                        receiver=receiver,
+                        bare_rate=bare.rate,
+                    )
+                finally:
+                    await pool.close()
     return [
         _sustainable_row(name, len(LAYOUTS[name]), ladder, bare.rate)
         for name, ladder in ladders.items()
@@ -310,26 +314,30 @@ async def _ladder(
     iccids = await seed_resellers(pool, receiver, box, tag)
     async with simfleet_processes(commands, env, STATE_DIR / "sustained" / tag) as pids:
         bridge = f"http://127.0.0.1:{env['SIMFLEET_BRIDGE_PORT']}"
-        # beside the pipeline: the load generator (this process) and the webhook receiver
-        watched = {**pids, "bench": os.getpid(), **_receiver_pid()}
+        # beside the pipeline: the load generator (this process), the webhook receiver, and the
+        # broker and Postgres it runs on
+        beside = {"bench": os.getpid(), **_receiver_pid()}
+        watched: dict[str, Callable[[], float]] = {
+            name: functools.partial(cpu_s, pid) for name, pid in (pids | beside).items()
+        } | infrastructure_cpu()
         async with _pusher(bridge, iccids, tag) as push:
             await push(50, 100, 0)  # connections up, every code path warm
             idle = await _idle_cpu_ms(watched, IDLE_S)
-            before = {name: cpu_s(pid) for name, pid in watched.items()}
+            before = {name: used() for name, used in watched.items()}
             with _profiled(pids):
                 steps = await _step_search(pool, push, 100, bare_rate)
             pushed = sum(len(step.pushed.pushed) for step in steps)
-            cpu = {n: (cpu_s(pid) - before[n]) / pushed * 1e6 for n, pid in watched.items()}
+            cpu = {n: (used() - before[n]) / pushed * 1e6 for n, used in watched.items()}
             return Ladder(steps, cpu, idle)
 
 
-async def _idle_cpu_ms(pids: dict[str, int], seconds: float) -> dict[str, float]:
+async def _idle_cpu_ms(gauges: dict[str, Callable[[], float]], seconds: float) -> dict[str, float]:
     """CPU ms per second each process spends with nothing to do (polling, heartbeats): what it
     takes from the cores whatever the rate."""
     await asyncio.sleep(2)  # the warm-up's deliveries done
-    before = {name: cpu_s(pid) for name, pid in pids.items()}
+    before = {name: used() for name, used in gauges.items()}
     await asyncio.sleep(seconds)
-    return {name: (cpu_s(pid) - before[name]) / seconds * 1000 for name, pid in pids.items()}
+    return {name: (used() - before[name]) / seconds * 1000 for name, used in gauges.items()}
 
 
 def _receiver_pid() -> dict[str, int]:
@@ -517,7 +525,8 @@ def _sustainable_row(layout: str, processes: int, ladder: Ladder, bare: float) -
         "detail": f"bare endpoint {bare:,.0f} push/s in this run; "
         + (f"p50 {best.p50_ms:.0f} ms, p99 {best.p99_ms:.0f} ms; " if best else "no step kept up; ")
         + f"{STEP_S} s per step, every SMS delivered and projected within {DRAIN_S} s; "
-        f"CPU µs per SMS over the ladder (bench: the load generator): {ladder.describe_cpu()}; "
+        f"CPU µs per SMS over the ladder (bench: the load generator; broker, postgres: what the "
+        f"pipeline runs on): {ladder.describe_cpu()}; "
         f"steps: {tried}",
     }
 

@@ -45,7 +45,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from bench import provisioning_reference
-from bench.support import STATE_DIR, bench_settings, dsn_of, fresh_database
+from bench.support import STATE_DIR, bench_settings, cpu_s, dsn_of, fresh_database
 from consumers import provisioning
 from infra import event_loop
 from infra.bus import Bus
@@ -269,16 +269,16 @@ async def measure(base: Settings, s: Scenario, serial: int) -> Measured:
             await joined(inline)
             parsed = parse_rows(sheet(s.sims, 10_000_000 * (serial + 1)), "sims.csv")
             started = time.perf_counter()
-            cpu_started, carrier_started = cpu_seconds(), child_cpu(carrier)
-            projector_started = child_cpu(projector) if projector else 0.0
+            cpu_started, carrier_started = cpu_seconds(), cpu_s(carrier)
+            projector_started = cpu_s(projector) if projector else 0.0
             xacts_started = await transactions(pool)
             await import_sims(parsed, bus, clock)
             imported = time.perf_counter() - started
             done = await wait_all_active(pool, s.sims)
             elapsed = time.perf_counter() - started
             workers_cpu = cpu_seconds() - cpu_started
-            carrier_used = child_cpu(carrier) - carrier_started
-            projector_used = child_cpu(projector) - projector_started if projector else None
+            carrier_used = cpu_s(carrier) - carrier_started
+            projector_used = cpu_s(projector) - projector_started if projector else None
             await asyncio.sleep(1.5)  # Postgres publishes its counters about once a second
             xacts = await transactions(pool) - xacts_started
             async with httpx.AsyncClient(base_url=url) as admin:
@@ -361,13 +361,6 @@ async def transactions(pool: asyncpg.Pool) -> int:
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def child_cpu(pid: int) -> float:
-    """User + system CPU seconds of a child process (Linux: /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def broker_of(settings: Settings) -> str:

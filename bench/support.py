@@ -14,10 +14,11 @@ run alone gets Apache Kafka where its jars are, else Tansu, as ``simfleet run`` 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -234,3 +235,35 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of the process and all its descendants, living or ended (Postgres: the
+    postmaster, a backend per connection and its background workers)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime, stime, then cutime, cstime: the children it has waited for
+    used = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    used += tree_cpu_s(int(child))
+    return used
+
+
+def infrastructure_cpu() -> dict[str, Callable[[], float]]:
+    """CPU-seconds gauges of the embedded broker and Postgres the benchmarks run on (each is
+    started once and reused; one given by the environment is not watched): they share the two
+    cores with the system under test."""
+    gauges: dict[str, Callable[[], float]] = {}
+    if not configured_bootstrap():
+        with running_broker(current_broker()) as broker:
+            if broker.pid:
+                gauges["broker"] = functools.partial(cpu_s, broker.pid)
+    if not os.environ.get("DATABASE_URL"):
+        with embedded_postgresql.embedded_postgres(
+            STATE_DIR, reuse=True, fast_unsafe=True
+        ) as postgres:
+            if postgres.pid:
+                gauges["postgres"] = functools.partial(tree_cpu_s, postgres.pid)
+    return gauges
