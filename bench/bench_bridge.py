@@ -123,6 +123,7 @@ def bare_app() -> FastAPI:
 
 async def serve(mode: str, port: int, bootstrap: str, prefix: str) -> None:
     from infra.clock import SystemClock
+    from infra.gc_tuning import tune_for_service
     from infra.http import serve_http
     from infra.kafka import build_broker
     from infra.logging import configure
@@ -134,6 +135,7 @@ async def serve(mode: str, port: int, bootstrap: str, prefix: str) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     if mode == "bare":
         async with serve_http(bare_app(), port=port):
+            tune_for_service()
             await stop.wait()
         return
     settings = Settings(
@@ -144,6 +146,7 @@ async def serve(mode: str, port: int, bootstrap: str, prefix: str) -> None:
     async with broker:
         app = create_bridge_app(settings, bridge_bus(broker, settings), SystemClock())
         async with serve_http(app, port=port):
+            tune_for_service()
             await stop.wait()
 
 
