@@ -61,7 +61,15 @@ from bench.processes import (
     simfleet_processes,
     skyline_push,
 )
-from bench.support import STATE_DIR, bench_settings, cpu_s, dsn_of, infrastructure_cpu
+from bench.support import (
+    STATE_DIR,
+    bench_settings,
+    child_pids,
+    cpu_s,
+    dsn_of,
+    infrastructure_cpu,
+    kafka_bootstrap,
+)
 from infra.bus import Bus
 from infra.clock import SystemClock
 from infra.http import serve_http
@@ -252,9 +260,9 @@ async def _bridge(
 
 async def sustained_rows() -> list[Row]:
     """The sustained-rate ladder on each layout, against the bare endpoint's pushes/s measured
-    here before and after them (same broker, same machine load). Each ladder starts on topics and a database of
-    its own, as the first did: what an earlier ladder left would weigh on the next (Tansu answers
-    a fetch by listing every batch its partition ever stored)."""
+    here before and after them (same broker, same machine load). Each ladder starts on topics
+    and a database of its own, as the first did: what an earlier ladder left would weigh on the
+    next (Tansu answers a fetch by listing every batch its partition ever stored)."""
     world = HelixWorld()
     async with (
         serve_http(create_helix_sandbox(world)) as helix_url,
@@ -294,9 +302,10 @@ async def sustained_rows() -> list[Row]:
 
 
 async def _bare_endpoint() -> Load:
-    async with bench_settings() as settings:
-        bootstrap = settings.kafka.kafka_bootstrap_servers or ""
-        return await measure("bare", bootstrap, settings.kafka.topic_prefix, BARE_S, CONCURRENCY)
+    """The bare endpoint's pushes/s: it answers without Kafka or Postgres (no topics or
+    database made for it)."""
+    with kafka_bootstrap() as bootstrap:
+        return await measure("bare", bootstrap, "bench-bare.", BARE_S, CONCURRENCY)
 
 
 @dataclass(frozen=True)
@@ -355,11 +364,10 @@ async def _idle_cpu_ms(gauges: dict[str, Callable[[], float]], seconds: float) -
 
 def _receiver_pid() -> dict[str, int]:
     """``{"receiver": pid}`` of the webhook receiver this process started (empty if none)."""
-    for task in Path("/proc/self/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                if b"bench.webhook_receiver" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    return {"receiver": int(child)}
+    for child in child_pids(os.getpid()):
+        with contextlib.suppress(OSError):
+            if b"bench.webhook_receiver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return {"receiver": child}
     return {}
 
 

@@ -28,7 +28,7 @@ from infra.embedded import broker as embedded_broker
 from infra.embedded import postgresql as embedded_postgresql
 from infra.embedded.service import RunningService, pid_alive
 from infra.kafka import ensure_topics
-from infra.postgres import migrate, with_database
+from infra.postgres import drop_database, migrate, with_database
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from simfleet.endpoints import suit_tansu
 
@@ -185,11 +185,7 @@ async def fresh_database(server: str) -> AsyncIterator[str]:
         await migrate(dsn)
         yield dsn
     finally:
-        admin = await asyncpg.connect(server)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(server, name)
 
 
 async def _drop_abandoned(admin: asyncpg.Connection) -> None:
@@ -231,23 +227,34 @@ def peak_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
+def _stat_ticks(pid: int, count: int) -> float:
+    """The sum of ``/proc/<pid>/stat``'s first ``count`` CPU fields (utime, stime, cutime,
+    cstime), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11 : 11 + count]) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The process's children now (of any of its threads)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat_ticks(pid, 2)
 
 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of the process and all its descendants, living or ended (Postgres: the
     postmaster, a backend per connection and its background workers)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime, stime, then cutime, cstime: the children it has waited for
-    used = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    used = _stat_ticks(pid, 4)  # its own, and that of the children it has waited for
+    for child in child_pids(pid):
         with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                with contextlib.suppress(OSError):
-                    used += tree_cpu_s(int(child))
+            used += tree_cpu_s(child)
     return used
 
 

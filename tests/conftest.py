@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from infra.bus import Bus
 from infra.kafka import build_broker, ensure_topics
 from infra.logging import configure as configure_logging
-from infra.postgres import create_pool, migrate, with_database
+from infra.postgres import create_pool, drop_database, migrate, with_database
 from infra.settings import KafkaSettings, PostgresSettings, Settings
 from tests.support.infrastructure import database_url as resolve_database_url
 from tests.support.infrastructure import kafka_bootstrap as resolve_kafka_bootstrap
@@ -138,11 +138,7 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
     finally:
         await admin.close()
     yield with_database(server_url, name)
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(server_url, name)
 
 
 @pytest.fixture
